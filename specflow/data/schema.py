@@ -1,0 +1,238 @@
+"""The canonical spectra layout used everywhere in specflow.
+
+One :class:`xarray.Dataset` per run:
+
+* ``intensity`` (``curve``, ``two_theta``) float32 — integrated diffraction curves;
+* coords ``two_theta`` (degrees, strictly increasing), ``pressure`` (GPa, per curve),
+  ``time`` (s, per curve);
+* optional ``label`` (``curve``) int8: 0 before, 1 during, 2 after the transition, -1 unknown;
+* attrs ``wavelength`` (Å), ``energy`` (keV), ``sample``, ``run_uid``.
+
+Other layouts (Bluesky documents, Tiled runs, text files) are converted at the edges with
+:func:`make_spectra` and checked with :func:`validate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+CURVE = "curve"
+TWO_THETA = "two_theta"
+INTENSITY = "intensity"
+PRESSURE = "pressure"
+TIME = "time"
+LABEL = "label"
+PHASE_NAMES = {0: "before", 1: "during", 2: "after"}
+UNKNOWN_LABEL = -1
+HC_KEV_ANGSTROM = 12.398419843320026  # h·c in keV·Å
+
+
+class SpectraValidationError(ValueError):
+    """Raised when data does not fit the canonical spectra layout; lists every problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid spectra:\n  - " + "\n  - ".join(problems))
+
+
+def energy_to_wavelength(energy_kev: float) -> float:
+    """Photon energy in keV to wavelength in Å."""
+    return HC_KEV_ANGSTROM / energy_kev
+
+
+def wavelength_to_energy(wavelength: float) -> float:
+    """Wavelength in Å to photon energy in keV."""
+    return HC_KEV_ANGSTROM / wavelength
+
+
+def _ranges(idx: np.ndarray, limit: int = 5) -> str:
+    """Compact text for a list of bad indices, e.g. ``3, 7, 9 (+12 more)``."""
+    shown = ", ".join(str(int(i)) for i in idx[:limit])
+    return shown + (f" (+{len(idx) - limit} more)" if len(idx) > limit else "")
+
+
+def check_arrays(
+    intensity: Any,
+    two_theta: Any,
+    pressure: Any | None,
+    time: Any | None = None,
+    label: Any | None = None,
+) -> list[str]:
+    """Return the problems that stop these arrays forming a valid spectra Dataset."""
+    problems: list[str] = []
+    intensity = np.asarray(intensity)
+    two_theta = np.asarray(two_theta)
+    if intensity.ndim != 2:
+        problems.append(
+            f"intensity must be 2-D (curve, two_theta), got {intensity.ndim}-D "
+            f"shape {intensity.shape}"
+        )
+        return problems
+    n_curves, n_points = intensity.shape
+    if not np.issubdtype(intensity.dtype, np.number) or np.iscomplexobj(intensity):
+        problems.append(f"intensity must be real numbers, got dtype {intensity.dtype}")
+        return problems
+    bad = ~np.isfinite(intensity)
+    if bad.any():
+        curves = np.flatnonzero(bad.any(axis=1))
+        problems.append(
+            f"intensity has {int(bad.sum())} NaN/inf values in {len(curves)} curve(s): "
+            f"curve index {_ranges(curves)}"
+        )
+    if two_theta.ndim != 1 or two_theta.shape[0] != n_points:
+        problems.append(
+            f"two_theta grid has shape {two_theta.shape} but intensity has {n_points} points "
+            "per curve (length mismatch)"
+        )
+    else:
+        steps = np.diff(two_theta.astype(float))
+        if not np.all(np.isfinite(two_theta)):
+            problems.append("two_theta grid contains NaN/inf")
+        elif np.any(steps <= 0):
+            first = int(np.flatnonzero(steps <= 0)[0])
+            problems.append(
+                "two_theta grid must be strictly increasing; it is non-monotonic at index "
+                f"{first} ({float(two_theta[first]):g} -> {float(two_theta[first + 1]):g})"
+            )
+    if pressure is None:
+        problems.append("missing pressure: every curve needs a pressure (GPa)")
+    else:
+        pressure = np.asarray(pressure, dtype=float)
+        if pressure.shape != (n_curves,):
+            problems.append(
+                f"pressure has shape {pressure.shape} but there are {n_curves} curves "
+                "(length mismatch)"
+            )
+        elif not np.all(np.isfinite(pressure)):
+            missing = np.flatnonzero(~np.isfinite(pressure))
+            problems.append(f"missing pressure for curve index {_ranges(missing)}")
+    if time is not None and np.shape(time) != (n_curves,):
+        problems.append(
+            f"time has shape {np.shape(time)} but there are {n_curves} curves (length mismatch)"
+        )
+    if label is not None:
+        label = np.asarray(label)
+        if label.shape != (n_curves,):
+            problems.append(
+                f"label has shape {label.shape} but there are {n_curves} curves (length mismatch)"
+            )
+        elif not np.isin(label, [UNKNOWN_LABEL, *PHASE_NAMES]).all():
+            odd = np.unique(label[~np.isin(label, [UNKNOWN_LABEL, *PHASE_NAMES])])
+            problems.append(f"label values must be -1, 0, 1 or 2; found {odd.tolist()}")
+    return problems
+
+
+def make_spectra(
+    intensity: Any,
+    two_theta: Any,
+    pressure: Any | None,
+    time: Any | None = None,
+    label: Any | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build a validated canonical spectra Dataset from plain arrays.
+
+    ``time`` defaults to the acquisition index (s unknown). ``extra`` holds further
+    per-curve variables (e.g. ``phase_fraction``), each of length n_curves.
+    Raises :class:`SpectraValidationError` listing every problem found.
+    """
+    problems = check_arrays(intensity, two_theta, pressure, time, label)
+    intensity = np.asarray(intensity)
+    n_curves = intensity.shape[0] if intensity.ndim == 2 else 0
+    for name, values in (extra or {}).items():
+        if np.shape(values)[:1] != (n_curves,):
+            problems.append(f"{name} has shape {np.shape(values)}, expected ({n_curves}, ...)")
+    if problems:
+        raise SpectraValidationError(problems)
+    if time is None:
+        time = np.arange(n_curves, dtype=float)
+    coords = {
+        TWO_THETA: (TWO_THETA, np.asarray(two_theta, dtype=float), {"units": "deg"}),
+        PRESSURE: (CURVE, np.asarray(pressure, dtype=float), {"units": "GPa"}),
+        TIME: (CURVE, np.asarray(time, dtype=float), {"units": "s"}),
+    }
+    data_vars: dict[str, Any] = {
+        INTENSITY: ((CURVE, TWO_THETA), intensity.astype(np.float32, copy=False)),
+    }
+    if label is not None:
+        data_vars[LABEL] = (CURVE, np.asarray(label).astype(np.int8), {"flag_values": "-1 0 1 2",
+                            "flag_meanings": "unknown before during after"})
+    for name, values in (extra or {}).items():
+        values = np.asarray(values)
+        dims = (CURVE,) if values.ndim == 1 else (CURVE, *[f"{name}_dim_{i}" for i in
+                                                          range(1, values.ndim)])
+        data_vars[name] = (dims, values)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
+    return ds
+
+
+def validate(ds: xr.Dataset) -> xr.Dataset:
+    """Check that ``ds`` follows the canonical layout; return it unchanged or raise.
+
+    Raises :class:`SpectraValidationError` naming every problem (NaN/inf intensities,
+    wrong dims, non-monotonic 2θ grid, missing pressure, length mismatches, bad labels).
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise SpectraValidationError([f"expected an xarray.Dataset, got {type(ds).__name__}"])
+    if INTENSITY not in ds:
+        raise SpectraValidationError([f"no '{INTENSITY}' variable (found {list(ds.data_vars)})"])
+    da = ds[INTENSITY]
+    if da.dims != (CURVE, TWO_THETA):
+        raise SpectraValidationError(
+            [f"intensity dims must be ('{CURVE}', '{TWO_THETA}'), got {da.dims}"]
+        )
+    problems = []
+    if TWO_THETA not in ds.coords:
+        problems.append("missing two_theta coordinate (the 2θ grid in degrees)")
+    pressure = ds.coords.get(PRESSURE)
+    if pressure is not None and pressure.dims != (CURVE,):
+        problems.append(f"pressure must have dims ('{CURVE}',), got {pressure.dims}")
+        pressure = None
+    elif pressure is not None:
+        pressure = pressure.values
+    if problems:
+        raise SpectraValidationError(problems)
+    time = ds.coords[TIME].values if TIME in ds.coords else None
+    label = ds[LABEL].values if LABEL in ds else None
+    problems = check_arrays(da.values, ds[TWO_THETA].values, pressure, time, label)
+    if TIME not in ds.coords:
+        problems.append(f"missing time coordinate along '{CURVE}' (s)")
+    if problems:
+        raise SpectraValidationError(problems)
+    return ds
+
+
+def energy_kev(ds: xr.Dataset, default: float | None = None) -> float:
+    """Photon energy of a spectra Dataset from its ``energy`` or ``wavelength`` attr."""
+    if "energy" in ds.attrs:
+        return float(ds.attrs["energy"])
+    if "wavelength" in ds.attrs:
+        return wavelength_to_energy(float(ds.attrs["wavelength"]))
+    if default is None:
+        raise KeyError("dataset has neither an 'energy' (keV) nor a 'wavelength' (Å) attribute")
+    return default
+
+
+def concat_runs(datasets: list[xr.Dataset]) -> xr.Dataset:
+    """Stack several runs that share one 2θ grid into one Dataset along ``curve``.
+
+    A per-curve ``run`` coordinate keeps each curve's origin (the run's ``run_uid`` or index).
+    """
+    parts = []
+    for i, ds in enumerate(datasets):
+        run = ds.attrs.get("run_uid", str(i))
+        parts.append(ds.assign_coords(run=(CURVE, np.full(ds.sizes[CURVE], run, dtype=object))))
+    grid = parts[0][TWO_THETA].values
+    for p in parts[1:]:
+        if p.sizes[TWO_THETA] != grid.size or not np.allclose(p[TWO_THETA].values, grid):
+            raise SpectraValidationError(
+                ["runs have different 2θ grids; regrid them first "
+                 "(specflow.data.preprocess.regrid)"]
+            )
+    out = xr.concat(parts, dim=CURVE, combine_attrs="drop_conflicts")
+    return out.assign_coords({TWO_THETA: grid})
