@@ -85,22 +85,18 @@ def plot(
 
 
 def _register_stage_commands() -> None:
-    """Add the commands that live with their stage (ingest, learn, ...) when present."""
-    import importlib
+    """Add the commands that live with their stage (ingest, learn, registry)."""
+    from specflow.ingest.commands import ingest_demo
+    from specflow.learn.commands import evaluate_command
+    from specflow.registry import commands as registry
 
-    for module, names in (
-        ("specflow.ingest.commands", {"ingest_demo": "ingest-demo"}),
-        ("specflow.learn.commands", {"evaluate": "evaluate"}),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("specflow"):
-                continue
-            raise
-        for attr, name in names.items():
-            if hasattr(mod, attr):
-                app.command(name)(getattr(mod, attr))
+    app.command("ingest-demo")(ingest_demo)
+    app.command("evaluate")(evaluate_command)
+    app.command("pretrain")(registry.pretrain_cmd)
+    app.command("probe")(registry.probe_cmd)
+    app.command("register")(registry.register_cmd)
+    app.command("promote")(registry.promote_cmd)
+    app.command("pipeline")(registry.pipeline_cmd)
 
 
 _register_stage_commands()

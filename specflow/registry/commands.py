@@ -1,0 +1,232 @@
+"""CLI steps of the model lifecycle: pretrain, probe, register, promote, pipeline.
+
+Each logs into ``MLFLOW_TRACKING_URI`` (or the embedded SQLite store under ``--workdir``)
+and attaches to the run that ``mlflow run`` created, so the same commands serve the
+MLproject entry points and interactive use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+DataOpt = Annotated[list[str] | None, typer.Option(
+    "--data", help="Spectra files (.nc/.csv); repeat or separate with commas.")]
+TiledUriOpt = Annotated[str | None, typer.Option(
+    "--tiled-uri", envvar="TILED_URI", help="Read runs from this Tiled server instead.")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="TILED_API_KEY",
+                                               help="Tiled API key.")]
+RunsOpt = Annotated[list[str] | None, typer.Option("--run", help="Tiled run uid (repeatable).")]
+QueryOpt = Annotated[list[str] | None, typer.Option(
+    "--query", help="Tiled metadata query KEY=VALUE, e.g. start.sample=Fe (repeatable).")]
+WorkdirOpt = Annotated[Path, typer.Option(
+    "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset.")]
+NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
+EvalOpt = Annotated[list[Path] | None, typer.Option(
+    "--eval-data", help="Labelled evaluation files for the gate (default: the fixed "
+    "simulated Fe+FeO gate set).")]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v for item in values or [] for v in item.replace(",", " ").split() if v]
+
+
+def load_data(data, tiled_uri, api_key, runs, query):
+    """Files or Tiled runs -> TrainingData (exactly one source)."""
+    from specflow.registry.steps import load_files, load_tiled
+
+    files = _split(data)
+    if tiled_uri:
+        return load_tiled(tiled_uri, api_key, _split(runs), query or [])
+    if not files:
+        raise typer.BadParameter("give --data files or --tiled-uri with --run/--query")
+    return load_files(files)
+
+
+def _start(workdir: Path, experiment: str = "specflow"):
+    import mlflow
+
+    from specflow.registry.tracking import configure_tracking, ensure_experiment
+
+    configure_tracking(workdir)
+    if mlflow.active_run() is None and not _launched_by_mlflow_run():
+        ensure_experiment(experiment)
+    return mlflow.start_run()
+
+
+def _launched_by_mlflow_run() -> bool:
+    import os
+
+    return bool(os.environ.get("MLFLOW_RUN_ID"))
+
+
+def _config(method: str, epochs: int | None, seed: int, device: str, preset: str):
+    from specflow.learn.pretrain import PretrainConfig
+
+    make = PretrainConfig.paper if preset == "paper" else PretrainConfig.quick
+    cfg = make(method=method, seed=seed, device=device)
+    if epochs is not None:
+        cfg.epochs = epochs
+        cfg.warmup_epochs = min(cfg.warmup_epochs, epochs // 10)
+    return cfg
+
+
+def pretrain_cmd(
+    data: DataOpt = None,
+    tiled_uri: TiledUriOpt = None,
+    api_key: ApiKeyOpt = None,
+    run: RunsOpt = None,
+    query: QueryOpt = None,
+    method: Annotated[str, typer.Option(help="rrmoco, rr, moco or selftime.")] = "rrmoco",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default from --preset).")] = None,
+    preset: Annotated[str, typer.Option(help="quick (CPU minutes) or paper (GPU).")] = "quick",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+    workdir: WorkdirOpt = Path("work"),
+) -> str:
+    """Self-supervised pretraining on unlabelled curves, tracked in MLflow; prints the run id."""
+    from specflow.registry.steps import log_provenance, pretrain_step
+
+    training = load_data(data, tiled_uri, api_key, run, query)
+    with _start(workdir) as active:
+        log_provenance(training)
+        mlflow_tags(step="pretrain", method=method)
+        pretrain_step(training, _config(method, epochs, seed, device, preset))
+        console.print(f"pretraining run {active.info.run_id}")
+        return active.info.run_id
+
+
+def mlflow_tags(**tags: str) -> None:
+    import mlflow
+
+    mlflow.set_tags({f"specflow.{k}": v for k, v in tags.items()})
+
+
+def probe_cmd(
+    pretrain_run: Annotated[str, typer.Option(help="Run id of the pretraining run.")],
+    data: DataOpt = None,
+    tiled_uri: TiledUriOpt = None,
+    api_key: ApiKeyOpt = None,
+    run: RunsOpt = None,
+    query: QueryOpt = None,
+    label_fraction: Annotated[float, typer.Option(help="Fraction of curves labelled.")] = 0.03,
+    seed: Annotated[int, typer.Option()] = 0,
+    workdir: WorkdirOpt = Path("work"),
+) -> str:
+    """Linear probe on a pretrained encoder with few labels; logs the pyfunc model."""
+    from specflow.registry.steps import load_pretrained, log_provenance, probe_step
+
+    training = load_data(data, tiled_uri, api_key, run, query)
+    with _start(workdir) as active:
+        log_provenance(training)
+        mlflow_tags(step="probe", pretrain_run=pretrain_run)
+        out = probe_step(load_pretrained(pretrain_run), training, label_fraction, seed)
+        _print_metrics(out["metrics"])
+        console.print(f"probe run {active.info.run_id}, model {out['model_uri']}")
+        return active.info.run_id
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    table = Table("metric", "value")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    console.print(table)
+
+
+def register_cmd(
+    probe_run: Annotated[str, typer.Option(help="Run id that logged the model (probe step).")],
+    name: NameOpt = "specflow-phase",
+    workdir: WorkdirOpt = Path("work"),
+) -> str:
+    """Register the model logged by a probe run as a new version, tagged with its metrics."""
+    from mlflow.tracking import MlflowClient
+
+    from specflow.registry.promotion import register
+    from specflow.registry.tracking import configure_tracking
+
+    configure_tracking(workdir)
+    run = MlflowClient().get_run(probe_run)
+    model_uri = run.data.tags.get("specflow.model_uri")
+    if not model_uri:
+        raise typer.BadParameter(f"run {probe_run} logged no specflow model")
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith(("data.", "specflow."))}
+    tags.update({k: f"{v:.6g}" for k, v in run.data.metrics.items() if k.startswith("probe_")})
+    tags["method"] = run.data.params.get("pretrain.method", "")
+    tags["run_id"] = probe_run
+    version = register(model_uri, name, tags)
+    console.print(f"registered {name} version {version.version}")
+    return version.version
+
+
+def promote_cmd(
+    version: Annotated[str, typer.Option(help="Version to promote.")],
+    name: NameOpt = "specflow-phase",
+    alias: Annotated[str, typer.Option(help="Alias to move (champion, challenger).")] = "champion",
+    eval_data: EvalOpt = None,
+    tolerance: Annotated[float, typer.Option(help="Allowed drop in precision/recall.")] = 0.0,
+    workdir: WorkdirOpt = Path("work"),
+) -> None:
+    """Move an alias to a version if it is not worse than the holder on the gate set."""
+    from specflow.data.io import read_spectra
+    from specflow.registry.promotion import PromotionRefused, promote
+    from specflow.registry.tracking import configure_tracking
+
+    configure_tracking(workdir)
+    datasets = [read_spectra(p) for p in eval_data] if eval_data else None
+    try:
+        result = promote(name, version, alias, datasets, tolerance)
+    except PromotionRefused as err:
+        console.print(f"[red]refused:[/red] {err}")
+        raise typer.Exit(1) from None
+    c = result["candidate"]
+    console.print(f"{name}@{alias} -> version {version} (precision {c['precision']:.4f}, "
+                  f"recall {c['recall']:.4f} on gate set {result['eval_set']})")
+
+
+def pipeline_cmd(
+    data: DataOpt = None,
+    tiled_uri: TiledUriOpt = None,
+    api_key: ApiKeyOpt = None,
+    run: RunsOpt = None,
+    query: QueryOpt = None,
+    method: Annotated[str, typer.Option(help="rrmoco, rr, moco or selftime.")] = "rrmoco",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default from --preset).")] = None,
+    preset: Annotated[str, typer.Option(help="quick (CPU minutes) or paper (GPU).")] = "quick",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    label_fraction: Annotated[float, typer.Option(help="Fraction of curves labelled.")] = 0.03,
+    seed: Annotated[int, typer.Option()] = 0,
+    name: NameOpt = "specflow-phase",
+    alias: Annotated[str, typer.Option(help="Alias to promote to.")] = "champion",
+    eval_data: EvalOpt = None,
+    workdir: WorkdirOpt = Path("work"),
+) -> None:
+    """pretrain -> probe -> register -> promote, in one tracked run."""
+    from specflow.data.io import read_spectra
+    from specflow.registry.promotion import PromotionRefused, promote, register
+    from specflow.registry.steps import log_provenance, pretrain_step, probe_step
+
+    training = load_data(data, tiled_uri, api_key, run, query)
+    with _start(workdir) as active:
+        log_provenance(training)
+        mlflow_tags(step="pipeline", method=method)
+        result = pretrain_step(training, _config(method, epochs, seed, device, preset))
+        out = probe_step(result, training, label_fraction, seed)
+        _print_metrics(out["metrics"])
+        run_id = active.info.run_id
+    tags = {"method": method, "run_id": run_id, **{k: f"{v:.6g}" for k, v in
+                                                   out["metrics"].items()}}
+    version = register(out["model_uri"], name, tags).version
+    console.print(f"registered {name} version {version}")
+    datasets = [read_spectra(p) for p in eval_data] if eval_data else None
+    try:
+        res = promote(name, version, alias, datasets)
+        console.print(f"{name}@{alias} -> version {version} "
+                      f"(gate precision {res['candidate']['precision']:.4f})")
+    except PromotionRefused as err:
+        console.print(f"[yellow]kept the current {alias}:[/yellow] {err}")

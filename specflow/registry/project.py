@@ -1,0 +1,63 @@
+"""Entry points of ``mlflow_projects/MLproject``: MLflow passes every parameter as text,
+empty meaning "not given"; this maps them onto the CLI steps in :mod:`.commands`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from specflow.registry import commands
+
+
+def _opt(value: str) -> str | None:
+    return value or None
+
+
+def _list(value: str) -> list[str] | None:
+    return [value] if value else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m specflow.registry.project")
+    parser.add_argument("step", choices=["pretrain", "probe", "register", "promote", "pipeline"])
+    for name in ("data", "tiled-uri", "runs", "query", "method", "epochs", "preset", "device",
+                 "seed", "pretrain-run", "probe-run", "label-fraction", "name", "alias",
+                 "version", "eval-data"):
+        parser.add_argument(f"--{name}", default="")
+    a = parser.parse_args(argv)
+    workdir = Path("work")
+    source = dict(data=_list(a.data), tiled_uri=_opt(a.tiled_uri), api_key=None,
+                  run=_list(a.runs), query=a.query.split(",") if a.query else None)
+    seed = int(float(a.seed or 0))
+    train = dict(method=a.method or "rrmoco", epochs=int(a.epochs) if a.epochs else None,
+                 preset=a.preset or "quick", device=a.device or "auto", seed=seed)
+    eval_data = [Path(p) for p in a.eval_data.split(",")] if a.eval_data else None
+    if a.step == "pretrain":
+        commands.pretrain_cmd(**source, **train, workdir=workdir)
+    elif a.step == "probe":
+        commands.probe_cmd(pretrain_run=a.pretrain_run, **source,
+                           label_fraction=float(a.label_fraction or 0.03), seed=seed,
+                           workdir=workdir)
+    elif a.step == "register":
+        commands.register_cmd(probe_run=a.probe_run, name=a.name or "specflow-phase",
+                              workdir=workdir)
+    elif a.step == "promote":
+        commands.promote_cmd(version=a.version, name=a.name or "specflow-phase",
+                             alias=a.alias or "champion", eval_data=eval_data, tolerance=0.0,
+                             workdir=workdir)
+    else:
+        commands.pipeline_cmd(**source, **train, label_fraction=float(a.label_fraction or 0.03),
+                              name=a.name or "specflow-phase", alias=a.alias or "champion",
+                              eval_data=eval_data, workdir=workdir)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit:
+        raise
+    except Exception as err:  # a clear one-line error for `mlflow run` logs
+        print(f"specflow: {type(err).__name__}: {err}", file=sys.stderr)
+        raise

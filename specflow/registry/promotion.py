@@ -1,0 +1,227 @@
+"""Model registry workflow: log the pyfunc, register versions, promote by alias behind a gate.
+
+Promotion moves an alias (``champion``, ``challenger``) to a version only when that version's
+weighted precision and recall on a fixed labelled evaluation set are not worse than those of
+the version holding the alias now. Gate numbers and alias history are kept as registry tags.
+Aliases only; the deprecated stages are never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+import xarray as xr
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+from specflow.data.schema import INTENSITY, LABEL, TWO_THETA
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+
+
+class PromotionRefused(RuntimeError):
+    """The candidate scored worse than the alias holder on the evaluation set."""
+
+
+def signature() -> ModelSignature:
+    """float32 curves (n, L); params: their 2θ grid and pressures; per-curve outputs."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
+        outputs=Schema([
+            ColSpec("long", "label"),
+            ColSpec("float", "p0"),
+            ColSpec("float", "p1"),
+            ColSpec("float", "p2"),
+            ColSpec("float", "ood_score"),
+            ColSpec("double", "pressure", required=False),
+        ]),
+        params=ParamSchema([
+            ParamSpec("two_theta", "double", [], (-1,)),
+            ParamSpec("pressure", "double", [], (-1,)),
+        ]),
+    )
+
+
+def pip_requirements() -> list[str]:
+    """Pinned inference requirements (explicit: no slow requirement inference)."""
+    import pandas
+    import sklearn
+
+    torch_version = torch.__version__.split("+")[0]
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch_version}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pandas.__version__}",
+        f"xarray=={xr.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+    ]
+
+
+def log_phase_model(bundle: dict[str, Any], name: str = "model", **kwargs: Any):
+    """Log a bundle as a pyfunc model in the active run; returns MLflow's ModelInfo.
+
+    The specflow package is bundled as code, so the model loads in any process with the
+    pinned requirements installed, specflow or not.
+    """
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the signature is explicit; MLflow's hints about type hints/examples do not apply
+        warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
+        path = Path(tmp) / "bundle.pt"
+        torch.save(bundle, path)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={"bundle": str(path)},
+            code_paths=[str(PACKAGE_DIR)],
+            signature=signature(),
+            pip_requirements=pip_requirements(),
+            **kwargs,
+        )
+
+
+def dataset_fingerprint(datasets: Sequence[xr.Dataset]) -> str:
+    """Short sha256 over curves, grids and labels: names an evaluation set exactly."""
+    digest = hashlib.sha256()
+    for ds in datasets:
+        digest.update(np.ascontiguousarray(ds[INTENSITY].values).tobytes())
+        digest.update(np.ascontiguousarray(ds[TWO_THETA].values).tobytes())
+        if LABEL in ds:
+            digest.update(np.ascontiguousarray(ds[LABEL].values).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def default_evaluation_set() -> list[xr.Dataset]:
+    """The fixed labelled gate set: one simulated Fe and one FeO run, seeds never trained on."""
+    from specflow.data.simulate import simulate_run
+
+    return [
+        simulate_run("Fe", 240, seed=90_210, peak_counts=3000, run_uid="gate-Fe"),
+        simulate_run("FeO", 240, seed=90_211, peak_counts=3000, run_uid="gate-FeO"),
+    ]
+
+
+def predict_dataset(model, ds: xr.Dataset):
+    """Run a loaded pyfunc on a spectra Dataset (its grid passed, so any grid works)."""
+    params = {"two_theta": ds[TWO_THETA].values.astype(float).tolist()}
+    return model.predict(ds[INTENSITY].values.astype(np.float32), params=params)
+
+
+def evaluate_model(model_uri: str, datasets: Sequence[xr.Dataset]) -> dict[str, float]:
+    """Weighted precision/recall/accuracy of a registered model on labelled datasets."""
+    from sklearn import metrics as skm
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    truth, pred = [], []
+    for ds in datasets:
+        known = ds[LABEL].values >= 0
+        truth.append(ds[LABEL].values[known])
+        pred.append(predict_dataset(model, ds)["label"].to_numpy()[known])
+    y, p = np.concatenate(truth), np.concatenate(pred)
+    return {
+        "precision": float(skm.precision_score(y, p, average="weighted", zero_division=0)),
+        "recall": float(skm.recall_score(y, p, average="weighted", zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, p)),
+        "n": int(len(y)),
+    }
+
+
+def register(model_uri: str, name: str, tags: dict[str, Any] | None = None):
+    """Create a new version of registered model ``name`` from ``model_uri`` with tags."""
+    clean = {k: str(v) for k, v in (tags or {}).items()}
+    version = mlflow.register_model(model_uri, name, tags=clean)
+    return version
+
+
+def alias_holder(name: str, alias: str):
+    """The ModelVersion holding ``alias``, or None."""
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def promote(
+    name: str,
+    version: str | int,
+    alias: str = "champion",
+    eval_datasets: Sequence[xr.Dataset] | None = None,
+    tolerance: float = 0.0,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Move ``alias`` to ``version`` if it is not worse than the holder on the gate set.
+
+    Records ``gate.<alias>.*`` tags on the candidate (its metrics, the holder's, the set's
+    fingerprint, the verdict) and appends to the model's ``alias_history.<alias>`` tag.
+    Raises :class:`PromotionRefused` (after recording the refusal) when the gate fails.
+    """
+    client = MlflowClient()
+    version = str(version)
+    datasets = list(eval_datasets) if eval_datasets is not None else default_evaluation_set()
+    fingerprint = dataset_fingerprint(datasets)
+    candidate = evaluate_model(f"models:/{name}/{version}", datasets)
+    holder = alias_holder(name, alias)
+    held = str(holder.version) if holder is not None else None
+    incumbent = None
+    if held is not None and held != version:
+        incumbent = evaluate_model(f"models:/{name}/{held}", datasets)
+    passed = force or incumbent is None or (
+        candidate["precision"] >= incumbent["precision"] - tolerance
+        and candidate["recall"] >= incumbent["recall"] - tolerance
+    )
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tags = {
+        f"gate.{alias}.result": "passed" if passed else "refused",
+        f"gate.{alias}.precision": f"{candidate['precision']:.6f}",
+        f"gate.{alias}.recall": f"{candidate['recall']:.6f}",
+        f"gate.{alias}.eval_set": fingerprint,
+        f"gate.{alias}.eval_curves": str(candidate["n"]),
+        f"gate.{alias}.time": now,
+    }
+    if incumbent is not None:
+        tags.update({
+            f"gate.{alias}.vs_version": held,
+            f"gate.{alias}.vs_precision": f"{incumbent['precision']:.6f}",
+            f"gate.{alias}.vs_recall": f"{incumbent['recall']:.6f}",
+        })
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    result = {"name": name, "version": version, "alias": alias, "passed": passed,
+              "candidate": candidate, "incumbent": incumbent,
+              "incumbent_version": held, "eval_set": fingerprint}
+    if not passed:
+        raise PromotionRefused(
+            f"{name} version {version} not promoted to '{alias}': on evaluation set "
+            f"{fingerprint} it scores precision {candidate['precision']:.4f} / recall "
+            f"{candidate['recall']:.4f}, below version {held}'s "
+            f"{incumbent['precision']:.4f} / {incumbent['recall']:.4f}"
+        )
+    if held != version:
+        client.set_registered_model_alias(name, alias, version)
+        if held is not None:
+            client.set_model_version_tag(name, held, f"{alias}.until", now)
+            client.set_model_version_tag(name, held, f"{alias}.replaced_by", version)
+        client.set_model_version_tag(name, version, f"{alias}.since", now)
+        history = alias_history(name, alias)
+        history.append({"version": version, "since": now})
+        client.set_registered_model_tag(name, f"alias_history.{alias}", json.dumps(history))
+    return result
+
+
+def alias_history(name: str, alias: str) -> list[dict[str, str]]:
+    """Which versions held ``alias`` and since when, oldest first."""
+    tags = MlflowClient().get_registered_model(name).tags
+    return json.loads(tags.get(f"alias_history.{alias}", "[]"))

@@ -1,0 +1,222 @@
+"""The MLflow-tracked training steps: load data, pretrain, probe, log the deployable model.
+
+These wrap :mod:`specflow.learn` (which knows nothing of MLflow) with parameter, metric,
+figure and dataset-fingerprint logging. They log into the active MLflow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import xarray as xr
+
+import specflow
+from specflow.data.schema import LABEL
+from specflow.plots import contour_figure
+
+CHECKPOINT_ARTIFACT = "checkpoint/pretrain.pt"
+
+
+@dataclass
+class TrainingData:
+    """Spectra runs plus what identifies them (file sha256 or Tiled run uids)."""
+
+    datasets: list[xr.Dataset]
+    names: list[str]
+    fingerprints: dict[str, str]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_files(paths: Sequence[str | Path]) -> TrainingData:
+    """Read spectra files (.nc, .csv, ...) and fingerprint them by content hash."""
+    from specflow.data.io import read_spectra
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no data files given")
+    return TrainingData(
+        [read_spectra(p) for p in paths],
+        [p.stem for p in paths],
+        {p.name: file_sha256(p) for p in paths},
+    )
+
+
+def load_tiled(
+    uri: str,
+    api_key: str | None = None,
+    runs: Sequence[str] = (),
+    query: Sequence[str] = (),
+) -> TrainingData:
+    """Read Tiled runs by uid and/or ``key=value`` metadata queries (``start.sample=Fe``)."""
+    from tiled.client import from_uri
+    from tiled.queries import Key
+
+    from specflow.ingest import run_to_dataset
+
+    client = from_uri(uri, api_key=api_key)
+    uids = list(runs)
+    if query:
+        node = client
+        for item in query:
+            key, _, value = item.partition("=")
+            if not _:
+                raise ValueError(f"query {item!r} is not KEY=VALUE")
+            node = node.search(Key(key) == _parse_value(value))
+        uids += [uid for uid in node if uid not in uids]
+    if not uids:
+        raise ValueError("no Tiled runs selected: give run uids or a query that matches")
+    datasets = [run_to_dataset(client[uid]) for uid in uids]
+    return TrainingData(datasets, uids, {uid: f"tiled:{uid}" for uid in uids})
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def git_commit() -> str | None:
+    """Commit of the specflow source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(specflow.__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def log_provenance(data: TrainingData) -> None:
+    """Data fingerprints, code version and sizes as tags/params of the active run."""
+    tags = {f"data.{name}": value for name, value in data.fingerprints.items()}
+    tags["specflow.version"] = specflow.__version__
+    commit = git_commit()
+    if commit:
+        tags["specflow.git_commit"] = commit
+    mlflow.set_tags(tags)
+    mlflow.log_params({"n_runs": len(data.datasets),
+                       "n_curves": sum(ds.sizes["curve"] for ds in data.datasets)})
+
+
+def pretrain_step(data: TrainingData, config) -> Any:
+    """Pretrain with per-epoch metrics, loss figure and checkpoint logged to the active run."""
+    from specflow.learn.pretrain import pretrain
+
+    mlflow.log_params({f"pretrain.{k}": v for k, v in asdict(config).items() if k != "extra"})
+    result = pretrain(
+        data.datasets, config,
+        on_epoch=lambda epoch, metrics: mlflow.log_metrics(
+            {f"pretrain.{k}": float(v) for k, v in metrics.items()}, step=epoch),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        result.save(Path(tmp) / "pretrain.pt")
+        mlflow.log_artifact(str(Path(tmp) / "pretrain.pt"), artifact_path="checkpoint")
+        if result.history:
+            fig = _loss_figure(result.history)
+            mlflow.log_figure(fig, "figures/pretrain_losses.png")
+            plt.close(fig)
+    return result
+
+
+def _loss_figure(history: list[dict[str, float]]):
+    keys = [k for k in history[0] if k not in {"lr", "epoch_s"}]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for k in keys:
+        values = [h.get(k, np.nan) for h in history]
+        (axes[1] if k.startswith("acc") else axes[0]).plot(values, label=k)
+    axes[0].set(xlabel="epoch", ylabel="loss", title="pretext losses")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="pretext accuracies")
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def load_pretrained(run_id: str):
+    """The pretraining checkpoint logged by :func:`pretrain_step` in run ``run_id``."""
+    from specflow.learn.pretrain import load_checkpoint
+
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT)
+    return load_checkpoint(local)
+
+
+def probe_step(
+    result: Any,
+    data: TrainingData,
+    label_fraction: float = 0.03,
+    seed: int = 0,
+    figures: int = 2,
+) -> dict[str, Any]:
+    """Probe the frozen encoder with a few labels; log metrics, figures and the pyfunc model.
+
+    Labels come from each dataset's ``label`` variable (≥ 1 per class present per run,
+    spread through acquisition order); the rest of the labelled curves score the probe.
+    Returns the metrics and the logged model's URI.
+    """
+    from specflow.learn.data import to_curves
+    from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
+    from specflow.learn.pretrain import encode
+    from specflow.learn.probe import ProbeConfig, select_labels, train_probe
+    from specflow.registry.phase_model import PhasePredictor, build_bundle
+    from specflow.registry.promotion import log_phase_model
+
+    curves = to_curves(data.datasets, grid=result.grid)
+    h = encode(result.encoder, curves.x, device=result.config.device)
+    label = curves.label
+    picked = []
+    for r in range(len(data.datasets)):
+        idx = np.flatnonzero(curves.run == r)
+        if (label[idx] >= 0).any():
+            picked.append(idx[select_labels(label[idx], label_fraction,
+                                            order=curves.order[idx], seed=seed)])
+    if not picked:
+        raise ValueError(f"no labelled curves: the probe needs a '{LABEL}' variable (≥ 0)")
+    train = np.concatenate(picked)
+    probe = train_probe(h[train], label[train], ProbeConfig(seed=seed))
+    pred = probe.predict(h)
+    test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
+    report = classification_report(label[test], pred[test]) if test.any() else {}
+    metrics = {f"probe_{k}": float(v) for k, v in report.items() if k != "confusion"}
+    metrics["probe_n_labels"] = float(len(train))
+    if test.sum() > 10:
+        metrics.update({f"cluster_{k}": v for k, v in
+                        cluster_scores(h[test], label[test], seed=seed).items()})
+    mlflow.log_params({"probe.label_fraction": label_fraction, "probe.seed": seed})
+    mlflow.log_metrics(metrics)
+    if report:
+        mlflow.log_dict(report, "probe_report.json")
+    bundle = build_bundle(result.encoder, probe, result.grid, h)
+    predictor = PhasePredictor(bundle)
+    for r, (ds, name) in enumerate(zip(data.datasets[:figures], data.names, strict=False)):
+        out = predictor.predict(ds["intensity"].values, ds["two_theta"].values)
+        fig = contour_figure(ds, predicted=out["label"], probabilities=out["probabilities"],
+                             title=f"{ds.attrs.get('sample', name)}: predicted phases")
+        mlflow.log_figure(fig, f"figures/contour_{r}_{name}.png")
+        plt.close(fig)
+    with tempfile.TemporaryDirectory() as tmp:
+        shown = label >= 0
+        if shown.sum() > 5:
+            plot_embedding(h[shown], label[shown], Path(tmp) / "embedding.png", seed=seed)
+            mlflow.log_artifact(str(Path(tmp) / "embedding.png"), artifact_path="figures")
+    info = log_phase_model(bundle)
+    mlflow.set_tag("specflow.model_uri", info.model_uri)
+    return {"metrics": metrics, "model_uri": info.model_uri, "predictor": predictor}

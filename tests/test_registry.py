@@ -1,0 +1,164 @@
+"""MLflow registry workflow against a real SQLite store: log, load fresh, register, gate."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from specflow.data.simulate import simulate_run
+from specflow.learn.data import to_curves
+from specflow.learn.pretrain import PretrainConfig, encode, pretrain
+from specflow.learn.probe import select_labels, train_probe
+from specflow.registry.phase_model import PhasePredictor, build_bundle
+from specflow.registry.promotion import (
+    PromotionRefused,
+    alias_history,
+    evaluate_model,
+    log_phase_model,
+    promote,
+    register,
+)
+from specflow.registry.tracking import configure_tracking, ensure_experiment
+
+NAME = "specflow-phase-test"
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return [simulate_run("Fe", 160, seed=11), simulate_run("FeO", 160, seed=12)]
+
+
+@pytest.fixture(scope="module")
+def trained(runs):
+    """A small but real model: quick pretraining on a coarse grid + probe on few labels."""
+    cfg = PretrainConfig.quick(epochs=1, n_points=1000, batch_size=64, seed=0, device="cpu")
+    result = pretrain(runs, cfg)
+    curves = to_curves(runs, grid=result.grid)
+    h = encode(result.encoder, curves.x, device="cpu")
+    picked = np.concatenate([
+        np.flatnonzero(curves.run == r)[select_labels(curves.label[curves.run == r], 0.1)]
+        for r in range(len(runs))])
+    probe = train_probe(h[picked], curves.label[picked])
+    return build_bundle(result.encoder, probe, result.grid, h)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = configure_tracking(tmp_path / "work")
+    ensure_experiment("specflow-test")
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def degraded(bundle, how):
+    """A copy whose head predicts worse: 'never1' suppresses class 1, 'constant' only class 0."""
+    out = copy.deepcopy(bundle)
+    if how == "never1":
+        out["head_bias"] = out["head_bias"].clone()
+        out["head_bias"][list(out["classes"].tolist()).index(1)] -= 100.0
+    else:
+        out["head_weight"] = torch.zeros_like(out["head_weight"])
+        out["head_bias"] = torch.tensor([10.0] + [0.0] * (len(out["classes"]) - 1))
+    return out
+
+
+def log_version(bundle, tags=None):
+    with mlflow.start_run():
+        info = log_phase_model(bundle)
+    return str(register(info.model_uri, NAME, tags or {}).version)
+
+
+def test_predictor_regrids_scores_ood_and_rejects_bad_input(trained, runs):
+    predictor = PhasePredictor(trained)
+    ds = runs[0]
+    out = predictor.predict(ds["intensity"].values, ds["two_theta"].values)
+    assert out["probabilities"].shape == (160, 3)
+    assert np.allclose(out["probabilities"].sum(1), 1, atol=1e-5)
+    assert (out["label"] == ds["label"].values).mean() > 0.7
+    noise = np.random.default_rng(0).random((20, 4000)).astype(np.float32)
+    ood = predictor.predict(noise, ds["two_theta"].values)["ood_score"]
+    assert np.median(ood) > 3 * np.median(out["ood_score"])
+    with pytest.raises(ValueError, match="pass their 2θ grid"):
+        predictor.predict(ds["intensity"].values)
+    bad = ds["intensity"].values.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        predictor.predict(bad, ds["two_theta"].values)
+
+
+def test_no_stray_mlruns_and_store_under_workdir(store, tmp_path, trained):
+    assert store.startswith("sqlite:///") and str(tmp_path / "work") in store
+    log_version(trained)
+    assert not (tmp_path / "mlruns").exists()
+    assert any((tmp_path / "work" / "mlflow" / "artifacts").rglob("bundle.pt"))
+
+
+def test_champion_loads_in_fresh_process(store, trained, runs, tmp_path):
+    version = log_version(trained)
+    promote(NAME, version, "champion", runs)
+    runs[0].to_netcdf(tmp_path / "fe.nc", engine="h5netcdf")
+    script = textwrap.dedent(f"""
+        import json, time, mlflow, numpy as np, xarray as xr
+        mlflow.set_tracking_uri({store!r})
+        model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
+        ds = xr.open_dataset({str(tmp_path / "fe.nc")!r}, engine="h5netcdf")
+        x = ds["intensity"].values.astype(np.float32)
+        out = model.predict(x, params={{"two_theta": ds["two_theta"].values.tolist(),
+                                        "pressure": ds["pressure"].values.tolist()}})
+        print(json.dumps({{"columns": list(out.columns), "labels": out["label"].tolist()}}))
+        try:
+            model.predict(x.astype(np.float64))
+        except Exception as err:
+            print("REJECTED", type(err).__name__)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-2])
+    assert result["columns"] == ["label", "p0", "p1", "p2", "ood_score", "pressure"]
+    truth = runs[0]["label"].values
+    assert (np.array(result["labels"]) == truth).mean() > 0.7
+    assert lines[-1].startswith("REJECTED")  # the float32 signature is enforced
+
+
+def test_promotion_gate_refuses_worse_and_accepts_better(store, trained, runs):
+    client = MlflowClient()
+    v1 = log_version(degraded(trained, "never1"), {"method": "rrmoco"})
+    v2 = log_version(degraded(trained, "constant"))
+    v3 = log_version(trained)
+    scores = {v: evaluate_model(f"models:/{NAME}/{v}", runs) for v in (v1, v2, v3)}
+    assert scores[v2]["precision"] < scores[v1]["precision"] < scores[v3]["precision"]
+
+    first = promote(NAME, v1, "champion", runs)
+    assert first["passed"] and first["incumbent"] is None
+    with pytest.raises(PromotionRefused, match=f"version {v2} not promoted to 'champion'"):
+        promote(NAME, v2, "champion", runs)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == v1
+    refused = client.get_model_version(NAME, v2).tags
+    assert refused["gate.champion.result"] == "refused"
+    assert refused["gate.champion.vs_version"] == v1
+
+    promote(NAME, v3, "champion", runs)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == v3
+    tags = client.get_model_version(NAME, v3).tags
+    assert tags["gate.champion.result"] == "passed"
+    assert float(tags["gate.champion.precision"]) >= float(tags["gate.champion.vs_precision"])
+    assert client.get_model_version(NAME, v1).tags["champion.replaced_by"] == v3
+    assert [h["version"] for h in alias_history(NAME, "champion")] == [v1, v3]
+    assert client.get_model_version(NAME, v1).tags["method"] == "rrmoco"
+
+    # a second alias is independent of the first
+    promote(NAME, v2, "challenger", runs)
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == v2
