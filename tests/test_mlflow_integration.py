@@ -51,8 +51,9 @@ def mlflow_server(tmp_path):
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
            "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "server.log", "w"), start_new_session=True)
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server outlives this block
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -68,6 +69,7 @@ def mlflow_server(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server runs helper processes: stop the group
         proc.wait(timeout=30)
+        log.close()
         mlflow.set_tracking_uri(None)
 
 
