@@ -84,6 +84,26 @@ def plot(
     console.print(f"wrote {path}")
 
 
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("work"), help="Where Tiled, MLflow and figures live."),
+    runs: int = typer.Option(2, min=1, help="Simulated runs per material (Fe, FeO)."),
+    curves: int = typer.Option(300, min=30, help="Curves per run."),
+    epochs: int = typer.Option(None, help="Pretraining epochs (default: quick preset)."),
+    label_fraction: float = typer.Option(0.03, help="Fraction of curves with labels."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, help="Random seed."),
+    keep: bool = typer.Option(False, help="Keep an existing work dir instead of starting "
+                              "fresh."),
+) -> None:
+    """End-to-end demo: embedded Tiled + MLflow, ingest, train, promote, annotate, query."""
+    from specflow.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves, epochs=epochs,
+                        label_fraction=label_fraction, seed=seed, device=device,
+                        fresh=not keep), console)
+
+
 def _register_stage_commands() -> None:
     """Add the commands that live with their stage (ingest, learn, registry)."""
     from specflow.ingest.commands import ingest_demo
