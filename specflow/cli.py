@@ -106,6 +106,7 @@ def demo(
 
 def _register_stage_commands() -> None:
     """Add the commands that live with their stage (ingest, learn, registry)."""
+    from specflow.annotate import commands as annotate
     from specflow.ingest.commands import ingest_demo
     from specflow.learn.commands import evaluate_command
     from specflow.registry import commands as registry
@@ -117,6 +118,9 @@ def _register_stage_commands() -> None:
     app.command("register")(registry.register_cmd)
     app.command("promote")(registry.promote_cmd)
     app.command("pipeline")(registry.pipeline_cmd)
+    app.command("annotate")(annotate.annotate_cmd)
+    app.command("watch")(annotate.watch_cmd)
+    app.command("phases")(annotate.phases_cmd)
 
 
 _register_stage_commands()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,20 +71,21 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
         annotate(client, uids=uids, model_uri=f"models:/{MODEL_NAME}@champion")
         console.rule("4 · query phases through Tiled")
         rows = []
-        for hit in find_phases(client):
-            run = client[hit["uid"]]
+        for record in find_phases(client):
+            run = client[record.uid]
             truth = run_to_dataset(run)
-            node = run.base["specflow"][run.metadata["specflow"]["latest"]]
+            node = run.base["specflow"][record.node]
             predicted = np.asarray(node["label"].read())
             accuracy = float((predicted == truth["label"].values).mean())
-            rows.append({**hit, "accuracy": accuracy})
-            _figure(truth, node, workdir / "figures" / f"{hit['uid'][:8]}.png")
-        onset_hits = find_phases(client, onset_between=(10.0, 15.0))
+            rows.append({**asdict(record), "accuracy": accuracy})
+            _figure(truth, node, workdir / "figures" / f"{truth.attrs.get('sample')}_"
+                    f"{record.uid[:8]}.png")
+        onset_hits = [r.uid for r in find_phases(client, onset_between=(10.0, 15.0))]
     _print_table(console, rows)
-    console.print(f"runs with a transition onset between 10 and 15 GPa: "
-                  f"{[h['uid'][:8] for h in onset_hits]}")
+    console.print("runs whose transition starts between 10 and 15 GPa: "
+                  f"{[uid[:8] for uid in onset_hits]}")
     console.print(f"figures in {workdir / 'figures'}; done in {time.perf_counter() - t0:.0f} s")
-    return {"runs": rows, "onset_10_15": [h["uid"] for h in onset_hits]}
+    return {"runs": rows, "onset_10_15": onset_hits}
 
 
 def _figure(truth, node, path: Path) -> None:
