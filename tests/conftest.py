@@ -86,3 +86,87 @@ def _event_model_docs(
 def make_docs() -> Callable[..., tuple[list[tuple[str, dict]], np.ndarray, np.ndarray]]:
     """Factory for synthetic Bluesky documents of one run (see ``_event_model_docs``)."""
     return _event_model_docs
+
+
+# --------------------------------------------------------------- annotate: model + runs
+PHASE_MODEL = "specflow-phase-annotate"
+
+
+@pytest.fixture(scope="session")
+def phase_registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real SQLite MLflow store holding two versions of a small trained phase model.
+
+    Version 1 holds ``champion``; version 2 (same weights) is registered but not promoted.
+    Returns a namespace with ``uri`` (tracking URI), ``name`` and ``versions``.
+    """
+    import types
+
+    import mlflow
+    import torch
+
+    from specflow.data.simulate import simulate_run
+    from specflow.learn.data import to_curves
+    from specflow.learn.pretrain import encode
+    from specflow.learn.probe import select_labels, train_probe
+    from specflow.models.convsc import ConvSCEncoder
+    from specflow.registry.phase_model import build_bundle
+    from specflow.registry.promotion import log_phase_model, promote, register
+    from specflow.registry.tracking import artifact_root
+
+    # A frozen randomly initialised encoder plus a trained linear probe: a real bundle that
+    # labels simulated runs >90 % right in seconds (SSL pretraining is test_learn's job).
+    runs = [simulate_run("Fe", 160, seed=11), simulate_run("FeO", 160, seed=12)]
+    with torch.random.fork_rng():  # leave the global RNG as other tests expect it
+        torch.manual_seed(0)
+        encoder = ConvSCEncoder(init="pytorch").eval()
+    grid = np.linspace(5.0, 25.0, 1000)
+    curves = to_curves(runs, grid=grid)
+    h = encode(encoder, curves.x, device="cpu")
+    picked = np.concatenate([
+        np.flatnonzero(curves.run == r)[select_labels(curves.label[curves.run == r], 0.1)]
+        for r in range(len(runs))])
+    bundle = build_bundle(encoder, train_probe(h[picked], curves.label[picked]), grid, h)
+    store = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.create_experiment("annotate-test", artifact_location=artifact_root(uri))
+    versions = []
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=exp):
+            info = log_phase_model(bundle)
+        versions.append(str(register(info.model_uri, PHASE_MODEL).version))
+    promote(PHASE_MODEL, versions[0], "champion", runs[:1])
+    return types.SimpleNamespace(uri=uri, name=PHASE_MODEL, versions=versions,
+                                 champion=f"models:/{PHASE_MODEL}@champion")
+
+
+@pytest.fixture
+def mlflow_store(phase_registry: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Point MLflow (this process and children) at :func:`phase_registry`'s store."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", phase_registry.uri)
+    mlflow.set_tracking_uri(phase_registry.uri)
+    mlflow.set_registry_uri(phase_registry.uri)
+    yield phase_registry
+    mlflow.set_tracking_uri(None)
+
+
+def record_ramp(client: Any, *, material: str = "Fe", start: float = 0.0, stop: float = 30.0,
+                num: int = 40, decompress_to: float | None = None, seed: int = 0,
+                md: dict | None = None, engine: Any = None) -> str:
+    """One simulated compression ramp through a real RunEngine + TiledWriter; its uid."""
+    from bluesky import RunEngine
+    from bluesky_tiled_plugins import TiledWriter
+
+    from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp
+
+    if engine is None:
+        engine = RunEngine({}, call_returns_result=False)
+        engine.subscribe(TiledWriter(client, batch_size=50))
+    cell = DiamondAnvilCell(name="pressure", seed=seed)
+    det = IntegratedDetector(name="xrd", cell=cell, material=material, seed=seed)
+    (uid,) = engine(compression_ramp(cell, det, start, stop, num, decompress_to=decompress_to,
+                                     md=md or {}))
+    return uid

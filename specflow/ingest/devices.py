@@ -93,6 +93,15 @@ class SpectrumSignal(Signal):
         return desc
 
 
+class FractionSignal(Signal):
+    """A scalar in [0, 1]; describes itself as a number with units ``fraction``."""
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        desc[self.name].update(dtype="number", shape=[], units="fraction")
+        return desc
+
+
 class IntegratedDetector(Device):
     """An area detector plus azimuthal integration, reduced to its product: one curve.
 
@@ -100,9 +109,14 @@ class IntegratedDetector(Device):
     high-pressure phase fraction of the path so far, so decompression shows hysteresis).
     The 2θ grid (degrees) and photon energy (keV) are configuration, recorded once per
     stream in the descriptor. With a ``simulator`` given, material and energy default to its.
+
+    ``phase_fraction`` is **simulation ground truth**, not a measurement: the high-pressure
+    phase fraction the simulator used for each curve, recorded beside it (data key
+    ``<name>_phase_fraction``, units ``fraction``) so stored runs can be scored.
     """
 
     spectrum = Cpt(SpectrumSignal, value=0.0, kind="hinted")
+    phase_fraction = Cpt(FractionSignal, value=0.0, kind="normal")
     two_theta = Cpt(Signal, value=None, kind="config")
     energy = Cpt(Signal, value=0.0, kind="config")
 
@@ -146,6 +160,7 @@ class IntegratedDetector(Device):
         fraction = self.simulator.phase_fraction(path)[-1:]
         curve = self.simulator.curves(np.array([pressure]), phase_fraction=fraction)
         self.spectrum.put(np.ascontiguousarray(curve[0], dtype=np.float32))
+        self.phase_fraction.put(float(fraction[0]))
         status = Status(obj=self)
         status.set_finished()
         return status

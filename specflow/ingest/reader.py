@@ -26,7 +26,9 @@ def run_to_dataset(
     readback named like ``pressure``; the 2θ grid comes from the descriptor configuration,
     ``time`` from the event times (s since the epoch). ``run_uid``, ``sample``,
     ``material``, ``energy`` (keV) and ``wavelength`` (Å) go to attrs. Intensities are
-    returned exactly as stored (float32, bit for bit).
+    returned exactly as stored (float32, bit for bit). A simulated run's ground truth
+    (data key ``<detector>_phase_fraction``) becomes ``phase_fraction`` plus the derived
+    ``label`` (:func:`specflow.data.simulate.labels_from_fraction`).
     """
     start = dict(run.metadata.get("start") or {})
     node = run[stream]
@@ -45,6 +47,9 @@ def run_to_dataset(
     setpoint = f"{pkey}_setpoint"
     if setpoint in data_keys:
         columns.append(setpoint)
+    fraction_key = _fraction_key(data_keys)
+    if fraction_key is not None:
+        columns.append(fraction_key)
     table = base["internal"].read(columns)
     order = np.argsort(table["seq_num"].to_numpy(), kind="stable")
     if np.any(order != np.arange(order.size)):
@@ -71,7 +76,21 @@ def run_to_dataset(
     extra = {"seq_num": table["seq_num"].to_numpy()}
     if setpoint in table:
         extra["pressure_setpoint"] = table[setpoint].to_numpy(dtype=float)
+    label = None
+    if fraction_key is not None:
+        from specflow.data.simulate import labels_from_fraction
+
+        fraction = table[fraction_key].to_numpy(dtype=np.float32)
+        extra["phase_fraction"] = fraction
+        label = labels_from_fraction(fraction)
     return make_spectra(
         intensity, grid, table[pkey].to_numpy(dtype=float),
-        time=table["time"].to_numpy(dtype=float), attrs=attrs, extra=extra,
+        time=table["time"].to_numpy(dtype=float), label=label, attrs=attrs, extra=extra,
     )
+
+
+def _fraction_key(data_keys: dict[str, Any]) -> str | None:
+    """The scalar simulation ground-truth key ``<detector>_phase_fraction``, if any."""
+    found = [k for k, v in data_keys.items()
+             if k.endswith("_phase_fraction") and not v.get("shape")]
+    return found[0] if len(found) == 1 else None

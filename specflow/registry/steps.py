@@ -67,6 +67,7 @@ def load_tiled(
     from tiled.client import from_uri
     from tiled.queries import Key
 
+    from specflow.annotate.query import search
     from specflow.ingest import run_to_dataset
 
     client = from_uri(uri, api_key=api_key)
@@ -77,7 +78,7 @@ def load_tiled(
             key, _, value = item.partition("=")
             if not _:
                 raise ValueError(f"query {item!r} is not KEY=VALUE")
-            node = node.search(Key(key) == _parse_value(value))
+            node = search(node, Key(key) == _parse_value(value))  # keys exactly as given
         uids += [uid for uid in node if uid not in uids]
     if not uids:
         raise ValueError("no Tiled runs selected: give run uids or a query that matches")

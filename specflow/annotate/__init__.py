@@ -1,0 +1,20 @@
+"""Annotate: label stored runs with the registered phase model and write the labels to Tiled."""
+
+from .analyzer import AnnotationError, AnnotationResult, annotate, annotate_run
+from .model import LoadedModel, load_model, parse_model_uri
+from .query import PhaseRecord, find_phases, search
+from .summary import transition_summary
+
+__all__ = [
+    "AnnotationError",
+    "AnnotationResult",
+    "LoadedModel",
+    "PhaseRecord",
+    "annotate",
+    "annotate_run",
+    "find_phases",
+    "load_model",
+    "parse_model_uri",
+    "search",
+    "transition_summary",
+]

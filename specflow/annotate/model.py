@@ -1,0 +1,93 @@
+"""A registered phase model loaded together with its registry provenance."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_MODEL_URI = "models:/specflow-phase@champion"
+_PREDICT_LOCK = threading.Lock()
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name@alias`` → (name, alias, None); ``models:/name/3`` → (name, None, "3")."""
+    match = _URI.match(uri)
+    if match is None:
+        raise ValueError(
+            f"model URI {uri!r} is not 'models:/<name>@<alias>' or 'models:/<name>/<version>'"
+        )
+    return match["name"], match["alias"], match["version"]
+
+
+@dataclass
+class LoadedModel:
+    """A loaded pyfunc plus where it came from (the version the alias held at load time).
+
+    ``threads`` caps torch's intra-op threads while predicting (restored afterwards): on a
+    shared 2-core machine, torch's default 2 threads were up to 50x slower than 1.
+    """
+
+    pyfunc: Any
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+    threads: int | None = 1
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def node_key(self) -> str:
+        """Key of this version's annotation node inside a run's ``specflow`` container."""
+        return f"v{self.version}"
+
+    def provenance(self) -> dict[str, Any]:
+        return {"name": self.name, "version": int(self.version), "alias": self.alias,
+                "run_id": self.run_id, "uri": self.uri}
+
+    def predict(self, curves: np.ndarray, two_theta: np.ndarray,
+                pressure: np.ndarray | None = None) -> pd.DataFrame:
+        """label, p0..p2, ood_score per curve (float32 input, any 2θ grid)."""
+        params: dict[str, Any] = {"two_theta": np.asarray(two_theta, dtype=float).tolist()}
+        if pressure is not None:
+            params["pressure"] = np.asarray(pressure, dtype=float).tolist()
+        x = np.ascontiguousarray(curves, dtype=np.float32)
+        if self.threads is None:
+            return self.pyfunc.predict(x, params=params)
+        import torch
+
+        with _PREDICT_LOCK:
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                return self.pyfunc.predict(x, params=params)
+            finally:
+                torch.set_num_threads(before)
+
+
+def resolve_version(uri: str) -> tuple[str, str, str | None, str | None]:
+    """(name, version, alias, run_id) that ``uri`` points at now, from the registry."""
+    from mlflow.tracking import MlflowClient
+
+    name, alias, version = parse_model_uri(uri)
+    client = MlflowClient()
+    mv = (client.get_model_version_by_alias(name, alias) if alias
+          else client.get_model_version(name, version))
+    return name, str(mv.version), alias, mv.run_id
+
+
+def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
+    """Resolve ``uri`` to a version in the registry and load that exact version."""
+    import mlflow
+
+    name, version, alias, run_id = resolve_version(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return LoadedModel(pyfunc, name, version, alias, run_id)

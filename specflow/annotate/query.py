@@ -1,0 +1,79 @@
+"""Find annotated runs by their phase summary.
+
+Plain Tiled client equivalent (note: ``CatalogOfBlueskyRuns.search`` rewrites every key not
+starting with ``start.``/``stop.`` to ``start.<key>``, so call the generic search)::
+
+    from tiled.client import from_uri
+    from tiled.client.container import Container
+    from tiled.queries import Key
+
+    c = from_uri("http://127.0.0.1:8000", api_key="secret")
+    hits = Container.search(c, Key("specflow.transition.onset_pressure") >= 10)
+    hits = Container.search(hits, Key("specflow.transition.onset_pressure") <= 15)
+    for uid, run in hits.items():
+        print(uid, run.metadata["specflow"]["transition"]["onset_pressure"])
+
+Sort on the client: Tiled on SQLite sorts metadata as text ("100" < "5").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def search(node: Any, *queries: Any) -> Any:
+    """Apply ``queries`` with the generic Tiled search, keys used exactly as given."""
+    from tiled.client.container import Container
+
+    for q in queries:
+        node = Container.search(node, q)
+    return node
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """One annotated run as found in the catalog."""
+
+    uid: str
+    sample: str
+    phases: list[int]
+    onset_pressure: float | None
+    onset_uncertainty: float | None
+    end_pressure: float | None
+    end_uncertainty: float | None
+    model_version: int | None
+    node: str | None
+
+    @classmethod
+    def from_metadata(cls, uid: str, md: Any) -> PhaseRecord:
+        block = md.get("specflow") or {}
+        tr = block.get("transition") or {}
+        return cls(uid, str((md.get("start") or {}).get("sample", "")),
+                   list(block.get("phases") or []), tr.get("onset_pressure"),
+                   tr.get("onset_uncertainty"), tr.get("end_pressure"),
+                   tr.get("end_uncertainty"), (block.get("model") or {}).get("version"),
+                   block.get("latest"))
+
+
+def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
+                phase: int | None = None, sample: str | None = None,
+                model_version: int | None = None) -> list[PhaseRecord]:
+    """Annotated runs matching all given conditions, sorted by onset pressure (None last)."""
+    from tiled.queries import Contains, Key, KeyPresent
+
+    queries: list[Any] = [KeyPresent("specflow.latest")]
+    if onset_between is not None:
+        lo, hi = sorted(onset_between)
+        queries += [Key("specflow.transition.onset_pressure") >= lo,
+                    Key("specflow.transition.onset_pressure") <= hi]
+    if phase is not None:
+        queries.append(Contains("specflow.phases", int(phase)))
+    if sample is not None:
+        queries.append(Key("start.sample") == sample)
+    if model_version is not None:
+        queries.append(Key("specflow.model.version") == int(model_version))
+    hits = search(client, *queries)
+    records = [PhaseRecord.from_metadata(uid, node.metadata) for uid, node in hits.items()]
+    return sorted(records, key=lambda r: (r.onset_pressure is None, r.onset_pressure or 0.0,
+                                          r.uid))

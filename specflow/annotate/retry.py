@@ -1,0 +1,73 @@
+"""Bounded exponential backoff for transient Tiled failures (server down, restarting, 5xx)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class AnnotationError(RuntimeError):
+    """Annotation cannot go on at all (bad credentials, unknown model): stop, don't skip."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all, waiting ``base_delay * 2**i`` s (at most ``max_delay``)."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2**attempt)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection problems and server errors are worth retrying; 4xx answers are not."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return isinstance(exc, httpx.TransportError | ConnectionError)
+
+
+def auth_problem(exc: BaseException) -> AnnotationError | None:
+    """A clear error for Tiled's 401/403 answers (and the no-key RuntimeError), else None."""
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (401, 403):
+        code = exc.response.status_code
+        return AnnotationError(
+            f"Tiled refused the request ({code} {'unauthorized' if code == 401 else 'forbidden'})"
+            ": writing annotations needs a valid API key with write access; pass --api-key or "
+            "set TILED_API_KEY"
+        )
+    if isinstance(exc, RuntimeError) and "API key" in str(exc):
+        return AnnotationError(
+            "this Tiled server requires an API key: pass --api-key or set TILED_API_KEY")
+    return None
+
+
+def with_retries(fn: Callable[[], T], policy: RetryPolicy,
+                 on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+    """Call ``fn`` until it succeeds, retrying transient errors with backoff (bounded)."""
+    for attempt in range(policy.attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            problem = auth_problem(exc)
+            if problem is not None:
+                raise problem from exc
+            if not is_transient(exc) or attempt == policy.attempts - 1:
+                raise
+            wait = policy.delay(attempt)
+            logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, attempt + 1,
+                           policy.attempts - 1, wait)
+            if on_retry is not None:
+                on_retry(attempt + 1, exc)
+            time.sleep(wait)
+    raise AssertionError("unreachable")

@@ -1,0 +1,210 @@
+"""Annotate stored runs end to end: RunEngine → TiledWriter → registered model → Tiled."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+from conftest import record_ramp
+
+from specflow.annotate import AnnotationError, annotate, annotate_run, find_phases, load_model
+from specflow.annotate.summary import sustained_index, transition_summary
+from specflow.ingest import run_to_dataset
+
+
+@pytest.fixture(scope="module")
+def sample() -> str:
+    return f"annot-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def runs(tiled_client, sample) -> dict[str, str]:
+    """Fe compression, FeO up-and-down, and a ramp that stays below the transition."""
+    md = {"sample": sample}
+    return {
+        "fe": record_ramp(tiled_client, stop=30.0, num=60, seed=1, md=md),
+        "feo": record_ramp(tiled_client, material="FeO", stop=35.0, num=50, seed=2,
+                           decompress_to=0.0, md=md),
+        "flat": record_ramp(tiled_client, stop=8.0, num=30, seed=3, md=md),
+    }
+
+
+@pytest.fixture(scope="module")
+def annotated(tiled_client, runs, phase_registry):
+    import mlflow
+
+    mlflow.set_tracking_uri(phase_registry.uri)
+    mlflow.set_registry_uri(phase_registry.uri)
+    results = annotate(tiled_client, list(runs.values()), model_uri=phase_registry.champion)
+    return {r.uid: r for r in results}
+
+
+def test_summary_finds_onset_end_and_reverse():
+    p = np.concatenate([np.linspace(0, 30, 31), np.linspace(29, 0, 30)])
+    truth = np.where(p < 13, 0, np.where(p < 16, 1, 2))
+    truth[31:] = np.where(p[31:] > 10, 2, np.where(p[31:] > 7, 1, 0))
+    probs = np.eye(3)[truth]
+    s = transition_summary(p, probs)
+    tr = s["transition"]
+    assert s["direction"] == "compression+decompression" and s["phases"] == [0, 1, 2]
+    assert tr["onset_pressure"] == pytest.approx(12.5) and tr["end_pressure"] == 15.5
+    assert tr["onset_uncertainty"] == pytest.approx(0.5, abs=0.05)
+    assert tr["reverse"]["onset_pressure"] == pytest.approx(10.5)
+    assert tr["reverse"]["end_pressure"] == pytest.approx(7.5)
+    flat = transition_summary(np.linspace(0, 8, 20), np.eye(3)[np.zeros(20, int)])
+    assert not flat["transition"]["detected"] and flat["transition"]["onset_pressure"] is None
+    assert sustained_index(np.array([1, 0, 1, 1, 1, 0], bool)) == 2  # a lone blip is ignored
+    down = np.linspace(30, 0, 31)
+    back = transition_summary(down, np.eye(3)[np.where(down > 10, 2, np.where(down > 7, 1, 0))])
+    assert back["direction"] == "decompression" and back["transition"]["reverse"] is None
+    assert back["transition"]["onset_pressure"] == pytest.approx(10.5)
+    assert back["transition"]["end_pressure"] == pytest.approx(7.5)
+
+
+def test_end_to_end_labels_and_summary_beside_the_run(tiled_server, runs, annotated):
+    from tiled.client import from_uri
+    from tiled.client.container import Container
+    from tiled.queries import Key
+
+    assert {r.status for r in annotated.values()} == {"written"}
+    client = from_uri(tiled_server.api_uri, api_key=tiled_server.api_key)  # a fresh client
+    for name, uid in runs.items():
+        run = client[uid]
+        node = run.base["specflow"]["v1"]
+        assert [s.name for s in node.specs] == ["SpecflowPhases"]
+        assert node.metadata["status"] == "complete"
+        labels = node["label"].read()
+        truth = run_to_dataset(run)["label"].values  # simulation ground truth from Tiled
+        assert labels.dtype == np.int8 and labels.shape == truth.shape
+        assert (labels == truth).mean() > 0.75, name
+        assert node["probabilities"].read().shape == (len(truth), 3)
+        table = node["phases"].read()
+        assert list(table.columns) == ["seq_num", "time", "pressure", "label", "p0", "p1",
+                                       "p2", "ood_score"]
+        block = run.metadata["specflow"]
+        assert block["latest"] == "v1" and block["model"]["version"] == 1
+        assert block["model"]["alias"] == "champion" and block["model"]["run_id"]
+        assert block["specflow_version"] and block["timestamp"]
+        assert run.metadata["stop"]["exit_status"] == "success"  # deep merge kept TiledWriter's
+    fe = client[runs["fe"]].metadata["specflow"]["transition"]
+    assert fe["detected"] and 11.0 < fe["onset_pressure"] < 16.0
+    assert 0 < fe["onset_uncertainty"] < 2.0 and fe["onset_pressure"] < fe["end_pressure"]
+    feo = client[runs["feo"]].metadata["specflow"]
+    assert feo["direction"] == "compression+decompression" and feo["transition"]["reverse"]
+    assert not client[runs["flat"]].metadata["specflow"]["transition"]["detected"]
+    # the plain Tiled client finds the runs by onset pressure (generic search, see docs)
+    hits = Container.search(client, Key("specflow.transition.onset_pressure") >= 10)
+    hits = Container.search(hits, Key("start.sample") == run_sample(client, runs))
+    assert set(hits) == {runs["fe"], runs["feo"]}
+
+
+def run_sample(client, runs) -> str:
+    return client[runs["fe"]].metadata["start"]["sample"]
+
+
+def test_find_phases(tiled_client, runs, annotated, sample):
+    both = find_phases(tiled_client, onset_between=(10, 20), sample=sample)
+    assert [r.uid for r in both] == sorted([runs["fe"], runs["feo"]],
+                                           key=lambda u: annotated_onset(tiled_client, u))
+    assert {r.uid for r in find_phases(tiled_client, phase=2, sample=sample)} == {
+        runs["fe"], runs["feo"]}
+    assert find_phases(tiled_client, onset_between=(40, 50), sample=sample) == []
+    flat = [r for r in find_phases(tiled_client, sample=sample) if r.uid == runs["flat"]]
+    assert flat and flat[0].onset_pressure is None and 2 not in flat[0].phases
+
+
+def annotated_onset(client, uid) -> float:
+    return client[uid].metadata["specflow"]["transition"]["onset_pressure"]
+
+
+def test_idempotent_and_new_version_adds_node(tiled_client, runs, annotated, mlflow_store):
+    uid = runs["fe"]
+    v1 = load_model(mlflow_store.champion)
+    again = annotate(tiled_client, [uid], model=v1)
+    assert [r.status for r in again] == ["skipped"]
+    v2 = load_model(f"models:/{mlflow_store.name}/{mlflow_store.versions[1]}")
+    first = annotate_run(tiled_client, uid, v2)
+    assert first.status == "written" and first.node == "v2"
+    run = tiled_client[uid]
+    assert set(run.base["specflow"]) == {"v1", "v2"}  # old node kept
+    block = run.metadata["specflow"]
+    assert block["latest"] == "v2" and block["model"]["version"] == 2
+    assert set(block["nodes"]) == {"v1", "v2"}
+    assert annotate_run(tiled_client, uid, v2).status == "skipped"
+    back = annotate_run(tiled_client, uid, v1)  # going back re-points, no rewrite
+    assert back.status == "written" and "restored" in back.reason
+    assert tiled_client[uid].metadata["specflow"]["latest"] == "v1"
+
+
+def test_partial_node_is_repaired(tiled_client, runs, annotated, mlflow_store):
+    uid = runs["flat"]
+    model = load_model(f"models:/{mlflow_store.name}/{mlflow_store.versions[1]}")
+    container = tiled_client[uid].base["specflow"]
+    half = container.create_container("v2", metadata={"status": "partial"})
+    half.write_array(np.zeros(3, dtype=np.int8), key="label")  # an interrupted write
+    result = annotate_run(tiled_client, uid, model)
+    assert result.status == "written" and "partial" in result.reason
+    node = tiled_client[uid].base["specflow"]["v2"]
+    assert node.metadata["status"] == "complete" and len(node["label"].read()) == 30
+    assert set(node) == {"label", "probabilities", "ood_score", "phases"}
+
+
+def test_bad_run_is_reported_and_others_continue(tiled_client, runs, annotated, make_docs,
+                                                  mlflow_store):
+    from bluesky_tiled_plugins import TiledWriter
+
+    docs, _, _ = make_docs(6, page_size=6, md={"sample": "broken"})
+    for name, doc in docs:
+        if name == "event_page":
+            doc["data"]["pressure"] = [float("nan")] * 6
+    writer = TiledWriter(tiled_client)
+    for name, doc in docs:
+        writer(name, doc)
+    bad = docs[0][1]["uid"]
+    results = annotate(tiled_client, [bad, runs["fe"]], model_uri=mlflow_store.champion)
+    assert results[0].status == "failed" and "missing pressure" in results[0].reason
+    assert results[1].status in {"skipped", "written"}
+    assert "specflow" not in tiled_client[bad].metadata
+
+
+def test_wrong_api_key_gives_clear_error(tiled_server, runs, mlflow_store):
+    import typer
+    from typer.testing import CliRunner
+
+    from specflow.annotate.commands import annotate_cmd
+
+    client = tiled_server.client()
+    client.context.api_key = "not-the-key"
+    model = load_model(mlflow_store.champion)
+    with pytest.raises(AnnotationError, match="401 unauthorized.*API key"):
+        annotate(client, [runs["fe"]], model=model)
+    app = typer.Typer()
+    app.command()(annotate_cmd)
+    out = CliRunner().invoke(app, ["--tiled-uri", tiled_server.api_uri, "--api-key", "nope",
+                                   "--run", runs["fe"], "--model", mlflow_store.champion])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "401 unauthorized" in text and "Invalid API key" in text
+
+
+def test_cli_annotate_by_query_and_phases_table(tiled_server, runs, annotated, sample,
+                                                mlflow_store, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from specflow.annotate.commands import annotate_cmd, phases_cmd
+
+    app = typer.Typer()
+    app.command("annotate")(annotate_cmd)
+    app.command("phases")(phases_cmd)
+    env = {"TILED_API_KEY": tiled_server.api_key, "COLUMNS": "200"}
+    out = CliRunner().invoke(app, [
+        "annotate", "--tiled-uri", tiled_server.api_uri, "--query", f"start.sample={sample}",
+        "--model", f"models:/{mlflow_store.name}/1", "--workdir", str(tmp_path)], env=env)
+    assert out.exit_code == 0, out.output
+    assert out.output.count("skipped") + out.output.count("written") == 3
+    out = CliRunner().invoke(app, ["phases", "--tiled-uri", tiled_server.api_uri,
+                                   "--onset-between", "10", "20", "--sample", sample], env=env)
+    assert out.exit_code == 0, out.output
+    assert runs["fe"] in out.output and runs["feo"] in out.output
+    assert runs["flat"] not in out.output and "±" in out.output

@@ -1,0 +1,140 @@
+"""Watch mode (subscription and polling, alias moves), live per-curve predictions, retries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from conftest import record_ramp
+
+from specflow.annotate import annotate_run, load_model
+from specflow.annotate.retry import RetryPolicy
+from specflow.annotate.watch import Watcher
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory):
+    """A Tiled server for this module alone, so alias moves only touch these runs."""
+    from specflow.ingest.server import tiled_server
+
+    with tiled_server(tmp_path_factory.mktemp("tiled-watch")) as info:
+        yield info
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def start(watcher: Watcher) -> threading.Thread:
+    thread = threading.Thread(target=watcher.run, kwargs={"timeout": 60}, daemon=True)
+    thread.start()
+    wait_for(lambda: watcher.model is not None)
+    return thread
+
+
+def nodes_of(watcher: Watcher, uid: str) -> list[str]:
+    return [r.node for r in watcher.results if r.uid == uid and r.status == "written"]
+
+
+def test_watch_subscribes_then_follows_the_alias(own_server, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    client = own_server.client()
+    watcher = Watcher(client, mlflow_store.champion, mode="subscribe", registry_interval=0.3)
+    thread = start(watcher)
+    try:
+        wait_for(lambda: watcher.subscribed)
+        uid = record_ramp(client, stop=30.0, num=30, seed=5)
+        wait_for(lambda: nodes_of(watcher, uid) == ["v1"])
+        MlflowClient().set_registered_model_alias(mlflow_store.name, "champion",
+                                                  mlflow_store.versions[1])
+        wait_for(lambda: nodes_of(watcher, uid) == ["v1", "v2"])
+    finally:
+        watcher.stop()
+        thread.join(10)
+        MlflowClient().set_registered_model_alias(mlflow_store.name, "champion",
+                                                  mlflow_store.versions[0])
+    run = client[uid]
+    assert set(run.base["specflow"]) == {"v1", "v2"}
+    assert run.metadata["specflow"]["latest"] == "v2"
+    assert len(nodes_of(watcher, uid)) == 2  # its own metadata updates did not re-trigger it
+
+
+def test_watch_polls(own_server, mlflow_store):
+    client = own_server.client()
+    watcher = Watcher(client, mlflow_store.champion, mode="poll", poll_interval=0.2,
+                      registry_interval=60)
+    thread = start(watcher)
+    try:
+        uid = record_ramp(client, stop=20.0, num=20, seed=6)
+        wait_for(lambda: nodes_of(watcher, uid) == ["v1"])
+    finally:
+        watcher.stop()
+        thread.join(10)
+    assert not watcher.subscribed and client[uid].metadata["specflow"]["latest"] == "v1"
+
+
+def test_live_predictions_arrive_during_the_scan(mlflow_store):
+    from bluesky import RunEngine
+
+    from specflow.annotate.live import LivePhaseMonitor
+    from specflow.data.simulate import labels_from_fraction
+    from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp
+
+    truth: list[float] = []
+    seen_at: list[int] = []  # events published when each prediction was made
+    monitor = LivePhaseMonitor(load_model(mlflow_store.champion),
+                               on_prediction=lambda p: seen_at.append(len(truth)))
+    engine = RunEngine({}, call_returns_result=False)
+    engine.subscribe(lambda name, doc: truth.append(doc["data"]["xrd_phase_fraction"]),
+                     "event")
+    engine.subscribe(monitor)
+    cell = DiamondAnvilCell(seed=7)
+    (uid,) = engine(compression_ramp(cell, IntegratedDetector(cell=cell, seed=7), 0, 30, 40))
+    preds = monitor.predictions[uid]
+    assert [p.index for p in preds] == list(range(40))
+    assert seen_at == list(range(1, 41))  # each curve labelled before the next one arrived
+    labels = monitor.labels(uid)
+    assert (labels == labels_from_fraction(np.array(truth))).mean() > 0.75
+    assert all(0.33 <= p.probability <= 1 for p in preds)
+
+
+def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog):
+    import stamina
+
+    from specflow.ingest.server import tiled_server
+
+    with tiled_server(tmp_path / "tiled") as info:
+        client = info.client()
+        uid = record_ramp(client, stop=30.0, num=30, seed=8)
+        port = int(info.base_url.rsplit(":", 1)[1])
+    model = load_model(mlflow_store.champion)  # the server is down now
+    back = threading.Event()
+    done = threading.Event()
+
+    def restart() -> None:
+        time.sleep(1.0)
+        with tiled_server(tmp_path / "tiled", api_key=info.api_key, port=port):
+            back.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=restart, daemon=True)
+    thread.start()
+    try:
+        with stamina.set_testing(True, attempts=1), caplog.at_level(logging.WARNING):
+            result = annotate_run(client, uid, model,
+                                  retry=RetryPolicy(attempts=8, base_delay=0.2, max_delay=1.0))
+        assert back.is_set() and result.status == "written", result
+        assert "Tiled unavailable" in caplog.text
+        assert list(client[uid].base["specflow"]) == ["v1"]
+        assert annotate_run(client, uid, model).status == "skipped"  # nothing duplicated
+    finally:
+        done.set()
+        thread.join(15)
