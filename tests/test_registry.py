@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,8 +17,9 @@ from mlflow.tracking import MlflowClient
 
 from specflow.data.simulate import simulate_run
 from specflow.learn.data import to_curves
-from specflow.learn.pretrain import PretrainConfig, encode, pretrain
+from specflow.learn.pretrain import encode
 from specflow.learn.probe import select_labels, train_probe
+from specflow.models.convsc import ConvSCEncoder
 from specflow.registry.phase_model import PhasePredictor, build_bundle
 from specflow.registry.promotion import (
     PromotionRefused,
@@ -39,37 +41,43 @@ def runs():
 
 @pytest.fixture(scope="module")
 def trained(runs):
-    """A small but real model: quick pretraining on a coarse grid + probe on few labels."""
-    cfg = PretrainConfig.quick(epochs=1, n_points=1000, batch_size=64, seed=0, device="cpu")
-    result = pretrain(runs, cfg)
-    curves = to_curves(runs, grid=result.grid)
-    h = encode(result.encoder, curves.x, device="cpu")
+    """A small real model: a frozen, seeded ConvSC encoder + a probe trained on few labels.
+
+    (Pretraining itself is covered by test_learn; here only the deployable bundle matters.)
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        encoder = ConvSCEncoder(init="pytorch").eval()
+    grid = np.linspace(5, 25, 1000)
+    curves = to_curves(runs, grid=grid)
+    h = encode(encoder, curves.x, device="cpu")
     picked = np.concatenate([
         np.flatnonzero(curves.run == r)[select_labels(curves.label[curves.run == r], 0.1)]
         for r in range(len(runs))])
     probe = train_probe(h[picked], curves.label[picked])
-    return build_bundle(result.encoder, probe, result.grid, h)
+    return build_bundle(encoder, probe, grid, h)
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     uri = configure_tracking(tmp_path / "work")
     ensure_experiment("specflow-test")
     yield uri
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+        os.environ.pop(var, None)  # configure_tracking/MLflow exported them
     mlflow.set_tracking_uri(None)
 
 
-def degraded(bundle, how):
-    """A copy whose head predicts worse: 'never1' suppresses class 1, 'constant' only class 0."""
+def constant(bundle, phase):
+    """A copy whose head always predicts ``phase``: a deliberately poor model."""
     out = copy.deepcopy(bundle)
-    if how == "never1":
-        out["head_bias"] = out["head_bias"].clone()
-        out["head_bias"][list(out["classes"].tolist()).index(1)] -= 100.0
-    else:
-        out["head_weight"] = torch.zeros_like(out["head_weight"])
-        out["head_bias"] = torch.tensor([10.0] + [0.0] * (len(out["classes"]) - 1))
+    classes = out["classes"].tolist()
+    out["head_weight"] = torch.zeros_like(out["head_weight"])
+    out["head_bias"] = torch.zeros(len(classes))
+    out["head_bias"][classes.index(phase)] = 10.0
     return out
 
 
@@ -135,8 +143,9 @@ def test_champion_loads_in_fresh_process(store, trained, runs, tmp_path):
 
 def test_promotion_gate_refuses_worse_and_accepts_better(store, trained, runs):
     client = MlflowClient()
-    v1 = log_version(degraded(trained, "never1"), {"method": "rrmoco"})
-    v2 = log_version(degraded(trained, "constant"))
+    v1 = log_version(constant(trained, 0), {"method": "rrmoco"})  # majority class: mediocre
+    v2 = log_version(constant(trained, 1))  # the thin "during" class: worse
+
     v3 = log_version(trained)
     scores = {v: evaluate_model(f"models:/{NAME}/{v}", runs) for v in (v1, v2, v3)}
     assert scores[v2]["precision"] < scores[v1]["precision"] < scores[v3]["precision"]

@@ -19,13 +19,15 @@ def configure_tracking(workdir: str | Path = "work") -> str:
     experiments get an explicit artifact location beside the database.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
+    if uri:
+        registry = os.environ.get("MLFLOW_REGISTRY_URI") or uri
+    else:
         store = Path(workdir).resolve() / "mlflow"
         store.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{store / 'mlflow.db'}"
+        uri = registry = f"sqlite:///{store / 'mlflow.db'}"
         os.environ["MLFLOW_TRACKING_URI"] = uri  # child processes (mlflow run) agree
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI", uri))
+    mlflow.set_registry_uri(registry)  # (MLflow exports it as MLFLOW_REGISTRY_URI)
     return uri
 
 
