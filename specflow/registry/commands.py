@@ -28,6 +28,12 @@ QueryOpt = Annotated[list[str] | None, typer.Option(
 WorkdirOpt = Annotated[Path, typer.Option(
     "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset.")]
 NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
+MethodOpt = Annotated[str, typer.Option(help="rrmoco, rr, moco or selftime.")]
+EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default from --preset).")]
+PresetOpt = Annotated[str, typer.Option(help="quick (CPU minutes) or paper (GPU).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+FractionOpt = Annotated[float, typer.Option(help="Fraction of curves labelled.")]
 EvalOpt = Annotated[list[Path] | None, typer.Option(
     "--eval-data", help="Labelled evaluation files for the gate (default: the fixed "
     "simulated Fe+FeO gate set).")]
@@ -83,11 +89,11 @@ def pretrain_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    method: Annotated[str, typer.Option(help="rrmoco, rr, moco or selftime.")] = "rrmoco",
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default from --preset).")] = None,
-    preset: Annotated[str, typer.Option(help="quick (CPU minutes) or paper (GPU).")] = "quick",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    method: MethodOpt = "rrmoco",
+    epochs: EpochsOpt = None,
+    preset: PresetOpt = "quick",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
     workdir: WorkdirOpt = Path("work"),
 ) -> str:
     """Self-supervised pretraining on unlabelled curves, tracked in MLflow; prints the run id."""
@@ -115,8 +121,8 @@ def probe_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    label_fraction: Annotated[float, typer.Option(help="Fraction of curves labelled.")] = 0.03,
-    seed: Annotated[int, typer.Option()] = 0,
+    label_fraction: FractionOpt = 0.03,
+    seed: SeedOpt = 0,
     workdir: WorkdirOpt = Path("work"),
 ) -> str:
     """Linear probe on a pretrained encoder with few labels; logs the pyfunc model."""
@@ -195,12 +201,12 @@ def pipeline_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    method: Annotated[str, typer.Option(help="rrmoco, rr, moco or selftime.")] = "rrmoco",
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default from --preset).")] = None,
-    preset: Annotated[str, typer.Option(help="quick (CPU minutes) or paper (GPU).")] = "quick",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    label_fraction: Annotated[float, typer.Option(help="Fraction of curves labelled.")] = 0.03,
-    seed: Annotated[int, typer.Option()] = 0,
+    method: MethodOpt = "rrmoco",
+    epochs: EpochsOpt = None,
+    preset: PresetOpt = "quick",
+    device: DeviceOpt = "auto",
+    label_fraction: FractionOpt = 0.03,
+    seed: SeedOpt = 0,
     name: NameOpt = "specflow-phase",
     alias: Annotated[str, typer.Option(help="Alias to promote to.")] = "champion",
     eval_data: EvalOpt = None,
