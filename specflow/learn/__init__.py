@@ -1,0 +1,1 @@
+"""Self-supervised pretraining, linear probing and evaluation of phase labels."""

@@ -1,0 +1,89 @@
+"""From canonical spectra Datasets to training arrays: common grid, min–max, pretext targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from specflow.data.preprocess import interp_curves, minmax
+from specflow.data.schema import INTENSITY, LABEL, PRESSURE, TIME, TWO_THETA
+
+
+@dataclass
+class Curves:
+    """Curves on one grid, min–max normalised, with per-curve bookkeeping."""
+
+    x: np.ndarray  # (N, L) float32 in [0, 1]
+    grid: np.ndarray  # (L,) 2θ in degrees
+    run: np.ndarray  # (N,) run index
+    order: np.ndarray  # (N,) acquisition rank within its run
+    pressure: np.ndarray | None  # (N,) GPa, or None if unknown
+    label: np.ndarray | None  # (N,) int, -1 unknown
+
+
+def common_grid(datasets: list[xr.Dataset], n_points: int | None = None) -> np.ndarray:
+    """The shared grid: the data's own grid if all runs agree, else the overlap with n_points."""
+    grids = [ds[TWO_THETA].values.astype(float) for ds in datasets]
+    same = all(g.shape == grids[0].shape and np.allclose(g, grids[0]) for g in grids)
+    if same and (n_points is None or n_points == grids[0].size):
+        return grids[0]
+    lo, hi = max(g[0] for g in grids), min(g[-1] for g in grids)
+    if lo >= hi:
+        raise ValueError("the runs' 2θ ranges do not overlap")
+    return np.linspace(lo, hi, n_points or grids[0].size)
+
+
+def to_curves(
+    data: xr.Dataset | list[xr.Dataset], grid: np.ndarray | None = None, n_points: int | None = None
+) -> Curves:
+    """Stack runs on one grid (``grid`` if given, e.g. a trained model's) and min–max them."""
+    datasets = [data] if isinstance(data, xr.Dataset) else list(data)
+    grid = common_grid(datasets, n_points) if grid is None else np.asarray(grid, dtype=float)
+    xs, runs, orders, pressures, labels = [], [], [], [], []
+    for i, ds in enumerate(datasets):
+        values = ds[INTENSITY].values.astype(np.float32)
+        xs.append(interp_curves(values, ds[TWO_THETA].values, grid))
+        n = values.shape[0]
+        runs.append(np.full(n, i))
+        t = ds[TIME].values if TIME in ds.coords else np.arange(n)
+        orders.append(np.argsort(np.argsort(t, kind="stable"), kind="stable"))
+        p = ds[PRESSURE].values.astype(float) if PRESSURE in ds.coords else np.full(n, np.nan)
+        pressures.append(p)
+        labels.append(ds[LABEL].values.astype(int) if LABEL in ds else np.full(n, -1))
+    pressure = np.concatenate(pressures)
+    return Curves(
+        x=minmax(np.concatenate(xs)).astype(np.float32),
+        grid=grid,
+        run=np.concatenate(runs),
+        order=np.concatenate(orders),
+        pressure=pressure if np.isfinite(pressure).all() and np.ptp(pressure) > 0 else None,
+        label=np.concatenate(labels),
+    )
+
+
+def order_bins(run: np.ndarray, order: np.ndarray, n_bins: int = 5) -> np.ndarray:
+    """T contiguous equal-count bins of acquisition order, per run."""
+    out = np.empty(len(run), dtype=np.int64)
+    for r in np.unique(run):
+        sel = run == r
+        out[sel] = (order[sel] * n_bins) // sel.sum()
+    return out
+
+
+def pressure_bins(pressure: np.ndarray, n_bins: int = 5) -> np.ndarray:
+    """T equal-count pressure bins over all curves (pressure quantiles)."""
+    rank = np.argsort(np.argsort(pressure, kind="stable"), kind="stable")
+    return (rank * n_bins) // len(pressure)
+
+
+def external_targets(curves: Curves, n_bins: int = 5, kind: str = "auto") -> np.ndarray:
+    """External-variable targets: ``order`` bins per run, ``pressure`` bins, or ``auto``."""
+    if kind == "pressure" or (kind == "auto" and curves.pressure is not None):
+        if curves.pressure is None:
+            raise ValueError("pressure bins requested but pressure is unknown")
+        return pressure_bins(curves.pressure, n_bins)
+    if kind not in {"order", "auto"}:
+        raise ValueError(f"unknown external target kind {kind!r}")
+    return order_bins(curves.run, curves.order, n_bins)

@@ -1,0 +1,78 @@
+"""Classification and clustering metrics, and an embedding figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.cluster import SpectralClustering
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
+    """Weighted precision/recall/F1, accuracy and confusion matrix (labels 0, 1, 2)."""
+    labels = [0, 1, 2]
+    return {
+        "precision": float(skm.precision_score(y_true, y_pred, average="weighted",
+                                               zero_division=0)),
+        "recall": float(skm.recall_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "f1": float(skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "n": int(len(y_true)),
+    }
+
+
+def cluster_scores(
+    x: np.ndarray, y_true: np.ndarray, n_clusters: int = 3, seed: int = 0
+) -> dict[str, float]:
+    """Spectral clustering of x: silhouette, mutual information (raw/normalised), adjusted Rand."""
+    n_clusters = max(2, min(n_clusters, len(x) - 1))
+    pred = SpectralClustering(n_clusters=n_clusters, affinity="nearest_neighbors",
+                              n_neighbors=min(10, len(x) - 1), random_state=seed,
+                              assign_labels="cluster_qr").fit_predict(x)
+    sil = skm.silhouette_score(x, pred) if len(np.unique(pred)) > 1 else float("nan")
+    return {
+        "silhouette": float(sil),
+        "mutual_info": float(skm.mutual_info_score(y_true, pred)),
+        "nmi": float(skm.normalized_mutual_info_score(y_true, pred)),
+        "ari": float(skm.adjusted_rand_score(y_true, pred)),
+    }
+
+
+def embed_2d(x: np.ndarray, seed: int = 0, method: str = "auto") -> tuple[np.ndarray, str]:
+    """2-D map of x by UMAP (``auto``: when umap-learn is installed) or t-SNE."""
+    if method in {"auto", "umap"}:
+        try:
+            import umap
+
+            return umap.UMAP(random_state=seed, n_jobs=1).fit_transform(x), "UMAP"
+        except ImportError:
+            if method == "umap":
+                raise
+    from sklearn.manifold import TSNE
+
+    perplexity = max(2.0, min(30.0, (len(x) - 1) / 3))
+    return TSNE(random_state=seed, perplexity=perplexity).fit_transform(x), "t-SNE"
+
+
+def plot_embedding(
+    x: np.ndarray, labels: np.ndarray, path: str | Path, title: str = "", seed: int = 0,
+    method: str = "auto",
+) -> Path:
+    """Scatter of a 2-D map of embeddings coloured by phase label; saved with the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy, method = embed_2d(x, seed, method)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="viridis", s=8)
+    fig.colorbar(sc, ax=ax, label="label")
+    ax.set(title=title or f"{method} of embeddings", xlabel=f"{method} 1", ylabel=f"{method} 2")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

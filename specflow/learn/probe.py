@@ -1,0 +1,184 @@
+"""Linear probe on frozen features and few-label selection (METHOD_SPEC §5 linear evaluation).
+
+Fixes §8.1/§8.3: early stopping monitors the validation split only, and evaluation features are
+computed without augmentation, in eval mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch.nn import functional as F
+
+from specflow.models.heads import LinearClassifier
+
+
+@dataclass
+class ProbeConfig:
+    """Linear-probe hyper-parameters (SGD, momentum 0.9, wd 1e-4, patience 20 on val)."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    max_epochs: int = 1000
+    patience: int = 20
+    val_fraction: float = 0.2
+    standardize: bool = True  # z-score features with the training labels' statistics
+    refit: bool = False  # retrain on train+val for the best epoch count (val picks it only)
+    seed: int = 0
+
+
+@dataclass
+class LinearProbe:
+    """A trained probe: feature standardisation + linear layer over ``classes``."""
+
+    classifier: LinearClassifier
+    mean: np.ndarray
+    std: np.ndarray
+    classes: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def logits(self, h: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor((h - self.mean) / self.std, dtype=torch.float32)
+        with torch.inference_mode():
+            return self.classifier.eval()(x).numpy()
+
+    def predict(self, h: np.ndarray) -> np.ndarray:
+        """Class labels (original values, e.g. 0/1/2) of features h (N, D)."""
+        return self.classes[self.logits(h).argmax(1)]
+
+
+def split_train_val(
+    labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of indices; a class keeps ≥ 1 training curve, val gets the rest."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = min(int(round(val_fraction * len(idx))), len(idx) - 1)
+        val += list(idx[:n_val])
+        train += list(idx[n_val:])
+    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+
+
+def train_probe(
+    h: np.ndarray, y: np.ndarray, config: ProbeConfig | None = None
+) -> LinearProbe:
+    """Fit a linear classifier on features h (N, D) with labels y, early-stopped on a val split.
+
+    Full-batch SGD; the val split (never the test curves) picks the best epoch (accuracy, then
+    loss) with patience ``patience``; with ``refit`` the probe is then retrained on train+val
+    for that many epochs. Without a val split (too few labels) it trains ``max_epochs // 4``.
+    """
+    cfg = config or ProbeConfig()
+    classes = np.unique(y)
+    target = torch.as_tensor(np.searchsorted(classes, y), dtype=torch.long)
+    tr, va = split_train_val(y, cfg.val_fraction, cfg.seed)
+    clf, mean, std, history, best_epoch = _fit(h, target, tr, va, len(classes), cfg,
+                                               cfg.max_epochs if len(va) else cfg.max_epochs // 4)
+    if cfg.refit and len(va):
+        everything = np.arange(len(y))
+        clf, mean, std, _, _ = _fit(h, target, everything, everything[:0], len(classes), cfg,
+                                    best_epoch + 1)
+    return LinearProbe(clf.eval(), mean, std, classes, history)
+
+
+def _fit(
+    h: np.ndarray, target: torch.Tensor, tr: np.ndarray, va: np.ndarray, n_classes: int,
+    cfg: ProbeConfig, epochs: int,
+) -> tuple[LinearClassifier, np.ndarray, np.ndarray, list[dict[str, float]], int]:
+    """Full-batch SGD on rows ``tr``; with ``va`` keep the best val epoch (accuracy, then loss)."""
+    mean = h[tr].mean(0) if cfg.standardize else np.zeros(h.shape[1])
+    std = h[tr].std(0) + 1e-6 if cfg.standardize else np.ones(h.shape[1])
+    x = torch.as_tensor((h - mean) / std, dtype=torch.float32)
+    torch.manual_seed(cfg.seed)
+    clf = LinearClassifier(h.shape[1], n_classes)
+    opt = torch.optim.SGD(clf.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    best, best_state, best_epoch, bad, history = (-1.0, np.inf), None, epochs - 1, 0, []
+    for epoch in range(epochs):
+        clf.train()
+        loss = F.cross_entropy(clf(x[tr]), target[tr])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if not len(va):
+            continue
+        with torch.no_grad():
+            logits = clf.eval()(x[va])
+            val_loss = float(F.cross_entropy(logits, target[va]))
+            val_acc = float((logits.argmax(1) == target[va]).float().mean())
+        history.append({"epoch": epoch, "train_loss": loss.item(), "val_loss": val_loss,
+                        "val_acc": val_acc})
+        if (val_acc, -val_loss) > (best[0], -best[1]):
+            best, best_epoch, bad = (val_acc, val_loss), epoch, 0
+            best_state = {k: v.clone() for k, v in clf.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    if best_state is not None:
+        clf.load_state_dict(best_state)
+    return clf, mean, std, history, best_epoch
+
+
+def select_labels(
+    labels: np.ndarray,
+    fraction: float | None = 0.03,
+    n: int | None = None,
+    order: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Indices of the few curves whose labels are revealed.
+
+    Stratified by class (≥ 1 per class present, counts proportional to class size), spread
+    evenly through acquisition ``order`` within each class (a seeded offset jitters the
+    positions). Curves with label < 0 are never chosen.
+    """
+    labels = np.asarray(labels)
+    known = np.flatnonzero(labels >= 0)
+    classes = np.unique(labels[known])
+    total = n if n is not None else int(round((fraction or 0.0) * len(known)))
+    total = max(total, len(classes))
+    order = np.arange(len(labels)) if order is None else np.asarray(order)
+    rng = np.random.default_rng(seed)
+    counts = {c: max(1, int(round(total * np.mean(labels[known] == c)))) for c in classes}
+    chosen = []
+    for c in classes:
+        idx = known[labels[known] == c]
+        idx = idx[np.argsort(order[idx], kind="stable")]
+        k = min(counts[c], len(idx))
+        pos = (np.arange(k) + rng.uniform(0.25, 0.75)) * len(idx) / k
+        chosen += list(idx[np.minimum(pos.astype(int), len(idx) - 1)])
+    return np.sort(np.unique(chosen))
+
+
+def suggest_labels(
+    h: np.ndarray, n_clusters: int = 6, n_boundary: int = 4, seed: int = 0
+) -> list[tuple[int, str]]:
+    """Curves a scientist should label first: ``(index, reason)``.
+
+    k-means on standardised embeddings; the curve nearest each centroid ("central"), then the
+    curves with the smallest margin between their two nearest centroids ("boundary").
+    """
+    z = (h - h.mean(0)) / (h.std(0) + 1e-6)
+    km = KMeans(n_clusters=min(n_clusters, len(z)), n_init=10, random_state=seed).fit(z)
+    d = km.transform(z)
+    out: list[tuple[int, str]] = []
+    for k in range(d.shape[1]):
+        out.append((int(d[:, k].argmin()), f"central (cluster {k})"))
+    if d.shape[1] > 1:
+        two = np.sort(d, axis=1)
+        margin = two[:, 1] - two[:, 0]
+        seen = {i for i, _ in out}
+        for i in np.argsort(margin):
+            if len(out) >= d.shape[1] + n_boundary:
+                break
+            if int(i) not in seen:
+                out.append((int(i), "boundary"))
+                seen.add(int(i))
+    return out

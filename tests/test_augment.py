@@ -1,0 +1,162 @@
+"""Augmentations: determinism, shapes/dtypes, monotone warps and each parameter's effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from specflow.data.augment import (
+    GROUPS,
+    Compose,
+    Cutout,
+    Jitter,
+    MagnitudeWarp,
+    PatternShift,
+    PeakElimination,
+    PeakScaling,
+    Scaling,
+    TimeWarp,
+    WindowSlice,
+    WindowWarp,
+    interp,
+    make_augmentation,
+    spline_basis,
+)
+
+ALL = [Jitter(), Scaling(), MagnitudeWarp(), TimeWarp(), WindowSlice(), WindowWarp(), Cutout(),
+       PeakScaling(), PeakElimination(), PatternShift()]
+L = 1000
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def ramp(b: int = 16, length: int = L) -> torch.Tensor:
+    return torch.linspace(0, 1, length).repeat(b, 1)
+
+
+@pytest.mark.parametrize("t", ALL, ids=lambda t: type(t).__name__)
+def test_seeded_determinism_shape_dtype(t):
+    x = torch.rand(8, L)
+    a, b, c = t(x, gen(1)), t(x, gen(1)), t(x, gen(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.dtype == x.dtype
+    xn = x.numpy().astype(np.float64)
+    out = t(xn, gen(1))
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == xn.shape
+    assert t(x[0], gen(1)).shape == (L,)
+
+
+def test_spline_basis_interpolates_knots_and_constants():
+    m = spline_basis(L, 6)
+    assert m.shape == (L, 6)
+    assert torch.allclose(m.sum(1), torch.ones(L), atol=1e-5)
+    knots = np.linspace(0, L - 1, 6).astype(int)
+    assert torch.allclose(m[knots[[0, -1]]], torch.eye(6)[[0, -1]], atol=1e-5)
+
+
+def test_interp_matches_numpy():
+    xp = torch.sort(torch.rand(3, 50) * 10, dim=1).values
+    fp = torch.rand(3, 50)
+    x = torch.rand(3, 70) * 12 - 1
+    got = interp(x, xp, fp)
+    for i in range(3):
+        assert np.allclose(got[i], np.interp(x[i], xp[i], fp[i]), atol=1e-5)
+
+
+def test_time_warp_is_monotone_even_with_huge_sigma():
+    tw = TimeWarp(sigma=3.0)  # speeds often < 0 before clipping
+    tau = tw.warp_positions(64, L, gen(0), torch.device("cpu"))
+    assert (tau.diff(dim=1) > 0).all()
+    assert torch.allclose(tau[:, -1], torch.full((64,), L - 1.0))
+    out = tw(ramp(64), gen(0))
+    assert (out.diff(dim=1) >= -1e-6).all()  # a warped ramp stays a ramp
+    assert torch.allclose(TimeWarp(sigma=0.0)(ramp()), ramp(), atol=2e-3)
+
+
+def test_time_warp_sigma_controls_strength():
+    x = ramp()
+    small = (TimeWarp(sigma=0.05)(x, gen(0)) - x).abs().mean()
+    large = (TimeWarp(sigma=0.3)(x, gen(0)) - x).abs().mean()
+    assert large > 2 * small
+
+
+def test_magnitude_warp():
+    x = torch.ones(32, L)
+    assert torch.allclose(MagnitudeWarp(sigma=0.0)(x), x, atol=1e-5)
+    y = MagnitudeWarp(sigma=0.3)(x, gen(0))
+    assert 0.2 < y.std(dim=1).mean() < 0.4  # factor ~ N(1, 0.3), smooth along the curve
+    assert y.diff(dim=1).abs().max() < 0.05
+
+
+def test_jitter_and_scaling_statistics():
+    x = torch.ones(64, L)
+    assert abs((Jitter(0.1)(x, gen(0)) - x).std().item() - 0.1) < 0.005
+    s = Scaling(0.4)(x, gen(0))
+    assert torch.allclose(s, s[:, :1].expand_as(s))  # one factor per curve
+    assert abs(s[:, 0].std().item() - 0.4) < 0.1
+
+
+def test_window_slice_keeps_a_window():
+    out = WindowSlice(0.8)(ramp(), gen(0))
+    span = out[:, -1] - out[:, 0]
+    assert torch.allclose(span, torch.full_like(span, 0.8), atol=2e-3)
+    assert (out.diff(dim=1) >= 0).all()
+
+
+def test_window_warp_keeps_ends_and_order():
+    out = WindowWarp(0.3, (0.5, 2.0))(ramp(), gen(0))
+    assert (out.diff(dim=1) >= -1e-6).all()
+    assert torch.allclose(out[:, 0], torch.zeros(16)) and torch.allclose(out[:, -1], torch.ones(16))
+    assert (out - ramp()).abs().max() > 0.01
+
+
+def test_cutout_zeroes_one_window():
+    out = Cutout(0.1)(torch.ones(16, L), gen(0))
+    zeros = out == 0
+    assert (zeros.sum(1) == 100).all()
+    assert (zeros.int().diff(dim=1).abs().sum(1) <= 2).all()  # one contiguous run
+
+
+def test_peak_scaling_constant_per_window():
+    out = PeakScaling(window=100)(torch.ones(8, L), gen(0))
+    blocks = out.reshape(8, 10, 100)
+    assert torch.allclose(blocks, blocks[..., :1].expand_as(blocks))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_peak_elimination_mask_and_tail():
+    x = torch.ones(2000, 1000)
+    out = PeakElimination(window=300, keep=2 / 3)(x, gen(0))
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    assert abs(out[:, :900].mean().item() - 2 / 3) < 0.02
+    assert out[:, 900:].mean() > 0.5  # the partial last window is not always zeroed (§8.15)
+
+
+def test_pattern_shift():
+    x = torch.arange(1, L + 1, dtype=torch.float32).repeat(64, 1)
+    out = PatternShift(max_shift=20)(x, gen(0))
+    shifts = set()
+    for row in out:
+        first = row[row != 0][0].item()  # value that landed first tells the shift
+        s = (row != 0).nonzero()[0].item() - (first - 1)
+        src = torch.arange(L) - s
+        expect = torch.where((src >= 0) & (src < L), src + 1.0, torch.zeros(L))
+        assert torch.equal(row, expect)
+        shifts.add(int(s))
+    assert min(shifts) >= -20 and max(shifts) < 20 and len(shifts) > 10
+
+
+def test_compose_probability_and_groups():
+    x = torch.rand(400, 200)
+    assert torch.equal(Compose([Jitter()], p=0.0)(x, gen(0)), x)
+    changed = (Compose([Jitter()], p=0.2)(x, gen(0)) != x).any(dim=1).float().mean()
+    assert 0.12 < changed < 0.28
+    assert [type(t) for t in make_augmentation("release").transforms] == [MagnitudeWarp, TimeWarp]
+    assert len(make_augmentation("G2").transforms) == 5
+    for name in GROUPS:
+        assert make_augmentation(name)(x, gen(0)).shape == x.shape
+    with pytest.raises(ValueError):
+        make_augmentation("G9")
