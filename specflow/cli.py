@@ -108,11 +108,11 @@ def _register_stage_commands() -> None:
     """Add the commands that live with their stage (ingest, learn, registry)."""
     from specflow.annotate import commands as annotate
     from specflow.ingest.commands import ingest_demo
-    from specflow.learn.commands import evaluate_command
+    from specflow.learn.commands import EVALUATE_CONTEXT, evaluate_command
     from specflow.registry import commands as registry
 
     app.command("ingest-demo")(ingest_demo)
-    app.command("evaluate")(evaluate_command)
+    app.command("evaluate", context_settings=EVALUATE_CONTEXT)(evaluate_command)
     app.command("pretrain")(registry.pretrain_cmd)
     app.command("probe")(registry.probe_cmd)
     app.command("register")(registry.register_cmd)

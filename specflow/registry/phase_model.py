@@ -57,7 +57,7 @@ def build_bundle(
         "feature_mean": torch.as_tensor(probe.mean, dtype=torch.float32),
         "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
         "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
-        "grid": torch.as_tensor(np.asarray(grid, dtype=np.float64)),
+        "grid": torch.tensor(np.array(grid, dtype=np.float64)),
         "ood_location": torch.as_tensor(lw.location_, dtype=torch.float32),
         "ood_precision": torch.as_tensor(lw.precision_, dtype=torch.float32),
         "ood_scale": float(np.quantile(dist, 0.99)) or 1.0,
