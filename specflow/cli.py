@@ -89,7 +89,7 @@ def demo(
     workdir: Path = typer.Option(Path("work"), help="Where Tiled, MLflow and figures live."),
     runs: int = typer.Option(2, min=1, help="Simulated runs per material (Fe, FeO)."),
     curves: int = typer.Option(300, min=30, help="Curves per run."),
-    epochs: int = typer.Option(None, help="Pretraining epochs (default: quick preset)."),
+    epochs: int = typer.Option(10, help="Pretraining epochs (quick CPU preset otherwise)."),
     label_fraction: float = typer.Option(0.03, help="Fraction of curves with labels."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, help="Random seed."),

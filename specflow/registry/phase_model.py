@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
@@ -140,31 +141,25 @@ class PhasePredictor:
         }
 
 
-try:
-    import mlflow.pyfunc
+class PhaseModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc serving a bundle logged as artifact ``bundle``."""
 
-    class PhaseModel(mlflow.pyfunc.PythonModel):
-        """MLflow pyfunc serving a bundle logged as artifact ``bundle``."""
+    def load_context(self, context) -> None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.predictor = PhasePredictor.load(context.artifacts["bundle"], device)
 
-        def load_context(self, context) -> None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.predictor = PhasePredictor.load(context.artifacts["bundle"], device)
-
-        def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
-            params = params or {}
-            if isinstance(model_input, pd.DataFrame):
-                model_input = model_input.to_numpy(dtype=np.float32)
-            out = self.predictor.predict(np.asarray(model_input), params.get("two_theta"))
-            frame = pd.DataFrame({"label": out["label"]})
-            for k in range(N_CLASSES):
-                frame[f"p{k}"] = out["probabilities"][:, k]
-            frame["ood_score"] = out["ood_score"]
-            pressure = params.get("pressure")
-            if pressure is not None and len(pressure):
-                if len(pressure) != len(frame):
-                    raise ValueError(f"pressure has {len(pressure)} values, {len(frame)} curves")
-                frame["pressure"] = np.asarray(pressure, dtype=float)
-            return frame
-
-except ImportError:  # pragma: no cover - inference without MLflow uses PhasePredictor
-    PhaseModel = None  # type: ignore[assignment,misc]
+    def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
+        params = params or {}
+        if isinstance(model_input, pd.DataFrame):
+            model_input = model_input.to_numpy(dtype=np.float32)
+        out = self.predictor.predict(np.asarray(model_input), params.get("two_theta"))
+        frame = pd.DataFrame({"label": out["label"]})
+        for k in range(N_CLASSES):
+            frame[f"p{k}"] = out["probabilities"][:, k]
+        frame["ood_score"] = out["ood_score"]
+        pressure = params.get("pressure")
+        if pressure is not None and len(pressure):
+            if len(pressure) != len(frame):
+                raise ValueError(f"pressure has {len(pressure)} values, {len(frame)} curves")
+            frame["pressure"] = np.asarray(pressure, dtype=float)
+        return frame
