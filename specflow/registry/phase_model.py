@@ -69,14 +69,15 @@ class PhasePredictor:
     """Runs a bundle: regrid → min–max → encoder → standardise → linear → softmax; plus OOD."""
 
     def __init__(self, bundle: dict[str, Any], device: str = "cpu"):
-        from specflow.models.convsc import ConvSCEncoder
+        from specflow.models.convsc import ConvSCEncoder, FusedConvSC
 
         if bundle.get("format") != BUNDLE_FORMAT:
             raise ValueError(f"not a specflow phase bundle (format {bundle.get('format')!r})")
         self.device = torch.device(device)
-        self.encoder = ConvSCEncoder(**bundle["encoder_kwargs"], init="pytorch")
-        self.encoder.load_state_dict(bundle["encoder_state"])
-        self.encoder.eval().to(self.device)
+        encoder = ConvSCEncoder(**bundle["encoder_kwargs"], init="pytorch")
+        encoder.load_state_dict(bundle["encoder_state"])
+        # BatchNorm folded into the convolutions: same outputs, fewer memory passes
+        self.encoder = FusedConvSC(encoder.eval()).eval().to(self.device)
         self.grid = bundle["grid"].numpy()
         b = {k: v.to(self.device) for k, v in bundle.items() if isinstance(v, torch.Tensor)}
         self.weight, self.bias = b["head_weight"], b["head_bias"]
