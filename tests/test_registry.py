@@ -171,3 +171,26 @@ def test_promotion_gate_refuses_worse_and_accepts_better(store, trained, runs):
     # a second alias is independent of the first
     promote(NAME, v2, "challenger", runs)
     assert str(client.get_model_version_by_alias(NAME, "challenger").version) == v2
+
+
+def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
+    from specflow.data.io import write_netcdf
+    from specflow.registry.commands import pipeline_cmd, register_cmd
+
+    files = [str(write_netcdf(ds.isel(two_theta=slice(None, None, 4)), tmp_path / f"{i}.nc"))
+             for i, ds in enumerate(runs)]
+    pipeline_cmd(data=[",".join(files)], epochs=1, device="cpu", label_fraction=0.05,
+                 name="pipeline-model", eval_data=[tmp_path / "0.nc"], workdir=tmp_path)
+    client = MlflowClient()
+    mv = client.get_model_version_by_alias("pipeline-model", "champion")
+    run = client.get_run(mv.run_id)
+    assert run.data.tags["specflow.step"] == "pipeline"
+    assert set(k for k in run.data.tags if k.startswith("data.")) == {"data.0.nc", "data.1.nc"}
+    assert "pretrain.loss" in run.data.metrics and run.data.metrics["probe_precision"] > 0.5
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"figures/pretrain_losses.png", "figures/embedding.png"} <= artifacts
+    assert any(p.startswith("figures/contour_") for p in artifacts)
+    assert mv.tags["gate.champion.result"] == "passed"
+    # the same run registered again through the CLI step becomes version 2
+    assert register_cmd(probe_run=run.info.run_id, name="pipeline-model",
+                        workdir=tmp_path) == "2"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from specflow.learn.data import to_curves
+from specflow.learn.data import Curves, to_curves
 from specflow.learn.metrics import classification_report
 from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
 from specflow.learn.probe import ProbeConfig, select_labels, train_probe
@@ -38,6 +38,20 @@ def default_config(method: str, epochs: int | None, seed: int, device: str) -> P
         cfg.epochs = epochs
         cfg.warmup_epochs = min(cfg.warmup_epochs, max(epochs // 10, 0))
     return cfg
+
+
+def pick_probe_labels(curves: Curves, label_fraction: float, seed: int = 0) -> np.ndarray:
+    """Indices of the curves whose labels the probe sees: per run, stratified, spread
+    through acquisition order (see :func:`select_labels`); runs without labels give none."""
+    picked = []
+    for r in np.unique(curves.run):
+        idx = np.flatnonzero(curves.run == r)
+        if (curves.label[idx] >= 0).any():
+            picked.append(idx[select_labels(curves.label[idx], label_fraction,
+                                            order=curves.order[idx], seed=seed)])
+    if not picked:
+        raise ValueError("no labelled curves: every file needs a 'label' variable with values ≥ 0")
+    return np.concatenate(picked)
 
 
 def evaluate_datasets(
@@ -68,15 +82,7 @@ def evaluate_datasets(
         result = pretrain([datasets[k] for k in names], cfg, on_epoch=on_epoch)
         h = encode(result.encoder, curves.x, device=cfg.device)
     label = curves.label
-    picked = []
-    for r in range(len(names)):
-        idx = np.flatnonzero(curves.run == r)
-        if (label[idx] >= 0).any():
-            picked.append(idx[select_labels(label[idx], label_fraction,
-                                            order=curves.order[idx], seed=seed)])
-    if not picked:
-        raise ValueError("no labelled curves: every file needs a 'label' variable with values ≥ 0")
-    train = np.concatenate(picked)
+    train = pick_probe_labels(curves, label_fraction, seed)
     clf = train_probe(h[train], label[train], probe or ProbeConfig(seed=seed))
     pred = clf.predict(h)
     test = np.ones(len(label), bool)

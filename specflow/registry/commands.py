@@ -167,7 +167,7 @@ def register_cmd(
     tags["run_id"] = probe_run
     version = register(model_uri, name, tags)
     console.print(f"registered {name} version {version.version}")
-    return version.version
+    return str(version.version)
 
 
 def promote_cmd(

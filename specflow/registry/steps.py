@@ -20,7 +20,6 @@ import numpy as np
 import xarray as xr
 
 import specflow
-from specflow.data.schema import LABEL
 from specflow.plots import contour_figure
 
 CHECKPOINT_ARTIFACT = "checkpoint/pretrain.pt"
@@ -174,24 +173,17 @@ def probe_step(
     Returns the metrics and the logged model's URI.
     """
     from specflow.learn.data import to_curves
+    from specflow.learn.evaluate import pick_probe_labels
     from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
     from specflow.learn.pretrain import encode
-    from specflow.learn.probe import ProbeConfig, select_labels, train_probe
+    from specflow.learn.probe import ProbeConfig, train_probe
     from specflow.registry.phase_model import PhasePredictor, build_bundle
     from specflow.registry.promotion import log_phase_model
 
     curves = to_curves(data.datasets, grid=result.grid)
     h = encode(result.encoder, curves.x, device=result.config.device)
     label = curves.label
-    picked = []
-    for r in range(len(data.datasets)):
-        idx = np.flatnonzero(curves.run == r)
-        if (label[idx] >= 0).any():
-            picked.append(idx[select_labels(label[idx], label_fraction,
-                                            order=curves.order[idx], seed=seed)])
-    if not picked:
-        raise ValueError(f"no labelled curves: the probe needs a '{LABEL}' variable (≥ 0)")
-    train = np.concatenate(picked)
+    train = pick_probe_labels(curves, label_fraction, seed)
     probe = train_probe(h[train], label[train], ProbeConfig(seed=seed))
     pred = probe.predict(h)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
