@@ -93,28 +93,23 @@ PHASE_MODEL = "specflow-phase-annotate"
 
 
 @pytest.fixture(scope="session")
-def phase_registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A real SQLite MLflow store holding two versions of a small trained phase model.
+def small_phase_model() -> Any:
+    """(bundle, runs): a real deployable bundle and the two simulated runs it was fit on.
 
-    Version 1 holds ``champion``; version 2 (same weights) is registered but not promoted.
-    Returns a namespace with ``uri`` (tracking URI), ``name`` and ``versions``.
+    A frozen, seeded ConvSC encoder plus a linear probe trained on 10 % of the labels of a
+    simulated Fe and FeO run: labels simulated runs well in seconds (SSL pretraining itself
+    is test_learn's job).
     """
-    import types
-
-    import mlflow
     import torch
 
     from specflow.data.simulate import simulate_run
     from specflow.learn.data import to_curves
+    from specflow.learn.evaluate import pick_probe_labels
     from specflow.learn.pretrain import encode
-    from specflow.learn.probe import select_labels, train_probe
+    from specflow.learn.probe import train_probe
     from specflow.models.convsc import ConvSCEncoder
     from specflow.registry.phase_model import build_bundle
-    from specflow.registry.promotion import log_phase_model, promote, register
-    from specflow.registry.tracking import artifact_root
 
-    # A frozen randomly initialised encoder plus a trained linear probe: a real bundle that
-    # labels simulated runs >90 % right in seconds (SSL pretraining is test_learn's job).
     runs = [simulate_run("Fe", 160, seed=11), simulate_run("FeO", 160, seed=12)]
     with torch.random.fork_rng():  # leave the global RNG as other tests expect it
         torch.manual_seed(0)
@@ -122,10 +117,26 @@ def phase_registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
     grid = np.linspace(5.0, 25.0, 1000)
     curves = to_curves(runs, grid=grid)
     h = encode(encoder, curves.x, device="cpu")
-    picked = np.concatenate([
-        np.flatnonzero(curves.run == r)[select_labels(curves.label[curves.run == r], 0.1)]
-        for r in range(len(runs))])
+    picked = pick_probe_labels(curves, 0.1)
     bundle = build_bundle(encoder, train_probe(h[picked], curves.label[picked]), grid, h)
+    return bundle, runs
+
+
+@pytest.fixture(scope="session")
+def phase_registry(tmp_path_factory: pytest.TempPathFactory, small_phase_model: Any) -> Any:
+    """A real SQLite MLflow store holding two versions of :func:`small_phase_model`.
+
+    Version 1 holds ``champion``; version 2 (same weights) is registered but not promoted.
+    Returns a namespace with ``uri`` (tracking URI), ``name`` and ``versions``.
+    """
+    import types
+
+    import mlflow
+
+    from specflow.registry.promotion import log_phase_model, promote, register
+    from specflow.registry.tracking import artifact_root
+
+    bundle, runs = small_phase_model
     store = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

@@ -15,12 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from specflow.data.simulate import simulate_run
-from specflow.learn.data import to_curves
-from specflow.learn.pretrain import encode
-from specflow.learn.probe import select_labels, train_probe
-from specflow.models.convsc import ConvSCEncoder
-from specflow.registry.phase_model import PhasePredictor, build_bundle
+from specflow.registry.phase_model import PhasePredictor
 from specflow.registry.promotion import (
     PromotionRefused,
     alias_history,
@@ -35,27 +30,13 @@ NAME = "specflow-phase-test"
 
 
 @pytest.fixture(scope="module")
-def runs():
-    return [simulate_run("Fe", 160, seed=11), simulate_run("FeO", 160, seed=12)]
+def runs(small_phase_model):
+    return small_phase_model[1]
 
 
 @pytest.fixture(scope="module")
-def trained(runs):
-    """A small real model: a frozen, seeded ConvSC encoder + a probe trained on few labels.
-
-    (Pretraining itself is covered by test_learn; here only the deployable bundle matters.)
-    """
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        encoder = ConvSCEncoder(init="pytorch").eval()
-    grid = np.linspace(5, 25, 1000)
-    curves = to_curves(runs, grid=grid)
-    h = encode(encoder, curves.x, device="cpu")
-    picked = np.concatenate([
-        np.flatnonzero(curves.run == r)[select_labels(curves.label[curves.run == r], 0.1)]
-        for r in range(len(runs))])
-    probe = train_probe(h[picked], curves.label[picked])
-    return build_bundle(encoder, probe, grid, h)
+def trained(small_phase_model):
+    return small_phase_model[0]
 
 
 @pytest.fixture

@@ -73,14 +73,9 @@ def _launched_by_mlflow_run() -> bool:
 
 
 def _config(method: str, epochs: int | None, seed: int, device: str, preset: str):
-    from specflow.learn.pretrain import PretrainConfig
+    from specflow.learn.evaluate import default_config
 
-    make = PretrainConfig.paper if preset == "paper" else PretrainConfig.quick
-    cfg = make(method=method, seed=seed, device=device)
-    if epochs is not None:
-        cfg.epochs = epochs
-        cfg.warmup_epochs = min(cfg.warmup_epochs, epochs // 10)
-    return cfg
+    return default_config(method, epochs, seed, device, preset)
 
 
 def pretrain_cmd(
