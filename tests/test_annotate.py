@@ -208,3 +208,18 @@ def test_cli_annotate_by_query_and_phases_table(tiled_server, runs, annotated, s
     assert out.exit_code == 0, out.output
     assert runs["fe"] in out.output and runs["feo"] in out.output
     assert runs["flat"] not in out.output and "±" in out.output
+
+
+def test_training_data_from_tiled_by_uid_and_query(tiled_server, runs, sample):
+    from specflow.registry.steps import load_tiled
+
+    by_query = load_tiled(tiled_server.api_uri, tiled_server.api_key,
+                          query=[f"start.sample={sample}"])
+    assert sorted(by_query.names) == sorted(runs.values())
+    assert by_query.fingerprints[runs["fe"]] == f"tiled:{runs['fe']}"
+    assert all("label" in ds for ds in by_query.datasets)  # simulation truth travels along
+    by_uid = load_tiled(tiled_server.api_uri, tiled_server.api_key, runs=[runs["fe"]],
+                        query=[f"start.sample={sample}"])
+    assert by_uid.names[0] == runs["fe"] and len(by_uid.names) == 3  # no duplicates
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        load_tiled(tiled_server.api_uri, tiled_server.api_key, query=["start.sample"])

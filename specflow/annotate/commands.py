@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,17 +20,13 @@ Workdir = Annotated[Path, typer.Option(
 
 
 def parse_query(items: list[str] | None) -> dict[str, Any]:
-    """``["start.sample=Fe", "start.scan_id=3"]`` → ``{"start.sample": "Fe", ...: 3}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
+    """``--query KEY=VALUE`` options as a dict (see :func:`parse_key_values`)."""
+    from .query import parse_key_values
+
+    try:
+        return parse_key_values(items)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 def connect(tiled_uri: str, api_key: str | None) -> Any:

@@ -66,32 +66,19 @@ def load_tiled(
     from tiled.client import from_uri
     from tiled.queries import Key
 
-    from specflow.annotate.query import search
+    from specflow.annotate.query import parse_key_values, search
     from specflow.ingest import run_to_dataset
 
     client = from_uri(uri, api_key=api_key)
     uids = list(runs)
     if query:
-        node = client
-        for item in query:
-            key, _, value = item.partition("=")
-            if not _:
-                raise ValueError(f"query {item!r} is not KEY=VALUE")
-            node = search(node, Key(key) == _parse_value(value))  # keys exactly as given
+        conditions = [Key(k) == v for k, v in parse_key_values(query).items()]
+        node = search(client, *conditions)  # keys exactly as given
         uids += [uid for uid in node if uid not in uids]
     if not uids:
         raise ValueError("no Tiled runs selected: give run uids or a query that matches")
     datasets = [run_to_dataset(client[uid]) for uid in uids]
     return TrainingData(datasets, uids, {uid: f"tiled:{uid}" for uid in uids})
-
-
-def _parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def git_commit() -> str | None:
