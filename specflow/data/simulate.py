@@ -161,7 +161,7 @@ class XRDSimulator:
         parts = []
         for phase, weight in ((self.material.low, 1 - fraction), (self.material.high, fraction)):
             pos, inten = self.peaks(phase, pressure)
-            if self.rng is not None and inst.grain_noise > 0:
+            if inst.grain_noise > 0:
                 inten = inten * np.exp(inst.grain_noise * self.rng.standard_normal(inten.shape))
             parts.append((pos, inten * weight[:, None]))
         pos = np.concatenate([p for p, _ in parts], axis=1).astype(np.float32)
