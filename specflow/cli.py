@@ -121,6 +121,7 @@ def _register_stage_commands() -> None:
     app.command("annotate")(annotate.annotate_cmd)
     app.command("watch")(annotate.watch_cmd)
     app.command("phases")(annotate.phases_cmd)
+    app.command("suggest-labels")(annotate.suggest_cmd)
 
 
 _register_stage_commands()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
@@ -223,3 +224,35 @@ def test_training_data_from_tiled_by_uid_and_query(tiled_server, runs, sample):
     assert by_uid.names[0] == runs["fe"] and len(by_uid.names) == 3  # no duplicates
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         load_tiled(tiled_server.api_uri, tiled_server.api_key, query=["start.sample"])
+
+
+def test_cli_suggest_labels_picks_least_certain_unlabelled(small_phase_model, mlflow_store,
+                                                           tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from specflow.annotate.commands import suggest_cmd
+
+    _, runs = small_phase_model
+    fe = runs[0].copy(deep=True)
+    fe["label"][:80] = -1  # the scientist has labelled the second half only
+    path = tmp_path / "fe.nc"
+    fe.to_netcdf(path, engine="h5netcdf")
+    app = typer.Typer()
+    app.command("suggest-labels")(suggest_cmd)
+    app.command("noop")(lambda: None)
+    out = CliRunner().invoke(app, ["suggest-labels", "--data", str(path), "-n", "5",
+                                   "--model", mlflow_store.champion, "--workdir", str(tmp_path),
+                                   "--json", str(tmp_path / "s.json")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    got = json.loads((tmp_path / "s.json").read_text())["suggestions"]
+    assert len(got) == 5 and all(s["curve"] < 80 for s in got)
+    margins = [s["margin"] for s in got]
+    assert margins == sorted(margins)
+    probs = load_model(mlflow_store.champion).predict(
+        fe["intensity"].values, fe["two_theta"].values)[["p0", "p1", "p2"]].to_numpy()[:80]
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    all_margins = np.sort(top2[:, 1] - top2[:, 0])
+    assert np.allclose(margins, all_margins[:5], atol=1e-5)  # the 5 least certain of the 80
+    bad = CliRunner().invoke(app, ["suggest-labels", "--data", str(tmp_path / "nope.nc")])
+    assert bad.exit_code == 2 and "no such file" in bad.output

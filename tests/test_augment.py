@@ -155,6 +155,8 @@ def test_compose_probability_and_groups():
     changed = (Compose([Jitter()], p=0.2)(x, gen(0)) != x).any(dim=1).float().mean()
     assert 0.12 < changed < 0.28
     assert [type(t) for t in make_augmentation("release").transforms] == [MagnitudeWarp, TimeWarp]
+    xrd = make_augmentation("xrd").transforms
+    assert [type(t) for t in xrd] == [MagnitudeWarp, TimeWarp] and xrd[1].sigma == 0.05
     assert len(make_augmentation("G2").transforms) == 5
     for name in GROUPS:
         assert make_augmentation(name)(x, gen(0)).shape == x.shape

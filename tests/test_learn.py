@@ -28,10 +28,12 @@ from specflow.learn.pretrain import (
 )
 from specflow.learn.probe import (
     ProbeConfig,
+    active_labels,
     select_labels,
     split_train_val,
     suggest_labels,
     train_probe,
+    uncertain_curves,
 )
 from specflow.learn.schedule import learning_rate
 from specflow.models.convsc import ConvSCEncoder
@@ -194,16 +196,44 @@ def test_checkpoint_round_trip(trained, runs, tmp_path):
 # --- probing and metrics --------------------------------------------------------------------
 
 
-def test_probe_beats_chance_on_held_out(trained, runs):
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_probe_beats_chance_on_held_out(trained, runs, solver):
     result, _ = trained
     curves = to_curves(runs, grid=result.grid)
     h = encode(result.encoder, curves.x)
     train = select_labels(curves.label, 0.1, order=np.arange(len(h)))
-    probe = train_probe(h[train], curves.label[train], ProbeConfig(seed=0))
+    probe = train_probe(h[train], curves.label[train], ProbeConfig(solver=solver, seed=0))
     test = np.setdiff1d(np.arange(len(h)), train)
     acc = np.mean(probe.predict(h[test]) == curves.label[test])
     assert acc > 0.8  # chance is ~0.45 (majority class)
-    assert len(probe.history) < ProbeConfig().max_epochs  # early stopping on val kicked in
+    if solver == "sgd":
+        assert len(probe.history) < ProbeConfig().max_epochs  # early stopping on val kicked in
+
+
+def test_logistic_probe_two_classes_and_one_class():
+    rng = np.random.default_rng(0)
+    h = np.concatenate([rng.normal(0, 1, (20, 3)), rng.normal(4, 1, (20, 3))])
+    y = np.repeat([0, 2], 20)
+    probe = train_probe(h, y)
+    assert np.mean(probe.predict(h) == y) > 0.95 and set(probe.classes) == {0, 2}
+    assert np.all(train_probe(h, np.full(40, 1)).predict(h) == 1)
+    with pytest.raises(ValueError, match="solver"):
+        train_probe(h, y, ProbeConfig(solver="adam"))
+
+
+def test_uncertainty_sampling_labels_the_boundary():
+    # one feature that ramps through a class boundary at index 70
+    x = np.linspace(0, 1, 100)[:, None]
+    y = (np.arange(100) >= 70).astype(int)
+    y[5] = -1  # unlabelled curves are never asked for
+    probe = train_probe(x[[0, 99]], y[[0, 99]])
+    first = uncertain_curves(probe, x, exclude=[0, 99], n=3)
+    assert all(40 <= i <= 60 for i in first)  # the probe's own boundary: between its 2 labels
+    picked = active_labels(x, y, initial=np.array([0, 99]), budget=8)
+    assert len(picked) == 8 and 5 not in picked
+    assert np.abs(picked - 69.5).min() < 3  # the loop walked to the true boundary
+    pred = train_probe(x[picked], y[picked]).predict(x)
+    assert np.mean(pred[y >= 0] == y[y >= 0]) > 0.97
 
 
 def test_select_labels_spread_and_stratified():
@@ -269,6 +299,12 @@ def test_raw_baseline_and_cli(tmp_path):
 
     res = evaluate_datasets({"r": synthetic_run(90, 256)}, method="raw", label_fraction=0.1)
     assert res["overall"]["recall"] > 0.6
+    sug = evaluate_datasets({"r": synthetic_run(90, 256)}, method="raw", label_fraction=0.1,
+                            label_strategy="suggest")
+    assert sug["n_labels"] == res["n_labels"] and sug["label_strategy"] == "suggest"
+    assert sug["all_curves"]["n"] == 90 and sug["all_curves"]["recall"] > 0.6
+    with pytest.raises(ValueError, match="label strategy"):
+        evaluate_datasets({"r": synthetic_run(90, 256)}, method="raw", label_strategy="best")
     paths = []
     for i in range(2):
         paths.append(tmp_path / f"run{i}.nc")
@@ -278,10 +314,12 @@ def test_raw_baseline_and_cli(tmp_path):
     app.command("noop")(lambda: None)
     out = CliRunner().invoke(app, ["evaluate", "--data", str(paths[0]), str(paths[1]),
                                    "--method", "raw", "--label-fraction", "0.1",
+                                   "--label-strategy", "suggest",
                                    "--json", str(tmp_path / "o.json")])
     assert out.exit_code == 0, out.output
     assert "overall" in out.output
-    assert set(json.loads((tmp_path / "o.json").read_text())["files"]) == {"run0", "run1"}
+    saved = json.loads((tmp_path / "o.json").read_text())
+    assert set(saved["files"]) == {"run0", "run1"} and saved["label_strategy"] == "suggest"
 
 
 def test_simulator_end_to_end():

@@ -120,3 +120,16 @@ def test_fused_inference_copy_matches_encoder():
         enc.channel_attn.gamma.fill_(0.3)
         x = torch.rand(5, 600)
         assert torch.allclose(FusedConvSC(enc)(x), enc(x), atol=1e-5)
+
+
+def test_fused_copy_leaves_the_trained_encoder_alone():
+    """Encoding mid-training (e.g. from an epoch callback) must not freeze any encoder layer."""
+    from specflow.models.convsc import FusedConvSC
+
+    enc = ConvSCEncoder(init="pytorch")
+    fused = FusedConvSC(enc)
+    assert all(p.requires_grad for p in enc.parameters())
+    assert not any(p.requires_grad for p in fused.parameters())
+    with torch.no_grad():
+        enc.norm.weight.add_(1.0)  # later training steps do not leak into the copy either
+    assert not torch.equal(enc.norm.weight, fused.norm.weight)

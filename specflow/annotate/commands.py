@@ -1,4 +1,4 @@
-"""``specflow annotate``, ``specflow watch`` and ``specflow phases``."""
+"""CLI commands of the annotate stage: annotate, watch, phases, suggest-labels."""
 
 from __future__ import annotations
 
@@ -148,3 +148,54 @@ def phases_cmd(
                       _pm(r.onset_pressure, r.onset_uncertainty),
                       _pm(r.end_pressure, r.end_uncertainty), str(r.model_version))
     console.print(table)
+
+
+def suggest_cmd(
+    data: Annotated[list[Path], typer.Option("--data", help="Spectra file (repeatable).")],
+    model: ModelUri = "models:/specflow-phase@champion",
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Curves to suggest")] = 10,
+    include_labelled: Annotated[bool, typer.Option(
+        "--include-labelled", help="Also suggest curves whose 'label' is already ≥ 0")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write as JSON")] = None,
+    workdir: Workdir = Path("work"),
+) -> None:
+    """Curves to label next: where the registered model is least sure of the phase."""
+    import json
+
+    import numpy as np
+
+    from specflow.data.io import read_spectra
+    from specflow.learn.probe import smallest_margin
+    from specflow.registry.tracking import configure_tracking
+
+    from .model import load_model
+
+    missing = [str(p) for p in data if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
+    configure_tracking(workdir)
+    loaded = load_model(model)
+    rows, probs, known = [], [], []
+    for path in data:
+        ds = read_spectra(path)
+        out = loaded.predict(ds["intensity"].values, ds["two_theta"].values)
+        probs.append(out[["p0", "p1", "p2"]].to_numpy())
+        label = ds["label"].values if "label" in ds else np.full(ds.sizes["curve"], -1)
+        known.append(label >= 0)
+        rows += [{"file": path.name, "curve": i, "pressure": float(ds["pressure"].values[i]),
+                  "predicted": int(out["label"].iloc[i])} for i in range(ds.sizes["curve"])]
+    p = np.concatenate(probs)
+    skip = None if include_labelled else np.flatnonzero(np.concatenate(known))
+    picked = smallest_margin(p, skip, count)
+    top2 = np.sort(p, axis=1)[:, -2:]
+    suggestions = [{**rows[i], "margin": float(top2[i, 1] - top2[i, 0]),
+                    "probabilities": [round(float(v), 4) for v in p[i]]} for i in picked]
+    table = Table("file", "curve", "pressure (GPa)", "predicted", "p0 / p1 / p2", "margin",
+                  title=f"curves to label next ({loaded.uri})")
+    for s in suggestions:
+        table.add_row(s["file"], str(s["curve"]), f"{s['pressure']:.2f}", str(s["predicted"]),
+                      " / ".join(f"{v:.2f}" for v in s["probabilities"]), f"{s['margin']:.3f}")
+    Console().print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"model": loaded.uri, "suggestions": suggestions},
+                                       indent=2))

@@ -19,7 +19,8 @@ EVALUATE_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": False}
 def results_table(result: dict) -> Table:
     """Rich table of weighted precision/recall per file and overall."""
     table = Table(title=f"{result['method']}: {result['n_labels']} labels "
-                        f"({100 * result['label_fraction']:.1f} %)")
+                        f"({100 * result['label_fraction']:.1f} %, "
+                        f"{result.get('label_strategy', 'spread')})")
     for col in ("file", "curves", "precision", "recall", "accuracy"):
         table.add_column(col, justify="left" if col == "file" else "right")
     rows = [*result["files"].items(), ("overall", result["overall"])]
@@ -37,7 +38,16 @@ def evaluate_command(
     label_fraction: Annotated[
         float, typer.Option("--label-fraction", help="Fraction of labels revealed per file.")
     ] = 0.03,
+    label_strategy: Annotated[str, typer.Option(
+        "--label-strategy",
+        help="spread: labels spread through each file (paper); suggest: a few spread, the "
+             "rest where the probe is least sure (as when labelling specflow's suggestions).",
+    )] = "spread",
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    augmentation: Annotated[str | None, typer.Option(
+        help="Augmentation group (xrd, release, G0, G1, G2, physics); default: the preset's "
+             "(xrd on CPU, release with the paper preset on CUDA).",
+    )] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
@@ -50,5 +60,6 @@ def evaluate_command(
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
     result = evaluate(paths, method=method, label_fraction=label_fraction, epochs=epochs,
-                      seed=seed, device=device, json_out=json_out)
+                      seed=seed, device=device, json_out=json_out,
+                      label_strategy=label_strategy, augmentation=augmentation)
     Console().print(results_table(result))

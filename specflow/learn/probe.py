@@ -1,7 +1,11 @@
 """Linear probe on frozen features and few-label selection (METHOD_SPEC §5 linear evaluation).
 
-Fixes §8.1/§8.3: early stopping monitors the validation split only, and evaluation features are
-computed without augmentation, in eval mode.
+Two solvers fit the same linear layer: ``lbfgs`` (default), an L2-regularised multinomial
+logistic regression (scikit-learn) on all given labels, and ``sgd``, the paper's SGD with
+early stopping on a validation split. With a few dozen labels the validation split holds a
+handful of curves, so ``sgd`` stops at noisy epochs; ``lbfgs`` is convex, deterministic and
+uses every label. Fixes §8.1/§8.3: ``sgd`` early stopping monitors the validation split only,
+and evaluation features are computed without augmentation, in eval mode.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
 from torch.nn import functional as F
 
 from specflow.models.heads import LinearClassifier
@@ -18,8 +23,14 @@ from specflow.models.heads import LinearClassifier
 
 @dataclass
 class ProbeConfig:
-    """Linear-probe hyper-parameters (SGD, momentum 0.9, wd 1e-4, patience 20 on val)."""
+    """Linear-probe hyper-parameters.
 
+    ``solver="lbfgs"``: logistic regression with inverse L2 strength ``C`` on standardised
+    features. ``solver="sgd"`` (the paper's): SGD, momentum 0.9, wd 1e-4, patience 20 on val.
+    """
+
+    solver: str = "lbfgs"
+    C: float = 10.0
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -68,14 +79,19 @@ def split_train_val(
 def train_probe(
     h: np.ndarray, y: np.ndarray, config: ProbeConfig | None = None
 ) -> LinearProbe:
-    """Fit a linear classifier on features h (N, D) with labels y, early-stopped on a val split.
+    """Fit a linear classifier on features h (N, D) with labels y.
 
-    Full-batch SGD; the val split (never the test curves) picks the best epoch (accuracy, then
-    loss) with patience ``patience``; with ``refit`` the probe is then retrained on train+val
-    for that many epochs. Without a val split (too few labels) it trains ``max_epochs // 4``.
+    ``lbfgs``: logistic regression on all of (h, y). ``sgd``: full-batch SGD; the val split
+    (never the test curves) picks the best epoch (accuracy, then loss) with patience
+    ``patience``; with ``refit`` the probe is then retrained on train+val for that many
+    epochs. Without a val split (too few labels) it trains ``max_epochs // 4``.
     """
     cfg = config or ProbeConfig()
     classes = np.unique(y)
+    if cfg.solver == "lbfgs":
+        return _fit_logistic(h, y, classes, cfg)
+    if cfg.solver != "sgd":
+        raise ValueError(f"unknown probe solver {cfg.solver!r}; use 'lbfgs' or 'sgd'")
     target = torch.as_tensor(np.searchsorted(classes, y), dtype=torch.long)
     tr, va = split_train_val(y, cfg.val_fraction, cfg.seed)
     clf, mean, std, history, best_epoch = _fit(h, target, tr, va, len(classes), cfg,
@@ -85,6 +101,24 @@ def train_probe(
         clf, mean, std, _, _ = _fit(h, target, everything, everything[:0], len(classes), cfg,
                                     best_epoch + 1)
     return LinearProbe(clf.eval(), mean, std, classes, history)
+
+
+def _fit_logistic(h: np.ndarray, y: np.ndarray, classes: np.ndarray,
+                  cfg: ProbeConfig) -> LinearProbe:
+    """scikit-learn logistic regression, copied into the probe's linear layer."""
+    mean = h.mean(0) if cfg.standardize else np.zeros(h.shape[1])
+    std = h.std(0) + 1e-6 if cfg.standardize else np.ones(h.shape[1])
+    clf = LinearClassifier(h.shape[1], len(classes))
+    weight, bias = np.zeros((len(classes), h.shape[1])), np.zeros(len(classes))
+    if len(classes) > 1:
+        lr = LogisticRegression(C=cfg.C, max_iter=10_000).fit((h - mean) / std, y)
+        weight, bias = lr.coef_, lr.intercept_
+        if len(classes) == 2:  # one decision function -> two logits with the same softmax
+            weight, bias = np.concatenate([-weight, weight]) / 2, np.array([-bias[0], bias[0]]) / 2
+    with torch.no_grad():
+        clf.linear.weight.copy_(torch.as_tensor(weight))
+        clf.linear.bias.copy_(torch.as_tensor(bias))
+    return LinearProbe(clf.eval(), mean, std, classes, [])
 
 
 def _fit(
@@ -155,6 +189,54 @@ def select_labels(
         pos = (np.arange(k) + rng.uniform(0.25, 0.75)) * len(idx) / k
         chosen += list(idx[np.minimum(pos.astype(int), len(idx) - 1)])
     return np.sort(np.unique(chosen))
+
+
+def smallest_margin(
+    probabilities: np.ndarray, exclude: np.ndarray | None = None, n: int = 1
+) -> np.ndarray:
+    """Indices of the ``n`` rows with the smallest margin between their two most probable
+    classes (most uncertain first), skipping ``exclude``."""
+    p = np.sort(np.asarray(probabilities, dtype=float), axis=1)
+    margin = p[:, -1] - p[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
+    if exclude is not None:
+        margin[np.asarray(exclude, dtype=int)] = np.inf
+    order = np.argsort(margin, kind="stable")
+    return order[: min(n, int(np.isfinite(margin).sum()))]
+
+
+def uncertain_curves(
+    probe: LinearProbe, h: np.ndarray, exclude: np.ndarray | None = None, n: int = 1
+) -> np.ndarray:
+    """The ``n`` curves the probe is least sure of (:func:`smallest_margin`), skipping
+    ``exclude``: what a scientist should label next."""
+    probabilities = torch.softmax(torch.as_tensor(probe.logits(h)), 1).numpy()
+    return smallest_margin(probabilities, exclude, n)
+
+
+def active_labels(
+    h: np.ndarray,
+    labels: np.ndarray,
+    initial: np.ndarray,
+    budget: int,
+    config: ProbeConfig | None = None,
+) -> np.ndarray:
+    """Label-suggestion loop (uncertainty sampling) with ``labels`` as the oracle.
+
+    Starting from the ``initial`` labelled indices, fit the probe, reveal the label of the
+    curve it is least sure of (:func:`uncertain_curves`; curves with label < 0 cannot be
+    answered and are skipped), refit, until ``budget`` labels are known. This is what a
+    scientist does when labelling the curves specflow suggests, one at a time.
+    """
+    labels = np.asarray(labels)
+    chosen = [int(i) for i in np.unique(initial)]
+    unanswerable = np.flatnonzero(labels < 0)
+    while len(chosen) < budget:
+        probe = train_probe(h[chosen], labels[chosen], config)
+        nxt = uncertain_curves(probe, h, np.concatenate([chosen, unanswerable]).astype(int))
+        if not len(nxt):
+            break
+        chosen.append(int(nxt[0]))
+    return np.sort(np.array(chosen, dtype=int))
 
 
 def suggest_labels(

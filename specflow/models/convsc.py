@@ -6,6 +6,7 @@ Input (B, L) or (B, 1, L) intensity curves of any length L ≥ ~30; output h ∈
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Literal
@@ -98,8 +99,9 @@ class FusedConvSC(nn.Module):
         self.conv2 = _fold(enc.conv2[0], enc.conv2[1])
         self.conv_out = _fold(enc.out[0], enc.out[1])
         self.pool_len = enc.conv2[4].output_size
-        self.embed, self.spatial_attn = enc.embed, enc.spatial_attn
-        self.channel_attn, self.norm = enc.channel_attn, enc.norm
+        # copies, not shared modules: freezing them must not freeze the encoder being trained
+        self.embed, self.spatial_attn = copy.deepcopy(enc.embed), copy.deepcopy(enc.spatial_attn)
+        self.channel_attn, self.norm = copy.deepcopy(enc.channel_attn), copy.deepcopy(enc.norm)
         self.requires_grad_(False)
 
     def forward(self, x: Tensor) -> Tensor:
