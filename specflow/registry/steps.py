@@ -171,7 +171,8 @@ def probe_step(
     h = encode(result.encoder, curves.x, device=result.config.device)
     label = curves.label
     train = pick_probe_labels(curves, label_fraction, seed)
-    probe = train_probe(h[train], label[train], ProbeConfig(seed=seed))
+    probe_config = ProbeConfig(seed=seed)
+    probe = train_probe(h[train], label[train], probe_config)
     pred = probe.predict(h)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
     report = classification_report(label[test], pred[test]) if test.any() else {}
@@ -180,7 +181,8 @@ def probe_step(
     if test.sum() > 10:
         metrics.update({f"cluster_{k}": v for k, v in
                         cluster_scores(h[test], label[test], seed=seed).items()})
-    mlflow.log_params({"probe.label_fraction": label_fraction, "probe.seed": seed})
+    mlflow.log_params({"probe.label_fraction": label_fraction, "probe.seed": seed,
+                       "probe.solver": probe_config.solver, "probe.C": probe_config.C})
     mlflow.log_metrics(metrics)
     if report:
         mlflow.log_dict(report, "probe_report.json")
