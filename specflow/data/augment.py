@@ -10,8 +10,8 @@ Groups: ``G0`` jitter + magnitude warp + window slice; ``G1`` jitter + time warp
 ``G2`` G1 + window warp + cutout; ``release`` [magnitude warp, time warp] (the released model);
 ``physics`` peak scaling + peak elimination + pattern shift (autoXRD-style); ``xrd``
 [magnitude warp, gentle time warp σ = 0.05]: texture-like intensity changes and small smooth
-strain-like shifts that keep peak splittings and new peaks, the cues that tell phases apart
-(the release's σ = 0.2 warp blurs FeO's B1 → rB1 splitting; see docs/method.md).
+strain-like shifts that leave small peak splittings intact (docs/method.md compares it with
+``release``).
 """
 
 from __future__ import annotations
