@@ -165,7 +165,7 @@ def suggest_cmd(
     import numpy as np
 
     from specflow.data.io import read_spectra
-    from specflow.learn.probe import smallest_margin
+    from specflow.learn.probe import margins, smallest_margin
     from specflow.registry.tracking import configure_tracking
 
     from .model import load_model
@@ -187,8 +187,8 @@ def suggest_cmd(
     p = np.concatenate(probs)
     skip = None if include_labelled else np.flatnonzero(np.concatenate(known))
     picked = smallest_margin(p, skip, count)
-    top2 = np.sort(p, axis=1)[:, -2:]
-    suggestions = [{**rows[i], "margin": float(top2[i, 1] - top2[i, 0]),
+    margin = margins(p)
+    suggestions = [{**rows[i], "margin": float(margin[i]),
                     "probabilities": [round(float(v), 4) for v in p[i]]} for i in picked]
     table = Table("file", "curve", "pressure (GPa)", "predicted", "p0 / p1 / p2", "margin",
                   title=f"curves to label next ({loaded.uri})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def evaluate_datasets(
     """
     if method != "raw":
         config = config or default_config(method, epochs, seed, device)
-        config.augmentation = augmentation or config.augmentation
+        if augmentation:
+            config = replace(config, augmentation=augmentation)
     curves, h = embed_datasets(datasets, config if method != "raw" else None, n_points,
                                on_epoch)
     out = score_probe(curves, h, list(datasets), label_fraction, seed, label_strategy, probe)

@@ -103,11 +103,17 @@ def train_probe(
     return LinearProbe(clf.eval(), mean, std, classes, history)
 
 
+def _moments(h: np.ndarray, cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Feature mean and std for z-scoring (zeros and ones without ``standardize``)."""
+    if not cfg.standardize:
+        return np.zeros(h.shape[1]), np.ones(h.shape[1])
+    return h.mean(0), h.std(0) + 1e-6
+
+
 def _fit_logistic(h: np.ndarray, y: np.ndarray, classes: np.ndarray,
                   cfg: ProbeConfig) -> LinearProbe:
     """scikit-learn logistic regression, copied into the probe's linear layer."""
-    mean = h.mean(0) if cfg.standardize else np.zeros(h.shape[1])
-    std = h.std(0) + 1e-6 if cfg.standardize else np.ones(h.shape[1])
+    mean, std = _moments(h, cfg)
     clf = LinearClassifier(h.shape[1], len(classes))
     weight, bias = np.zeros((len(classes), h.shape[1])), np.zeros(len(classes))
     if len(classes) > 1:
@@ -126,8 +132,7 @@ def _fit(
     cfg: ProbeConfig, epochs: int,
 ) -> tuple[LinearClassifier, np.ndarray, np.ndarray, list[dict[str, float]], int]:
     """Full-batch SGD on rows ``tr``; with ``va`` keep the best val epoch (accuracy, then loss)."""
-    mean = h[tr].mean(0) if cfg.standardize else np.zeros(h.shape[1])
-    std = h[tr].std(0) + 1e-6 if cfg.standardize else np.ones(h.shape[1])
+    mean, std = _moments(h[tr], cfg)
     x = torch.as_tensor((h - mean) / std, dtype=torch.float32)
     torch.manual_seed(cfg.seed)
     clf = LinearClassifier(h.shape[1], n_classes)
@@ -191,13 +196,18 @@ def select_labels(
     return np.sort(np.unique(chosen))
 
 
+def margins(probabilities: np.ndarray) -> np.ndarray:
+    """Per row, the probability of the most probable class minus that of the runner-up."""
+    p = np.sort(np.asarray(probabilities, dtype=float), axis=1)
+    return p[:, -1] - p[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
+
+
 def smallest_margin(
     probabilities: np.ndarray, exclude: np.ndarray | None = None, n: int = 1
 ) -> np.ndarray:
-    """Indices of the ``n`` rows with the smallest margin between their two most probable
-    classes (most uncertain first), skipping ``exclude``."""
-    p = np.sort(np.asarray(probabilities, dtype=float), axis=1)
-    margin = p[:, -1] - p[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
+    """Indices of the ``n`` rows with the smallest :func:`margins` (most uncertain first),
+    skipping ``exclude``."""
+    margin = margins(probabilities)
     if exclude is not None:
         margin[np.asarray(exclude, dtype=int)] = np.inf
     order = np.argsort(margin, kind="stable")
