@@ -167,6 +167,15 @@ def test_contrast_coefficient_corner_cases(runs):
     assert not torch.equal(zero.model.moco.queue, fresh.model.moco.queue)
 
 
+def test_epoch_uses_every_curve(runs):
+    # 256 curves at batch 100: three near-equal batches, not two full ones and 56 left out;
+    # the default 2·N queue then takes exactly one epoch of (symmetric) keys
+    cfg = PretrainConfig(**{**TINY, "epochs": 1, "batch_size": 100, "queue_size": None})
+    model = pretrain(runs, cfg).model
+    assert model.moco.queue.shape[1] == 2 * 256
+    assert model.moco.queue_ptr.item() == 0
+
+
 def test_selftime_has_no_external_variable_term(runs):
     hist = pretrain(runs, PretrainConfig(**{**TINY, "epochs": 1, "method": "selftime"})).history
     assert "tmp_loss" not in hist[0] and "cont_loss" not in hist[0]

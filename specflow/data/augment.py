@@ -284,7 +284,7 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
     "G1": lambda: [Jitter(), TimeWarp(), WindowSlice()],
     "G2": lambda: [Jitter(), TimeWarp(), WindowSlice(), WindowWarp(), Cutout()],
     "release": lambda: [MagnitudeWarp(), TimeWarp()],
-    "physics": lambda: [PeakScaling(), PeakElimination(), PatternShift()],
+    "physics": lambda: [PeakScaling(), PeakElimination(), MinMax(), PatternShift()],
     "xrd": lambda: [MagnitudeWarp(), TimeWarp(sigma=0.05)],
     "none": lambda: [],
 }

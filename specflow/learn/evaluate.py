@@ -127,7 +127,7 @@ def embed_datasets(
     curves = to_curves(runs, n_points=n_points)
     if config is None:
         return curves, curves.x
-    config.n_points = n_points
+    config = replace(config, n_points=n_points)
     result = pretrain(runs, config, on_epoch=on_epoch)
     return curves, encode(result.encoder, curves.x, device=config.device)
 

@@ -74,10 +74,11 @@ class MoCo(nn.Module):
         self.queue_ptr[0] = (self.queue_ptr[0] + keys.shape[0]) % size
 
     def info_nce(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        """CE([q·k, q·queue] / T, target 0) and the top-1 accuracy."""
-        q, k = q.float(), k.float()
-        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone().detach()], 1)
-        logits = logits / self.temperature
+        """CE([q·k, q·queue] / T, target 0) and the top-1 accuracy, in float32 under autocast."""
+        with torch.autocast(q.device.type, enabled=False):
+            q, k = q.float(), k.float()
+            logits = torch.cat([(q * k).sum(1, keepdim=True),
+                                q @ self.queue.clone().detach()], 1) / self.temperature
         target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, target), (logits.argmax(1) == 0).float().mean()
 

@@ -35,7 +35,7 @@ from specflow.learn.losses import (
 )
 from specflow.learn.moco import MoCo
 from specflow.learn.schedule import learning_rate
-from specflow.models.convsc import ConvSCEncoder, FusedConvSC
+from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
 from specflow.models.heads import (
     ExternalVariableHead,
     InterRelationHead,
@@ -59,7 +59,7 @@ class PretrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 50
     warmup_from: float = 0.02
-    min_lr: float = 0.15e-3
+    min_lr: float | None = None  # cosine floor; None: lr · 0.1³ (1.5e-4 at lr 0.15, §4)
     n_views: int = 6  # K relation views per curve
     piece_ratio: float = 0.2  # intra-sample piece length (fraction of L, or points if ≥ 1)
     intra_classes: int = 5
@@ -239,21 +239,23 @@ def pretrain(
     aug = make_augmentation(cfg.augmentation, p=cfg.aug_p)
     x_all = torch.from_numpy(curves.x).to(device)
     tmp_all = torch.as_tensor(tmp_np, dtype=torch.long, device=device)
-    bs = min(cfg.batch_size, n)
-    steps = n // bs  # drop the last incomplete batch (BatchNorm needs full batches)
+    # every curve every epoch, in ceil(n / batch_size) near-equal batches (no tiny last batch
+    # for BatchNorm; the 2·N-key queue is refilled exactly once per epoch, as in the reference)
+    steps = max(1, math.ceil(n / cfg.batch_size))
+    min_lr = cfg.lr * 1e-3 if cfg.min_lr is None else cfg.min_lr
     amp = device.type == "cuda" and cfg.amp
     history: list[dict[str, float]] = []
     for epoch in range(cfg.epochs):
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=g, device=device)
+        batches = torch.randperm(n, generator=g, device=device).tensor_split(steps)
         sums: dict[str, float] = {}
         for step in range(steps):
-            lr = learning_rate(epoch, step, steps, cfg.epochs, cfg.lr, cfg.min_lr,
+            lr = learning_rate(epoch, step, steps, cfg.epochs, cfg.lr, min_lr,
                                cfg.warmup_epochs, cfg.warmup_from)
             for group in opt.param_groups:
                 group["lr"] = lr
-            idx = perm[step * bs:(step + 1) * bs]
+            idx = batches[step]
             if model.moco is not None:
                 model.moco.momentum_update(model.encoder, model.projector)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -310,13 +312,13 @@ def encode(
     """Frozen features h (N, 128) of min–max normalised curves: eval mode, no augmentation.
 
     A :class:`ConvSCEncoder` runs as its BN-folded :class:`FusedConvSC` copy (same outputs);
-    the default batch is 16 curves on CPU (cache-friendly) and 4096 on CUDA.
+    the default batch is :func:`inference_batch_size`.
     """
     dev = resolve_device(device)
     was_training = encoder.training
     encoder.eval().to(dev)
     net = FusedConvSC(encoder) if isinstance(encoder, ConvSCEncoder) else encoder
-    bs = batch_size or (4096 if dev.type == "cuda" else 16)
+    bs = batch_size or inference_batch_size(dev)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x)
     out = [net(xt[i:i + bs].to(dev)).float().cpu() for i in range(0, len(xt), bs)]
     encoder.train(was_training)

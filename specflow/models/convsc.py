@@ -88,6 +88,12 @@ class ConvSCEncoder(nn.Module):
         return self.out(z).flatten(1)
 
 
+def inference_batch_size(device: torch.device | str) -> int:
+    """Curves per forward pass at inference: 16 on CPU (the first conv's activations stay in
+    cache, benchmarks/speed.py; benchmarks/registry.py ran 2× slower at 32), 4096 on CUDA."""
+    return 4096 if torch.device(device).type == "cuda" else 16
+
+
 class FusedConvSC(nn.Module):
     """Inference-only copy of an eval-mode encoder: BatchNorm folded into the convolutions and
     max-pool applied before ReLU (they commute), which saves memory passes. Same outputs."""

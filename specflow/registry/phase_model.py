@@ -69,11 +69,12 @@ class PhasePredictor:
     """Runs a bundle: regrid → min–max → encoder → standardise → linear → softmax; plus OOD."""
 
     def __init__(self, bundle: dict[str, Any], device: str = "cpu"):
-        from specflow.models.convsc import ConvSCEncoder, FusedConvSC
+        from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
 
         if bundle.get("format") != BUNDLE_FORMAT:
             raise ValueError(f"not a specflow phase bundle (format {bundle.get('format')!r})")
         self.device = torch.device(device)
+        self.batch_size = inference_batch_size(self.device)
         encoder = ConvSCEncoder(**bundle["encoder_kwargs"], init="pytorch")
         encoder.load_state_dict(bundle["encoder_state"])
         # BatchNorm folded into the convolutions: same outputs, fewer memory passes
@@ -111,13 +112,15 @@ class PhasePredictor:
 
     @torch.inference_mode()
     def predict(
-        self, curves: np.ndarray, two_theta: np.ndarray | None = None, batch_size: int = 32
+        self, curves: np.ndarray, two_theta: np.ndarray | None = None,
+        batch_size: int | None = None,
     ) -> dict[str, np.ndarray]:
         """``label`` (n,), ``probabilities`` (n, 3), ``ood_score`` (n,) for raw curves.
 
-        Small batches keep the first conv layer's activations in cache: on CPU they are
-        several times faster than one large batch (see benchmarks/speed.py).
+        ``batch_size`` defaults to :func:`~specflow.models.convsc.inference_batch_size`: small
+        batches on CPU, where they are several times faster than one large batch.
         """
+        batch_size = batch_size or self.batch_size
         x = torch.from_numpy(self.to_training_grid(curves, two_theta))
         if not torch.isfinite(x).all():
             raise ValueError("curves contain NaN/inf values")
