@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--label-fraction", type=float, default=0.03)
     ap.add_argument("--n-points", type=int, default=None, help="regrid curves (default: keep)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: preset")
-    ap.add_argument("--augmentation", default=None, help="default: preset's (release)")
+    ap.add_argument("--augmentation", default=None, help="default: preset's (quick: xrd)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -46,7 +46,7 @@ def evaluate_command(
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
     augmentation: Annotated[str | None, typer.Option(
         help="Augmentation group (release, xrd, G0, G1, G2, physics); default: the "
-             "preset's (release).",
+             "preset's (xrd on CPU, release with the paper preset on GPU).",
     )] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
