@@ -124,6 +124,7 @@ def test_schedule_warmup_fixed_and_cosine():
     assert learning_rate(50, 0, **kw) == pytest.approx(0.14856, abs=1e-5)
     assert learning_rate(49, 3, **kw) < learning_rate(50, 0, **kw)
     assert learning_rate(799, 0, **kw) == pytest.approx(1.5058e-4, rel=1e-3)
+    assert learning_rate(800, 0, lr=0.3, **kw) == pytest.approx(3e-4)  # floor follows lr
 
 
 def test_external_targets(runs):

@@ -243,7 +243,6 @@ def pretrain(
     # every curve every epoch, in ceil(n / batch_size) near-equal batches (no tiny last batch
     # for BatchNorm; the 2·N-key queue is refilled exactly once per epoch, as in the reference)
     steps = max(1, math.ceil(n / cfg.batch_size))
-    min_lr = cfg.lr * 1e-3 if cfg.min_lr is None else cfg.min_lr
     amp = device.type == "cuda" and cfg.amp
     history: list[dict[str, float]] = []
     for epoch in range(cfg.epochs):
@@ -252,7 +251,7 @@ def pretrain(
         batches = torch.randperm(n, generator=g, device=device).tensor_split(steps)
         sums: dict[str, float] = {}
         for step in range(steps):
-            lr = learning_rate(epoch, step, steps, cfg.epochs, cfg.lr, min_lr,
+            lr = learning_rate(epoch, step, steps, cfg.epochs, cfg.lr, cfg.min_lr,
                                cfg.warmup_epochs, cfg.warmup_from)
             for group in opt.param_groups:
                 group["lr"] = lr
