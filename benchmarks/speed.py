@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from specflow.models.convsc import ConvSCEncoder, FusedConvSC
@@ -65,6 +66,29 @@ def pretrain_table(n_curves: int, methods: list[str], epochs: int) -> list[tuple
     return rows
 
 
+def decode_table(sizes: list[int]) -> list[tuple]:
+    """Sequence decoding (specflow.learn.decode) of an up/down run of n noisy curves."""
+    import time
+
+    from specflow.learn.decode import decode
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        up = n * 3 // 5
+        pressure = np.concatenate([np.linspace(0, 40, up), np.linspace(40, 0, n - up)])
+        truth = np.where(pressure > 20, 2, np.where(pressure > 15, 1, 0))
+        logits = 3.0 * np.eye(3)[truth] + rng.standard_normal((n, 3))
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            decode(probs, pressure + 0.5 * rng.standard_normal(n))
+            best = min(best, time.perf_counter() - t0)
+        rows.append((n, best, n / best))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=4000)
@@ -85,6 +109,9 @@ def main() -> None:
         print(f"{name:>10} {b:>6} {cps:>10.0f} {us:>9.1f}")
     best = max(rows, key=lambda r: r[2])
     print(f"best: {best[0]} batch {best[1]}: {best[2]:.0f} curves/s ({best[3]:.1f} µs/curve)")
+    print(f"\n{'decode n':>10} {'s':>8} {'curves/s':>10}")
+    for n, sec, cps in decode_table([1_000, 10_000]):
+        print(f"{n:>10} {sec:>8.3f} {cps:>10.0f}")
     if args.train_curves:
         print(f"\npretraining, quick preset, {args.train_curves} curves × {args.length} points")
         print(f"{'method':>10} {'K':>3} {'batch':>6} {'s/epoch':>8}")

@@ -17,21 +17,24 @@ app = typer.Typer(
 console = Console()
 
 
-class MaterialName(StrEnum):
-    fe = "Fe"
-    feo = "FeO"
-
-
 class Preset(StrEnum):
+    clean = "clean"
+    realistic = "realistic"
     paper = "paper"
 
 
 @app.command()
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output .nc/.csv file, or a directory "
-                             "for --preset paper."),
-    material: MaterialName = typer.Option(MaterialName.fe, help="Sample material."),
-    curves: int = typer.Option(300, min=2, help="Number of curves in the run."),
+                             "for --runs > 1 and --preset paper."),
+    material: str = typer.Option("Fe", help="Transition of the built-in library (specflow "
+                                 "simulate --list) or, with --cif, a name for it."),
+    preset: Preset = typer.Option(Preset.clean, help="clean: one fixed instrument, the "
+                                  "literature onset, no artefacts; realistic: every run its "
+                                  "own energy, grid, counts, background, onset, gauge error "
+                                  "and DAC/detector artefacts; paper: the nine sets D1–D9."),
+    runs: int = typer.Option(1, min=1, help="Loadings of the transition (files run0.nc …)."),
+    curves: int = typer.Option(300, min=2, help="Number of curves per run."),
     seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
     start: float = typer.Option(0.5, help="Start pressure (GPa)."),
     stop: float = typer.Option(None, help="Peak pressure (GPa); default: 14 GPa past the end "
@@ -39,15 +42,37 @@ def simulate(
     decompress_to: float = typer.Option(None, help="Decompress to this pressure (GPa) in the "
                                         "last third of the run."),
     cell: str = typer.Option("dDAC", help="dDAC (smooth ramp) or mDAC (membrane steps)."),
-    rate: float = typer.Option(1.0, help="Mean compression rate (GPa/s)."),
-    peak_counts: float = typer.Option(3000.0, help="Counts at the strongest ambient peak "
-                                      "(signal-to-noise)."),
-    preset: Preset = typer.Option(None, help="'paper': write the nine sets D1–D9 into OUT/."),
+    rate: float = typer.Option(1.0, min=1e-6, help="Mean compression rate (GPa/s)."),
+    energy: float = typer.Option(None, help="Beam energy (keV); default: the preset's."),
+    peak_counts: float = typer.Option(None, help="Counts at the strongest ambient peak "
+                                      "(signal-to-noise); default: the preset's."),
+    cif: tuple[Path, Path] = typer.Option((None, None), help="Low- and high-pressure "
+                                          "structures as CIF files instead of the library."),
+    onset: tuple[float, float] = typer.Option((None, None), help="With --cif: onset and end "
+                                              "pressure (GPa) of the transition."),
+    list_: bool = typer.Option(False, "--list", help="List the built-in transitions."),
 ) -> None:
-    """Simulate DAC compression runs (pymatgen XRD + Birch–Murnaghan EOS) with true labels."""
+    """Simulate DAC pressure runs (pymatgen XRD + Birch–Murnaghan EOS) with true labels."""
     from specflow.data.io import write_spectra
-    from specflow.data.simulate import paper_datasets, simulate_run
+    from specflow.data.simulate import paper_datasets, simulate_family, simulate_run
+    from specflow.data.transitions import TRANSITIONS, get_transition, transition_from_cifs
 
+    if list_:
+        table = Table("name", "transition", "onset–end (GPa)", "reverse (GPa)")
+        for name, t in TRANSITIONS.items():
+            table.add_row(name, t.description, f"{t.onset:g}–{t.end:g}",
+                          f"{t.reverse_onset:g}–{t.reverse_end:g}")
+        console.print(table)
+        return
+    if cif[0] is not None:
+        if onset[0] is None:
+            raise typer.BadParameter("--cif needs --onset ONSET END", param_hint="--onset")
+        transition = transition_from_cifs(cif[0], cif[1], onset[0], onset[1], name=material)
+    else:
+        try:
+            transition = get_transition(material)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--material") from None
     if preset == Preset.paper:
         table = Table("set", "sample", "curves", "before/during/after", "file")
         with console.status("simulating D1–D9"):
@@ -60,11 +85,25 @@ def simulate(
                           "/".join(map(str, counts)), str(path))
         console.print(table)
         return
-    ds = simulate_run(material.value, curves, seed=seed, start=start, stop=stop,
-                      decompress_to=decompress_to, cell=cell, rate=rate, peak_counts=peak_counts)
+    if runs > 1:
+        with console.status(f"simulating {runs} runs of {transition.name}"):
+            family = simulate_family(transition, runs, n_curves=curves, seed=seed,
+                                     preset=preset.value, energy_kev=energy)
+        out.mkdir(parents=True, exist_ok=True)
+        table = Table("file", "curves", "energy (keV)", "onset (GPa)", "before/during/after")
+        for i, ds in enumerate(family):
+            path = write_spectra(ds, out / f"run{i}.nc")
+            counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
+            table.add_row(str(path), str(ds.sizes["curve"]), f"{ds.attrs['energy']:g}",
+                          f"{ds.attrs['transition_onset']:.1f}", "/".join(map(str, counts)))
+        console.print(table)
+        return
+    ds = simulate_run(transition, curves, seed=seed, start=start, stop=stop,
+                      decompress_to=decompress_to, cell=cell, rate=rate,
+                      peak_counts=peak_counts, energy_kev=energy, preset=preset.value)
     path = write_spectra(ds, out)
     counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
-    console.print(f"wrote {path}: {curves} curves of {material.value}, "
+    console.print(f"wrote {path}: {curves} curves of {transition.name} ({preset.value}), "
                   f"{float(ds.pressure.min()):.1f}–{float(ds.pressure.max()):.1f} GPa, "
                   f"labels before/during/after = {counts[0]}/{counts[1]}/{counts[2]}")
 
@@ -108,11 +147,11 @@ def _register_stage_commands() -> None:
     """Add the commands that live with their stage (ingest, learn, registry)."""
     from specflow.annotate import commands as annotate
     from specflow.ingest.commands import ingest_demo
-    from specflow.learn.commands import EVALUATE_CONTEXT, evaluate_command
+    from specflow.learn.commands import ManyValuesCommand, evaluate_command
     from specflow.registry import commands as registry
 
     app.command("ingest-demo")(ingest_demo)
-    app.command("evaluate", context_settings=EVALUATE_CONTEXT)(evaluate_command)
+    app.command("evaluate", cls=ManyValuesCommand)(evaluate_command)
     app.command("pretrain")(registry.pretrain_cmd)
     app.command("probe")(registry.probe_cmd)
     app.command("register")(registry.register_cmd)

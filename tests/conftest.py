@@ -96,14 +96,16 @@ PHASE_MODEL = "specflow-phase-annotate"
 def small_phase_model() -> Any:
     """(bundle, runs): a real deployable bundle and the two simulated runs it was fit on.
 
-    A frozen, seeded ConvSC encoder plus a linear probe trained on 10 % of the labels of a
-    simulated Fe and FeO run: labels simulated runs well in seconds (SSL pretraining itself
-    is test_learn's job).
+    A frozen, seeded ConvSC encoder plus a linear probe trained on 20 % of the labels of a
+    simulated Fe and FeO run (stratified), on the Q grid with the sequence decoder: labels
+    simulated runs well in seconds (SSL pretraining itself is test_learn's job).
     """
     import torch
 
+    from specflow.data.preprocess import Preprocessing
     from specflow.data.simulate import simulate_run
     from specflow.learn.data import to_curves
+    from specflow.learn.decode import DecoderConfig
     from specflow.learn.evaluate import pick_probe_labels
     from specflow.learn.pretrain import encode
     from specflow.learn.probe import train_probe
@@ -114,11 +116,12 @@ def small_phase_model() -> Any:
     with torch.random.fork_rng():  # leave the global RNG as other tests expect it
         torch.manual_seed(0)
         encoder = ConvSCEncoder(init="pytorch").eval()
-    grid = np.linspace(5.0, 25.0, 1000)
-    curves = to_curves(runs, grid=grid)
+    prep = Preprocessing(grid=(1.3, 5.5, 1024))
+    curves = to_curves(runs, preprocessing=prep)
     h = encode(encoder, curves.x, device="cpu")
-    picked = pick_probe_labels(curves, 0.1)
-    bundle = build_bundle(encoder, train_probe(h[picked], curves.label[picked]), grid, h)
+    picked = pick_probe_labels(curves, 0.2, strategy="stratified")
+    bundle = build_bundle(encoder, train_probe(h[picked], curves.label[picked]), curves.grid,
+                          h, prep, DecoderConfig())
     return bundle, runs
 
 

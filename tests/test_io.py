@@ -83,8 +83,8 @@ def test_bad_files_give_clear_errors(tmp_path, run):
     (tmp_path / "bad.csv").write_text("pressure,time,foo\n1,0,3\n")
     with pytest.raises(SpectraValidationError, match="must be 2θ values"):
         read_csv(tmp_path / "bad.csv")
-    (tmp_path / "nan.csv").write_text("pressure,5.0,6.0\n1,nan,3\n")
-    with pytest.raises(SpectraValidationError, match="nan.csv: intensity has 1 NaN"):
+    (tmp_path / "nan.csv").write_text("pressure,5.0,6.0,7.0\n1,nan,nan,3\n")
+    with pytest.raises(SpectraValidationError, match="nan.csv: intensity is NaN"):
         read_csv(tmp_path / "nan.csv")
     with pytest.raises(ValueError, match="unknown spectra format"):
         read_spectra(tmp_path / "x.tiff")
@@ -94,7 +94,7 @@ def test_bad_files_give_clear_errors(tmp_path, run):
 
 def test_invalid_dataset_is_not_written(tmp_path):
     ds = make_spectra(np.ones((2, 3)), [1, 2, 3], [0, 1])
-    ds["intensity"][0, 0] = np.nan
+    ds["intensity"][0, 0] = np.inf
     with pytest.raises(SpectraValidationError):
         write_netcdf(ds, tmp_path / "x.nc")
     assert not (tmp_path / "x.nc").exists()

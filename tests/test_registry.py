@@ -15,6 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from specflow.learn.data import wavelength_of
 from specflow.registry.phase_model import PhasePredictor
 from specflow.registry.promotion import (
     PromotionRefused,
@@ -71,19 +72,28 @@ def log_version(bundle, tags=None):
 def test_predictor_regrids_scores_ood_and_rejects_bad_input(trained, runs):
     predictor = PhasePredictor(trained)
     ds = runs[0]
-    out = predictor.predict(ds["intensity"].values, ds["two_theta"].values)
+    x, tth, lam = ds["intensity"].values, ds["two_theta"].values, wavelength_of(ds)
+    out = predictor.predict(x, tth, lam, ds["pressure"].values)
     assert out["probabilities"].shape == (160, 3)
     assert np.allclose(out["probabilities"].sum(1), 1, atol=1e-5)
-    assert (out["label"] == ds["label"].values).mean() > 0.7
-    noise = np.random.default_rng(0).random((20, 4000)).astype(np.float32)
-    ood = predictor.predict(noise, ds["two_theta"].values)["ood_score"]
+    truth = ds["label"].values
+    assert (out["label"] == truth).mean() > 0.7
+    assert out["decoded"] is not None and np.all(np.diff(out["label"]) >= 0)  # one up-sweep
+    assert np.array_equal(out["label_raw"], out["probabilities"].argmax(1))
+    noise = np.random.default_rng(0).random((20, x.shape[1])).astype(np.float32)
+    ood = predictor.predict(noise, tth, lam)["ood_score"]
     assert np.median(ood) > 3 * np.median(out["ood_score"])
     with pytest.raises(ValueError, match="pass their 2θ grid"):
-        predictor.predict(ds["intensity"].values)
-    bad = ds["intensity"].values.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        predictor.predict(bad, ds["two_theta"].values)
+        predictor.predict(x)
+    with pytest.raises(ValueError, match="wavelength"):
+        predictor.predict(x, tth)
+    gaps = x.copy()
+    gaps[:, 100:140] = np.nan  # a detector module gap: filled, the labels barely move
+    assert (predictor.predict(gaps, tth, lam)["label_raw"] == out["label_raw"]).mean() > 0.9
+    bad = x.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="inf"):
+        predictor.predict(bad, tth, lam)
 
 
 def test_no_stray_mlruns_and_store_under_workdir(store, tmp_path, trained):
@@ -104,7 +114,8 @@ def test_champion_loads_in_fresh_process(store, trained, runs, tmp_path):
         ds = xr.open_dataset({str(tmp_path / "fe.nc")!r}, engine="h5netcdf")
         x = ds["intensity"].values.astype(np.float32)
         out = model.predict(x, params={{"two_theta": ds["two_theta"].values.tolist(),
-                                        "pressure": ds["pressure"].values.tolist()}})
+                                        "pressure": ds["pressure"].values.tolist(),
+                                        "wavelength": float(ds.attrs["wavelength"])}})
         print(json.dumps({{"columns": list(out.columns), "labels": out["label"].tolist()}}))
         try:
             model.predict(x.astype(np.float64))
@@ -116,7 +127,8 @@ def test_champion_loads_in_fresh_process(store, trained, runs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-2])
-    assert result["columns"] == ["label", "p0", "p1", "p2", "ood_score", "pressure"]
+    assert result["columns"] == ["label", "label_raw", "p0", "p1", "p2", "ood_score",
+                                 "pressure"]
     truth = runs[0]["label"].values
     assert (np.array(result["labels"]) == truth).mean() > 0.7
     assert lines[-1].startswith("REJECTED")  # the float32 signature is enforced

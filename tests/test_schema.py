@@ -48,8 +48,9 @@ def test_energy_wavelength_round_trip():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(intensity=np.full((4, 50), np.nan)), "NaN/inf values in 4 curve"),
-        (dict(intensity=np.where(np.eye(4, 50) > 0, np.inf, 1.0)), "NaN/inf"),
+        (dict(intensity=np.full((4, 50), np.nan)),
+         "NaN (no data) in more than 50% of the points of 4 curve"),
+        (dict(intensity=np.where(np.eye(4, 50) > 0, np.inf, 1.0)), "4 inf values"),
         (dict(intensity=np.ones(50)), "must be 2-D"),
         (dict(intensity=np.ones((4, 50), dtype=complex)), "real numbers"),
         (dict(two_theta=GRID[::-1]), "strictly increasing"),
@@ -90,9 +91,15 @@ def test_validate_rejects_bad_datasets():
         validate(ds.drop_vars("time"))
     with pytest.raises(SpectraValidationError, match="missing two_theta"):
         validate(ds.drop_vars("two_theta"))
-    bad = ds.copy()
-    bad["intensity"][1, 3] = np.nan
+    gap = ds.copy(deep=True)
+    gap["intensity"][:, 3:6] = np.nan  # a detector gap: bins without data are fine
+    assert validate(gap) is gap
+    bad = ds.copy(deep=True)
+    bad["intensity"][1, 3] = np.inf
     with pytest.raises(SpectraValidationError, match="curve index 1"):
+        validate(bad)
+    bad["intensity"][2, :30] = np.nan  # most of a curve missing is not
+    with pytest.raises(SpectraValidationError, match="NaN .* curve index 2"):
         validate(bad)
     twisted = ds.assign_coords(pressure=(("curve", "two_theta"),
                                          np.ones((4, 50))))

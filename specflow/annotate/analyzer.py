@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from specflow.data.schema import LABEL, SpectraValidationError
+from specflow.data.schema import LABEL, TRUE_LABEL, SpectraValidationError
+from specflow.learn.data import wavelength_of
+from specflow.learn.predictor import ood_verdict
 
 from . import writer
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model
@@ -42,12 +44,16 @@ class AnnotationResult:
 
 def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> dict[str, Any]:
     """The ``specflow`` metadata block of a run (every key always present, so that Tiled's
-    deep-merging ``update_metadata`` replaces an older version's values)."""
+    deep-merging ``update_metadata`` replaces an older version's values).
+
+    The transition comes from the model's own sequence decoder on the per-curve
+    probabilities, i.e. the same decoding that produced ``prediction["label"]``.
+    """
     import specflow
 
     probs = prediction[["p0", "p1", "p2"]].to_numpy(dtype=float)
     ood = prediction["ood_score"].to_numpy(dtype=float)
-    info = transition_summary(ds["pressure"].values, probs)
+    info = transition_summary(ds["pressure"].values, probs, model.decoder)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     summary: dict[str, Any] = {
         "status": writer.COMPLETE,
@@ -58,12 +64,12 @@ def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> 
         "stream": stream,
         "n_curves": int(len(probs)),
         **info,
-        "ood": {"median": float(np.median(ood)) if ood.size else None,
-                "fraction_above_1": float((ood > 1).mean()) if ood.size else None},
+        "ood": ood_verdict(ood),
         "truth": None,
     }
-    if LABEL in ds:  # simulated runs carry their ground truth
-        truth = ds[LABEL].values
+    truth_var = TRUE_LABEL if TRUE_LABEL in ds else LABEL
+    if truth_var in ds:  # simulated runs carry their ground truth
+        truth = ds[truth_var].values
         known = truth >= 0
         hit = prediction["label"].to_numpy()[known] == truth[known]
         summary["truth"] = {"accuracy": float(hit.mean()) if hit.size else None,
@@ -105,7 +111,8 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str,
         return AnnotationResult(uid, "failed", f"validation: {'; '.join(exc.problems)}")
     except KeyError as exc:
         return AnnotationResult(uid, "failed", f"no stream {stream!r} ({exc})")
-    prediction = model.predict(ds["intensity"].values, ds["two_theta"].values)
+    prediction = model.predict(ds["intensity"].values, ds["two_theta"].values,
+                               ds["pressure"].values, wavelength_of(ds))
     summary = build_summary(ds, prediction, model, stream)
     table = writer.phase_table(ds["seq_num"].values if "seq_num" in ds else
                                np.arange(1, ds.sizes["curve"] + 1), ds["time"].values,

@@ -165,6 +165,7 @@ def suggest_cmd(
     import numpy as np
 
     from specflow.data.io import read_spectra
+    from specflow.learn.data import wavelength_of
     from specflow.learn.probe import margins, smallest_margin
     from specflow.registry.tracking import configure_tracking
 
@@ -178,7 +179,8 @@ def suggest_cmd(
     rows, probs, known = [], [], []
     for path in data:
         ds = read_spectra(path)
-        out = loaded.predict(ds["intensity"].values, ds["two_theta"].values)
+        out = loaded.predict(ds["intensity"].values, ds["two_theta"].values,
+                             ds["pressure"].values, wavelength_of(ds))
         probs.append(out[["p0", "p1", "p2"]].to_numpy())
         label = ds["label"].values if "label" in ds else np.full(ds.sizes["curve"], -1)
         known.append(label >= 0)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from specflow.data.schema import PHASE_NAMES
+from specflow.learn.data import wavelength_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +33,30 @@ class LivePrediction:
                 f"p={self.probability:.2f}{flag}")
 
 
-def _predict_fn(model: Any) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]:
-    """(curves, two_theta) → (label, probabilities (n, 3), ood) for a predictor or pyfunc."""
-    if hasattr(model, "predict") and hasattr(model, "to_training_grid"):  # PhasePredictor
-        def run(x: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-            out = model.predict(x, grid)
+Predict = Callable[[np.ndarray, np.ndarray, "float | None"], tuple[np.ndarray, ...]]
+
+
+def _predict_fn(model: Any) -> Predict:
+    """(curves, two_theta, wavelength) → (label, probabilities (n, 3), ood) for a predictor,
+    a LoadedModel or a pyfunc; per-curve labels (a live stream is not decoded)."""
+    if hasattr(model, "predict") and hasattr(model, "prepare"):  # PhasePredictor
+        def run(x: np.ndarray, grid: np.ndarray, wavelength: float | None) -> tuple:
+            out = model.predict(x, grid, wavelength)
             return out["label"], out["probabilities"], out["ood_score"]
         return run
     if hasattr(model, "pyfunc"):  # LoadedModel (thread-capped predict)
-        def run_loaded(x: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-            frame = model.predict(x, grid)
+        def run_loaded(x: np.ndarray, grid: np.ndarray, wavelength: float | None) -> tuple:
+            frame = model.predict(x, grid, wavelength=wavelength)
             return (frame["label"].to_numpy(), frame[["p0", "p1", "p2"]].to_numpy(),
                     frame["ood_score"].to_numpy())
         return run_loaded
     pyfunc = model  # a loaded pyfunc
 
-    def run_pyfunc(x: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-        frame = pyfunc.predict(np.ascontiguousarray(x, dtype=np.float32),
-                               params={"two_theta": np.asarray(grid, float).tolist()})
+    def run_pyfunc(x: np.ndarray, grid: np.ndarray, wavelength: float | None) -> tuple:
+        params = {"two_theta": np.asarray(grid, float).tolist()}
+        if wavelength is not None:
+            params["wavelength"] = float(wavelength)
+        frame = pyfunc.predict(np.ascontiguousarray(x, dtype=np.float32), params=params)
         return (frame["label"].to_numpy(), frame[["p0", "p1", "p2"]].to_numpy(),
                 frame["ood_score"].to_numpy())
     return run_pyfunc
@@ -73,19 +80,20 @@ class LivePhaseMonitor:
         self.console = console
         self.on_prediction = on_prediction
         self.predictions: dict[str, list[LivePrediction]] = {}
-        self._grids: dict[str, np.ndarray] = {}
+        self._grids: dict[str, tuple[np.ndarray, float | None]] = {}
 
     def __call__(self, name: str, doc: dict) -> None:
         self.collector(name, doc)
 
-    def _grid(self, update: Any) -> np.ndarray:
+    def _grid(self, update: Any) -> tuple[np.ndarray, float | None]:
         if update.run_uid not in self._grids:  # first batch of the run: cheap copy
-            self._grids[update.run_uid] = update.dataset["two_theta"].values
+            ds = update.dataset
+            self._grids[update.run_uid] = (ds["two_theta"].values, wavelength_of(ds))
         return self._grids[update.run_uid]
 
     def _on_update(self, update: Any) -> None:
         curves = np.asarray(update.intensity)
-        label, probs, ood = self._predict(curves, self._grid(update))
+        label, probs, ood = self._predict(curves, *self._grid(update))
         out = self.predictions.setdefault(update.run_uid, [])
         for i in range(len(curves)):
             pred = LivePrediction(update.run_uid, update.start + i,

@@ -53,12 +53,25 @@ class LoadedModel:
         return {"name": self.name, "version": int(self.version), "alias": self.alias,
                 "run_id": self.run_id, "uri": self.uri}
 
+    @property
+    def decoder(self) -> Any:
+        """The model's sequence decoder settings (a DecoderConfig), from its metadata."""
+        from specflow.learn.decode import DecoderConfig
+
+        meta = getattr(getattr(self.pyfunc, "metadata", None), "metadata", None) or {}
+        settings = (meta.get("specflow") or {}).get("decoder")
+        return DecoderConfig(**settings) if settings else DecoderConfig()
+
     def predict(self, curves: np.ndarray, two_theta: np.ndarray,
-                pressure: np.ndarray | None = None) -> pd.DataFrame:
-        """label, p0..p2, ood_score per curve (float32 input, any 2θ grid)."""
+                pressure: np.ndarray | None = None,
+                wavelength: float | None = None) -> pd.DataFrame:
+        """label (decoded along the run when ``pressure`` is given), label_raw, p0..p2,
+        ood_score per curve (float32 input, any 2θ grid; Q-grid models need ``wavelength``)."""
         params: dict[str, Any] = {"two_theta": np.asarray(two_theta, dtype=float).tolist()}
         if pressure is not None:
             params["pressure"] = np.asarray(pressure, dtype=float).tolist()
+        if wavelength is not None:
+            params["wavelength"] = float(wavelength)
         x = np.ascontiguousarray(curves, dtype=np.float32)
         if self.threads is None:
             return self.pyfunc.predict(x, params=params)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+RATIO_RANGE = (0.4, 1.05)  # V/V0 covered by the inverse table: 60 % compression to 5 % expansion
+
 
 @dataclass(frozen=True)
 class BirchMurnaghan3:
@@ -20,10 +22,17 @@ class BirchMurnaghan3:
     _table: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # V(P) by interpolation on a dense monotone table (compression to 50 % volume,
+        if not (self.v0 > 0 and self.k0 > 0):
+            raise ValueError(f"v0 and k0 must be positive, got v0={self.v0}, k0={self.k0}")
+        # V(P) by interpolation on a dense monotone table (compression to 40 % volume,
         # a little expansion for negative readback pressures); error < 1e-6 relative.
-        ratio = np.linspace(0.5, 1.05, 20001)
-        object.__setattr__(self, "_table", (self.pressure(self.v0 * ratio)[::-1], ratio[::-1]))
+        ratio = np.linspace(RATIO_RANGE[0], RATIO_RANGE[1], 24001)[::-1]
+        pressure = self.pressure(self.v0 * ratio)
+        if np.any(np.diff(pressure) <= 0):
+            raise ValueError(
+                f"P(V) is not monotone over V/V0 {RATIO_RANGE} for k0_prime={self.k0_prime}"
+            )
+        object.__setattr__(self, "_table", (pressure, ratio))
 
     def pressure(self, volume: np.ndarray | float) -> np.ndarray:
         """Pressure (GPa) at ``volume``."""

@@ -6,12 +6,19 @@ structure, then moves the reflections with the lattice that the equation of stat
 each pressure. Peak positions follow exactly from the lattice metric; intensities carry the
 Lorentz–polarisation factor at the new angle (atomic form-factor changes with compression,
 a few per cent, are neglected).
+
+Intensities are per formula unit of sample: for a fixed amount of sample (N formula units)
+the integrated intensity of a powder line is ∝ N · |F|²·m·LP / (Z · V_cell), with Z formula
+units in a cell of volume V_cell. pymatgen gives |F|²·m per *cell*, so :func:`_reflections`
+divides by Z·V_cell of the reference cell and :meth:`Phase.peaks` rescales by
+V_cell(reference)/V_cell(p). The summed intensity over a wide 2θ window is then (nearly)
+conserved through a transition instead of jumping with the size of the unit cell.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,22 +51,33 @@ class Phase:
     reference_pressure: float = 0.0
 
     def reflections(self, energy_kev: float, max_two_theta: float) -> tuple[np.ndarray, np.ndarray]:
-        """Miller indices (m, 3) and |F|²·multiplicity (m,) of reflections below 2θ max."""
+        """Miller indices (m, 3) and |F|²·multiplicity / (Z·V_cell) (m,) below 2θ max.
+
+        Z is the number of formula units in the reference cell, V_cell its volume (Å³): the
+        intensity scale is per formula unit of sample (see the module docstring).
+        """
         return _reflections(self, round(energy_kev, 6), round(max_two_theta, 3))
 
     def peaks(
         self, pressure: np.ndarray, energy_kev: float, max_two_theta: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Peak positions 2θ (n, m) in degrees and integrated intensities (n, m)."""
+        """Peak positions 2θ (n, m) in degrees and integrated intensities (n, m).
+
+        Intensity = reflections' |F|²·m/(Z·V_cell,ref) × LP(2θ) × V_cell,ref / V_cell(p), i.e.
+        per formula unit of a fixed amount of sample at every pressure.
+        """
         hkl, f2m = self.reflections(energy_kev, max_two_theta)
-        inv_d2 = _inverse_d_squared(self.lattice(np.atleast_1d(pressure)), hkl)
+        params = self.lattice(np.atleast_1d(pressure))
+        inv_d2 = _inverse_d_squared(params, hkl)
         sin_theta = energy_to_wavelength(energy_kev) * np.sqrt(inv_d2) / 2
         two_theta = np.degrees(2 * np.arcsin(np.clip(sin_theta, 0, 1)))
-        return two_theta, f2m * lorentz_polarization(two_theta)
+        reference = self.lattice(np.array([self.reference_pressure]))
+        density = cell_volume(reference) / cell_volume(params)  # V_cell,ref / V_cell(p)
+        return two_theta, f2m * lorentz_polarization(two_theta) * density[:, None]
 
 
-def _inverse_d_squared(params: np.ndarray, hkl: np.ndarray) -> np.ndarray:
-    """1/d² (n, m) for lattice parameters (n, 6) and Miller indices (m, 3)."""
+def _metric(params: np.ndarray) -> np.ndarray:
+    """Metric tensors (n, 3, 3) of lattice parameters (n, 6)."""
     a, b, c = params[:, 0], params[:, 1], params[:, 2]
     al, be, ga = (np.deg2rad(params[:, i]) for i in (3, 4, 5))
     metric = np.empty((len(params), 3, 3))
@@ -67,29 +85,52 @@ def _inverse_d_squared(params: np.ndarray, hkl: np.ndarray) -> np.ndarray:
     metric[:, 0, 1] = metric[:, 1, 0] = a * b * np.cos(ga)
     metric[:, 0, 2] = metric[:, 2, 0] = a * c * np.cos(be)
     metric[:, 1, 2] = metric[:, 2, 1] = b * c * np.cos(al)
-    reciprocal = np.linalg.inv(metric)
+    return metric
+
+
+def _inverse_d_squared(params: np.ndarray, hkl: np.ndarray) -> np.ndarray:
+    """1/d² (n, m) for lattice parameters (n, 6) and Miller indices (m, 3)."""
     h = hkl.astype(float)
-    return np.einsum("mi,nij,mj->nm", h, reciprocal, h)
+    return np.einsum("mi,nij,mj->nm", h, np.linalg.inv(_metric(params)), h)
 
 
-@lru_cache(maxsize=64)
+def cell_volume(params: np.ndarray) -> np.ndarray:
+    """Cell volumes (n,) in Å³ of lattice parameters (n, 6)."""
+    return np.sqrt(np.linalg.det(_metric(np.atleast_2d(params))))
+
+
+def formula_units(structure) -> int:
+    """Formula units Z in a pymatgen Structure's cell.
+
+    pymatgen's reduction factor; for partial occupancies (e.g. Fe3.8 O4) the amounts are
+    rounded to whole atoms first (-> Fe4 O4, Z = 4), since the factor of a non-integer
+    composition is always 1.
+    """
+    from pymatgen.core import Composition
+
+    comp = structure.composition
+    whole = Composition({el: max(1, round(amount)) for el, amount in comp.items()})
+    return int(whole.get_reduced_composition_and_factor()[1])
+
+
+@lru_cache(maxsize=256)
 def _reflections(phase: Phase, energy_kev: float, max_two_theta: float):
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
     ref = phase.lattice(np.array([phase.reference_pressure]))
+    structure = phase.structure(ref[0])
     calc = XRDCalculator(wavelength=energy_to_wavelength(energy_kev))
     # The reference is the largest cell of a compression ramp; peaks only move up from it.
-    pattern = calc.get_pattern(
-        phase.structure(ref[0]), scaled=False, two_theta_range=(0.5, max_two_theta)
-    )
+    pattern = calc.get_pattern(structure, scaled=False, two_theta_range=(0.5, max_two_theta))
+    per_unit = 1.0 / (formula_units(structure) * structure.volume)  # per formula unit
     hkl, f2m = [], []
     for x, y, families in zip(pattern.x, pattern.y, pattern.hkls, strict=True):
         total_mult = sum(f["multiplicity"] for f in families)
         for fam in families:
             idx = fam["hkl"]
             hkl.append((idx[0], idx[1], idx[-1]))  # Miller–Bravais (h k i l) -> (h k l)
-            f2m.append(y / lorentz_polarization(x) * fam["multiplicity"] / total_mult)
-    return np.array(hkl, dtype=int), np.array(f2m)
+            f2m.append(y / lorentz_polarization(x) * fam["multiplicity"] / total_mult * per_unit)
+    return np.array(hkl, dtype=int).reshape(-1, 3), np.array(f2m, dtype=float)
 
 
 # --- built-in phases -------------------------------------------------------------------------
@@ -115,14 +156,85 @@ def _hexagonal(
     return lattice
 
 
+def _tetragonal(
+    eos: BirchMurnaghan3, units_per_cell: int, c_over_a: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Tetragonal lattice at fixed c/a holding ``units_per_cell`` EOS units."""
+
+    def lattice(p: np.ndarray) -> np.ndarray:
+        a = np.cbrt(units_per_cell * eos.volume(p) / c_over_a)
+        n = len(a)
+        return np.stack([a, a, c_over_a * a, *(np.full(n, 90.0),) * 3], axis=1)
+
+    return lattice
+
+
+def isotropic_lattice(
+    eos: BirchMurnaghan3, reference: Sequence[float]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Lattice ``reference`` (a, b, c, α, β, γ at V = eos.v0) with all axes scaled by
+    (V(p)/V0)^(1/3); angles kept."""
+    ref = np.asarray(reference, dtype=float)
+    if ref.shape != (6,):
+        raise ValueError(f"reference lattice needs 6 parameters, got shape {ref.shape}")
+
+    def lattice(p: np.ndarray) -> np.ndarray:
+        scale = np.cbrt(eos.volume(np.atleast_1d(p)) / eos.v0)
+        out = np.tile(ref, (len(scale), 1))
+        out[:, :3] *= scale[:, None]
+        return out
+
+    return lattice
+
+
 def _structure(spacegroup: str, species: list[str], coords: list[list[float]]):
+    key = (spacegroup, tuple(species), tuple(tuple(float(x) for x in c) for c in coords))
+
     def build(params: np.ndarray):
         from pymatgen.core import Lattice, Structure
 
         lattice = Lattice.from_parameters(*params)
-        return Structure.from_spacegroup(spacegroup, lattice, species, coords)
+        orbit = _ORBITS.get(key)
+        if orbit is None:  # pymatgen's space-group set-up takes ~1 s: do it once per site set
+            full = Structure.from_spacegroup(spacegroup, lattice, species, coords)
+            orbit = _ORBITS[key] = ([site.species for site in full], full.frac_coords.copy())
+        return Structure(lattice, orbit[0], orbit[1])
 
     return build
+
+
+# Fractional coordinates of all sites generated from a space group and its asymmetric unit:
+# they do not depend on the lattice parameters (for a lattice of the group's system).
+_ORBITS: dict[tuple, tuple[list, np.ndarray]] = {}
+
+
+def template_structure(template) -> Callable[[np.ndarray], object]:
+    """Builder that puts the sites of pymatgen Structure ``template`` (fractional coordinates,
+    species or partial occupancies) into the lattice of one row of parameters."""
+    species = [site.species for site in template]
+    coords = np.array(template.frac_coords)
+
+    def build(params: np.ndarray):
+        from pymatgen.core import Lattice, Structure
+
+        return Structure(Lattice.from_parameters(*params), species, coords)
+
+    return build
+
+
+def phase_from_structure(
+    name: str, structure, k0: float, k0_prime: float = 4.0
+) -> Phase:
+    """A phase from a pymatgen Structure taken as its zero-pressure cell.
+
+    The EOS has V0 = cell volume / Z (Å³ per formula unit) and the given K0 (GPa), K0';
+    under pressure the cell scales isotropically.
+    """
+    eos = BirchMurnaghan3(
+        v0=structure.volume / formula_units(structure), k0=k0, k0_prime=k0_prime
+    )
+    return Phase(name, eos, isotropic_lattice(eos, structure.lattice.parameters),
+                 template_structure(structure))
 
 
 # Fe: bcc (α) EOS after Dewaele et al. 2015-like values; hcp (ε) after Dewaele et al. 2006.

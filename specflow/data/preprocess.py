@@ -1,13 +1,23 @@
-"""Preprocessing on the canonical layout: normalisation, regridding, background removal."""
+"""Preprocessing on the canonical layout: normalisation, regridding, background removal, and
+the one function that turns raw curves into model input (:func:`prepare_curves`), shared by
+training and serving.
+
+Model input lives on a momentum-transfer grid Q = 4π sin θ / λ (Å⁻¹): a reflection sits at the
+same Q whatever the beam energy, so a model trained at one energy applies at another.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
 from specflow.data.schema import CURVE, INTENSITY, TWO_THETA, validate
+
+DEFAULT_Q_GRID = (1.3, 6.0, 2048)  # Å⁻¹: first, last, points
 
 
 def minmax(x: Any, eps: float = 1e-12) -> Any:
@@ -90,3 +100,205 @@ def remove_background(
     out["background"] = ((CURVE, TWO_THETA), background.astype(np.float32))
     out.attrs["background_removal"] = f"pybaselines.{method}"
     return out
+
+
+# --- Q grid -----------------------------------------------------------------------------------
+
+
+def two_theta_to_q(two_theta: Any, wavelength: float) -> np.ndarray:
+    """Scattering angle 2θ (degrees) to momentum transfer Q = 4π sin θ / λ (Å⁻¹)."""
+    _check_wavelength(wavelength)
+    return 4 * math.pi * np.sin(np.deg2rad(np.asarray(two_theta, dtype=float)) / 2) / wavelength
+
+
+def q_to_two_theta(q: Any, wavelength: float) -> np.ndarray:
+    """Momentum transfer Q (Å⁻¹) to 2θ (degrees); NaN where Q is beyond 4π/λ."""
+    _check_wavelength(wavelength)
+    s = np.asarray(q, dtype=float) * wavelength / (4 * math.pi)
+    with np.errstate(invalid="ignore"):
+        return np.degrees(2 * np.arcsin(np.where(np.abs(s) <= 1, s, np.nan)))
+
+
+def _check_wavelength(wavelength: float) -> None:
+    if not (np.isfinite(wavelength) and 0.01 < wavelength < 10):
+        raise ValueError(f"wavelength {wavelength!r} Å is not a usable X-ray wavelength")
+
+
+# --- cleaning -----------------------------------------------------------------------------------
+
+
+def fill_gaps(x: np.ndarray) -> np.ndarray:
+    """Curves (n, L) with NaN bins (detector gaps, masks) filled by linear interpolation
+    between the nearest valid bins of the same curve (edges: the nearest valid value)."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    bad = np.isnan(x)
+    if not bad.any():
+        return x
+    idx = np.arange(x.shape[1])
+    for i in np.flatnonzero(bad.any(axis=1)):
+        ok = ~bad[i]
+        if not ok.any():
+            raise ValueError(f"curve {i} has no data (all NaN)")
+        x[i, bad[i]] = np.interp(idx[bad[i]], idx[ok], x[i, ok])
+    return x
+
+
+def despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
+    """Replace isolated one-bin spikes (hot pixels, cosmic rays) by their neighbours' mean.
+
+    A bin is a spike when it stands more than ``threshold`` robust standard deviations (of the
+    curve's point-to-point differences) above *both* neighbours: a Bragg peak spans several
+    bins, so its top never does.
+    """
+    x = np.array(x, dtype=np.float32, copy=True)
+    if threshold <= 0 or x.shape[1] < 3:
+        return x
+    left, mid, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
+    diff = np.diff(x, axis=1)
+    sigma = 1.4826 * np.median(np.abs(diff - np.median(diff, 1, keepdims=True)), 1,
+                               keepdims=True) / math.sqrt(2)
+    spike = mid - np.maximum(left, right) > threshold * np.maximum(sigma, 1e-12)
+    mid[spike] = ((left + right) / 2)[spike]
+    return x
+
+
+def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip") -> np.ndarray:
+    """Per-curve baseline removal with pybaselines (``snip``: peak-clipping, the usual choice
+    for diffraction backgrounds; any pybaselines method taking ``max_half_window``/
+    ``half_window`` works). ``half_window`` in bins: wider than a peak, narrower than a hump."""
+    from pybaselines import Baseline
+
+    fitter = Baseline(np.arange(x.shape[1], dtype=float))
+    try:
+        fit = getattr(fitter, method)
+    except AttributeError:
+        raise ValueError(f"unknown pybaselines method {method!r}") from None
+    key = "max_half_window" if method == "snip" else "half_window"
+    out = np.empty_like(x, dtype=np.float32)
+    for i, y in enumerate(x):
+        out[i] = y - fit(y.astype(float), **{key: half_window})[0]
+    return out
+
+
+# --- model input --------------------------------------------------------------------------------
+
+Axis = Literal["q", "two_theta"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw curves become model input; saved with every model so that training and serving
+    prepare curves identically.
+
+    ``axis="q"``: curves are moved onto ``grid`` in Q (Å⁻¹) using each run's wavelength;
+    ``axis="two_theta"``: onto ``grid`` in degrees (``grid=None``: the data's own grid, the
+    legacy behaviour). NaN gaps are filled, one-bin spikes removed (``despike`` robust σ, 0:
+    off), a pybaselines ``baseline`` subtracted (half window ``baseline_width`` in grid units,
+    None: off), then each curve is min–max scaled to [0, 1] over the bins its data cover;
+    bins outside the data's range are 0. A curve must cover ``min_coverage`` of the grid.
+    """
+
+    axis: Axis = "q"
+    grid: tuple[float, float, int] | None = DEFAULT_Q_GRID
+    despike: float = 8.0
+    baseline: str | None = "snip"
+    baseline_width: float = 0.12
+    min_coverage: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.axis not in ("q", "two_theta"):
+            raise ValueError(f"unknown axis {self.axis!r}; use 'q' or 'two_theta'")
+        if self.axis == "q" and self.grid is None:
+            raise ValueError("a Q axis needs an explicit grid (first, last, points)")
+        if self.grid is not None and not (self.grid[0] < self.grid[1] and self.grid[2] >= 8):
+            raise ValueError(f"grid {self.grid} must be (first < last, points ≥ 8)")
+
+    @classmethod
+    def legacy(cls) -> Preprocessing:
+        """Min–max on the data's own 2θ grid, nothing else (the paper's preprocessing)."""
+        return cls(axis="two_theta", grid=None, despike=0.0, baseline=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
+        values = dict(values)
+        if values.get("grid") is not None:
+            lo, hi, n = values["grid"]
+            values["grid"] = (float(lo), float(hi), int(n))
+        return cls(**values)
+
+    def model_grid(self, two_theta: np.ndarray | None = None) -> np.ndarray:
+        """The model's grid: ``grid`` as points, or the data's own 2θ grid."""
+        if self.grid is None:
+            if two_theta is None:
+                raise ValueError("this preprocessing keeps the data's grid: pass two_theta")
+            return np.asarray(two_theta, dtype=float)
+        return np.linspace(self.grid[0], self.grid[1], int(self.grid[2]))
+
+
+@dataclass
+class PreparedCurves:
+    """Model input: curves (n, G) in [0, 1] on ``grid``; ``covered`` marks the grid points the
+    data reach (outside them the curves are 0)."""
+
+    x: np.ndarray
+    grid: np.ndarray
+    covered: np.ndarray
+
+    @property
+    def coverage(self) -> float:
+        return float(self.covered.mean())
+
+
+def prepare_curves(
+    intensity: Any,
+    two_theta: Any,
+    config: Preprocessing | None = None,
+    wavelength: float | None = None,
+    grid: np.ndarray | None = None,
+) -> PreparedCurves:
+    """Raw curves (n, L) on a 2θ grid (deg) → model input on the config's grid.
+
+    ``grid`` overrides the config's (a trained model's own grid points). Raises
+    ``ValueError`` when a Q axis is asked for without a wavelength, or when the data cover
+    less than ``min_coverage`` of the grid (naming both ranges).
+    """
+    cfg = config or Preprocessing()
+    x = np.asarray(intensity, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    two_theta = np.asarray(two_theta, dtype=float)
+    if x.ndim != 2 or x.shape[1] != two_theta.size:
+        raise ValueError(f"curves of shape {x.shape} do not match a 2θ grid of "
+                         f"{two_theta.size} points")
+    if np.isinf(x).any():
+        raise ValueError("curves contain inf values")
+    if cfg.axis == "q":
+        if wavelength is None:
+            raise ValueError("a Q-grid model needs the beam wavelength or energy of the run "
+                             "(attrs 'wavelength' in Å or 'energy' in keV)")
+        axis = two_theta_to_q(two_theta, wavelength)
+    else:
+        axis = two_theta
+    target = cfg.model_grid(two_theta) if grid is None else np.asarray(grid, dtype=float)
+    covered = (target >= axis[0]) & (target <= axis[-1])
+    if covered.mean() < cfg.min_coverage:
+        unit = "Å⁻¹" if cfg.axis == "q" else "°"
+        raise ValueError(
+            f"the curves cover {axis[0]:.3g}–{axis[-1]:.3g} {unit}, only {covered.mean():.0%} "
+            f"of the model's {target[0]:.3g}–{target[-1]:.3g} {unit} (at least "
+            f"{cfg.min_coverage:.0%} needed)"
+        )
+    x = despike(fill_gaps(x), cfg.despike)
+    on_grid = interp_curves(x, axis, target)
+    if cfg.baseline:
+        step = float(np.median(np.diff(target)))
+        on_grid = subtract_baseline(on_grid, max(2, round(cfg.baseline_width / step)),
+                                    cfg.baseline)
+    sel = on_grid[:, covered]
+    lo, hi = sel.min(1, keepdims=True), sel.max(1, keepdims=True)
+    out = np.zeros_like(on_grid)
+    out[:, covered] = (sel - lo) / np.maximum(hi - lo, 1e-12)
+    return PreparedCurves(out.astype(np.float32), target, covered)

@@ -2,7 +2,8 @@
 
 One :class:`xarray.Dataset` per run:
 
-* ``intensity`` (``curve``, ``two_theta``) float32 — integrated diffraction curves;
+* ``intensity`` (``curve``, ``two_theta``) float32 — integrated diffraction curves; NaN marks
+  bins without data (detector gaps, masks), at most half of a curve;
 * coords ``two_theta`` (degrees, strictly increasing), ``pressure`` (GPa, per curve),
   ``time`` (s, per curve);
 * optional ``label`` (``curve``) int8: 0 before, 1 during, 2 after the transition, -1 unknown;
@@ -26,9 +27,11 @@ INTENSITY = "intensity"
 PRESSURE = "pressure"
 TIME = "time"
 LABEL = "label"
+TRUE_LABEL = "true_label"  # simulations with noisy labels: the truth beside what was written
 PHASE_NAMES = {0: "before", 1: "during", 2: "after"}
 UNKNOWN_LABEL = -1
 HC_KEV_ANGSTROM = 12.398419843320026  # h·c in keV·Å
+MAX_MISSING_FRACTION = 0.5  # NaN marks bins without data (detector gaps); at most this share
 
 
 class SpectraValidationError(ValueError):
@@ -76,12 +79,19 @@ def check_arrays(
     if not np.issubdtype(intensity.dtype, np.number) or np.iscomplexobj(intensity):
         problems.append(f"intensity must be real numbers, got dtype {intensity.dtype}")
         return problems
-    bad = ~np.isfinite(intensity)
-    if bad.any():
-        curves = np.flatnonzero(bad.any(axis=1))
+    infinite = np.isinf(intensity)
+    if infinite.any():
+        curves = np.flatnonzero(infinite.any(axis=1))
         problems.append(
-            f"intensity has {int(bad.sum())} NaN/inf values in {len(curves)} curve(s): "
+            f"intensity has {int(infinite.sum())} inf values in {len(curves)} curve(s): "
             f"curve index {_ranges(curves)}"
+        )
+    missing = np.isnan(intensity).mean(axis=1) > MAX_MISSING_FRACTION if n_points else []
+    if np.any(missing):
+        curves = np.flatnonzero(missing)
+        problems.append(
+            f"intensity is NaN (no data) in more than {MAX_MISSING_FRACTION:.0%} of the points "
+            f"of {len(curves)} curve(s): curve index {_ranges(curves)}"
         )
     if two_theta.ndim != 1 or two_theta.shape[0] != n_points:
         problems.append(
@@ -174,7 +184,7 @@ def make_spectra(
 def validate(ds: xr.Dataset) -> xr.Dataset:
     """Check that ``ds`` follows the canonical layout; return it unchanged or raise.
 
-    Raises :class:`SpectraValidationError` naming every problem (NaN/inf intensities,
+    Raises :class:`SpectraValidationError` naming every problem (inf or mostly-NaN curves,
     wrong dims, non-monotonic 2θ grid, missing pressure, length mismatches, bad labels).
     """
     if not isinstance(ds, xr.Dataset):

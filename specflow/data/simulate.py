@@ -5,6 +5,12 @@ their lattices follow third-order Birch–Murnaghan equations of state; on top c
 path-dependent phase fraction (coexistence, hysteresis on decompression), pressure-dependent
 pseudo-Voigt broadening, texture, a smooth background and Poisson counting noise. The
 ground-truth label of each curve follows from its phase fraction.
+
+Two presets (:func:`draw_conditions`): ``clean`` (one fixed instrument, the literature onset,
+no artefacts: the paper-shaped sets D1–D9) and ``realistic`` (every run its own beam energy,
+2θ range and grid, counts, background, onset and transition width, gauge calibration error,
+and the artefacts of :mod:`specflow.data.artefacts`). :func:`simulate_family` draws several
+loadings of one transition, the unit of the cross-run benchmark.
 """
 
 from __future__ import annotations
@@ -16,38 +22,27 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from specflow.data.phases import FE_BCC, FE_HCP, FEO_B1, FEO_ONSET_GPA, FEO_RB1, Phase
+from specflow.data.artefacts import (
+    GASKETS,
+    MEDIA,
+    Artefacts,
+    beam_intensity,
+    compton_profile,
+    gap_mask,
+    labeller_thresholds,
+    medium_weight,
+)
+from specflow.data.phases import Phase
 from specflow.data.schema import energy_to_wavelength, make_spectra
+from specflow.data.transitions import TRANSITIONS, Transition, get_transition
 
 DEFAULT_ENERGY_KEV = 25.6
 DEFAULT_GRID = (5.0, 25.0, 4000)
 LABEL_THRESHOLD = 0.05  # phase fraction below it: before (0); above 1 - it: after (2)
 
 
-@dataclass(frozen=True)
-class Material:
-    """A sample with a pressure-induced transition from ``low`` to ``high``.
-
-    The high-pressure fraction grows from 0 at ``onset`` to 1 at ``end`` on compression and
-    falls from 1 at ``reverse_onset`` to 0 at ``reverse_end`` on decompression (hysteresis).
-    """
-
-    name: str
-    low: Phase
-    high: Phase
-    onset: float
-    end: float
-    reverse_onset: float
-    reverse_end: float
-    transformation_broadening: float = 0.015  # extra FWHM (deg) at 50 % coexistence
-
-
-MATERIALS: dict[str, Material] = {
-    "Fe": Material("Fe", FE_BCC, FE_HCP, onset=13.0, end=16.0, reverse_onset=10.0,
-                   reverse_end=7.5),
-    "FeO": Material("FeO", FEO_B1, FEO_RB1, onset=FEO_ONSET_GPA, end=19.0, reverse_onset=14.0,
-                    reverse_end=11.0, transformation_broadening=0.005),
-}
+Material = Transition  # the simulator's name for a transition (kept for callers)
+MATERIALS: dict[str, Transition] = TRANSITIONS
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -96,13 +91,15 @@ class Instrument:
     background_counts: float = 150.0
     texture: float = 0.3  # log-normal sigma of per-reflection intensity factors (per run)
     grain_noise: float = 0.05  # per-curve log-normal jitter of reflection intensities
+    background_shape: tuple[float, ...] | None = None  # 4 weights; None: drawn per loading
 
 
 class XRDSimulator:
     """Simulate integrated 1D XRD curves of one sample loaded in a cell.
 
-    Texture and background shape are drawn once per instance (one sample loading);
-    each call to :meth:`curves` draws fresh counting noise.
+    Texture, background shape and the artefacts' fixed parts (diamond spots, detector gaps,
+    hot pixels) are drawn once per instance (one sample loading); each call to
+    :meth:`curves` draws fresh counting noise and grain sparkle.
     """
 
     def __init__(
@@ -112,93 +109,217 @@ class XRDSimulator:
         two_theta: np.ndarray | None = None,
         seed: int | None = 0,
         instrument: Instrument | None = None,
+        artefacts: Artefacts | None = None,
     ):
-        self.material = MATERIALS[material] if isinstance(material, str) else material
+        self.material = get_transition(material) if isinstance(material, str) else material
         self.instrument = replace(instrument or Instrument(), energy_kev=energy_kev)
+        self.artefacts = artefacts or Artefacts()
         self.two_theta = (
             np.linspace(*DEFAULT_GRID) if two_theta is None else np.asarray(two_theta, float)
         )
         self.rng = np.random.default_rng(seed)
-        top = float(self.two_theta[-1]) + 2.0
+        art, inst = self.artefacts, self.instrument
+        self._top = float(self.two_theta[-1]) + 2.0
         self._texture = {
-            phase.name: np.exp(
-                self.instrument.texture
-                * self.rng.standard_normal(len(phase.reflections(energy_kev, top)[0]))
-            )
-            for phase in (self.material.low, self.material.high)
+            phase.name: self.rng.standard_normal((2, self._n_reflections(phase)))
+            for phase in self.phases
         }
         # ambient strongest-peak height of the low phase fixes the count scale
-        self._scale = 1.0
-        self._scale = self.instrument.peak_counts / float(
-            self._signal(np.array([0.0]), np.array([0.0]))[0].max()
-        )
-        bg_shape = self.rng.uniform(0.7, 1.3, size=3)
-        x = (self.two_theta - self.two_theta[0]) / (self.two_theta[-1] - self.two_theta[0])
-        self._background = self.instrument.background_counts * (
-            bg_shape[0] * np.exp(-3 * x) + 0.5 * bg_shape[1] * np.exp(-((x - 0.4) / 0.25) ** 2)
-            + 0.2 * bg_shape[2]
-        )
+        self._scale = {self.material.low.name: 1.0, self.material.high.name: 1.0}
+        height = float(self._lines(self.material.low, np.array([0.0]), np.ones(1)).max())
+        self._scale = dict.fromkeys(self._scale, inst.peak_counts / height)
+        for phase, amplitude, p_ref in self._environment():
+            self._scale[phase.name] = 1.0
+            own = float(self._lines(phase, np.array([p_ref]), np.ones(1)).max())
+            self._scale[phase.name] = amplitude * inst.peak_counts / max(own, 1e-12)
+        self._background = self._draw_background()
+        self._spots = self._draw_diamond_spots()
+        self._gaps = gap_mask(self.two_theta, art.module_gaps, art.gap_width, self.rng)
+        self._hot = self.rng.choice(len(self.two_theta), size=art.hot_pixels, replace=False)
+        self._hot_values = inst.peak_counts * self.rng.uniform(0.5, 3.0, size=art.hot_pixels)
 
     @property
     def wavelength(self) -> float:
         """X-ray wavelength in Å."""
         return energy_to_wavelength(self.instrument.energy_kev)
 
+    @property
+    def q(self) -> np.ndarray:
+        """Momentum transfer Q = 4π sin θ / λ (Å⁻¹) of the grid."""
+        return 4 * np.pi * np.sin(np.deg2rad(self.two_theta) / 2) / self.wavelength
+
+    @property
+    def phases(self) -> list[Phase]:
+        """Sample phases, then gasket and pressure medium when present."""
+        out = [self.material.low, self.material.high]
+        art = self.artefacts
+        if art.gasket:
+            out.append(GASKETS[art.gasket])
+        if art.medium:
+            out.append(MEDIA[art.medium].phase)
+        return out
+
+    def _environment(self) -> list[tuple[Phase, float, float]]:
+        """(phase, amplitude, reference pressure) of the gasket and the solid medium."""
+        art, out = self.artefacts, []
+        if art.gasket:
+            out.append((GASKETS[art.gasket], art.gasket_amplitude, 0.0))
+        if art.medium:
+            medium = MEDIA[art.medium]
+            out.append((medium.phase, art.medium_amplitude, medium.solidifies + 1.0))
+        return out
+
+    def _n_reflections(self, phase: Phase) -> int:
+        return len(phase.reflections(self.instrument.energy_kev, self._top)[0])
+
+    def _draw_background(self) -> np.ndarray:
+        """Smooth background in counts: decaying air/medium scatter, an amorphous hump,
+        a constant, and diamond Compton scattering rising with Q."""
+        inst = self.instrument
+        shape = (np.asarray(inst.background_shape, dtype=float)
+                 if inst.background_shape is not None else self.rng.uniform(0.7, 1.3, size=4))
+        x = (self.two_theta - self.two_theta[0]) / (self.two_theta[-1] - self.two_theta[0])
+        hump_at = 0.4 if inst.background_shape is not None else self.rng.uniform(0.2, 0.6)
+        background = inst.background_counts * (
+            shape[0] * np.exp(-3 * x) + 0.5 * shape[1] * np.exp(-((x - hump_at) / 0.25) ** 2)
+            + 0.2 * shape[2]
+        )
+        if self.artefacts.compton > 0:
+            background = background + (self.artefacts.compton * inst.background_counts
+                                       * shape[3] * compton_profile(self.q))
+        return background.astype(np.float32)
+
+    def _draw_diamond_spots(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (deg) and heights (counts) of leaked diamond reflections."""
+        art = self.artefacts
+        lo, hi = float(self.two_theta[0]), float(self.two_theta[-1])
+        pos = self.rng.uniform(lo, hi, size=art.diamond_spots)
+        heights = (art.diamond_amplitude * self.instrument.peak_counts
+                   * self.rng.uniform(0.2, 1.0, size=art.diamond_spots))
+        return pos, heights
+
     def phase_fraction(self, pressure_path: np.ndarray) -> np.ndarray:
         """High-pressure phase fraction along ``pressure_path`` (hysteresis included)."""
         return phase_fraction(self.material, pressure_path)
 
     def peaks(self, phase: Phase, pressure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Peak positions (deg) and textured intensities (n, m) of ``phase`` at ``pressure``."""
-        pos, inten = phase.peaks(pressure, self.instrument.energy_kev, self.two_theta[-1] + 2.0)
-        return pos, inten * self._texture[phase.name]
+        """Peak positions (deg) and textured intensities (n, m) of ``phase`` at ``pressure``.
+
+        Texture factors are log-normal per reflection and drift with pressure
+        (``Artefacts.texture_drift`` per 10 GPa).
+        """
+        pressure = np.atleast_1d(np.asarray(pressure, dtype=float))
+        pos, inten = phase.peaks(pressure, self.instrument.energy_kev, self._top)
+        base, drift = self._texture[phase.name]
+        log_t = (self.instrument.texture * base[None, :]
+                 + self.artefacts.texture_drift * (pressure[:, None] / 10.0) * drift[None, :])
+        return pos, inten * np.exp(log_t)
+
+    def _components(self, pressure: np.ndarray, fraction: np.ndarray):
+        """(phase, pressure it sees, weight) of every diffracting component."""
+        out = [(self.material.low, pressure, 1 - fraction),
+               (self.material.high, pressure, fraction)]
+        art = self.artefacts
+        if art.gasket:
+            out.append((GASKETS[art.gasket], pressure * art.gasket_pressure_ratio,
+                        np.ones_like(pressure)))
+        if art.medium:
+            medium = MEDIA[art.medium]
+            out.append((medium.phase, pressure, medium_weight(pressure, medium)))
+        return out
+
+    def _lines(self, phase: Phase, pressure: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Noise-free lines of one component (n, L), without sparkle."""
+        pos, inten = self.peaks(phase, pressure)
+        area = inten * weight[:, None] * self._scale[phase.name]
+        fwhm = self.instrument.fwhm0 + self.instrument.fwhm_per_gpa * np.clip(pressure, 0, None)
+        return _pseudo_voigt_sum(self.two_theta.astype(np.float32), pos.astype(np.float32),
+                                 area.astype(np.float32), fwhm, self.instrument.eta)
 
     def _signal(self, pressure: np.ndarray, fraction: np.ndarray, chunk: int = 64) -> np.ndarray:
         """Noise-free diffracted intensity (n, L) before background, in counts."""
         inst, x = self.instrument, self.two_theta.astype(np.float32)
         fwhm = inst.fwhm0 + inst.fwhm_per_gpa * np.clip(pressure, 0, None)
         fwhm = fwhm + self.material.transformation_broadening * 4 * fraction * (1 - fraction)
-        parts = []
-        for phase, weight in ((self.material.low, 1 - fraction), (self.material.high, fraction)):
-            pos, inten = self.peaks(phase, pressure)
-            if inst.grain_noise > 0:
-                inten = inten * np.exp(inst.grain_noise * self.rng.standard_normal(inten.shape))
-            parts.append((pos, inten * weight[:, None]))
-        pos = np.concatenate([p for p, _ in parts], axis=1).astype(np.float32)
-        area = np.concatenate([a for _, a in parts], axis=1).astype(np.float32) * self._scale
+        sparkle = max(inst.grain_noise, self.artefacts.sparkle)
+        positions, areas = [], []
+        for phase, seen, weight in self._components(pressure, fraction):
+            pos, inten = self.peaks(phase, seen)
+            if sparkle > 0:
+                inten = inten * np.exp(sparkle * self.rng.standard_normal(inten.shape))
+            positions.append(pos)
+            areas.append(inten * weight[:, None] * self._scale[phase.name])
+        pos = np.concatenate(positions, axis=1).astype(np.float32)
+        area = np.concatenate(areas, axis=1).astype(np.float32)
         out = np.empty((len(pressure), len(x)), dtype=np.float32)
         for s in range(0, len(pressure), chunk):
             out[s : s + chunk] = _pseudo_voigt_sum(
                 x, pos[s : s + chunk], area[s : s + chunk], fwhm[s : s + chunk], inst.eta
             )
+        spots_pos, spots_height = self._spots
+        if spots_pos.size:
+            width = np.float32(0.7 * inst.fwhm0)
+            d = (x[None, :] - spots_pos[:, None].astype(np.float32)) / (width / 2)
+            out += (spots_height[:, None] * np.exp(-np.log(2) * d**2)).sum(0).astype(np.float32)
         return out
 
     def curves(
-        self, pressure: np.ndarray | float, phase_fraction: np.ndarray | None = None
+        self, pressure: np.ndarray | float, phase_fraction: np.ndarray | None = None,
+        time: np.ndarray | None = None,
     ) -> np.ndarray:
         """Noisy curves (n, L) float32 in counts at the true ``pressure`` (GPa).
 
-        ``phase_fraction`` defaults to the equilibrium fraction on compression.
+        ``phase_fraction`` defaults to the equilibrium fraction on compression; ``time`` (s)
+        drives the beam-intensity drift. Detector gaps are NaN.
         """
         pressure = np.atleast_1d(np.asarray(pressure, dtype=float))
         if phase_fraction is None:
             phase_fraction = self.phase_fraction(np.maximum.accumulate(pressure))
         phase_fraction = np.atleast_1d(np.asarray(phase_fraction, dtype=float))
-        mean = self._signal(pressure, phase_fraction) + self._background.astype(np.float32)
-        return self.rng.poisson(mean).astype(np.float32)
+        mean = self._signal(pressure, phase_fraction) + self._background
+        art = self.artefacts
+        if art.beam_drift > 0 and time is not None:
+            mean *= beam_intensity(time, art.beam_drift, art.topup_period)[:, None].astype(
+                np.float32)
+        out = self.rng.poisson(mean).astype(np.float32)
+        if self._hot.size:
+            out[:, self._hot] = self._hot_values.astype(np.float32)
+        if self._gaps.any():
+            out[:, self._gaps] = np.nan
+        return out
 
 
 def _pseudo_voigt_sum(
-    x: np.ndarray, pos: np.ndarray, area: np.ndarray, fwhm: np.ndarray, eta: float
+    x: np.ndarray, pos: np.ndarray, area: np.ndarray, fwhm: np.ndarray, eta: float,
+    reach: float = 40.0,
 ) -> np.ndarray:
-    """Σ over peaks of area-normalised pseudo-Voigt profiles; (n, m) peaks -> (n, L)."""
-    hw = (fwhm / 2).astype(np.float32)[:, None, None]
-    d = x[None, None, :] - pos[:, :, None]  # (n, m, L)
-    d2 = (d / hw) ** 2
+    """Σ over peaks of area-normalised pseudo-Voigt profiles; (n, m) peaks -> (n, L).
+
+    Each peak is evaluated within ±``reach`` half-widths of its centre (the Lorentzian area
+    left outside is < 2/(π·reach), under 2 %, spread thinly over the rest of the curve), and the
+    windows are summed with one ``bincount``: much faster than the dense (n, m, L) sum.
+    """
+    n, m = pos.shape
+    length = len(x)
+    hw = (np.asarray(fwhm, dtype=np.float32) / 2)[:, None, None]
+    step = float(np.median(np.diff(x))) if length > 1 else 1.0
+    k = int(np.ceil(reach * float(hw.max()) / step))
+    if n == 0 or m == 0:
+        return np.zeros((n, length), dtype=np.float32)
+    if 2 * k + 1 >= length:  # windows as wide as the curve: the dense sum is as cheap
+        idx = np.broadcast_to(np.arange(length), (n, m, length))
+    else:
+        centre = np.searchsorted(x, pos)
+        idx = centre[:, :, None] + np.arange(-k, k + 1)
+    valid = (idx >= 0) & (idx < length)
+    idx = np.clip(idx, 0, length - 1)
+    d2 = ((x[idx] - pos[:, :, None]) / hw) ** 2
     lorentz = 1 / (np.pi * hw * (1 + d2))
     gauss = np.sqrt(np.log(2) / np.pi) / hw * np.exp(-np.log(2) * d2)
-    profile = eta * lorentz + (1 - eta) * gauss
-    return np.einsum("nm,nml->nl", area, profile)
+    values = area[:, :, None] * (eta * lorentz + (1 - eta) * gauss) * valid
+    rows = np.arange(n)[:, None, None] * length
+    out = np.bincount((rows + idx).ravel(), weights=values.ravel(), minlength=n * length)
+    return out.reshape(n, length).astype(np.float32)
 
 
 # --- pressure paths ---------------------------------------------------------------------------
@@ -241,8 +362,109 @@ def pressure_path(
     return np.concatenate([up, down])
 
 
+SimulationPreset = Literal["clean", "realistic"]
+PRESETS: tuple[str, ...] = ("clean", "realistic")
+# Beam energies (keV) of DAC diffraction beamlines the realistic preset draws from.
+BEAMLINE_ENERGIES = (25.5, 29.2, 30.0, 33.2, 37.0, 42.7)
+
+
+@dataclass(frozen=True)
+class RunConditions:
+    """What differs between loadings and beamtimes: one draw per run.
+
+    The transition's onset and end move by ``onset_shift`` (GPa; non-hydrostatic stress and
+    kinetics) and its width scales by ``width_scale``; the recorded pressure is
+    ``pressure_gain · true + pressure_offset`` plus readback noise (gauge calibration error).
+    """
+
+    energy_kev: float = DEFAULT_ENERGY_KEV
+    two_theta: tuple[float, float, int] = DEFAULT_GRID  # first, last (deg), points
+    onset_shift: float = 0.0
+    width_scale: float = 1.0
+    pressure_gain: float = 1.0
+    pressure_offset: float = 0.0
+    readback_noise: float = 0.15
+    instrument: Instrument = Instrument()
+    artefacts: Artefacts = Artefacts()
+
+    def grid(self) -> np.ndarray:
+        return np.linspace(self.two_theta[0], self.two_theta[1], int(self.two_theta[2]))
+
+    def transition(self, material: Material) -> Material:
+        """``material`` with this run's onset, width and hysteresis."""
+        width = (material.end - material.onset) * self.width_scale
+        back = (material.reverse_onset - material.reverse_end) * self.width_scale
+        onset = max(material.onset + self.onset_shift, 0.2)
+        reverse_onset = max(min(material.reverse_onset + self.onset_shift, onset), back + 0.01)
+        return replace(material, onset=onset, end=onset + width, reverse_onset=reverse_onset,
+                       reverse_end=max(reverse_onset - back, 0.0))
+
+    def describe(self) -> dict[str, float | int | str]:
+        """Flat attrs (NetCDF-safe) that record this draw."""
+        art = self.artefacts
+        return {
+            "onset_shift": self.onset_shift, "width_scale": self.width_scale,
+            "pressure_gain": self.pressure_gain, "pressure_offset": self.pressure_offset,
+            "readback_noise": self.readback_noise, "peak_counts": self.instrument.peak_counts,
+            "fwhm0": self.instrument.fwhm0,
+            "artefacts": ", ".join(f"{k}={v}" for k, v in vars(art).items()
+                                   if v not in (0, 0.0, None) and v != getattr(Artefacts(), k)),
+        }
+
+
+def _q_to_two_theta(q: float, energy_kev: float) -> float:
+    return float(np.degrees(2 * np.arcsin(q * energy_to_wavelength(energy_kev) / (4 * np.pi))))
+
+
+def draw_conditions(
+    material: str | Material, preset: SimulationPreset, rng: np.random.Generator,
+    energy_kev: float | None = None,
+) -> RunConditions:
+    """One run's conditions. ``clean``: fixed instrument, no artefacts, the literature onset;
+    ``realistic``: everything varies between runs and every artefact can occur (docs/simulator.md
+    lists the distributions). ``energy_kev`` fixes the beam energy."""
+    mat = get_transition(material) if isinstance(material, str) else material
+    if preset == "clean":
+        return RunConditions(energy_kev=energy_kev or DEFAULT_ENERGY_KEV)
+    if preset != "realistic":
+        raise ValueError(f"unknown simulation preset {preset!r}; use one of {PRESETS}")
+    u = rng.uniform
+    energy = energy_kev or float(rng.choice(BEAMLINE_ENERGIES))
+    # the detector covers Q from ~1 Å⁻¹ to 6.2–7.5 Å⁻¹ at any energy
+    lo, hi = _q_to_two_theta(u(0.8, 1.2), energy), _q_to_two_theta(u(6.2, 7.5), energy)
+    n_points = int(rng.integers(2500, 5001))
+    peak_counts = float(np.exp(u(np.log(800), np.log(10_000))))
+    instrument = Instrument(
+        energy_kev=energy, fwhm0=u(0.02, 0.05) * 25.6 / energy * 1.5 ** 0.5, eta=u(0.3, 0.7),
+        fwhm_per_gpa=u(0.0008, 0.0025), peak_counts=peak_counts,
+        background_counts=peak_counts * u(0.02, 0.15), texture=u(0.15, 0.5),
+        grain_noise=0.05,
+    )
+    topup = bool(rng.random() < 0.5)
+    artefacts = Artefacts(
+        diamond_spots=int(rng.poisson(1.5)), diamond_amplitude=u(0.2, 1.5),
+        compton=u(0.3, 1.5),
+        gasket=[None, "Re", "W"][int(rng.choice(3, p=[0.3, 0.45, 0.25]))],
+        gasket_amplitude=u(0.02, 0.2), gasket_pressure_ratio=u(0.3, 0.8),
+        medium=[None, "Ne", "Ar"][int(rng.choice(3, p=[0.3, 0.4, 0.3]))],
+        medium_amplitude=u(0.05, 0.3), sparkle=u(0.05, 0.3), texture_drift=u(0.0, 0.3),
+        module_gaps=int(rng.integers(0, 4)), gap_width=u(0.05, 0.2),
+        hot_pixels=int(rng.integers(0, 6)),
+        beam_drift=u(0.005, 0.03) if topup else u(0.0, 0.1),
+        topup_period=u(60.0, 600.0) if topup else None,
+    )
+    spread = mat.onset_spread
+    return RunConditions(
+        energy_kev=energy, two_theta=(lo, hi, n_points),
+        onset_shift=float(np.clip(spread * rng.standard_normal(), -2.5 * spread, 2.5 * spread)),
+        width_scale=u(0.6, 1.6), pressure_gain=1 + 0.02 * rng.standard_normal(),
+        pressure_offset=0.3 * rng.standard_normal(), readback_noise=u(0.05, 0.4),
+        instrument=instrument, artefacts=artefacts,
+    )
+
+
 def simulate_run(
-    material: str = "Fe",
+    material: str | Material = "Fe",
     n_curves: int = 300,
     *,
     seed: int = 0,
@@ -251,51 +473,111 @@ def simulate_run(
     decompress_to: float | None = None,
     cell: CellKind = "dDAC",
     rate: float = 1.0,
-    readback_noise: float = 0.15,
-    peak_counts: float = 3000.0,
-    energy_kev: float = DEFAULT_ENERGY_KEV,
+    readback_noise: float | None = None,
+    peak_counts: float | None = None,
+    energy_kev: float | None = None,
     two_theta: np.ndarray | None = None,
     sample: str | None = None,
     run_uid: str | None = None,
+    conditions: RunConditions | None = None,
+    preset: SimulationPreset = "clean",
 ) -> xr.Dataset:
-    """Simulate one compression run as a canonical spectra Dataset.
+    """Simulate one pressure run as a canonical spectra Dataset.
 
-    ``rate`` is the mean compression rate in GPa/s (sets the ``time`` coord);
-    ``readback_noise`` the std (GPa) of the recorded pressure around the true one;
-    ``peak_counts`` the signal-to-noise knob. The Dataset carries the ground truth:
-    ``label``, ``phase_fraction`` and ``true_pressure``.
+    ``conditions`` (default: drawn from ``preset`` with ``seed``) set the instrument, the
+    run's own onset, the gauge calibration and the artefacts; ``readback_noise``,
+    ``peak_counts``, ``energy_kev`` and ``two_theta`` override them. ``rate`` is the mean
+    compression rate in GPa/s (sets the ``time`` coord). The Dataset carries the ground
+    truth: ``true_label`` (when labels are noisy), ``phase_fraction``, ``true_pressure``;
+    ``label`` is what a labeller would write (exact unless ``Artefacts.label_noise``).
     """
-    mat = MATERIALS[material]
-    stop = stop if stop is not None else mat.end + 14.0
+    mat = get_transition(material) if isinstance(material, str) else material
     rng = np.random.default_rng(seed)
+    cond = conditions or draw_conditions(mat, preset, rng, energy_kev)
+    if energy_kev is not None and cond.energy_kev != energy_kev:
+        cond = replace(cond, energy_kev=energy_kev)
+    inst = replace(cond.instrument, energy_kev=cond.energy_kev,
+                   peak_counts=peak_counts or cond.instrument.peak_counts)
+    noise = cond.readback_noise if readback_noise is None else readback_noise
+    run_mat = cond.transition(mat)
+    stop = stop if stop is not None else run_mat.end + 14.0
     true_p = pressure_path(n_curves, start, stop, cell=cell, decompress_to=decompress_to, rng=rng)
-    sim = XRDSimulator(mat, energy_kev, two_theta, seed=int(rng.integers(2**31)),
-                       instrument=Instrument(peak_counts=peak_counts))
+    grid = cond.grid() if two_theta is None else np.asarray(two_theta, dtype=float)
+    sim = XRDSimulator(run_mat, cond.energy_kev, grid, seed=int(rng.integers(2**31)),
+                       instrument=inst, artefacts=cond.artefacts)
     fraction = sim.phase_fraction(true_p)
-    intensity = sim.curves(true_p, fraction)
     dt = np.abs(np.diff(true_p, prepend=true_p[0])).mean() / rate
-    recorded = true_p + readback_noise * rng.standard_normal(n_curves)
+    time = np.arange(n_curves) * dt
+    intensity = sim.curves(true_p, fraction, time=time)
+    recorded = (cond.pressure_gain * true_p + cond.pressure_offset
+                + noise * rng.standard_normal(n_curves))
+    truth = labels_from_fraction(fraction)
+    thresholds = labeller_thresholds(n_curves, LABEL_THRESHOLD, cond.artefacts.label_noise, rng)
     attrs = {
         "sample": sample or mat.name,
         "material": mat.name,
-        "energy": energy_kev,
-        "wavelength": energy_to_wavelength(energy_kev),
+        "energy": cond.energy_kev,
+        "wavelength": energy_to_wavelength(cond.energy_kev),
         "cell": cell,
         "compression_rate": rate,
         "source": "specflow simulator",
+        "preset": "custom" if conditions is not None else preset,
         "seed": seed,
+        "transition_onset": run_mat.onset,
+        "transition_end": run_mat.end,
+        **cond.describe(),
     }
     if run_uid:
         attrs["run_uid"] = run_uid
+    extra = {"phase_fraction": fraction.astype(np.float32), "true_pressure": true_p}
+    if cond.artefacts.label_noise > 0:
+        extra["true_label"] = truth
     return make_spectra(
         intensity,
         sim.two_theta,
         recorded,
-        time=np.arange(n_curves) * dt,
-        label=labels_from_fraction(fraction),
+        time=time,
+        label=labels_from_fraction(fraction, thresholds),
         attrs=attrs,
-        extra={"phase_fraction": fraction.astype(np.float32), "true_pressure": true_p},
+        extra=extra,
     )
+
+
+def simulate_family(
+    material: str | Material,
+    n_runs: int,
+    *,
+    n_curves: int | tuple[int, int] = (150, 400),
+    seed: int = 0,
+    preset: SimulationPreset = "realistic",
+    energy_kev: float | None = None,
+    decompress_fraction: float = 0.25,
+    mdac_fraction: float = 0.3,
+) -> list[xr.Dataset]:
+    """Several loadings of one transition: ``n_runs`` runs with their own conditions, cell,
+    length, ramp rate and (for ``decompress_fraction`` of them) a decompression leg."""
+    mat = get_transition(material) if isinstance(material, str) else material
+    rng = np.random.default_rng([seed, 7919])
+    runs = []
+    for i in range(n_runs):
+        n = int(rng.integers(n_curves[0], n_curves[1] + 1)) if isinstance(n_curves, tuple) \
+            else int(n_curves)
+        run_seed = int(rng.integers(2**31))
+        cond = draw_conditions(mat, preset, np.random.default_rng(run_seed), energy_kev)
+        shifted = cond.transition(mat)
+        decompress = bool(rng.random() < decompress_fraction)
+        runs.append(simulate_run(
+            mat, n, seed=run_seed, conditions=cond,
+            start=float(rng.uniform(0.3, max(0.5, shifted.onset - 6.0))),
+            stop=shifted.end + float(rng.uniform(5.0, 14.0)),
+            decompress_to=float(rng.uniform(0.5, max(1.0, shifted.reverse_end - 1.0)))
+            if decompress else None,
+            cell="mDAC" if rng.random() < mdac_fraction else "dDAC",
+            rate=float(np.exp(rng.uniform(np.log(0.05), np.log(3.0)))),
+            sample=f"{mat.name} run {i}", run_uid=f"sim-{mat.name}-{preset}-{seed}-{i}",
+        ))
+        runs[-1].attrs["preset"] = preset
+    return runs
 
 
 # The nine paper-shaped sets: Fe and FeO, 60–460 curves, different rates and signal-to-noise.

@@ -1,7 +1,7 @@
 """Typer command functions for the ``specflow`` CLI (registered by specflow.cli).
 
-Register with ``app.command("evaluate", context_settings=EVALUATE_CONTEXT)(evaluate_command)``;
-the context settings let ``--data a.nc b.nc`` take several files after one flag.
+Register with ``app.command("evaluate", cls=ManyValuesCommand)(evaluate_command)``: the
+command class lets ``--data a.nc b.nc --test c.nc d.nc`` take several files after one flag.
 """
 
 from __future__ import annotations
@@ -12,54 +12,98 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
-EVALUATE_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+class ManyValuesCommand(TyperCommand):
+    """A command whose list options (``--data``, ``--test``) take every value up to the next
+    option: ``--data a b --test c`` reads as ``--data a --data b --test c``."""
+
+    many_values = ("--data", "--test")
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        out, current = [], None
+        for token in args:
+            if token in self.many_values:
+                current = token
+                continue
+            if token.startswith("-"):
+                current = None
+            elif current is not None:
+                out.append(current)
+            out.append(token)
+        return super().parse_args(ctx, out)
 
 
 def results_table(result: dict) -> Table:
-    """Rich table of weighted precision/recall per file and overall."""
-    table = Table(title=f"{result['method']}: {result['n_labels']} labels "
+    """Rich table of the protocol's scores per file and overall, controls below."""
+    labels = "/".join(map(str, result.get("labels_per_class", [])))
+    table = Table(title=f"{result['method']}, {result['protocol']}: {result['n_labels']} labels "
                         f"({100 * result['label_fraction']:.1f} %, "
-                        f"{result.get('label_strategy', 'spread')})")
-    for col in ("file", "curves", "precision", "recall", "accuracy"):
+                        f"{result.get('label_strategy', 'even')}; per class {labels})")
+    for col in ("file", "curves", "precision", "recall", "macro-F1", "during recall",
+                "onset err (GPa)"):
         table.add_column(col, justify="left" if col == "file" else "right")
-    rows = [*result["files"].items(), ("overall", result["overall"])]
-    for name, m in rows:
-        table.add_row(name, str(m["n"]), f"{100 * m['precision']:.2f} %",
-                      f"{100 * m['recall']:.2f} %", f"{100 * m['accuracy']:.2f} %",
-                      style="bold" if name == "overall" else None)
+
+    def row(name: str, m: dict, style: str | None = None) -> None:
+        def pct(key: str) -> str:
+            return "—" if m.get(key) is None else f"{100 * m[key]:.2f} %"
+
+        onset = m.get("onset_error_gpa")
+        table.add_row(name, str(m.get("n", "")), pct("precision"), pct("recall"),
+                      pct("macro_f1"), pct("during_recall"),
+                      "—" if onset is None else f"{onset:.2f}", style=style)
+
+    for name, m in result["files"].items():
+        row(name, m)
+    row("overall", result["overall"], "bold")
+    for name, m in result.get("baselines", {}).items():
+        row(f"control: {name}", m, "dim")
     return table
 
 
 def evaluate_command(
-    ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option("--data", help="Spectra files (.nc, .csv, …).")],
-    method: Annotated[str, typer.Option(help="rrmoco, rr, moco, selftime or raw.")] = "rrmoco",
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="Runs to pretrain and probe on (.nc, .csv, …); several after one flag.")],
+    test: Annotated[list[Path] | None, typer.Option(
+        "--test", help="Whole runs the model never sees (cross-run protocol): scored only. "
+                       "Several after one flag. Without it: within-run on --data.")] = None,
+    method: Annotated[str, typer.Option(
+        help="rrmoco, rr, moco, selftime, raw (probe on the curves) or untrained.")] = "rrmoco",
     label_fraction: Annotated[
-        float, typer.Option("--label-fraction", help="Fraction of labels revealed per file.")
+        float, typer.Option("--label-fraction", help="Fraction of each --data run's curves "
+                            "whose labels the probe sees.")
     ] = 0.03,
     label_strategy: Annotated[str, typer.Option(
         "--label-strategy",
-        help="spread: labels spread through each file (paper); suggest: a few spread, the "
-             "rest where the probe is least sure (as when labelling specflow's suggestions).",
-    )] = "spread",
+        help="even: evenly spaced in acquisition order, blind to the classes (default); "
+             "stratified: per class, spread (uses the classes; the paper's protocol); "
+             "suggest: half even, the rest where the probe is least sure.",
+    )] = "even",
     epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
     augmentation: Annotated[str | None, typer.Option(
         help="Augmentation group (release, xrd, G0, G1, G2, physics); default: the "
              "preset's (xrd on CPU, release with the paper preset on GPU).",
     )] = None,
+    baselines: Annotated[bool, typer.Option(
+        "--baselines", help="Also score the controls: pressure only, nearest labelled "
+                            "neighbour, raw curves, untrained encoder (and the released "
+                            "encoder with SPECFLOW_REFERENCE_DIR).")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
 ) -> None:
-    """Pretrain on all curves (labels hidden), probe with few labels, report precision/recall."""
+    """Pretrain (labels hidden), probe with few labels, decode each run; score within-run or,
+    with --test, on whole unseen runs."""
     from specflow.learn.evaluate import evaluate
 
-    paths = [*data, *(Path(a) for a in ctx.args)]
-    missing = [str(p) for p in paths if not p.exists()]
+    paths = list(data)
+    test_paths = list(test or [])
+    missing = [str(p) for p in [*paths, *test_paths] if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
-    result = evaluate(paths, method=method, label_fraction=label_fraction, epochs=epochs,
-                      seed=seed, device=device, json_out=json_out,
-                      label_strategy=label_strategy, augmentation=augmentation)
+    result = evaluate(paths, test_paths or None, method=method, label_fraction=label_fraction,
+                      epochs=epochs, seed=seed, device=device, json_out=json_out,
+                      label_strategy=label_strategy, augmentation=augmentation,
+                      baselines=baselines)
     Console().print(results_table(result))

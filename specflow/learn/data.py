@@ -1,4 +1,4 @@
-"""From canonical spectra Datasets to training arrays: common grid, min–max, pretext targets."""
+"""From canonical spectra Datasets to model input (shared preprocessing) and pretext targets."""
 
 from __future__ import annotations
 
@@ -7,20 +7,35 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from specflow.data.preprocess import interp_curves, minmax
-from specflow.data.schema import INTENSITY, LABEL, PRESSURE, TIME, TWO_THETA
+from specflow.data.preprocess import Preprocessing, prepare_curves
+from specflow.data.schema import (
+    INTENSITY,
+    LABEL,
+    PRESSURE,
+    TIME,
+    TRUE_LABEL,
+    TWO_THETA,
+    energy_kev,
+    energy_to_wavelength,
+)
 
 
 @dataclass
 class Curves:
-    """Curves on one grid, min–max normalised, with per-curve bookkeeping."""
+    """Model input of several runs on one grid, with per-curve bookkeeping."""
 
-    x: np.ndarray  # (N, L) float32 in [0, 1]
-    grid: np.ndarray  # (L,) 2θ in degrees
+    x: np.ndarray  # (N, G) float32 in [0, 1] (see specflow.data.preprocess.prepare_curves)
+    grid: np.ndarray  # (G,) the model grid: Q in Å⁻¹ or 2θ in degrees
     run: np.ndarray  # (N,) run index
     order: np.ndarray  # (N,) acquisition rank within its run
     pressure: np.ndarray | None  # (N,) GPa, or None if unknown
-    label: np.ndarray | None  # (N,) int, -1 unknown
+    label: np.ndarray | None  # (N,) int, -1 unknown: what a labeller wrote
+    truth: np.ndarray | None = None  # (N,) true labels where known (simulations), else label
+    preprocessing: Preprocessing | None = None
+
+    def __post_init__(self) -> None:
+        if self.truth is None:
+            self.truth = self.label
 
 
 def common_grid(datasets: list[xr.Dataset], n_points: int | None = None) -> np.ndarray:
@@ -35,31 +50,53 @@ def common_grid(datasets: list[xr.Dataset], n_points: int | None = None) -> np.n
     return np.linspace(lo, hi, n_points or grids[0].size)
 
 
+def wavelength_of(ds: xr.Dataset) -> float | None:
+    """The run's wavelength (Å) from its ``wavelength`` or ``energy`` attr, else None."""
+    try:
+        return energy_to_wavelength(energy_kev(ds))
+    except KeyError:
+        return None
+
+
 def to_curves(
-    data: xr.Dataset | list[xr.Dataset], grid: np.ndarray | None = None, n_points: int | None = None
+    data: xr.Dataset | list[xr.Dataset],
+    grid: np.ndarray | None = None,
+    n_points: int | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Curves:
-    """Stack runs on one grid (``grid`` if given, e.g. a trained model's) and min–max them."""
+    """Prepare runs for a model (:func:`~specflow.data.preprocess.prepare_curves`) and stack
+    them. ``grid`` (e.g. a trained model's) overrides the preprocessing's; without
+    ``preprocessing``, the legacy min–max on a shared 2θ grid (the runs' own if they agree,
+    else ``n_points`` on the overlap of their ranges)."""
     datasets = [data] if isinstance(data, xr.Dataset) else list(data)
-    grid = common_grid(datasets, n_points) if grid is None else np.asarray(grid, dtype=float)
-    xs, runs, orders, pressures, labels = [], [], [], [], []
+    cfg = preprocessing or Preprocessing.legacy()
+    if grid is None and cfg.grid is None:
+        grid = common_grid(datasets, n_points)
+    xs, runs, orders, pressures, labels, truths = [], [], [], [], [], []
     for i, ds in enumerate(datasets):
-        values = ds[INTENSITY].values.astype(np.float32)
-        xs.append(interp_curves(values, ds[TWO_THETA].values, grid))
-        n = values.shape[0]
+        prepared = prepare_curves(ds[INTENSITY].values, ds[TWO_THETA].values, cfg,
+                                  wavelength_of(ds), grid)
+        grid = prepared.grid
+        xs.append(prepared.x)
+        n = prepared.x.shape[0]
         runs.append(np.full(n, i))
         t = ds[TIME].values if TIME in ds.coords else np.arange(n)
         orders.append(np.argsort(np.argsort(t, kind="stable"), kind="stable"))
         p = ds[PRESSURE].values.astype(float) if PRESSURE in ds.coords else np.full(n, np.nan)
         pressures.append(p)
-        labels.append(ds[LABEL].values.astype(int) if LABEL in ds else np.full(n, -1))
+        label = ds[LABEL].values.astype(int) if LABEL in ds else np.full(n, -1)
+        labels.append(label)
+        truths.append(ds[TRUE_LABEL].values.astype(int) if TRUE_LABEL in ds else label)
     pressure = np.concatenate(pressures)
     return Curves(
-        x=minmax(np.concatenate(xs)).astype(np.float32),
-        grid=grid,
+        x=np.concatenate(xs).astype(np.float32),
+        grid=np.asarray(grid, dtype=float),
         run=np.concatenate(runs),
         order=np.concatenate(orders),
         pressure=pressure if np.isfinite(pressure).all() and np.ptp(pressure) > 0 else None,
         label=np.concatenate(labels),
+        truth=np.concatenate(truths),
+        preprocessing=cfg,
     )
 
 

@@ -1,33 +1,53 @@
-"""The evaluation protocol: pretrain on all curves (labels hidden), probe with a few labels,
-score weighted precision/recall on the remaining labelled curves, per file and overall."""
+"""The evaluation protocols: what a promoted model would score on tomorrow's run.
+
+* **within-run** (the paper's): pretrain on the runs (labels hidden), reveal a few labels inside
+  each run, score the other curves of the same runs;
+* **cross-run**: pretrain and probe on the ``data`` runs only; score whole ``test`` runs the
+  model never saw, not even unlabelled.
+
+Every score is computed on what the deployed model outputs: per-curve probabilities decoded
+along each run (:func:`specflow.learn.decode.decode`); ``per_curve`` keeps the undecoded
+argmax for comparison. Labels are picked without class information by default (``even``:
+evenly spaced in acquisition order). With ``baselines`` the same labels feed the controls of
+:mod:`specflow.learn.controls`.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from specflow.data.preprocess import Preprocessing
+from specflow.learn import controls
 from specflow.learn.data import Curves, to_curves
-from specflow.learn.metrics import classification_report
+from specflow.learn.decode import DecoderConfig, decode, transition_pressures
+from specflow.learn.metrics import classification_report, expected_calibration_error
 from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
 from specflow.learn.probe import ProbeConfig, active_labels, select_labels, train_probe
 
-LABEL_STRATEGIES = ("spread", "suggest")
+PROTOCOLS = ("within-run", "cross-run")
+LABEL_STRATEGIES = ("even", "stratified", "suggest")
+SSL_METHODS = ("rrmoco", "rr", "moco", "selftime")
 METHOD_NAMES = {"rrmoco": "SpecRRMoco", "rr": "SpecRR", "moco": "SpecMoco",
-                "selftime": "SpecSelfTime", "raw": "raw data"}
+                "selftime": "SpecSelfTime", "raw": "raw curves",
+                "untrained": "untrained encoder", "reference": "released encoder",
+                "pressure": "pressure only", "neighbour": "nearest labelled neighbour"}
+METHODS = (*SSL_METHODS, "raw", "untrained")
+SCORE_KEYS = ("precision", "recall", "macro_f1", "during_recall", "onset_error_gpa",
+              "end_error_gpa")
 
 
 def read_dataset(path: Path) -> xr.Dataset:
-    """Read a spectra file with specflow's io module (NetCDF fallback: h5netcdf)."""
-    try:
-        from specflow.data.io import read_spectra
-    except ImportError:  # pragma: no cover - io module missing
-        return xr.open_dataset(path, engine="h5netcdf").load()
+    """Read a spectra file with specflow's io module."""
+    from specflow.data.io import read_spectra
+
     return read_spectra(path)
 
 
@@ -46,44 +66,175 @@ def default_config(method: str, epochs: int | None, seed: int, device: str,
     return cfg
 
 
+# --- which curves get labels ---------------------------------------------------------------
+
+
+def even_labels(order: np.ndarray, labelled: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """``k`` curves evenly spaced in acquisition ``order`` among the ``labelled`` ones (a
+    seeded offset jitters the positions); no class information is used."""
+    idx = np.flatnonzero(labelled)
+    idx = idx[np.argsort(order[idx], kind="stable")]
+    k = min(max(k, 1), len(idx))
+    if k == 0:
+        return idx
+    pos = (np.arange(k) + np.random.default_rng(seed).uniform(0.25, 0.75)) * len(idx) / k
+    return np.unique(idx[np.minimum(pos.astype(int), len(idx) - 1)])
+
+
 def pick_probe_labels(
     curves: Curves,
     label_fraction: float,
     seed: int = 0,
-    strategy: str = "spread",
+    strategy: str = "even",
     h: np.ndarray | None = None,
     probe: ProbeConfig | None = None,
 ) -> np.ndarray:
-    """Indices of the curves whose labels the probe sees; runs without labels give none.
+    """Indices of the curves whose labels the probe sees: ``label_fraction`` of each run.
 
-    ``spread``: per run, stratified, spread through acquisition order (:func:`select_labels`).
-    ``suggest``: the same number of labels, but only a minimal stratified set (≥ 1 per class
-    of each run) is spread; the rest are revealed one at a time where the probe on features
-    ``h`` is least sure (:func:`active_labels`), as when a scientist labels the curves
+    ``even``: evenly spaced in acquisition order, blind to the classes (what a scientist can
+    do before knowing where the transition is); ``stratified``: per class, ≥ 1 each, spread
+    (uses the classes: an optimistic reference, the paper's protocol); ``suggest``: half the
+    budget ``even``, the rest one at a time where the probe on ``h`` is least sure
+    (:func:`~specflow.learn.probe.active_labels`), as when a scientist labels the curves
     specflow suggests.
     """
     if strategy not in LABEL_STRATEGIES:
         raise ValueError(f"unknown label strategy {strategy!r}; use one of {LABEL_STRATEGIES}")
-    spread, initial = [], []
+    if not 0 < label_fraction <= 1:
+        raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
+    chosen, initial, budget = [], [], 0
     for r in np.unique(curves.run):
         idx = np.flatnonzero(curves.run == r)
         lab = curves.label[idx]
-        if (lab >= 0).any():
-            spread.append(idx[select_labels(lab, label_fraction, order=curves.order[idx],
+        if not (lab >= 0).any():
+            continue
+        k = max(1, int(round(label_fraction * (lab >= 0).sum())))
+        budget += k
+        if strategy == "stratified":
+            chosen.append(idx[select_labels(lab, label_fraction, order=curves.order[idx],
                                             seed=seed)])
-            initial.append(idx[select_labels(lab, n=0, order=curves.order[idx], seed=seed)])
-    if not spread:
+        elif strategy == "even":
+            chosen.append(idx[even_labels(curves.order[idx], lab >= 0, k, seed)])
+        else:
+            initial.append(idx[even_labels(curves.order[idx], lab >= 0, (k + 1) // 2, seed)])
+    if not budget:
         raise ValueError("no labelled curves: every file needs a 'label' variable with values ≥ 0")
-    if strategy == "spread":
-        return np.concatenate(spread)
+    if strategy != "suggest":
+        return np.sort(np.concatenate(chosen))
     if h is None:
         raise ValueError("the 'suggest' strategy needs features h to rank curves")
-    return active_labels(h, curves.label, np.concatenate(initial),
-                         sum(len(s) for s in spread), probe)
+    return active_labels(h, curves.label, np.concatenate(initial), budget, probe)
+
+
+# --- features --------------------------------------------------------------------------------
+
+
+@dataclass
+class Features:
+    """Features of the training and test curves from one encoder (``None``: the curves)."""
+
+    train: np.ndarray
+    test: np.ndarray | None
+    encoder: Any
+    seconds: float = 0.0
+
+
+def features(
+    method: str, train: Curves, test: Curves | None, datasets: list[xr.Dataset],
+    config: PretrainConfig | None, seed: int, device: str,
+    on_epoch: EpochCallback | None = None,
+) -> Features:
+    """Pretrain (SSL methods, on ``datasets`` only) or take a control encoder, then encode."""
+    t0 = time.perf_counter()
+    if method == "raw":
+        return Features(train.x, None if test is None else test.x, None)
+    if method in SSL_METHODS:
+        result = pretrain(datasets, config, on_epoch=on_epoch)
+        encoder = result.encoder
+    else:
+        encoder = controls.control_encoder(method, seed)
+    seconds = time.perf_counter() - t0
+    h_test = None if test is None else encode(encoder, test.x, device=device)
+    return Features(encode(encoder, train.x, device=device), h_test, encoder, seconds)
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+
+def decode_runs(
+    probabilities: np.ndarray, curves: Curves, pressures: list[np.ndarray],
+    decoder: DecoderConfig, known: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decoded labels of every run; curves in ``known`` are clamped to their given labels."""
+    probs = np.array(probabilities, dtype=float, copy=True)
+    if known is not None and len(known):
+        probs[known] = 1e-3
+        probs[known, curves.label[known]] = 1.0 - 2e-3
+    out = np.empty(len(probs), dtype=np.int64)
+    for r, p in enumerate(pressures):
+        sel = np.flatnonzero(curves.run == r)
+        out[sel] = decode(probs[sel], p, decoder).labels
+    return out
+
+
+def score(
+    pred: np.ndarray, curves: Curves, pressures: list[np.ndarray], names: list[str],
+    scored: np.ndarray, probabilities: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Per-run and overall metrics of ``pred`` on the ``scored`` curves, plus onset and end
+    pressure errors per run (from the full predicted and true label sequences)."""
+    truth = curves.truth
+    files, onset_err, end_err = {}, [], []
+    for r, name in enumerate(names):
+        sel = np.flatnonzero(curves.run == r)
+        report: dict[str, Any] = (classification_report(truth[sel][scored[sel]],
+                                                        pred[sel][scored[sel]])
+                                  if scored[sel].any() else {})
+        errors = transition_errors(pred[sel], truth[sel], pressures[r])
+        report.update(errors)
+        onset_err.append(errors["onset_error_gpa"])
+        end_err.append(errors["end_error_gpa"])
+        files[name] = report
+    overall = classification_report(truth[scored], pred[scored])
+    overall["onset_error_gpa"] = float(np.mean(onset_err)) if onset_err else None
+    overall["end_error_gpa"] = float(np.mean(end_err)) if end_err else None
+    if probabilities is not None:
+        overall["ece"] = expected_calibration_error(probabilities[scored], truth[scored])
+    return {"files": files, "overall": overall}
+
+
+def transition_errors(pred: np.ndarray, truth: np.ndarray, pressure: np.ndarray
+                      ) -> dict[str, float | None]:
+    """|predicted − true| onset and end pressure (GPa) along the run's first sweep; a change
+    found on one side only counts against the sweep's last pressure."""
+    p_hat, p_true = transition_pressures(pred, pressure), transition_pressures(truth, pressure)
+    out: dict[str, float | None] = {}
+    for kind in ("onset", "end"):
+        a, b = p_hat[kind], p_true[kind]
+        if a is None and b is None:
+            err = 0.0
+        else:
+            a = p_hat["sweep_end"] if a is None else a
+            b = p_true["sweep_end"] if b is None else b
+            err = abs(a - b)
+        out[f"{kind}_error_gpa"] = float(err)
+        out[f"{kind}_true"], out[f"{kind}_predicted"] = p_true[kind], p_hat[kind]
+    return out
+
+
+def _positions(curves: Curves) -> np.ndarray:
+    """Relative acquisition position in [0, 1) of each curve within its run."""
+    sizes = np.bincount(curves.run)
+    return curves.order / np.maximum(sizes[curves.run], 1)
+
+
+# --- the protocol --------------------------------------------------------------------------
 
 
 def evaluate_datasets(
-    datasets: Mapping[str, xr.Dataset],
+    data: Mapping[str, xr.Dataset],
+    test: Mapping[str, xr.Dataset] | None = None,
+    *,
     method: str = "rrmoco",
     label_fraction: float = 0.03,
     epochs: int | None = None,
@@ -92,87 +243,158 @@ def evaluate_datasets(
     config: PretrainConfig | None = None,
     probe: ProbeConfig | None = None,
     on_epoch: EpochCallback | None = None,
-    n_points: int | None = None,
-    label_strategy: str = "spread",
+    label_strategy: str = "even",
     augmentation: str | None = None,
+    preprocessing: Preprocessing | None = None,
+    decoder: DecoderConfig | None = None,
+    baselines: bool | tuple[str, ...] = False,
+    keep_model: bool = False,
 ) -> dict[str, Any]:
-    """Protocol on in-memory Datasets; ``method="raw"`` probes the min–max curves directly.
+    """Run the protocol on in-memory Datasets: within-run on ``data`` without ``test``,
+    cross-run on ``test`` with it (then ``within_run`` holds the within-run scores of the
+    same model on ``data``).
 
-    ``augmentation`` overrides the config's augmentation group.
-
-    ``n_points`` regrids all files onto a common grid of that many points (default: the
-    config's, else the data's own grid, else the overlap of the files' ranges). Scoring:
-    :func:`score_probe`.
+    ``method``: an SSL method (pretrained on ``data`` only), ``raw`` or ``untrained``.
+    ``baselines``: True for every control available, or a tuple of control names.
+    ``keep_model``: also return the deployable bundle (``model``; not JSON-serialisable).
     """
-    if method != "raw":
-        config = config or default_config(method, epochs, seed, device)
-        if augmentation:
-            config = replace(config, augmentation=augmentation)
-    curves, h = embed_datasets(datasets, config if method != "raw" else None, n_points,
-                               on_epoch)
-    out = score_probe(curves, h, list(datasets), label_fraction, seed, label_strategy, probe)
-    return {"method": METHOD_NAMES.get(method, method), **out}
-
-
-def embed_datasets(
-    datasets: Mapping[str, xr.Dataset],
-    config: PretrainConfig | None,
-    n_points: int | None = None,
-    on_epoch: EpochCallback | None = None,
-) -> tuple[Curves, np.ndarray]:
-    """Curves on a common grid and their features: pretrain with ``config`` on all curves
-    (labels hidden) and encode them, or, without a config, the min–max curves themselves."""
-    runs = list(datasets.values())
-    n_points = n_points or (config.n_points if config else None)
-    curves = to_curves(runs, n_points=n_points)
-    if config is None:
-        return curves, curves.x
-    config = replace(config, n_points=n_points)
-    result = pretrain(runs, config, on_epoch=on_epoch)
-    return curves, encode(result.encoder, curves.x, device=config.device)
-
-
-def score_probe(
-    curves: Curves,
-    h: np.ndarray,
-    names: list[str],
-    label_fraction: float = 0.03,
-    seed: int = 0,
-    label_strategy: str = "spread",
-    probe: ProbeConfig | None = None,
-) -> dict[str, Any]:
-    """Pick labels, fit the probe on features ``h`` and score it per run (``names``) and overall.
-
-    Scores are on the labelled curves the probe did not see; ``all_curves`` scores every
-    labelled curve, the probe's own training curves included. With ``suggest`` the held-out
-    curves lack the hardest ones (they were given to the probe), so compare strategies on
-    ``all_curves`` too.
-    """
-    label = curves.label
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    names, runs = list(data), list(data.values())
+    test_names, test_runs = list(test or {}), list((test or {}).values())
+    if set(names) & set(test_names):
+        raise ValueError(f"runs both in data and test: {sorted(set(names) & set(test_names))}")
+    prep = preprocessing or Preprocessing()
+    decoder = decoder or DecoderConfig()
     probe = probe or ProbeConfig(seed=seed)
-    train = pick_probe_labels(curves, label_fraction, seed, label_strategy, h, probe)
-    pred = train_probe(h[train], label[train], probe).predict(h)
-    test = np.ones(len(label), bool)
-    test[train] = False
-    test &= label >= 0
-    files = {}
-    for r, name in enumerate(names):
-        sel = test & (curves.run == r)
-        if sel.any():
-            files[name] = classification_report(label[sel], pred[sel])
-    return {
+    if method in SSL_METHODS:
+        config = config or default_config(method, epochs, seed, device)
+        config = replace(config, method=method, preprocessing=prep,
+                         augmentation=augmentation or config.augmentation)
+    train_curves = to_curves(runs, preprocessing=prep)
+    test_curves = (to_curves(test_runs, grid=train_curves.grid, preprocessing=prep)
+                   if test_runs else None)
+    feats = features(method, train_curves, test_curves, runs, config, seed, device, on_epoch)
+    labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
+                                 feats.train, probe)
+    y = train_curves.label[labelled]
+    fitted = train_probe(feats.train[labelled], y, probe)
+
+    p_train = [r.pressure.values.astype(float) for r in runs]
+    p_test = [r.pressure.values.astype(float) for r in test_runs]
+    within = np.ones(len(train_curves.label), bool)
+    within[labelled] = False
+    within &= train_curves.truth >= 0
+
+    def evaluate_probs(prob_train: np.ndarray, prob_test: np.ndarray | None) -> dict:
+        """Decoded scores of one set of probabilities, both protocols."""
+        out = {"within_run": score(
+            decode_runs(prob_train, train_curves, p_train, decoder, labelled), train_curves,
+            p_train, names, within, prob_train)}
+        if test_curves is not None:
+            out["cross_run"] = score(
+                decode_runs(prob_test, test_curves, p_test, decoder), test_curves, p_test,
+                test_names, test_curves.truth >= 0, prob_test)
+        return out
+
+    prob_train = fitted.probabilities(feats.train)
+    prob_test = None if feats.test is None else fitted.probabilities(feats.test)
+    scores = evaluate_probs(prob_train, prob_test)
+    main = "cross_run" if test_curves is not None else "within_run"
+    per_curve = (score(prob_test.argmax(1), test_curves, p_test, test_names,
+                       test_curves.truth >= 0)
+                 if test_curves is not None else
+                 score(prob_train.argmax(1), train_curves, p_train, names, within))
+    result: dict[str, Any] = {
+        "method": METHOD_NAMES.get(method, method),
+        "protocol": "cross-run" if test_curves is not None else "within-run",
         "label_fraction": label_fraction,
         "label_strategy": label_strategy,
-        "n_labels": int(len(train)),
+        "n_labels": int(len(labelled)),
+        "labels_per_class": np.bincount(y, minlength=3).tolist(),
         "seed": seed,
-        "files": files,
-        "overall": classification_report(label[test], pred[test]),
-        "all_curves": classification_report(label[label >= 0], pred[label >= 0]),
+        "data": names,
+        "test": test_names,
+        "grid": {"axis": prep.axis, "first": float(train_curves.grid[0]),
+                 "last": float(train_curves.grid[-1]), "points": int(train_curves.grid.size)},
+        "pretrain_seconds": feats.seconds,
+        "files": scores[main]["files"],
+        "overall": scores[main]["overall"],
+        "per_curve": per_curve["overall"],
     }
+    if test_curves is not None:
+        result["within_run"] = scores["within_run"]
+    if keep_model:
+        from specflow.learn.predictor import build_bundle
+
+        result["model"] = build_bundle(feats.encoder, fitted, train_curves.grid, feats.train,
+                                       prep, decoder)
+    if baselines:
+        wanted = controls.CONTROLS if baselines is True else tuple(baselines)
+        pressure = (np.concatenate(p_train),
+                    np.concatenate(p_test) if p_test else None)
+        result["baselines"] = run_controls(
+            wanted, train_curves, test_curves, runs, labelled, probe, seed, device,
+            evaluate_probs, main, pressure)
+    return result
+
+
+def run_controls(
+    wanted: tuple[str, ...], train: Curves, test: Curves | None, runs: list[xr.Dataset],
+    labelled: np.ndarray, probe: ProbeConfig, seed: int, device: str, evaluate_probs, main: str,
+    pressure: tuple[np.ndarray, np.ndarray | None],
+) -> dict[str, Any]:
+    """Scores of each control with the same labels, decoding and scored curves.
+
+    Each entry holds the main protocol's ``overall`` keys, and ``within_run`` when the main
+    protocol is cross-run.
+    """
+    out: dict[str, Any] = {}
+    y = train.label[labelled]
+    for name in wanted:
+        if name not in controls.CONTROLS:
+            raise ValueError(f"unknown control {name!r}; use one of {controls.CONTROLS}")
+        if name == "reference" and controls.reference_checkpoint() is None:
+            continue
+        if name == "pressure":
+            p_train, p_test = pressure
+            prob_train = controls.pressure_probabilities(p_train[labelled], y, p_train, seed)
+            prob_test = (None if p_test is None else
+                         controls.pressure_probabilities(p_train[labelled], y, p_test, seed))
+        elif name == "neighbour":
+            prob_train = controls.one_hot(_within_run_neighbours(train, labelled))
+            prob_test = (None if test is None else controls.one_hot(
+                controls.neighbour_labels(_positions(train)[labelled], y, _positions(test))))
+        else:
+            feats = features(name, train, test, runs, None, seed, device)
+            fitted = train_probe(feats.train[labelled], y, probe)
+            prob_train = fitted.probabilities(feats.train)
+            prob_test = None if feats.test is None else fitted.probabilities(feats.test)
+        scores = evaluate_probs(prob_train, prob_test)
+        entry = dict(scores[main]["overall"])
+        entry["files"] = scores[main]["files"]
+        if main == "cross_run":
+            entry["within_run"] = scores["within_run"]["overall"]
+        out[name] = entry
+    return out
+
+
+def _within_run_neighbours(curves: Curves, labelled: np.ndarray) -> np.ndarray:
+    """Per run, the label of the nearest labelled curve in acquisition order."""
+    out = np.zeros(len(curves.run), dtype=np.int64)
+    for r in np.unique(curves.run):
+        sel = np.flatnonzero(curves.run == r)
+        mine = labelled[curves.run[labelled] == r]
+        if not len(mine):  # no label in this run: fall back to every labelled curve
+            mine = labelled
+        out[sel] = controls.neighbour_labels(curves.order[mine], curves.label[mine],
+                                             curves.order[sel])
+    return out
 
 
 def evaluate(
     paths: list[Path],
+    test: list[Path] | None = None,
     method: str = "rrmoco",
     label_fraction: float = 0.03,
     epochs: int | None = None,
@@ -181,17 +403,32 @@ def evaluate(
     json_out: Path | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Evaluate ``method`` on spectra files; optionally write the result as JSON.
-
-    Returns ``{"files": {name: {"precision", "recall", ...}}, "overall": {...}, ...}``.
-    """
-    paths = [Path(p) for p in paths]
-    datasets = {}
-    for p in paths:
-        name = p.stem if p.stem not in datasets else str(p)
-        datasets[name] = read_dataset(p)
-    out = evaluate_datasets(datasets, method, label_fraction, epochs, seed, device, **kwargs)
+    """Evaluate ``method`` on spectra files (cross-run on ``test`` files when given);
+    optionally write the result as JSON (see :func:`evaluate_datasets`)."""
+    data, held_out = _read_named(paths), _read_named(test or [])
+    clash = set(data) & set(held_out)
+    if clash:
+        held_out = {f"test:{k}": v for k, v in held_out.items()}
+    out = evaluate_datasets(data, held_out or None, method=method,
+                            label_fraction=label_fraction, epochs=epochs, seed=seed,
+                            device=device, **kwargs)
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(out, indent=2))
+        Path(json_out).write_text(json.dumps(out, indent=2, default=_json_default))
     return out
+
+
+def _read_named(paths: list[Path]) -> dict[str, xr.Dataset]:
+    out: dict[str, xr.Dataset] = {}
+    for p in map(Path, paths):
+        name = p.stem if p.stem not in out else str(p)
+        out[name] = read_dataset(p)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -10,17 +10,60 @@ from sklearn.cluster import SpectralClustering
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
-    """Weighted precision/recall/F1, accuracy and confusion matrix (labels 0, 1, 2)."""
+    """Weighted precision/recall/F1, macro-F1, recall of "during" (1), accuracy, confusion."""
     labels = [0, 1, 2]
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    during = y_true == 1
     return {
         "precision": float(skm.precision_score(y_true, y_pred, average="weighted",
                                                zero_division=0)),
         "recall": float(skm.recall_score(y_true, y_pred, average="weighted", zero_division=0)),
         "f1": float(skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=np.unique(y_true),
+                                       average="macro", zero_division=0)),
+        "during_recall": float((y_pred[during] == 1).mean()) if during.any() else None,
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "n": int(len(y_true)),
     }
+
+
+def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray,
+                               n_bins: int = 10) -> float:
+    """ECE: |accuracy − confidence| of the top class, averaged over equal-width confidence
+    bins weighted by their share of curves."""
+    p = np.asarray(probabilities, dtype=float)
+    if len(p) == 0:
+        return float("nan")
+    confidence, pred = p.max(1), p.argmax(1)
+    hit = pred == np.asarray(y_true)
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        ece += sel.mean() * abs(hit[sel].mean() - confidence[sel].mean())
+    return float(ece)
+
+
+def auroc(scores_negative: np.ndarray, scores_positive: np.ndarray) -> float:
+    """Area under the ROC curve of a score meant to be higher for the positives."""
+    y = np.r_[np.zeros(len(scores_negative)), np.ones(len(scores_positive))]
+    return float(skm.roc_auc_score(y, np.r_[scores_negative, scores_positive]))
+
+
+def mean_interval(values: list[float] | np.ndarray, confidence: float = 0.95
+                  ) -> tuple[float, float]:
+    """Mean and half-width of its Student-t confidence interval (NaN-aware)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if v.size == 1:
+        return float(v[0]), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(half)
 
 
 def cluster_scores(

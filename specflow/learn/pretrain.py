@@ -26,6 +26,7 @@ import xarray as xr
 from torch import Tensor, nn
 
 from specflow.data.augment import make_augmentation
+from specflow.data.preprocess import Preprocessing
 from specflow.learn.data import Curves, external_targets, to_curves
 from specflow.learn.losses import (
     external_variable_loss,
@@ -74,7 +75,8 @@ class PretrainConfig:
     double_softmax: bool = False
     augmentation: str = "release"
     aug_p: float = 1.0
-    n_points: int | None = None  # grid points; None keeps the data's grid
+    n_points: int | None = None  # grid points (legacy 2θ preprocessing); None: the data's
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     init: str = "reference"
     seed: int = 0
     device: str = "auto"
@@ -84,6 +86,8 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        if isinstance(self.preprocessing, dict):  # from a saved checkpoint
+            self.preprocessing = Preprocessing.from_dict(self.preprocessing)
 
     @classmethod
     def paper(cls, **kw: Any) -> PretrainConfig:
@@ -226,7 +230,7 @@ def pretrain(
                         np.arange(n), None, None)
     else:
         curves = to_curves(list(data) if not isinstance(data, xr.Dataset) else data,
-                           n_points=cfg.n_points)
+                           n_points=cfg.n_points, preprocessing=cfg.preprocessing)
     tmp_np = targets if targets is not None else external_targets(
         curves, cfg.tmp_bins, cfg.tmp_target)
 

@@ -61,6 +61,15 @@ class LinearProbe:
         """Class labels (original values, e.g. 0/1/2) of features h (N, D)."""
         return self.classes[self.logits(h).argmax(1)]
 
+    def probabilities(self, h: np.ndarray, n_classes: int = 3) -> np.ndarray:
+        """Softmax probabilities (N, n_classes) over phases 0..n_classes−1; a phase the probe
+        never saw gets 0."""
+        logits = self.logits(h)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        full = np.zeros((len(h), n_classes), dtype=np.float32)
+        full[:, self.classes] = p / p.sum(1, keepdims=True)
+        return full
+
 
 def split_train_val(
     labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0

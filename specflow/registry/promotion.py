@@ -8,6 +8,7 @@ Aliases only; the deprecated stages are never used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -26,7 +27,14 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-from specflow.data.schema import INTENSITY, LABEL, TWO_THETA
+from specflow.data.schema import (
+    INTENSITY,
+    LABEL,
+    PRESSURE,
+    TWO_THETA,
+    energy_kev,
+    energy_to_wavelength,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -42,6 +50,7 @@ def signature() -> ModelSignature:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
         outputs=Schema([
             ColSpec("long", "label"),
+            ColSpec("long", "label_raw"),
             ColSpec("float", "p0"),
             ColSpec("float", "p1"),
             ColSpec("float", "p2"),
@@ -51,6 +60,7 @@ def signature() -> ModelSignature:
         params=ParamSchema([
             ParamSpec("two_theta", "double", [], (-1,)),
             ParamSpec("pressure", "double", [], (-1,)),
+            ParamSpec("wavelength", "double", 0.0),
         ]),
     )
 
@@ -89,6 +99,9 @@ def log_phase_model(bundle: dict[str, Any], name: str = "model", **kwargs: Any):
             code_paths=[str(PACKAGE_DIR)],
             signature=signature(),
             pip_requirements=pip_requirements(),
+            metadata={"specflow": {"format": bundle["format"],
+                                   "preprocessing": bundle.get("preprocessing"),
+                                   "decoder": bundle.get("decoder")}},
             **kwargs,
         )
 
@@ -115,9 +128,18 @@ def default_evaluation_set() -> list[xr.Dataset]:
 
 
 def predict_dataset(model, ds: xr.Dataset):
-    """Run a loaded pyfunc on a spectra Dataset (its grid passed, so any grid works)."""
-    params = {"two_theta": ds[TWO_THETA].values.astype(float).tolist()}
-    return model.predict(ds[INTENSITY].values.astype(np.float32), params=params)
+    """Run a loaded pyfunc on a spectra Dataset as deployed: its grid, wavelength and
+    pressures passed, so any grid and energy works and the labels are decoded along the run."""
+    return model.predict(ds[INTENSITY].values.astype(np.float32), params=dataset_params(ds))
+
+
+def dataset_params(ds: xr.Dataset) -> dict[str, Any]:
+    """The pyfunc params of a spectra Dataset: 2θ grid, pressures, wavelength (when known)."""
+    params: dict[str, Any] = {"two_theta": ds[TWO_THETA].values.astype(float).tolist(),
+                              "pressure": ds[PRESSURE].values.astype(float).tolist()}
+    with contextlib.suppress(KeyError):
+        params["wavelength"] = energy_to_wavelength(energy_kev(ds))
+    return params
 
 
 def evaluate_model(model_uri: str, datasets: Sequence[xr.Dataset]) -> dict[str, float]:

@@ -159,15 +159,17 @@ def probe_step(
     spread through acquisition order); the rest of the labelled curves score the probe.
     Returns the metrics and the logged model's URI.
     """
-    from specflow.learn.data import to_curves
+    from specflow.learn.data import to_curves, wavelength_of
+    from specflow.learn.decode import DecoderConfig
     from specflow.learn.evaluate import pick_probe_labels
     from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
+    from specflow.learn.predictor import PhasePredictor, build_bundle
     from specflow.learn.pretrain import encode
     from specflow.learn.probe import ProbeConfig, train_probe
-    from specflow.registry.phase_model import PhasePredictor, build_bundle
     from specflow.registry.promotion import log_phase_model
 
-    curves = to_curves(data.datasets, grid=result.grid)
+    curves = to_curves(data.datasets, grid=result.grid,
+                       preprocessing=result.config.preprocessing)
     h = encode(result.encoder, curves.x, device=result.config.device)
     label = curves.label
     train = pick_probe_labels(curves, label_fraction, seed)
@@ -186,10 +188,12 @@ def probe_step(
     mlflow.log_metrics(metrics)
     if report:
         mlflow.log_dict(report, "probe_report.json")
-    bundle = build_bundle(result.encoder, probe, result.grid, h)
+    bundle = build_bundle(result.encoder, probe, result.grid, h,
+                          result.config.preprocessing, DecoderConfig())
     predictor = PhasePredictor(bundle)
     for r, (ds, name) in enumerate(zip(data.datasets[:figures], data.names, strict=False)):
-        out = predictor.predict(ds["intensity"].values, ds["two_theta"].values)
+        out = predictor.predict(ds["intensity"].values, ds["two_theta"].values,
+                                wavelength_of(ds), ds["pressure"].values)
         fig = contour_figure(ds, predicted=out["label"], probabilities=out["probabilities"],
                              title=f"{ds.attrs.get('sample', name)}: predicted phases")
         mlflow.log_figure(fig, f"figures/contour_{r}_{name}.png")

@@ -1,0 +1,192 @@
+"""The deployable phase model as plain tensors (a *bundle*) and the predictor that runs it.
+
+One ``torch.save``-able dict of tensors and plain values (loaded with ``weights_only=True``)
+holds everything inference needs: the preprocessing (:class:`~specflow.data.preprocess.
+Preprocessing`) and grid, the frozen encoder (none: the probe reads the curves themselves),
+the linear probe, the sequence decoder's settings and the out-of-distribution reference.
+:class:`PhasePredictor` runs it: prepare → encode → probe → softmax → decode along the run.
+The MLflow pyfunc (:mod:`specflow.registry.phase_model`) serves exactly this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from specflow.data.preprocess import Preprocessing, prepare_curves
+from specflow.learn.decode import Decoded, DecoderConfig, decode
+
+BUNDLE_FORMAT = "specflow-phase-bundle/2"
+LEGACY_FORMAT = "specflow-phase-bundle/1"  # 2θ grid, min–max only, no decoder
+N_CLASSES = 3
+OOD_THRESHOLD = 1.0  # a run is out of distribution when its median curve score exceeds this
+
+
+def encoder_kwargs(encoder: torch.nn.Module) -> dict[str, int]:
+    """Constructor arguments that rebuild a :class:`ConvSCEncoder` of the same shape."""
+    return {
+        "pool_len": encoder.embed[0].in_features,
+        "channels": encoder.conv2[0].out_channels,
+        "dim": encoder.dim,
+        "heads": encoder.spatial_attn.num_heads,
+    }
+
+
+def build_bundle(
+    encoder: torch.nn.Module | None,
+    probe: Any,
+    grid: np.ndarray,
+    train_features: np.ndarray,
+    preprocessing: Preprocessing | None = None,
+    decoder: DecoderConfig | None = None,
+) -> dict[str, Any]:
+    """Everything inference needs, as tensors and plain values.
+
+    ``probe`` is a :class:`specflow.learn.probe.LinearProbe`; ``grid`` the model grid (Q or
+    2θ points, as ``preprocessing`` says; default: the legacy 2θ min–max); ``decoder`` the
+    sequence decoder (None: per-curve argmax). ``train_features`` (N, D) fix the
+    out-of-distribution reference (Mahalanobis distance with Ledoit–Wolf shrinkage, scaled so
+    the training curves' 99th percentile is 1).
+    """
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf().fit(train_features)
+    centred = train_features - lw.location_
+    dist = np.sqrt(np.einsum("nd,de,ne->n", centred, lw.precision_, centred))
+    bundle: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "preprocessing": (preprocessing or Preprocessing.legacy()).to_dict(),
+        "decoder": asdict(decoder) if decoder is not None else None,
+        "encoder_kwargs": encoder_kwargs(encoder) if encoder is not None else None,
+        "encoder_state": ({k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+                          if encoder is not None else None),
+        "head_weight": probe.classifier.linear.weight.detach().cpu(),
+        "head_bias": probe.classifier.linear.bias.detach().cpu(),
+        "feature_mean": torch.as_tensor(probe.mean, dtype=torch.float32),
+        "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
+        "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
+        "grid": torch.tensor(np.array(grid, dtype=np.float64)),
+        "ood_location": torch.as_tensor(lw.location_, dtype=torch.float32),
+        "ood_precision": torch.as_tensor(lw.precision_, dtype=torch.float32),
+        "ood_scale": float(np.quantile(dist, 0.99)) or 1.0,
+    }
+    return bundle
+
+
+class PhasePredictor:
+    """Runs a bundle on raw curves of one run (or of a batch of curves)."""
+
+    def __init__(self, bundle: dict[str, Any], device: str = "cpu"):
+        from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
+
+        fmt = bundle.get("format")
+        if fmt not in (BUNDLE_FORMAT, LEGACY_FORMAT):
+            raise ValueError(f"not a specflow phase bundle (format {fmt!r})")
+        self.device = torch.device(device)
+        self.batch_size = inference_batch_size(self.device)
+        self.encoder = None
+        if bundle.get("encoder_state") is not None:
+            encoder = ConvSCEncoder(**bundle["encoder_kwargs"], init="pytorch")
+            encoder.load_state_dict(bundle["encoder_state"])
+            # BatchNorm folded into the convolutions: same outputs, fewer memory passes
+            self.encoder = FusedConvSC(encoder.eval()).eval().to(self.device)
+        self.grid = bundle["grid"].numpy()
+        self.preprocessing = (Preprocessing.from_dict(bundle["preprocessing"])
+                              if fmt == BUNDLE_FORMAT else Preprocessing.legacy())
+        decoder = bundle.get("decoder")
+        self.decoder = DecoderConfig(**decoder) if decoder else None
+        b = {k: v.to(self.device) for k, v in bundle.items() if isinstance(v, torch.Tensor)}
+        self.weight, self.bias = b["head_weight"], b["head_bias"]
+        self.mean, self.std = b["feature_mean"], b["feature_std"]
+        self.classes = bundle["classes"].numpy()
+        self.ood_location, self.ood_precision = b["ood_location"], b["ood_precision"]
+        self.ood_scale = float(bundle["ood_scale"])
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> PhasePredictor:
+        return cls(torch.load(Path(path), map_location="cpu", weights_only=True), device)
+
+    def prepare(self, curves: np.ndarray, two_theta: np.ndarray | None,
+                wavelength: float | None = None) -> np.ndarray:
+        """Model input (n, G): the shared preprocessing onto the model's grid. Without
+        ``two_theta`` the curves must already have the grid's length (legacy 2θ models)."""
+        curves = np.asarray(curves, dtype=np.float32)
+        if curves.ndim == 1:
+            curves = curves[None]
+        if two_theta is None or len(two_theta) == 0:
+            if self.preprocessing.axis == "q" or curves.shape[1] != len(self.grid):
+                raise ValueError(
+                    f"curves have {curves.shape[1]} points but the model was trained on "
+                    f"{len(self.grid)}; pass their 2θ grid as the 'two_theta' param"
+                    + (" and the beam wavelength" if self.preprocessing.axis == "q" else "")
+                )
+            two_theta = self.grid
+        two_theta = np.asarray(two_theta, dtype=float)
+        if len(two_theta) != curves.shape[1]:
+            raise ValueError(f"two_theta has {len(two_theta)} values, curves {curves.shape[1]}")
+        return prepare_curves(curves, two_theta, self.preprocessing, wavelength, self.grid).x
+
+    @torch.inference_mode()
+    def features(self, x: np.ndarray, batch_size: int | None = None) -> torch.Tensor:
+        """Encoder features of prepared curves (the curves themselves without an encoder)."""
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.encoder is None:
+            return xt.to(self.device)
+        bs = batch_size or self.batch_size
+        parts = [self.encoder(xt[s : s + bs].to(self.device)) for s in range(0, len(xt), bs)]
+        return torch.cat(parts) if parts else torch.zeros((0, len(self.mean)))
+
+    @torch.inference_mode()
+    def predict(
+        self, curves: np.ndarray, two_theta: np.ndarray | None = None,
+        wavelength: float | None = None, pressure: np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Per curve: ``label``, ``label_raw``, ``probabilities`` (n, 3), ``ood_score``.
+
+        ``label_raw`` is the per-curve argmax; ``label`` is decoded along the run (in the
+        given order) when the model has a decoder and ``pressure`` is given (``decoded``
+        then holds the :class:`~specflow.learn.decode.Decoded` run), else equals
+        ``label_raw``. ``batch_size`` defaults to
+        :func:`~specflow.models.convsc.inference_batch_size`.
+        """
+        h = self.features(self.prepare(curves, two_theta, wavelength), batch_size)
+        logits = ((h - self.mean) / self.std) @ self.weight.T + self.bias
+        p_cls = torch.softmax(logits, 1).cpu().numpy()
+        c = h - self.ood_location
+        ood = (torch.einsum("nd,de,ne->n", c, self.ood_precision, c).clamp_min(0).sqrt()
+               / self.ood_scale).cpu().numpy().astype(np.float32)
+        full = np.zeros((len(p_cls), N_CLASSES), dtype=np.float32)
+        full[:, self.classes] = p_cls
+        raw = full.argmax(1).astype(np.int64)
+        decoded = self.decode(full, pressure)
+        return {
+            "label": decoded.labels if decoded is not None else raw,
+            "label_raw": raw,
+            "probabilities": full,
+            "ood_score": ood,
+            "decoded": decoded,
+        }
+
+    def decode(self, probabilities: np.ndarray, pressure: np.ndarray | None) -> Decoded | None:
+        """The model's sequence decoding of one run (None without decoder or pressure)."""
+        if self.decoder is None or pressure is None or len(pressure) == 0:
+            return None
+        pressure = np.asarray(pressure, dtype=float)
+        if len(pressure) != len(probabilities):
+            raise ValueError(f"pressure has {len(pressure)} values, {len(probabilities)} curves")
+        return decode(probabilities, pressure, self.decoder)
+
+
+def ood_verdict(scores: np.ndarray, threshold: float = OOD_THRESHOLD) -> dict[str, Any]:
+    """Per-run out-of-distribution verdict from per-curve scores: the median against
+    ``threshold`` (1 = the training curves' 99th percentile)."""
+    scores = np.asarray(scores, dtype=float)
+    median = float(np.median(scores)) if scores.size else None
+    return {"flag": bool(median is not None and median > threshold), "score": median,
+            "threshold": threshold,
+            "fraction_above_1": float((scores > 1).mean()) if scores.size else None}
