@@ -46,9 +46,9 @@ def simulate(
     energy: float = typer.Option(None, help="Beam energy (keV); default: the preset's."),
     peak_counts: float = typer.Option(None, help="Counts at the strongest ambient peak "
                                       "(signal-to-noise); default: the preset's."),
-    cif: tuple[Path, Path] = typer.Option((None, None), help="Low- and high-pressure "
+    cif: tuple[Path, Path] | None = typer.Option(None, help="Low- and high-pressure "
                                           "structures as CIF files instead of the library."),
-    onset: tuple[float, float] = typer.Option((None, None), help="With --cif: onset and end "
+    onset: tuple[float, float] | None = typer.Option(None, help="With --cif: onset and end "
                                               "pressure (GPa) of the transition."),
     list_: bool = typer.Option(False, "--list", help="List the built-in transitions."),
 ) -> None:
@@ -64,8 +64,8 @@ def simulate(
                           f"{t.reverse_onset:g}–{t.reverse_end:g}")
         console.print(table)
         return
-    if cif[0] is not None:
-        if onset[0] is None:
+    if cif:
+        if not onset:
             raise typer.BadParameter("--cif needs --onset ONSET END", param_hint="--onset")
         transition = transition_from_cifs(cif[0], cif[1], onset[0], onset[1], name=material)
     else:

@@ -343,3 +343,67 @@ def test_simulator_end_to_end():
                             preprocessing=Preprocessing(grid=(1.3, 5.5, 1024)))
     assert res["n_labels"] == 4 and res["grid"]["points"] == 1024
     assert res["overall"]["n"] == 76 and res["overall"]["recall"] > 0.5  # majority: 0.45
+
+
+# --- cross-run protocol ------------------------------------------------------------------------
+
+
+def test_cross_run_test_runs_never_reach_pretraining_or_the_probe(monkeypatch):
+    """The --test runs are scored only: pretraining and the probe see the --data runs alone."""
+    import specflow.learn.evaluate as ev
+
+    data = {"a": synthetic_run(96, seed=0), "b": synthetic_run(96, seed=1, onset=0.3)}
+    test = {"t": synthetic_run(80, seed=7, onset=0.5, end=0.7)}
+    test_uid = test["t"].attrs["run_uid"]
+    seen: dict[str, list] = {"pretrain": [], "probe": []}
+    real_pretrain, real_probe = ev.pretrain, ev.train_probe
+
+    def spy_pretrain(datasets, config, **kw):
+        seen["pretrain"] += [ds.attrs["run_uid"] for ds in datasets]
+        return real_pretrain(datasets, config, **kw)
+
+    def spy_probe(h, y, config=None):
+        seen["probe"].append(len(h))
+        return real_probe(h, y, config)
+
+    monkeypatch.setattr(ev, "pretrain", spy_pretrain)
+    monkeypatch.setattr(ev, "train_probe", spy_probe)
+    cfg = PretrainConfig(**{**TINY, "epochs": 1, "method": "rr"})
+    res = evaluate_datasets(data, test, method="rr", label_fraction=0.05, config=cfg,
+                            preprocessing=SMALL_Q, baselines=("pressure", "raw", "untrained"))
+    assert test_uid not in seen["pretrain"] and len(seen["pretrain"]) == 2
+    assert seen["probe"] and max(seen["probe"]) <= res["n_labels"]  # labelled data curves only
+    assert res["protocol"] == "cross-run" and res["test"] == ["t"]
+    assert set(res["files"]) == {"t"} and res["overall"]["n"] == 80
+    for block in (res["overall"], *res["baselines"].values()):
+        assert {"precision", "recall", "macro_f1", "during_recall", "onset_error_gpa"} <= set(block)
+    assert set(res["baselines"]) == {"pressure", "raw", "untrained"}
+    assert res["within_run"]["overall"]["n"] == 192 - res["n_labels"]
+    with pytest.raises(ValueError, match="both in data and test"):
+        evaluate_datasets({"t": test["t"]}, test, method="raw")
+
+
+def test_cross_run_cli_contract_with_other_energy_and_grid(tmp_path):
+    from typer.testing import CliRunner
+
+    from specflow.cli import app
+
+    paths = {}
+    for name, ds in {"a": synthetic_run(80, 400, seed=0), "b": synthetic_run(80, 400, seed=1),
+                     "t": synthetic_run(70, 300, seed=5, lo=4.0, hi=27.0)}.items():
+        if name == "t":  # another beamline: other energy, other grid
+            ds = ds.assign_coords(two_theta=ds["two_theta"] * 25.6 / 30.0)
+            ds.attrs["energy"] = 30.0
+        paths[name] = tmp_path / f"{name}.nc"
+        ds.to_netcdf(paths[name], engine="h5netcdf")
+    out = CliRunner().invoke(app, [
+        "evaluate", "--data", str(paths["a"]), str(paths["b"]), "--test", str(paths["t"]),
+        "--method", "raw", "--label-fraction", "0.05", "--seed", "0", "--baselines",
+        "--json", str(tmp_path / "o.json")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "o.json").read_text())
+    keys = {"precision", "recall", "macro_f1", "during_recall", "onset_error_gpa"}
+    assert keys <= set(saved["overall"]) and set(saved["files"]) == {"t"}
+    assert {"pressure", "neighbour", "raw", "untrained"} <= set(saved["baselines"])
+    assert all(keys <= set(b) for b in saved["baselines"].values())
+    assert saved["overall"]["recall"] > 0.6  # Q grid: peaks line up across energies

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from specflow.data.preprocess import interp_curves, minmax, normalize, regrid, remove_background
-from specflow.data.schema import make_spectra
+from specflow.data.schema import energy_to_wavelength, make_spectra
 from specflow.data.simulate import simulate_run
 
 
@@ -54,3 +54,58 @@ def test_background_removal_flattens_the_baseline():
     assert abs(float(snip["intensity"][:, flat].mean())) < 30
     with pytest.raises(ValueError, match="unknown pybaselines method"):
         remove_background(ds, "magic")
+
+
+# --- Q grid and the shared train/serve preparation ---------------------------------------------
+
+
+def test_q_conversion_round_trips_and_matches_bragg():
+    from specflow.data.preprocess import q_to_two_theta, two_theta_to_q
+
+    lam = energy_to_wavelength(30.0)
+    tt = np.linspace(3.0, 35.0, 50)
+    assert np.allclose(q_to_two_theta(two_theta_to_q(tt, lam), lam), tt)
+    d = 2.0268  # bcc Fe (110), Å: Q = 2π/d at any energy
+    two_theta = 2 * np.degrees(np.arcsin(lam / (2 * d)))
+    assert two_theta_to_q(two_theta, lam) == pytest.approx(2 * np.pi / d)
+    assert np.isnan(q_to_two_theta(100.0, lam))  # beyond 4π/λ
+    with pytest.raises(ValueError):
+        two_theta_to_q(tt, 0.0)
+
+
+def test_same_run_at_two_energies_prepares_to_the_same_q_curves():
+    from specflow.data.preprocess import Preprocessing, prepare_curves
+    from specflow.data.simulate import RunConditions
+
+    cfg = Preprocessing(grid=(1.5, 5.5, 1024))
+    out = []
+    for energy, grid in ((25.6, (4.0, 30.0, 3000)), (37.0, (2.8, 21.0, 2500))):
+        cond = RunConditions(energy_kev=energy, two_theta=grid)
+        ds = simulate_run("Fe", 20, seed=2, conditions=cond, peak_counts=1e6)
+        out.append(prepare_curves(ds["intensity"].values, ds["two_theta"].values, cfg,
+                                  energy_to_wavelength(energy)).x)
+    a, b = out
+    # peaks line up on Q: the two energies' curves agree to within resolution effects
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert np.argmax(a[0]) == pytest.approx(np.argmax(b[0]), abs=3)
+
+
+def test_prepare_curves_fills_gaps_removes_spikes_and_rejects_bad_input():
+    from specflow.data.preprocess import Preprocessing, prepare_curves
+
+    ds = simulate_run("Fe", 8, seed=3)
+    x, tt, lam = ds["intensity"].values, ds["two_theta"].values, ds.attrs["wavelength"]
+    cfg = Preprocessing(grid=(1.5, 5.5, 1024))
+    ref = prepare_curves(x, tt, cfg, lam).x
+    damaged = x.copy()
+    damaged[:, 1000:1030] = np.nan  # a module gap
+    damaged[:, 2500] = 50 * np.nanmax(x)  # a hot pixel
+    got = prepare_curves(damaged, tt, cfg, lam)
+    assert np.isfinite(got.x).all()
+    assert np.abs(got.x - ref).max() < 0.25 and np.abs(got.x - ref).mean() < 0.01
+    with pytest.raises(ValueError, match="wavelength"):
+        prepare_curves(x, tt, cfg)
+    with pytest.raises(ValueError, match="inf"):
+        prepare_curves(np.where(np.isnan(damaged), np.inf, damaged), tt, cfg, lam)
+    with pytest.raises(ValueError, match="cover"):
+        prepare_curves(x, tt, Preprocessing(grid=(8.0, 12.0, 256)), lam)

@@ -18,6 +18,7 @@ conserved through a transition instead of jumping with the size of the unit cell
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,8 +122,11 @@ def _reflections(phase: Phase, energy_kev: float, max_two_theta: float):
     structure = phase.structure(ref[0])
     calc = XRDCalculator(wavelength=energy_to_wavelength(energy_kev))
     # The reference is the largest cell of a compression ramp; peaks only move up from it.
-    pattern = calc.get_pattern(structure, scaled=False, two_theta_range=(0.5, max_two_theta))
-    per_unit = 1.0 / (formula_units(structure) * structure.volume)  # per formula unit
+    with warnings.catch_warnings():  # noble-gas media: pymatgen warns, harmless for XRD
+        warnings.filterwarnings("ignore", message="No Pauling electronegativity")
+        pattern = calc.get_pattern(structure, scaled=False,
+                                   two_theta_range=(0.5, max_two_theta))
+        per_unit = 1.0 / (formula_units(structure) * structure.volume)  # per formula unit
     hkl, f2m = [], []
     for x, y, families in zip(pattern.x, pattern.y, pattern.hkls, strict=True):
         total_mult = sum(f["multiplicity"] for f in families)

@@ -407,9 +407,23 @@ class RunConditions:
             "pressure_gain": self.pressure_gain, "pressure_offset": self.pressure_offset,
             "readback_noise": self.readback_noise, "peak_counts": self.instrument.peak_counts,
             "fwhm0": self.instrument.fwhm0,
-            "artefacts": ", ".join(f"{k}={v}" for k, v in vars(art).items()
-                                   if v not in (0, 0.0, None) and v != getattr(Artefacts(), k)),
+            "artefacts": ", ".join(
+                f"{k}={round(v, 4) if isinstance(v, float) else v}"
+                for k, v in vars(art).items()
+                if v not in (0, 0.0, None) and v != getattr(Artefacts(), k)
+                and not _disabled_by(art, k)),
         }
+
+
+# settings that only matter when their artefact is on
+_PARENT = {"diamond_amplitude": "diamond_spots", "gasket_amplitude": "gasket",
+           "gasket_pressure_ratio": "gasket", "medium_amplitude": "medium",
+           "gap_width": "module_gaps", "topup_period": "beam_drift"}
+
+
+def _disabled_by(art: Artefacts, key: str) -> bool:
+    parent = _PARENT.get(key)
+    return parent is not None and not getattr(art, parent)
 
 
 def _q_to_two_theta(q: float, energy_kev: float) -> float:

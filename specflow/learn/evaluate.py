@@ -328,7 +328,7 @@ def evaluate_datasets(
         from specflow.learn.predictor import build_bundle
 
         result["model"] = build_bundle(feats.encoder, fitted, train_curves.grid, feats.train,
-                                       prep, decoder)
+                                       prep, decoder, groups=train_curves.run)
     if baselines:
         wanted = controls.CONTROLS if baselines is True else tuple(baselines)
         pressure = (np.concatenate(p_train),

@@ -24,6 +24,7 @@ BUNDLE_FORMAT = "specflow-phase-bundle/2"
 LEGACY_FORMAT = "specflow-phase-bundle/1"  # 2θ grid, min–max only, no decoder
 N_CLASSES = 3
 OOD_THRESHOLD = 1.0  # a run is out of distribution when its median curve score exceeds this
+OOD_MARGIN = 1.5  # score 1 = this × the largest held-out training run's median distance
 
 
 def encoder_kwargs(encoder: torch.nn.Module) -> dict[str, int]:
@@ -43,20 +44,21 @@ def build_bundle(
     train_features: np.ndarray,
     preprocessing: Preprocessing | None = None,
     decoder: DecoderConfig | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Everything inference needs, as tensors and plain values.
 
     ``probe`` is a :class:`specflow.learn.probe.LinearProbe`; ``grid`` the model grid (Q or
     2θ points, as ``preprocessing`` says; default: the legacy 2θ min–max); ``decoder`` the
     sequence decoder (None: per-curve argmax). ``train_features`` (N, D) fix the
-    out-of-distribution reference (Mahalanobis distance with Ledoit–Wolf shrinkage, scaled so
-    the training curves' 99th percentile is 1).
+    out-of-distribution reference: Mahalanobis distance with Ledoit–Wolf shrinkage, scaled by
+    :func:`ood_scale` so that a new run like the training runs scores below 1.
+    ``groups`` (N,) names each curve's run for that calibration.
     """
     from sklearn.covariance import LedoitWolf
 
+    train_features = np.asarray(train_features, dtype=np.float64)
     lw = LedoitWolf().fit(train_features)
-    centred = train_features - lw.location_
-    dist = np.sqrt(np.einsum("nd,de,ne->n", centred, lw.precision_, centred))
     bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "preprocessing": (preprocessing or Preprocessing.legacy()).to_dict(),
@@ -72,9 +74,41 @@ def build_bundle(
         "grid": torch.tensor(np.array(grid, dtype=np.float64)),
         "ood_location": torch.as_tensor(lw.location_, dtype=torch.float32),
         "ood_precision": torch.as_tensor(lw.precision_, dtype=torch.float32),
-        "ood_scale": float(np.quantile(dist, 0.99)) or 1.0,
+        "ood_scale": ood_scale(train_features, groups),
     }
     return bundle
+
+
+def _mahalanobis(lw: Any, x: np.ndarray) -> np.ndarray:
+    centred = x - lw.location_
+    return np.sqrt(np.clip(np.einsum("nd,de,ne->n", centred, lw.precision_, centred), 0, None))
+
+
+def ood_scale(features: np.ndarray, groups: np.ndarray | None = None,
+              margin: float = OOD_MARGIN) -> float:
+    """Distance that maps to OOD score 1.
+
+    With two or more runs (``groups``), leave one run out: fit the reference on the others,
+    take the held-out run's median curve distance, and scale the largest such median by
+    ``margin`` — a new in-distribution run then scores ≈ 1/margin, while the in-sample
+    distances of the final reference (fitted on every run) are smaller still. With one run,
+    the in-sample 99th percentile times ``margin`` (optimistic: flags more new runs).
+    """
+    from sklearn.covariance import LedoitWolf
+
+    features = np.asarray(features, dtype=np.float64)
+    runs = np.unique(groups) if groups is not None else np.array([0])
+    if len(runs) >= 2:
+        held_out = []
+        for r in runs:
+            inside = groups != r
+            lw = LedoitWolf().fit(features[inside])
+            held_out.append(float(np.median(_mahalanobis(lw, features[~inside]))))
+        value = margin * max(held_out)
+    else:
+        value = margin * float(np.quantile(_mahalanobis(LedoitWolf().fit(features), features),
+                                           0.99))
+    return value if value > 0 else 1.0
 
 
 class PhasePredictor:

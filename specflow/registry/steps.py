@@ -189,7 +189,7 @@ def probe_step(
     if report:
         mlflow.log_dict(report, "probe_report.json")
     bundle = build_bundle(result.encoder, probe, result.grid, h,
-                          result.config.preprocessing, DecoderConfig())
+                          result.config.preprocessing, DecoderConfig(), groups=curves.run)
     predictor = PhasePredictor(bundle)
     for r, (ds, name) in enumerate(zip(data.datasets[:figures], data.names, strict=False)):
         out = predictor.predict(ds["intensity"].values, ds["two_theta"].values,
