@@ -25,8 +25,8 @@ class Preset(StrEnum):
 
 @app.command()
 def simulate(
-    out: Path = typer.Option(..., "--out", "-o", help="Output .nc/.csv file, or a directory "
-                             "for --runs > 1 and --preset paper."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .nc/.csv file, or a "
+                                    "directory for --runs > 1 and --preset paper."),
     material: str = typer.Option("Fe", help="Transition of the built-in library (specflow "
                                  "simulate --list) or, with --cif, a name for it."),
     preset: Preset = typer.Option(Preset.clean, help="clean: one fixed instrument, the "
@@ -64,10 +64,16 @@ def simulate(
                           f"{t.reverse_onset:g}–{t.reverse_end:g}")
         console.print(table)
         return
+    if out is None:
+        raise typer.BadParameter("an output path is needed", param_hint="--out")
     if cif:
         if not onset:
             raise typer.BadParameter("--cif needs --onset ONSET END", param_hint="--onset")
-        transition = transition_from_cifs(cif[0], cif[1], onset[0], onset[1], name=material)
+        try:
+            transition = transition_from_cifs(cif[0], cif[1], onset[0], onset[1],
+                                              name=material)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--cif") from None
     else:
         try:
             transition = get_transition(material)

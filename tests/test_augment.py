@@ -162,3 +162,53 @@ def test_compose_probability_and_groups():
         assert make_augmentation(name)(x, gen(0)).shape == x.shape
     with pytest.raises(ValueError):
         make_augmentation("G9")
+
+
+def test_spurious_lines_add_peaks_but_keep_the_curve():
+    from specflow.data.augment import SpuriousLines, make_augmentation
+
+    x = torch.zeros(200, 512)
+    x[:, 100] = 1.0
+    g = torch.Generator().manual_seed(0)
+    out = SpuriousLines(max_lines=3)(x, g)
+    added = (out - x).clamp_min(0)
+    n_lines = ((added[:, 1:-1] > added[:, :-2]) & (added[:, 1:-1] >= added[:, 2:])
+               & (added[:, 1:-1] > 0.01)).sum(1)
+    assert n_lines.max() <= 3 and (n_lines == 0).any() and (n_lines >= 2).any()
+    assert torch.all(out >= x)  # lines only add intensity
+    prepared = make_augmentation("nuisance")(x.numpy(), torch.Generator().manual_seed(1))
+    assert prepared.min() >= 0 and np.allclose(prepared.max(1), 1)
+
+
+def test_probe_learns_from_augmented_copies_of_its_labels():
+    from specflow.learn.probe import ProbeConfig, augmented_copies, fit_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 64)).astype(np.float32)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    cfg = ProbeConfig(augment_copies=5)
+    copies = augmented_copies(x, cfg)
+    assert copies.shape == (30, 64)
+    assert np.array_equal(copies, augmented_copies(x, cfg))  # seeded
+    seen = []
+    probe = fit_probe(x, y, x, lambda v: seen.append(len(v)) or v, cfg)
+    assert seen == [30] and set(probe.classes) == {0, 1, 2}
+    assert fit_probe(x, y, x, None, ProbeConfig(augment_copies=0)).predict(x).shape == (6,)
+
+
+def test_run_out_temperature_softens_an_overconfident_probe():
+    from specflow.learn.probe import ProbeConfig, fit_probe, run_out_temperature
+
+    rng = np.random.default_rng(1)
+    y = np.tile([0, 1, 2], 20)
+    groups = np.repeat(np.arange(4), 15)
+    h = np.eye(3)[y] + 1.2 * rng.standard_normal((60, 3))  # overlapping classes
+    cfg = ProbeConfig(C=1e4, augment_copies=0)  # nearly unregularised: overconfident
+    t = run_out_temperature(h, y, None, None, cfg, groups)
+    assert t > 1.5
+    plain = fit_probe(h, y, None, None, ProbeConfig(C=1e4, augment_copies=0, calibrate=False))
+    tempered = fit_probe(h, y, None, None, cfg, groups=groups)
+    assert tempered.temperature == pytest.approx(t)
+    assert np.array_equal(plain.predict(h), tempered.predict(h))  # same argmax
+    assert tempered.probabilities(h).max(1).mean() < plain.probabilities(h).max(1).mean()
+    assert run_out_temperature(h, y, None, None, cfg, np.zeros(60)) == 1.0

@@ -356,23 +356,24 @@ def test_cross_run_test_runs_never_reach_pretraining_or_the_probe(monkeypatch):
     test = {"t": synthetic_run(80, seed=7, onset=0.5, end=0.7)}
     test_uid = test["t"].attrs["run_uid"]
     seen: dict[str, list] = {"pretrain": [], "probe": []}
-    real_pretrain, real_probe = ev.pretrain, ev.train_probe
+    real_pretrain, real_probe = ev.pretrain, ev.fit_probe
 
     def spy_pretrain(datasets, config, **kw):
         seen["pretrain"] += [ds.attrs["run_uid"] for ds in datasets]
         return real_pretrain(datasets, config, **kw)
 
-    def spy_probe(h, y, config=None):
+    def spy_probe(h, y, x, featurize, config=None, groups=None):
         seen["probe"].append(len(h))
-        return real_probe(h, y, config)
+        assert len(x) == len(h) == len(y)  # the labelled training curves, nothing else
+        return real_probe(h, y, x, featurize, config, groups)
 
     monkeypatch.setattr(ev, "pretrain", spy_pretrain)
-    monkeypatch.setattr(ev, "train_probe", spy_probe)
+    monkeypatch.setattr(ev, "fit_probe", spy_probe)
     cfg = PretrainConfig(**{**TINY, "epochs": 1, "method": "rr"})
     res = evaluate_datasets(data, test, method="rr", label_fraction=0.05, config=cfg,
                             preprocessing=SMALL_Q, baselines=("pressure", "raw", "untrained"))
     assert test_uid not in seen["pretrain"] and len(seen["pretrain"]) == 2
-    assert seen["probe"] and max(seen["probe"]) <= res["n_labels"]  # labelled data curves only
+    assert seen["probe"] and max(seen["probe"]) <= res["n_labels"]
     assert res["protocol"] == "cross-run" and res["test"] == ["t"]
     assert set(res["files"]) == {"t"} and res["overall"]["n"] == 80
     for block in (res["overall"], *res["baselines"].values()):

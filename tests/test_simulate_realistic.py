@@ -96,7 +96,7 @@ def test_simulate_cli_realistic_family_and_list(tmp_path):
     from specflow.cli import app
 
     runner = CliRunner()
-    listed = runner.invoke(app, ["simulate", "--list", "--out", str(tmp_path / "x")])
+    listed = runner.invoke(app, ["simulate", "--list"])
     assert listed.exit_code == 0, listed.output
     assert all(name in listed.output for name in ("Fe", "FeO", "Si", "NaCl", "ZnO"))
     out = runner.invoke(app, ["simulate", "--material", "ZnS", "--preset", "realistic",

@@ -262,6 +262,32 @@ class MinMax(Transform):
         return (x - lo) / (x.amax(1, keepdim=True) - lo).clamp_min(1e-12)
 
 
+class SpuriousLines(Transform):
+    """Add 0..``max_lines`` Gaussian lines at random positions: what a diamond spot, a gasket
+    or pressure-medium line, or a zinger puts into a curve that says nothing of the sample's
+    phase. Heights ~ U(``low``, ``high``) of the curve's range, σ ~ U(``width``) points."""
+
+    def __init__(self, max_lines: int = 4, low: float = 0.05, high: float = 0.8,
+                 width: tuple[float, float] = (3.0, 10.0)) -> None:
+        self.max_lines, self.low, self.high, self.width = max_lines, low, high, width
+
+    def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        b, length = x.shape
+        k = self.max_lines
+        if k < 1:
+            return x
+        dev = x.device
+        count = _randint(k + 1, b, g, dev)[:, None]  # lines per curve, 0..k
+        on = (torch.arange(k, device=dev)[None, :] < count).to(x.dtype)
+        centre = _rand((b, k), g, dev) * length
+        sigma = self.width[0] + (self.width[1] - self.width[0]) * _rand((b, k), g, dev)
+        height = self.low + (self.high - self.low) * _rand((b, k), g, dev)
+        span = (x.amax(1) - x.amin(1))[:, None]
+        pos = torch.arange(length, device=dev, dtype=x.dtype)[None, None, :]
+        lines = torch.exp(-0.5 * ((pos - centre[..., None]) / sigma[..., None]) ** 2)
+        return x + ((height * span * on)[..., None] * lines).sum(1)
+
+
 class Compose(Transform):
     """Apply ``transforms`` in order; each one hits each curve with probability ``p``."""
 
@@ -286,13 +312,14 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
     "release": lambda: [MagnitudeWarp(), TimeWarp()],
     "physics": lambda: [PeakScaling(), PeakElimination(), MinMax(), PatternShift()],
     "xrd": lambda: [MagnitudeWarp(), TimeWarp(sigma=0.05)],
+    "nuisance": lambda: [SpuriousLines(), MinMax()],
     "none": lambda: [],
 }
 
 
 def make_augmentation(name: str = "release", p: float = 1.0) -> Compose:
     """Named augmentation pipeline (``G0``, ``G1``, ``G2``, ``release``, ``physics``, ``xrd``,
-    ``none``)."""
+    ``nuisance``, ``none``)."""
     try:
         return Compose(GROUPS[name](), p=p)
     except KeyError:
@@ -311,6 +338,7 @@ __all__ = [
     "PeakElimination",
     "PeakScaling",
     "Scaling",
+    "SpuriousLines",
     "TimeWarp",
     "Transform",
     "WindowSlice",

@@ -30,7 +30,12 @@ from specflow.learn.data import Curves, to_curves
 from specflow.learn.decode import DecoderConfig, decode, transition_pressures
 from specflow.learn.metrics import classification_report, expected_calibration_error
 from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
-from specflow.learn.probe import ProbeConfig, active_labels, select_labels, train_probe
+from specflow.learn.probe import (
+    ProbeConfig,
+    active_labels,
+    fit_probe,
+    select_labels,
+)
 
 PROTOCOLS = ("within-run", "cross-run")
 LABEL_STRATEGIES = ("even", "stratified", "suggest")
@@ -137,6 +142,12 @@ class Features:
     test: np.ndarray | None
     encoder: Any
     seconds: float = 0.0
+
+    def featurizer(self, device: str = "auto"):
+        """Curves -> features with this encoder (identity without one)."""
+        if self.encoder is None:
+            return lambda x: np.asarray(x, dtype=np.float32)
+        return lambda x: encode(self.encoder, x, device=device)
 
 
 def features(
@@ -278,7 +289,8 @@ def evaluate_datasets(
     labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
                                  feats.train, probe)
     y = train_curves.label[labelled]
-    fitted = train_probe(feats.train[labelled], y, probe)
+    fitted = fit_probe(feats.train[labelled], y, train_curves.x[labelled],
+                       feats.featurizer(device), probe, groups=train_curves.run[labelled])
 
     p_train = [r.pressure.values.astype(float) for r in runs]
     p_test = [r.pressure.values.astype(float) for r in test_runs]
@@ -367,7 +379,8 @@ def run_controls(
                 controls.neighbour_labels(_positions(train)[labelled], y, _positions(test))))
         else:
             feats = features(name, train, test, runs, None, seed, device)
-            fitted = train_probe(feats.train[labelled], y, probe)
+            fitted = fit_probe(feats.train[labelled], y, train.x[labelled],
+                               feats.featurizer(device), probe, groups=train.run[labelled])
             prob_train = fitted.probabilities(feats.train)
             prob_test = None if feats.test is None else fitted.probabilities(feats.test)
         scores = evaluate_probs(prob_train, prob_test)

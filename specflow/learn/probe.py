@@ -10,6 +10,7 @@ and evaluation features are computed without augmentation, in eval mode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,9 @@ class ProbeConfig:
     val_fraction: float = 0.2
     standardize: bool = True  # z-score features with the training labels' statistics
     refit: bool = False  # retrain on train+val for the best epoch count (val picks it only)
+    augment_copies: int = 20  # nuisance-augmented copies of each labelled curve (0: off)
+    augmentation: str = "nuisance"  # specflow.data.augment group applied to the copies
+    calibrate: bool = True  # temperature from leave-one-run-out predictions (needs ≥ 2 runs)
     seed: int = 0
 
 
@@ -51,6 +55,7 @@ class LinearProbe:
     std: np.ndarray
     classes: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
+    temperature: float = 1.0  # already divided into the linear layer (see calibrate)
 
     def logits(self, h: np.ndarray) -> np.ndarray:
         x = torch.as_tensor((h - self.mean) / self.std, dtype=torch.float32)
@@ -69,6 +74,89 @@ class LinearProbe:
         full = np.zeros((len(h), n_classes), dtype=np.float32)
         full[:, self.classes] = p / p.sum(1, keepdims=True)
         return full
+
+
+def augmented_copies(x: np.ndarray, config: ProbeConfig) -> np.ndarray:
+    """``config.augment_copies`` augmented copies of each curve in ``x`` (N, L), grouped by
+    curve (row i's copies are rows i·c … i·c + c − 1), seeded by ``config.seed``."""
+    from specflow.data.augment import make_augmentation
+
+    c = config.augment_copies
+    if c <= 0 or len(x) == 0:
+        return np.zeros((0, *np.shape(x)[1:]), dtype=np.float32)
+    g = torch.Generator().manual_seed(config.seed)
+    reps = torch.as_tensor(np.asarray(x, dtype=np.float32)).repeat_interleave(c, 0)
+    return make_augmentation(config.augmentation)(reps, g).numpy()
+
+
+def fit_probe(
+    h: np.ndarray, y: np.ndarray, x: np.ndarray | None, featurize: Callable | None,
+    config: ProbeConfig | None = None, groups: np.ndarray | None = None,
+) -> LinearProbe:
+    """:func:`train_probe` on labelled features ``h`` plus, when ``config.augment_copies`` > 0,
+    the features (``featurize``) of nuisance-augmented copies of their curves ``x``: the
+    probe learns that lines from diamonds, gaskets or the medium do not change the phase.
+
+    With ``config.calibrate`` and labels from ≥ 2 runs (``groups``: run of each label), the
+    logits are divided by the temperature that best predicts each run's labels from a probe
+    fitted on the other runs (:func:`run_out_temperature`): calibrated for new runs.
+    """
+    cfg = config or ProbeConfig()
+    probe = train_probe(*_with_copies(h, y, x, featurize, cfg), cfg)
+    if cfg.calibrate and groups is not None and len(np.unique(groups)) >= 2:
+        temper(probe, run_out_temperature(h, y, x, featurize, cfg, np.asarray(groups)))
+    return probe
+
+
+def _with_copies(h, y, x, featurize, cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
+    if cfg.augment_copies > 0 and x is not None and featurize is not None and len(y):
+        extra = featurize(augmented_copies(x, cfg))
+        h = np.concatenate([np.asarray(h, dtype=np.float32), np.asarray(extra, np.float32)])
+        y = np.concatenate([y, np.repeat(y, cfg.augment_copies)])
+    return h, y
+
+
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
+
+
+def run_out_temperature(
+    h: np.ndarray, y: np.ndarray, x: np.ndarray | None, featurize: Callable | None,
+    config: ProbeConfig, groups: np.ndarray,
+) -> float:
+    """Softmax temperature minimising the negative log-likelihood of each run's labels under
+    a probe fitted on the other runs' labels (1.0 when no run can be held out)."""
+    logits, target = [], []
+    for g in np.unique(groups):
+        out = groups == g
+        if len(np.unique(y[~out])) < 2:
+            continue
+        xs = None if x is None else x[~out]
+        probe = train_probe(*_with_copies(h[~out], y[~out], xs, featurize, config), config)
+        seen = np.isin(y[out], probe.classes)
+        if seen.any():
+            z = probe.logits(h[out][seen])  # columns: probe.classes; pad to 3 classes
+            logits.append(np.pad(z, ((0, 0), (0, 3 - z.shape[1])), constant_values=-np.inf))
+            target.append(np.searchsorted(probe.classes, y[out][seen]))
+    if not logits:
+        return 1.0
+    z, t = np.concatenate(logits), np.concatenate(target)
+    best, best_nll = 1.0, np.inf
+    for temp in TEMPERATURES:
+        a = z / temp
+        a = a - a.max(1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(a).sum(1)) - a[np.arange(len(t)), t]))
+        if nll < best_nll:
+            best, best_nll = float(temp), nll
+    return best
+
+
+def temper(probe: LinearProbe, temperature: float) -> LinearProbe:
+    """Divide the probe's logits by ``temperature`` (in place; recorded on the probe)."""
+    with torch.no_grad():
+        probe.classifier.linear.weight /= temperature
+        probe.classifier.linear.bias /= temperature
+    probe.temperature *= temperature
+    return probe
 
 
 def split_train_val(

@@ -165,7 +165,7 @@ def probe_step(
     from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
     from specflow.learn.predictor import PhasePredictor, build_bundle
     from specflow.learn.pretrain import encode
-    from specflow.learn.probe import ProbeConfig, train_probe
+    from specflow.learn.probe import ProbeConfig, fit_probe
     from specflow.registry.promotion import log_phase_model
 
     curves = to_curves(data.datasets, grid=result.grid,
@@ -174,7 +174,9 @@ def probe_step(
     label = curves.label
     train = pick_probe_labels(curves, label_fraction, seed)
     probe_config = ProbeConfig(seed=seed)
-    probe = train_probe(h[train], label[train], probe_config)
+    probe = fit_probe(h[train], label[train], curves.x[train],
+                      lambda x: encode(result.encoder, x, device=result.config.device),
+                      probe_config, groups=curves.run[train])
     pred = probe.predict(h)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
     report = classification_report(label[test], pred[test]) if test.any() else {}
@@ -184,7 +186,10 @@ def probe_step(
         metrics.update({f"cluster_{k}": v for k, v in
                         cluster_scores(h[test], label[test], seed=seed).items()})
     mlflow.log_params({"probe.label_fraction": label_fraction, "probe.seed": seed,
-                       "probe.solver": probe_config.solver, "probe.C": probe_config.C})
+                       "probe.solver": probe_config.solver, "probe.C": probe_config.C,
+                       "probe.augment_copies": probe_config.augment_copies,
+                       "probe.augmentation": probe_config.augmentation,
+                       "probe.temperature": probe.temperature})
     mlflow.log_metrics(metrics)
     if report:
         mlflow.log_dict(report, "probe_report.json")
