@@ -68,6 +68,7 @@ def build_bundle(
                           if encoder is not None else None),
         "head_weight": probe.classifier.linear.weight.detach().cpu(),
         "head_bias": probe.classifier.linear.bias.detach().cpu(),
+        "temperature": float(getattr(probe, "temperature", 1.0)),
         "feature_mean": torch.as_tensor(probe.mean, dtype=torch.float32),
         "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
         "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
@@ -135,6 +136,7 @@ class PhasePredictor:
         self.decoder = DecoderConfig(**decoder) if decoder else None
         b = {k: v.to(self.device) for k, v in bundle.items() if isinstance(v, torch.Tensor)}
         self.weight, self.bias = b["head_weight"], b["head_bias"]
+        self.temperature = float(bundle.get("temperature", 1.0))
         self.mean, self.std = b["feature_mean"], b["feature_std"]
         self.classes = bundle["classes"].numpy()
         self.ood_location, self.ood_precision = b["ood_location"], b["ood_precision"]
@@ -191,17 +193,20 @@ class PhasePredictor:
         h = self.features(self.prepare(curves, two_theta, wavelength), batch_size)
         logits = ((h - self.mean) / self.std) @ self.weight.T + self.bias
         p_cls = torch.softmax(logits, 1).cpu().numpy()
+        p_cal = torch.softmax(logits / self.temperature, 1).cpu().numpy()
         c = h - self.ood_location
         ood = (torch.einsum("nd,de,ne->n", c, self.ood_precision, c).clamp_min(0).sqrt()
                / self.ood_scale).cpu().numpy().astype(np.float32)
         full = np.zeros((len(p_cls), N_CLASSES), dtype=np.float32)
         full[:, self.classes] = p_cls
+        calibrated = np.zeros_like(full)
+        calibrated[:, self.classes] = p_cal
         raw = full.argmax(1).astype(np.int64)
-        decoded = self.decode(full, pressure)
+        decoded = self.decode(full, pressure)  # on the uncalibrated ones, as validated
         return {
             "label": decoded.labels if decoded is not None else raw,
             "label_raw": raw,
-            "probabilities": full,
+            "probabilities": calibrated,
             "ood_score": ood,
             "decoded": decoded,
         }

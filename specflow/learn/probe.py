@@ -55,7 +55,7 @@ class LinearProbe:
     std: np.ndarray
     classes: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
-    temperature: float = 1.0  # already divided into the linear layer (see calibrate)
+    temperature: float = 1.0  # calibration: probabilities() divides the logits by it
 
     def logits(self, h: np.ndarray) -> np.ndarray:
         x = torch.as_tensor((h - self.mean) / self.std, dtype=torch.float32)
@@ -66,10 +66,11 @@ class LinearProbe:
         """Class labels (original values, e.g. 0/1/2) of features h (N, D)."""
         return self.classes[self.logits(h).argmax(1)]
 
-    def probabilities(self, h: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    def probabilities(self, h: np.ndarray, n_classes: int = 3,
+                      calibrated: bool = True) -> np.ndarray:
         """Softmax probabilities (N, n_classes) over phases 0..n_classes−1; a phase the probe
-        never saw gets 0."""
-        logits = self.logits(h)
+        never saw gets 0. ``calibrated``: logits divided by :attr:`temperature`."""
+        logits = self.logits(h) / (self.temperature if calibrated else 1.0)
         p = np.exp(logits - logits.max(1, keepdims=True))
         full = np.zeros((len(h), n_classes), dtype=np.float32)
         full[:, self.classes] = p / p.sum(1, keepdims=True)
@@ -98,8 +99,9 @@ def fit_probe(
     probe learns that lines from diamonds, gaskets or the medium do not change the phase.
 
     With ``config.calibrate`` and labels from ≥ 2 runs (``groups``: run of each label), the
-    logits are divided by the temperature that best predicts each run's labels from a probe
-    fitted on the other runs (:func:`run_out_temperature`): calibrated for new runs.
+    probe's :attr:`~LinearProbe.temperature` is the one that best predicts each run's labels
+    from a probe fitted on the other runs (:func:`run_out_temperature`): its probabilities
+    are then calibrated for new runs.
     """
     cfg = config or ProbeConfig()
     probe = train_probe(*_with_copies(h, y, x, featurize, cfg), cfg)
@@ -151,11 +153,8 @@ def run_out_temperature(
 
 
 def temper(probe: LinearProbe, temperature: float) -> LinearProbe:
-    """Divide the probe's logits by ``temperature`` (in place; recorded on the probe)."""
-    with torch.no_grad():
-        probe.classifier.linear.weight /= temperature
-        probe.classifier.linear.bias /= temperature
-    probe.temperature *= temperature
+    """Set the probe's calibration temperature (in place)."""
+    probe.temperature = float(temperature)
     return probe
 
 
