@@ -16,6 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from specflow.learn.data import wavelength_of
+from specflow.learn.decode import decode
 from specflow.registry.phase_model import PhasePredictor
 from specflow.registry.promotion import (
     PromotionRefused,
@@ -79,6 +80,9 @@ def test_predictor_regrids_scores_ood_and_rejects_bad_input(trained, runs):
     truth = ds["label"].values
     assert (out["label"] == truth).mean() > 0.7
     assert out["decoded"] is not None and np.all(np.diff(out["label"]) >= 0)  # one up-sweep
+    # the Tiled summary re-decodes the reported probabilities with the bundle's decoder
+    again = decode(out["probabilities"], ds["pressure"].values, predictor.decoder).labels
+    assert np.array_equal(again, out["label"])
     assert np.array_equal(out["label_raw"], out["probabilities"].argmax(1))
     noise = np.random.default_rng(0).random((20, x.shape[1])).astype(np.float32)
     ood = predictor.predict(noise, tth, lam)["ood_score"]

@@ -299,23 +299,23 @@ def evaluate_datasets(
     within &= train_curves.truth >= 0
 
     def evaluate_probs(prob_train: np.ndarray, prob_test: np.ndarray | None,
-                       cal_train: np.ndarray | None = None,
-                       cal_test: np.ndarray | None = None) -> dict:
-        """Decoded scores of one set of probabilities, both protocols; ECE of the calibrated
-        ones (``cal_*``, default: the decoded ones)."""
-        cal_train = prob_train if cal_train is None else cal_train
-        cal_test = prob_test if cal_test is None else cal_test
+                       temperature: float = 1.0) -> dict:
+        """Decoded scores of one set of (calibrated) probabilities, both protocols. The
+        decoder undoes a calibration ``temperature`` (emissions ∝ p^T): on validation seeds,
+        decoding the sharper uncalibrated probabilities placed boundaries better."""
+        dec = replace(decoder, temperature=decoder.temperature / temperature)
         out = {"within_run": score(
-            decode_runs(prob_train, train_curves, p_train, decoder, labelled), train_curves,
-            p_train, names, within, cal_train)}
+            decode_runs(prob_train, train_curves, p_train, dec, labelled), train_curves,
+            p_train, names, within, prob_train)}
         if test_curves is not None:
             out["cross_run"] = score(
-                decode_runs(prob_test, test_curves, p_test, decoder), test_curves, p_test,
-                test_names, test_curves.truth >= 0, cal_test)
+                decode_runs(prob_test, test_curves, p_test, dec), test_curves, p_test,
+                test_names, test_curves.truth >= 0, prob_test)
         return out
 
-    prob_train, prob_test, cal_train, cal_test = probe_outputs(fitted, feats)
-    scores = evaluate_probs(prob_train, prob_test, cal_train, cal_test)
+    prob_train = fitted.probabilities(feats.train)
+    prob_test = None if feats.test is None else fitted.probabilities(feats.test)
+    scores = evaluate_probs(prob_train, prob_test, fitted.temperature)
     main = "cross_run" if test_curves is not None else "within_run"
     per_curve = (score(prob_test.argmax(1), test_curves, p_test, test_names,
                        test_curves.truth >= 0)
@@ -368,7 +368,7 @@ def run_controls(
     out: dict[str, Any] = {}
     y = train.label[labelled]
     for name in wanted:
-        cal_train = cal_test = None
+        temperature = 1.0
         if name not in controls.CONTROLS:
             raise ValueError(f"unknown control {name!r}; use one of {controls.CONTROLS}")
         if name == "reference" and controls.reference_checkpoint() is None:
@@ -386,29 +386,16 @@ def run_controls(
             feats = features(name, train, test, runs, None, seed, device)
             fitted = fit_probe(feats.train[labelled], y, train.x[labelled],
                                feats.featurizer(device), probe, groups=train.run[labelled])
-            prob_train, prob_test, cal_train, cal_test = probe_outputs(fitted, feats)
-        scores = evaluate_probs(prob_train, prob_test, cal_train, cal_test)
+            prob_train = fitted.probabilities(feats.train)
+            prob_test = None if feats.test is None else fitted.probabilities(feats.test)
+            temperature = fitted.temperature
+        scores = evaluate_probs(prob_train, prob_test, temperature)
         entry = dict(scores[main]["overall"])
         entry["files"] = scores[main]["files"]
         if main == "cross_run":
             entry["within_run"] = scores["within_run"]["overall"]
         out[name] = entry
     return out
-
-
-def probe_outputs(fitted: Any, feats: Features) -> tuple:
-    """(decoder input train, test; calibrated train, test) probabilities of a fitted probe.
-
-    The decoder reads the uncalibrated probabilities (on validation seeds, decoding the
-    temperature-scaled ones placed boundaries worse); reported probabilities and ECE are the
-    calibrated ones.
-    """
-    raw = fitted.probabilities(feats.train, calibrated=False)
-    cal = fitted.probabilities(feats.train)
-    if feats.test is None:
-        return raw, None, cal, None
-    return (raw, fitted.probabilities(feats.test, calibrated=False), cal,
-            fitted.probabilities(feats.test))
 
 
 def _within_run_neighbours(curves: Curves, labelled: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ The MLflow pyfunc (:mod:`specflow.registry.phase_model`) serves exactly this.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,10 @@ def build_bundle(
     bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "preprocessing": (preprocessing or Preprocessing.legacy()).to_dict(),
-        "decoder": asdict(decoder) if decoder is not None else None,
+        # the decoder undoes the probe's calibration temperature (see evaluate_datasets)
+        "decoder": (asdict(replace(decoder, temperature=decoder.temperature
+                                   / float(getattr(probe, "temperature", 1.0))))
+                    if decoder is not None else None),
         "encoder_kwargs": encoder_kwargs(encoder) if encoder is not None else None,
         "encoder_state": ({k: v.detach().cpu() for k, v in encoder.state_dict().items()}
                           if encoder is not None else None),
@@ -192,21 +195,18 @@ class PhasePredictor:
         """
         h = self.features(self.prepare(curves, two_theta, wavelength), batch_size)
         logits = ((h - self.mean) / self.std) @ self.weight.T + self.bias
-        p_cls = torch.softmax(logits, 1).cpu().numpy()
-        p_cal = torch.softmax(logits / self.temperature, 1).cpu().numpy()
+        p_cls = torch.softmax(logits / self.temperature, 1).cpu().numpy()  # calibrated
         c = h - self.ood_location
         ood = (torch.einsum("nd,de,ne->n", c, self.ood_precision, c).clamp_min(0).sqrt()
                / self.ood_scale).cpu().numpy().astype(np.float32)
         full = np.zeros((len(p_cls), N_CLASSES), dtype=np.float32)
         full[:, self.classes] = p_cls
-        calibrated = np.zeros_like(full)
-        calibrated[:, self.classes] = p_cal
         raw = full.argmax(1).astype(np.int64)
-        decoded = self.decode(full, pressure)  # on the uncalibrated ones, as validated
+        decoded = self.decode(full, pressure)
         return {
             "label": decoded.labels if decoded is not None else raw,
             "label_raw": raw,
-            "probabilities": calibrated,
+            "probabilities": full,
             "ood_score": ood,
             "decoded": decoded,
         }
