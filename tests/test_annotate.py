@@ -96,6 +96,11 @@ def test_end_to_end_labels_and_summary_beside_the_run(tiled_server, runs, annota
     fe = client[runs["fe"]].metadata["specflow"]["transition"]
     assert fe["detected"] and 11.0 < fe["onset_pressure"] < 16.0
     assert 0 < fe["onset_uncertainty"] < 2.0 and fe["onset_pressure"] < fe["end_pressure"]
+    assert fe["onset_pressure_err"] == fe["onset_uncertainty"]
+    ood = client[runs["fe"]].metadata["specflow"]["ood"]
+    assert isinstance(ood["flag"], bool) and ood["score"] >= 0 and ood["threshold"] == 1.0
+    not_flagged = Container.search(client, Key("specflow.ood.flag") == False)  # noqa: E712
+    assert (runs["fe"] in set(not_flagged)) == (not ood["flag"])  # queryable verdict
     feo = client[runs["feo"]].metadata["specflow"]
     assert feo["direction"] == "compression+decompression" and feo["transition"]["reverse"]
     assert not client[runs["flat"]].metadata["specflow"]["transition"]["detected"]
