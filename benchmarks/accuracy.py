@@ -92,7 +92,9 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def print_tables(results: dict, args: argparse.Namespace) -> None:
-    rows = sorted({(m, s) for (_, _, m, s) in results})
+    order = {s: i for i, s in enumerate(args.strategies)}
+    rows = sorted({(m, s) for (_, _, m, s) in results},
+                  key=lambda r: (args.methods.index(r[0]), order[r[1]]))
     names = [f"{METHOD_NAMES.get(m, m)} [{s}]" for m, s in rows]
     for protocol in ("cross_run", "within_run"):
         print(f"\n## {protocol.replace('_', '-')}: weighted P / R, macro-F1, during recall "
@@ -104,7 +106,9 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
             f"| {'P':>7} {'R':>7} {'F1m':>7} {'R1':>7} {'onset':>8} {'ECE':>5} "
             for _ in args.transitions))
         for (method, strategy), name in zip(rows, names, strict=True):
-            for control in ([None] + list(args.controls if method == rows[0][0] else [])):
+            # controls share the first method's labels (the first strategy): print them once
+            first = (method, strategy) == rows[0]
+            for control in ([None] + list(args.controls if first else [])):
                 label = name if control is None else f"  control: {METHOD_NAMES[control]}"
                 line = f"{label:<40}"
                 for t in args.transitions:
