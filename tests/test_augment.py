@@ -212,3 +212,23 @@ def test_run_out_temperature_softens_an_overconfident_probe():
     assert np.array_equal(plain.predict(h), tempered.predict(h))  # same argmax
     assert tempered.probabilities(h).max(1).mean() < plain.probabilities(h).max(1).mean()
     assert run_out_temperature(h, y, None, None, cfg, np.zeros(60)) == 1.0
+
+
+def test_coexistence_mixtures_hold_both_phases_lines():
+    from specflow.learn.probe import ProbeConfig, coexistence_mixtures, fit_probe
+
+    grid = np.arange(200)
+    before = np.exp(-0.5 * ((grid - 50) / 3.0) ** 2)
+    after = np.exp(-0.5 * ((grid - 150) / 3.0) ** 2)
+    x = np.stack([before] * 4 + [after] * 4).astype(np.float32)
+    y = np.array([0, 0, 0, 0, 2, 2, 2, 2])
+    groups = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    mix = coexistence_mixtures(x, y, groups, 5, seed=0)
+    assert mix.shape == (10, 200)
+    assert (mix[:, 50] > 0.15).all() and (mix[:, 150] > 0.15).all()  # both lines present
+    assert np.allclose(mix.max(1), 1) and np.allclose(mix.min(1), 0, atol=1e-6)
+    assert len(coexistence_mixtures(x[:4], y[:4], groups[:4], 5)) == 0  # no "after": none
+    probe = fit_probe(x, y, x, lambda v: v, ProbeConfig(coexistence=5, augment_copies=0),
+                      groups=groups)
+    assert set(probe.classes) == {0, 1, 2}  # "during" learnt without a "during" label
+    assert probe.predict((before + after)[None])[0] == 1  # both lines, min-max scaled
