@@ -38,9 +38,6 @@ from specflow.learn.metrics import auroc, mean_interval
 from specflow.learn.predictor import PhasePredictor
 
 TRAIN_ENERGY = 30.0
-KEYS = ("precision", "recall", "macro_f1", "during_recall", "onset_error_gpa", "ece")
-SHORT = {"precision": "P", "recall": "R", "macro_f1": "F1m", "during_recall": "R1",
-         "onset_error_gpa": "onset", "ece": "ECE"}
 
 
 def family(transition: str, seed: int, n_train: int, n_test: int, curves: tuple[int, int]

@@ -223,11 +223,11 @@ def test_coexistence_mixtures_hold_both_phases_lines():
     x = np.stack([before] * 4 + [after] * 4).astype(np.float32)
     y = np.array([0, 0, 0, 0, 2, 2, 2, 2])
     groups = np.array([0, 0, 1, 1, 0, 0, 1, 1])
-    mix = coexistence_mixtures(x, y, groups, 5, seed=0)
-    assert mix.shape == (10, 200)
+    mix, runs = coexistence_mixtures(x, y, groups, 5, seed=0)
+    assert mix.shape == (10, 200) and list(runs) == [0] * 5 + [1] * 5
     assert (mix[:, 50] > 0.15).all() and (mix[:, 150] > 0.15).all()  # both lines present
     assert np.allclose(mix.max(1), 1) and np.allclose(mix.min(1), 0, atol=1e-6)
-    assert len(coexistence_mixtures(x[:4], y[:4], groups[:4], 5)) == 0  # no "after": none
+    assert len(coexistence_mixtures(x[:4], y[:4], groups[:4], 5)[0]) == 0  # no "after": none
     probe = fit_probe(x, y, x, lambda v: v, ProbeConfig(coexistence=5, augment_copies=0),
                       groups=groups)
     assert set(probe.classes) == {0, 1, 2}  # "during" learnt without a "during" label

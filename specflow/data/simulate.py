@@ -33,6 +33,7 @@ from specflow.data.artefacts import (
     medium_weight,
 )
 from specflow.data.phases import Phase
+from specflow.data.preprocess import q_to_two_theta, two_theta_to_q
 from specflow.data.schema import energy_to_wavelength, make_spectra
 from specflow.data.transitions import TRANSITIONS, Transition, get_transition
 
@@ -146,7 +147,7 @@ class XRDSimulator:
     @property
     def q(self) -> np.ndarray:
         """Momentum transfer Q = 4π sin θ / λ (Å⁻¹) of the grid."""
-        return 4 * np.pi * np.sin(np.deg2rad(self.two_theta) / 2) / self.wavelength
+        return two_theta_to_q(self.two_theta, self.wavelength)
 
     @property
     def phases(self) -> list[Phase]:
@@ -426,10 +427,6 @@ def _disabled_by(art: Artefacts, key: str) -> bool:
     return parent is not None and not getattr(art, parent)
 
 
-def _q_to_two_theta(q: float, energy_kev: float) -> float:
-    return float(np.degrees(2 * np.arcsin(q * energy_to_wavelength(energy_kev) / (4 * np.pi))))
-
-
 def draw_conditions(
     material: str | Material, preset: SimulationPreset, rng: np.random.Generator,
     energy_kev: float | None = None,
@@ -445,7 +442,8 @@ def draw_conditions(
     u = rng.uniform
     energy = energy_kev or float(rng.choice(BEAMLINE_ENERGIES))
     # the detector covers Q from ~1 Å⁻¹ to 6.2–7.5 Å⁻¹ at any energy
-    lo, hi = _q_to_two_theta(u(0.8, 1.2), energy), _q_to_two_theta(u(6.2, 7.5), energy)
+    lam = energy_to_wavelength(energy)
+    lo, hi = (float(q_to_two_theta(u(0.8, 1.2), lam)), float(q_to_two_theta(u(6.2, 7.5), lam)))
     n_points = int(rng.integers(2500, 5001))
     peak_counts = float(np.exp(u(np.log(800), np.log(10_000))))
     instrument = Instrument(

@@ -37,7 +37,6 @@ from specflow.learn.probe import (
     select_labels,
 )
 
-PROTOCOLS = ("within-run", "cross-run")
 LABEL_STRATEGIES = ("even", "stratified", "suggest")
 SSL_METHODS = ("rrmoco", "rr", "moco", "selftime")
 METHOD_NAMES = {"rrmoco": "SpecRRMoco", "rr": "SpecRR", "moco": "SpecMoco",
@@ -45,8 +44,6 @@ METHOD_NAMES = {"rrmoco": "SpecRRMoco", "rr": "SpecRR", "moco": "SpecMoco",
                 "untrained": "untrained encoder", "reference": "released encoder",
                 "pressure": "pressure only", "neighbour": "nearest labelled neighbour"}
 METHODS = (*SSL_METHODS, "raw", "untrained")
-SCORE_KEYS = ("precision", "recall", "macro_f1", "during_recall", "onset_error_gpa",
-              "end_error_gpa")
 
 
 def read_dataset(path: Path) -> xr.Dataset:
@@ -300,10 +297,9 @@ def evaluate_datasets(
 
     def evaluate_probs(prob_train: np.ndarray, prob_test: np.ndarray | None,
                        temperature: float = 1.0) -> dict:
-        """Decoded scores of one set of (calibrated) probabilities, both protocols. The
-        decoder undoes a calibration ``temperature`` (emissions ∝ p^T): on validation seeds,
-        decoding the sharper uncalibrated probabilities placed boundaries better."""
-        dec = replace(decoder, temperature=decoder.temperature / temperature)
+        """Decoded scores of one set of (calibrated) probabilities, both protocols; the
+        decoder undoes the calibration ``temperature`` (:meth:`DecoderConfig.undoing`)."""
+        dec = decoder.undoing(temperature)
         out = {"within_run": score(
             decode_runs(prob_train, train_curves, p_train, dec, labelled), train_curves,
             p_train, names, within, prob_train)}

@@ -10,7 +10,7 @@ The MLflow pyfunc (:mod:`specflow.registry.phase_model`) serves exactly this.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +59,17 @@ def build_bundle(
 
     train_features = np.asarray(train_features, dtype=np.float64)
     lw = LedoitWolf().fit(train_features)
+    temperature = float(getattr(probe, "temperature", 1.0))
     bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "preprocessing": (preprocessing or Preprocessing.legacy()).to_dict(),
-        # the decoder undoes the probe's calibration temperature (see evaluate_datasets)
-        "decoder": (asdict(replace(decoder, temperature=decoder.temperature
-                                   / float(getattr(probe, "temperature", 1.0))))
-                    if decoder is not None else None),
+        "decoder": (asdict(decoder.undoing(temperature)) if decoder is not None else None),
         "encoder_kwargs": encoder_kwargs(encoder) if encoder is not None else None,
         "encoder_state": ({k: v.detach().cpu() for k, v in encoder.state_dict().items()}
                           if encoder is not None else None),
         "head_weight": probe.classifier.linear.weight.detach().cpu(),
         "head_bias": probe.classifier.linear.bias.detach().cpu(),
-        "temperature": float(getattr(probe, "temperature", 1.0)),
+        "temperature": temperature,
         "feature_mean": torch.as_tensor(probe.mean, dtype=torch.float32),
         "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
         "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
@@ -223,7 +221,8 @@ class PhasePredictor:
 
 def ood_verdict(scores: np.ndarray, threshold: float = OOD_THRESHOLD) -> dict[str, Any]:
     """Per-run out-of-distribution verdict from per-curve scores: the median against
-    ``threshold`` (1 = the training curves' 99th percentile)."""
+    ``threshold`` (1 = :data:`OOD_MARGIN` × the largest median distance of a held-out
+    training run, see :func:`ood_scale`)."""
     scores = np.asarray(scores, dtype=float)
     median = float(np.median(scores)) if scores.size else None
     return {"flag": bool(median is not None and median > threshold), "score": median,

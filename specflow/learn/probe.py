@@ -113,14 +113,15 @@ def fit_probe(
 
 
 def coexistence_mixtures(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n: int,
-                         seed: int = 0, nearest: int = 3) -> np.ndarray:
+                         seed: int = 0, nearest: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic two-phase curves per run: (1 − f)·before + f·after, f ~ U(0.15, 0.85),
     from the run's ``nearest`` last "before" (0) and first "after" (2) labelled curves (in the
-    given order), min–max scaled. Powder patterns of coexisting phases add, so these are what
-    "during" looks like even when no "during" curve was labelled."""
+    given order), min–max scaled; returned with the run of each. Powder patterns of coexisting
+    phases add, so these are what "during" looks like even when no "during" curve was
+    labelled."""
     rng = np.random.default_rng(seed)
     groups = np.zeros(len(y), int) if groups is None else np.asarray(groups)
-    out = []
+    out, runs = [], []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
         before, after = idx[y[idx] == 0][-nearest:], idx[y[idx] == 2][:nearest]
@@ -130,24 +131,24 @@ def coexistence_mixtures(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None
         mix = (1 - f) * x[rng.choice(before, n)] + f * x[rng.choice(after, n)]
         lo, hi = mix.min(1, keepdims=True), mix.max(1, keepdims=True)
         out.append((mix - lo) / np.maximum(hi - lo, 1e-12))
-    return np.concatenate(out) if out else np.zeros((0, x.shape[1]), np.float32)
+        runs.append(np.full(n, g))
+    if not out:
+        return np.zeros((0, x.shape[1]), np.float32), groups[:0]
+    return np.concatenate(out), np.concatenate(runs)
 
 
 def _with_mixtures(h, y, x, featurize, cfg: ProbeConfig, groups):
     if cfg.coexistence <= 0 or x is None or featurize is None:
         return h, y, x, groups
-    mix = coexistence_mixtures(np.asarray(x, np.float32), y, groups, cfg.coexistence,
-                               cfg.seed)
+    mix, runs = coexistence_mixtures(np.asarray(x, np.float32), y, groups, cfg.coexistence,
+                                     cfg.seed)
     if not len(mix):
         return h, y, x, groups
     h = np.concatenate([np.asarray(h, np.float32), np.asarray(featurize(mix), np.float32)])
     y = np.concatenate([y, np.ones(len(mix), dtype=np.asarray(y).dtype)])
     x = np.concatenate([np.asarray(x, np.float32), mix])
-    if groups is not None:  # a mixture belongs to its run; order as coexistence_mixtures
-        runs = [g for g in np.unique(groups)
-                if ((groups == g) & (y[:len(groups)] == 0)).any()
-                and ((groups == g) & (y[:len(groups)] == 2)).any()]
-        groups = np.concatenate([groups, np.repeat(runs, cfg.coexistence)])
+    if groups is not None:  # a mixture belongs to its run
+        groups = np.concatenate([groups, runs])
     return h, y, x, groups
 
 
