@@ -156,8 +156,8 @@ class DecoderConfig:
     def undoing(self, calibration: float) -> DecoderConfig:
         """This decoder for probabilities calibrated with softmax temperature
         ``calibration``: it raises them back to that power (emissions ∝ p^calibration), i.e.
-        decodes the sharper uncalibrated probabilities, which placed boundaries better on
-        validation seeds (docs/benchmarks.md)."""
+        decodes the sharper uncalibrated probabilities (chosen in an exploratory comparison on
+        validation seeds, docs/benchmarks.md)."""
         return replace(self, temperature=self.temperature / calibration)
 
 
