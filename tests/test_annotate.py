@@ -7,12 +7,15 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import record_ramp
+from conftest import PHASE_MODEL, record_ramp
 
 from specflow.annotate import AnnotationError, annotate, annotate_run, find_phases, load_model
 from specflow.annotate.summary import transition_summary
+from specflow.annotate.writer import node_key
 from specflow.ingest import run_to_dataset
 from specflow.learn.data import wavelength_of
+
+K1, K2 = node_key(PHASE_MODEL, 1), node_key(PHASE_MODEL, 2)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,7 @@ def test_end_to_end_labels_and_summary_beside_the_run(tiled_server, runs, annota
     client = from_uri(tiled_server.api_uri, api_key=tiled_server.api_key)  # a fresh client
     for name, uid in runs.items():
         run = client[uid]
-        node = run.base["specflow"]["v1"]
+        node = run.base["specflow"][K1]
         assert [s.name for s in node.specs] == ["SpecflowPhases"]
         assert node.metadata["status"] == "complete"
         labels = node["label"].read()
@@ -89,7 +92,7 @@ def test_end_to_end_labels_and_summary_beside_the_run(tiled_server, runs, annota
         assert list(table.columns) == ["seq_num", "time", "pressure", "label", "p0", "p1",
                                        "p2", "ood_score"]
         block = run.metadata["specflow"]
-        assert block["latest"] == "v1" and block["model"]["version"] == 1
+        assert block["latest"] == K1 and block["model"]["version"] == 1
         assert block["model"]["alias"] == "champion" and block["model"]["run_id"]
         assert block["specflow_version"] and block["timestamp"]
         assert run.metadata["stop"]["exit_status"] == "success"  # deep merge kept TiledWriter's
@@ -131,33 +134,51 @@ def annotated_onset(client, uid) -> float:
 
 
 def test_idempotent_and_new_version_adds_node(tiled_client, runs, annotated, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
     uid = runs["fe"]
     v1 = load_model(mlflow_store.champion)
     again = annotate(tiled_client, [uid], model=v1)
     assert [r.status for r in again] == ["skipped"]
     v2 = load_model(f"models:/{mlflow_store.name}/{mlflow_store.versions[1]}")
     first = annotate_run(tiled_client, uid, v2)
-    assert first.status == "written" and first.node == "v2"
+    assert first.status == "written" and first.node == K2 == "specflow-phase-annotate-v2"
     run = tiled_client[uid]
-    assert set(run.base["specflow"]) == {"v1", "v2"}  # old node kept
+    assert set(run.base["specflow"]) == {K1, K2}  # old node kept
     block = run.metadata["specflow"]
-    assert block["latest"] == "v2" and block["model"]["version"] == 2
-    assert set(block["nodes"]) == {"v1", "v2"}
+    assert block["latest"] == K2 and block["model"]["version"] == 2
+    assert set(block["nodes"]) == {K1, K2}
     assert annotate_run(tiled_client, uid, v2).status == "skipped"
-    back = annotate_run(tiled_client, uid, v1)  # going back re-points, no rewrite
-    assert back.status == "written" and "restored" in back.reason
-    assert tiled_client[uid].metadata["specflow"]["latest"] == "v1"
+    # an older version never moves the published summary back (issue #18.3) ...
+    back = annotate_run(tiled_client, uid, v1)
+    assert back.status == "skipped" and "newer version 2" in back.reason
+    assert tiled_client[uid].metadata["specflow"]["latest"] == K2
+    # ... except through the alias it was published with, when that alias is rolled back
+    registry = MlflowClient()
+    registry.set_registered_model_alias(mlflow_store.name, "champion", mlflow_store.versions[1])
+    try:
+        assert annotate_run(tiled_client, uid, load_model(mlflow_store.champion)).status == \
+            "written"
+        assert tiled_client[uid].metadata["specflow"]["model"]["alias"] == "champion"
+    finally:
+        registry.set_registered_model_alias(mlflow_store.name, "champion",
+                                            mlflow_store.versions[0])
+    rolled_back = annotate_run(tiled_client, uid, load_model(mlflow_store.champion))
+    assert rolled_back.status == "written" and "restored" in rolled_back.reason
+    block = tiled_client[uid].metadata["specflow"]
+    assert block["latest"] == K1 and block["model"]["version"] == 1
+    assert set(tiled_client[uid].base["specflow"]) == {K1, K2}  # nothing deleted
 
 
 def test_partial_node_is_repaired(tiled_client, runs, annotated, mlflow_store):
     uid = runs["flat"]
     model = load_model(f"models:/{mlflow_store.name}/{mlflow_store.versions[1]}")
     container = tiled_client[uid].base["specflow"]
-    half = container.create_container("v2", metadata={"status": "partial"})
+    half = container.create_container(K2, metadata={"status": "partial"})  # no lease: dead
     half.write_array(np.zeros(3, dtype=np.int8), key="label")  # an interrupted write
     result = annotate_run(tiled_client, uid, model)
-    assert result.status == "written" and "partial" in result.reason
-    node = tiled_client[uid].base["specflow"]["v2"]
+    assert result.status == "written" and "abandoned partial" in result.reason
+    node = tiled_client[uid].base["specflow"][K2]
     assert node.metadata["status"] == "complete" and len(node["label"].read()) == 30
     assert set(node) == {"label", "probabilities", "ood_score", "phases"}
 

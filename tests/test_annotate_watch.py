@@ -9,11 +9,14 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import record_ramp
+from conftest import PHASE_MODEL, record_ramp
 
 from specflow.annotate import annotate_run, load_model
 from specflow.annotate.retry import RetryPolicy
 from specflow.annotate.watch import Watcher
+from specflow.annotate.writer import node_key
+
+K1, K2 = node_key(PHASE_MODEL, 1), node_key(PHASE_MODEL, 2)
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +55,18 @@ def test_watch_subscribes_then_follows_the_alias(own_server, mlflow_store):
     try:
         wait_for(lambda: watcher.subscribed)
         uid = record_ramp(client, stop=30.0, num=30, seed=5)
-        wait_for(lambda: nodes_of(watcher, uid) == ["v1"])
+        wait_for(lambda: nodes_of(watcher, uid) == [K1])
         MlflowClient().set_registered_model_alias(mlflow_store.name, "champion",
                                                   mlflow_store.versions[1])
-        wait_for(lambda: nodes_of(watcher, uid) == ["v1", "v2"])
+        wait_for(lambda: nodes_of(watcher, uid) == [K1, K2])
     finally:
         watcher.stop()
         thread.join(10)
         MlflowClient().set_registered_model_alias(mlflow_store.name, "champion",
                                                   mlflow_store.versions[0])
     run = client[uid]
-    assert set(run.base["specflow"]) == {"v1", "v2"}
-    assert run.metadata["specflow"]["latest"] == "v2"
+    assert set(run.base["specflow"]) == {K1, K2}
+    assert run.metadata["specflow"]["latest"] == K2
     assert len(nodes_of(watcher, uid)) == 2  # its own metadata updates did not re-trigger it
 
 
@@ -74,11 +77,11 @@ def test_watch_polls(own_server, mlflow_store):
     thread = start(watcher)
     try:
         uid = record_ramp(client, stop=20.0, num=20, seed=6)
-        wait_for(lambda: nodes_of(watcher, uid) == ["v1"])
+        wait_for(lambda: nodes_of(watcher, uid) == [K1])
     finally:
         watcher.stop()
         thread.join(10)
-    assert not watcher.subscribed and client[uid].metadata["specflow"]["latest"] == "v1"
+    assert not watcher.subscribed and client[uid].metadata["specflow"]["latest"] == K1
 
 
 def test_live_predictions_arrive_during_the_scan(mlflow_store):
@@ -133,7 +136,7 @@ def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog)
                                   retry=RetryPolicy(attempts=8, base_delay=0.2, max_delay=1.0))
         assert back.is_set() and result.status == "written", result
         assert "Tiled unavailable" in caplog.text
-        assert list(client[uid].base["specflow"]) == ["v1"]
+        assert list(client[uid].base["specflow"]) == [K1]
         assert annotate_run(client, uid, model).status == "skipped"  # nothing duplicated
     finally:
         done.set()

@@ -1,14 +1,16 @@
 """Label stored runs with a registered phase model and write the result beside each run.
 
 Per run: read it (:func:`specflow.ingest.run_to_dataset`), predict, write the node
-``<run>/specflow/v<version>`` (see :mod:`.writer`), then copy the summary into the run's
-metadata under ``specflow`` so the catalog can be searched. Idempotent and resumable: a
-complete node for the same model version is skipped, a half-written one is rewritten.
+``<run>/specflow/<model>-v<version>`` (see :mod:`.writer`), then copy the summary into the
+run's metadata under ``specflow`` so the catalog can be searched (:func:`publish_rule`).
+Idempotent and resumable: a complete node of the same model version is skipped, a
+half-written one whose writer is gone is rewritten, a complete one is never deleted.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +25,14 @@ from specflow.learn.predictor import ood_verdict
 
 from . import writer
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model
-from .retry import AnnotationError, RetryPolicy, auth_problem, with_retries
+from .retry import (
+    AnnotationError,
+    RetryPolicy,
+    TiledUnreachable,
+    auth_problem,
+    is_transient,
+    with_retries,
+)
 from .summary import transition_summary
 
 logger = logging.getLogger(__name__)
@@ -40,6 +49,7 @@ class AnnotationResult:
     node: str | None = None
     n_curves: int = 0
     seconds: float = 0.0
+    unreachable: bool = False  # failed because Tiled could not be reached
 
 
 def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> dict[str, Any]:
@@ -77,34 +87,85 @@ def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> 
     return summary
 
 
+def publish_rule(block: Mapping[str, Any], model: LoadedModel) -> str | None:
+    """Why the run's published summary must not move to ``model`` (None: it may).
+
+    The summary moves forward in version within one model name; it moves back only through
+    the alias it was published with (the alias was rolled back). Another model name takes
+    it over (annotate with ``publish=False`` to write a node without publishing it).
+    """
+    current = block.get("model") or {}
+    if block.get("status") != writer.COMPLETE or current.get("name") != model.name:
+        return None
+    published = int(current.get("version") or 0)
+    if int(model.version) >= published:
+        return None
+    if model.alias is not None and current.get("alias") == model.alias:
+        return None
+    return (f"run summary stays with newer version {published} of {model.name} (an older "
+            "version never replaces it, except through the alias it was published with)")
+
+
 def _publish(run: Any, summary: dict[str, Any], key: str) -> None:
     """Copy a node's summary into the run's metadata and point ``latest`` at it."""
     block = {**summary, "latest": key,
-             "nodes": {key: {"model_version": summary["model"]["version"],
+             "nodes": {key: {"model_name": summary["model"]["name"],
+                             "model_version": summary["model"]["version"],
                              "timestamp": summary["timestamp"]}}}
     run.update_metadata({"specflow": block})
 
 
-def _is_current(run_md: Mapping[str, Any], key: str, model: LoadedModel) -> bool:
-    block = run_md.get("specflow") or {}
+def _record_node(run: Any, summary: dict[str, Any], key: str) -> None:
+    """List a node in the run's metadata without publishing its summary."""
+    run.update_metadata({"specflow": {"nodes": {key: {
+        "model_name": summary["model"]["name"], "model_version": summary["model"]["version"],
+        "timestamp": summary["timestamp"]}}}})
+
+
+def _is_current(block: Mapping[str, Any], key: str, model: LoadedModel) -> bool:
+    current = block.get("model") or {}
     return (block.get("latest") == key and block.get("status") == writer.COMPLETE
-            and str((block.get("model") or {}).get("version")) == model.version)
+            and current.get("name") == model.name and str(current.get("version")) == model.version
+            and current.get("alias") == model.alias)
 
 
-def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str,
-                   force: bool) -> AnnotationResult:
+def _finish(uid: str, run: Any, summary: dict[str, Any], key: str, model: LoadedModel,
+            publish: bool, n: int, reason: str, wrote: bool) -> AnnotationResult:
+    """Publish (or only list) a complete node, following :func:`publish_rule`."""
+    block = run.metadata.get("specflow") or {}
+    if publish and _is_current(block, key, model):
+        return AnnotationResult(uid, "skipped", f"already annotated by {model.uri}", key)
+    blocked = publish_rule(block, model) if publish else "not published (publish=False)"
+    if blocked is None:
+        _publish(run, summary, key)
+        return AnnotationResult(uid, "written", reason, key, n)
+    _record_node(run, summary, key)
+    if not wrote:  # the node existed already and the summary may not move to it
+        return AnnotationResult(uid, "skipped", blocked, key)
+    return AnnotationResult(uid, "written", "; ".join(r for r in (reason, blocked) if r), key, n)
+
+
+def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force: bool,
+                   publish: bool, me: writer.Writer) -> AnnotationResult:
     from specflow.ingest.reader import run_to_dataset
 
     run = client[uid]
-    key = model.node_key
     container = writer.specflow_container(run.base)
-    state, node_md = writer.node_state(container, key)
-    if state == writer.COMPLETE and not force:
-        if _is_current(run.metadata, key, model):
-            return AnnotationResult(uid, "skipped", f"already annotated by {model.uri}", key)
-        _publish(run, node_md["summary"], key)  # node done, run summary missing or stale
-        return AnnotationResult(uid, "written", "summary restored from existing node", key,
-                                int(node_md["summary"].get("n_curves", 0)))
+    nodes = writer.model_nodes(container, model.name, model.version)
+    busy = [n for n in nodes if n.leased_by_other(me)]
+    if busy:
+        return AnnotationResult(uid, "skipped", "another annotator is writing this model's "
+                                f"node ({busy[-1].describe_writer()})", busy[-1].key)
+    done = [n for n in nodes if n.complete]
+    if done and not force:
+        last = done[-1]
+        summary = {**last.metadata["summary"], "model": model.provenance()}  # via this alias
+        if _is_current(run.metadata.get("specflow") or {}, last.key, model) or not publish:
+            return AnnotationResult(uid, "skipped", f"already annotated by {model.uri}",
+                                    last.key)
+        return _finish(uid, run, summary, last.key, model, publish,
+                       int(summary.get("n_curves", 0)), "summary restored from existing node",
+                       wrote=False)
     try:
         ds = run_to_dataset(run, stream)
     except SpectraValidationError as exc:
@@ -117,34 +178,54 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str,
     table = writer.phase_table(ds["seq_num"].values if "seq_num" in ds else
                                np.arange(1, ds.sizes["curve"] + 1), ds["time"].values,
                                ds["pressure"].values, prediction)
-    if state is not None:  # partial (an interrupted write) or forced: start this node afresh
-        writer.drop_node(container, key)
+    stale = [n for n in nodes if not n.complete]
+    for n in stale:  # abandoned by a writer that died (its lease expired) or by us
+        writer.drop_node(container, n.key)
+    revision = max((n.revision for n in done), default=0) + 1
+    key = writer.node_key(model.name, model.version, revision)
+    summary["latest"] = key
     container = writer.specflow_container(run.base, create=True)
-    writer.write_node(container, key, table, summary)
-    _publish(run, summary, key)
-    return AnnotationResult(uid, "written", "repaired partial node" if state else "", key,
-                            len(table))
+    try:
+        node = writer.create_node(container, key, summary, me)
+    except Exception as exc:
+        if writer.status_code(exc) == 409:  # another annotator created it first
+            return AnnotationResult(uid, "skipped", "another annotator is writing this "
+                                    "model's node", key)
+        raise
+    writer.fill_node(node, table, summary)
+    reason = ("replaced an abandoned partial node" if stale else
+              f"revision {revision} (forced)" if revision > 1 else "")
+    return _finish(uid, run, summary, key, model, publish, len(table), reason, wrote=True)
 
 
 def annotate_run(client: Any, uid: str, model: LoadedModel, *, stream: str = "primary",
-                 force: bool = False, retry: RetryPolicy | None = None) -> AnnotationResult:
+                 force: bool = False, publish: bool = True, retry: RetryPolicy | None = None,
+                 me: writer.Writer | None = None) -> AnnotationResult:
     """Annotate one run; transient Tiled failures are retried, then reported as failed.
 
+    Never deletes or rewrites a complete node: ``force`` writes the next revision beside it.
+    ``publish`` copies the summary into the run's metadata (see :func:`publish_rule`).
     Raises :class:`AnnotationError` for problems that would fail every run (401/403).
     """
     t0 = time.perf_counter()
     policy = retry or RetryPolicy()
+    me = me or writer.Writer()
+    unreachable = False
     try:
-        result = with_retries(lambda: _annotate_once(client, uid, model, stream, force), policy)
+        result = with_retries(
+            lambda: _annotate_once(client, uid, model, stream, force, publish, me), policy)
     except AnnotationError:
         raise
     except Exception as exc:
         problem = auth_problem(exc)
         if problem is not None:
             raise problem from exc
-        logger.exception("annotating run %s failed", uid)
+        unreachable = is_transient(exc)
+        if not unreachable:
+            logger.exception("annotating run %s failed", uid)
         result = AnnotationResult(uid, "failed", f"{type(exc).__name__}: {exc}")
-    return AnnotationResult(**{**result.__dict__, "seconds": time.perf_counter() - t0})
+    return AnnotationResult(**{**result.__dict__, "seconds": time.perf_counter() - t0,
+                               "unreachable": unreachable})
 
 
 def select_runs(client: Any, uids: Iterable[str] | None = None,
@@ -173,13 +254,17 @@ def annotate(
     model: LoadedModel | None = None,
     stream: str = "primary",
     force: bool = False,
+    publish: bool = True,
     retry: RetryPolicy | None = None,
     on_result: Callable[[AnnotationResult], Any] | None = None,
     workers: int = 1,
 ) -> list[AnnotationResult]:
     """Annotate many runs with one model version (resolved once); one result per run.
 
-    Runs failing validation are reported and skipped; the rest go on. ``workers`` > 1
+    Runs failing validation are reported and skipped; the rest go on. When a run fails
+    because Tiled cannot be reached (after its retries, see :class:`RetryPolicy`), the batch
+    stops with :class:`TiledUnreachable` instead of spending the retry budget on every
+    remaining run; nothing complete is lost and the same call resumes it. ``workers`` > 1
     annotates that many runs at once (the per-run time is mostly HTTP round trips).
     """
     model = model or load_model(model_uri)
@@ -192,17 +277,39 @@ def annotate(
         raise
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(uid: str) -> AnnotationResult:
-        result = annotate_run(client, uid, model, stream=stream, force=force, retry=retry)
+    me = writer.Writer()
+    tripped = threading.Event()
+    results: list[AnnotationResult] = []
+
+    def one(uid: str) -> AnnotationResult | None:
+        if tripped.is_set():
+            return None
+        result = annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
+                              retry=retry, me=me)
+        if result.unreachable:
+            tripped.set()
+        results.append(result)
         if on_result is not None:
             on_result(result)
         return result
 
     if workers <= 1:
-        return [one(uid) for uid in selected]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, selected))
+        for uid in selected:
+            one(uid)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, selected))
+    if tripped.is_set():
+        failed = next(r for r in results if r.unreachable)
+        written = sum(r.status == "written" for r in results)
+        raise TiledUnreachable(
+            f"Tiled could not be reached ({failed.reason}); stopped after {len(results)} of "
+            f"{len(selected)} runs ({written} written, {len(selected) - len(results)} not "
+            "started). Complete nodes are kept; run the same command again to resume.",
+            results=results)
+    order = {uid: i for i, uid in enumerate(selected)}
+    return sorted(results, key=lambda r: order[r.uid])
 
 
-__all__ = ["AnnotationError", "AnnotationResult", "annotate", "annotate_run", "build_summary",
-           "select_runs"]
+__all__ = ["AnnotationError", "AnnotationResult", "TiledUnreachable", "annotate",
+           "annotate_run", "build_summary", "publish_rule", "select_runs"]

@@ -30,11 +30,15 @@ def parse_query(items: list[str] | None) -> dict[str, Any]:
 
 
 def connect(tiled_uri: str, api_key: str | None) -> Any:
-    """A Tiled client, or a clear error about the URI or the key."""
+    """A Tiled client, or a clear error about the URI, the server or the key."""
     from tiled.client import from_uri
 
-    from .retry import auth_problem
+    from .retry import auth_problem, unreachable
 
+    down = unreachable(tiled_uri)
+    if down is not None:
+        Console(stderr=True).print(f"[red]error:[/] {down}", soft_wrap=True)
+        raise typer.Exit(1)
     try:
         return from_uri(tiled_uri, api_key=api_key)
     except Exception as exc:
@@ -62,7 +66,13 @@ def annotate_cmd(
         "--query", help="KEY=VALUE on run metadata, e.g. start.sample=Fe (repeatable)")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every finished run")] = False,
     model: ModelUri = "models:/specflow-phase@champion",
-    force: Annotated[bool, typer.Option("--force", help="Rewrite existing nodes")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Annotate again: writes the next revision beside a complete node "
+        "(nothing is deleted)")] = False,
+    publish: Annotated[bool, typer.Option(
+        "--publish/--no-publish", help="Copy the summary into the run's metadata (what "
+        "'specflow phases' and catalog searches see); --no-publish only writes the node")
+    ] = True,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Runs at once")] = 1,
     workdir: Workdir = Path("work"),
 ) -> None:
@@ -73,13 +83,13 @@ def annotate_cmd(
 
     from .analyzer import annotate, select_runs
     from .model import load_model
-    from .retry import AnnotationError
+    from .retry import AnnotationError, TiledUnreachable
 
     console = Console()
     if not (run or query or all_runs):
         raise typer.BadParameter("give --run UID, --query KEY=VALUE or --all")
-    configure_tracking(workdir)
     client = connect(tiled_uri, api_key)
+    configure_tracking(workdir, must_exist=True)
     loaded = load_model(model)
     console.print(f"model {loaded.uri} ({model}, run {loaded.run_id})")
     try:
@@ -87,8 +97,12 @@ def annotate_cmd(
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             task = progress.add_task("runs", total=len(uids))
-            results = annotate(client, uids, model=loaded, force=force, workers=workers,
-                               on_result=lambda r: progress.advance(task))
+            results = annotate(client, uids, model=loaded, force=force, publish=publish,
+                               workers=workers, on_result=lambda r: progress.advance(task))
+    except TiledUnreachable as exc:
+        console.print(_results_table(exc.results))
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
     except AnnotationError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
@@ -113,8 +127,8 @@ def watch_cmd(
     from .watch import Watcher
 
     console = Console()
-    configure_tracking(workdir)
     client = connect(tiled_uri, api_key)
+    configure_tracking(workdir, must_exist=True)
     watcher = Watcher(client, model, mode="poll" if poll else "auto", poll_interval=interval,
                       registry_interval=registry_interval, console=console)
     console.print(f"watching {tiled_uri} with {model} (Ctrl+C to stop)")
@@ -174,7 +188,7 @@ def suggest_cmd(
     missing = [str(p) for p in data if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
-    configure_tracking(workdir)
+    configure_tracking(workdir, must_exist=True)
     loaded = load_model(model)
     rows, probs, known = [], [], []
     for path in data:

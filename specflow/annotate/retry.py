@@ -18,13 +18,30 @@ class AnnotationError(RuntimeError):
     """Annotation cannot go on at all (bad credentials, unknown model): stop, don't skip."""
 
 
+class TiledUnreachable(AnnotationError):
+    """The server stayed unreachable through a run's retries: the batch stopped.
+
+    ``results`` holds what was done before it stopped (rerunning the batch resumes it).
+    """
+
+    def __init__(self, message: str, results: list | None = None) -> None:
+        super().__init__(message)
+        self.results = list(results or [])
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all, waiting ``base_delay * 2**i`` s (at most ``max_delay``)."""
+    """``attempts`` tries in all, waiting ``base_delay * 2**i`` s (at most ``max_delay``);
+    no new try starts once ``deadline`` seconds have passed since the first.
 
-    attempts: int = 5
-    base_delay: float = 0.5
+    These retries sit on top of the Tiled client's own (a refused connection is already
+    retried for ~30 s inside one request), so they are few.
+    """
+
+    attempts: int = 3
+    base_delay: float = 1.0
     max_delay: float = 8.0
+    deadline: float = 30.0
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay, self.base_delay * 2**attempt)
@@ -54,7 +71,9 @@ def auth_problem(exc: BaseException) -> AnnotationError | None:
 
 def with_retries(fn: Callable[[], T], policy: RetryPolicy,
                  on_retry: Callable[[int, BaseException], None] | None = None) -> T:
-    """Call ``fn`` until it succeeds, retrying transient errors with backoff (bounded)."""
+    """Call ``fn`` until it succeeds, retrying transient errors with backoff (bounded in
+    tries and in time)."""
+    start = time.monotonic()
     for attempt in range(policy.attempts):
         try:
             return fn()
@@ -62,12 +81,27 @@ def with_retries(fn: Callable[[], T], policy: RetryPolicy,
             problem = auth_problem(exc)
             if problem is not None:
                 raise problem from exc
-            if not is_transient(exc) or attempt == policy.attempts - 1:
-                raise
             wait = policy.delay(attempt)
+            if (not is_transient(exc) or attempt == policy.attempts - 1
+                    or time.monotonic() - start + wait > policy.deadline):
+                raise
             logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, attempt + 1,
                            policy.attempts - 1, wait)
             if on_retry is not None:
                 on_retry(attempt + 1, exc)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def unreachable(uri: str, timeout: float = 5.0) -> str | None:
+    """Why the server at ``uri`` cannot be reached (one quick request, no retries), else None.
+
+    Any HTTP answer, even an error, means it is reachable.
+    """
+    try:
+        httpx.get(uri, timeout=timeout, follow_redirects=True)
+    except httpx.TransportError as exc:
+        return f"cannot reach Tiled at {uri}: {type(exc).__name__}: {exc}"
+    except httpx.InvalidURL as exc:
+        return f"invalid Tiled URI {uri!r}: {exc}"
+    return None

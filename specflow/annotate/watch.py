@@ -23,12 +23,15 @@ from .retry import RetryPolicy
 logger = logging.getLogger(__name__)
 
 
-def needs_annotation(md: Any, version: str) -> bool:
-    """A finished run not yet labelled by model ``version`` (guards against our own update)."""
+def needs_annotation(md: Any, name: str, version: str) -> bool:
+    """A finished run without a node of model ``name`` ``version`` (guards against our own
+    metadata update re-triggering us, and against two watchers of different models
+    re-publishing in turn)."""
     if "stop" not in md or not md.get("stop"):
         return False
-    block = md.get("specflow") or {}
-    return str((block.get("model") or {}).get("version")) != str(version)
+    nodes = ((md.get("specflow") or {}).get("nodes") or {}).values()
+    return not any(n.get("model_name") == name and str(n.get("model_version")) == str(version)
+                   for n in nodes if isinstance(n, dict))
 
 
 class Watcher:
@@ -67,7 +70,7 @@ class Watcher:
     # -------------------------------------------------------------- discovery
     def _on_metadata(self, update: Any) -> None:
         md = getattr(update, "metadata", None) or {}
-        if self.model is not None and needs_annotation(md, self.model.version):
+        if self.model is not None and needs_annotation(md, self.model.name, self.model.version):
             self._queue.put(update.key)
 
     def _subscribe(self) -> Any | None:
@@ -111,7 +114,8 @@ class Watcher:
             return
         old = self.model.version
         self.model = load_model(self.model_uri)
-        uids = list(search(self.client, Key("specflow.model.version") == int(old)))
+        uids = list(search(self.client, Key("specflow.model.name") == self.model.name,
+                           Key("specflow.model.version") == int(old)))
         self._say(f"[bold]alias moved[/]: {self.model_uri} is now version {version}; "
                   f"re-annotating {len(uids)} run(s) labelled by version {old}")
         self._reannotate(uids)
@@ -174,7 +178,7 @@ class Watcher:
                 except Exception as exc:  # e.g. Tiled restarting: the poll finds it later
                     logger.warning("cannot read run %s: %s", uid, exc)
                     continue
-                if needs_annotation(md, self.model.version):
+                if needs_annotation(md, self.model.name, self.model.version):
                     self._handle(uid)
         finally:
             if sub is not None:

@@ -1,7 +1,19 @@
-"""The derived-data node beside a run: ``<run>/specflow/v<version>`` (spec SpecflowPhases)."""
+"""The derived-data nodes beside a run: ``<run>/specflow/<model>-v<version>[-r<n>]``.
+
+One node per model name, version and (forced) revision, spec ``SpecflowPhases``. Nodes are
+never rewritten in place: a node is created ``partial`` under a writer's lease, filled, then
+marked ``complete``; a forced re-annotation writes the next revision beside it. Only a
+``partial`` node whose lease has expired (its writer died) is ever deleted.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -9,9 +21,69 @@ import pandas as pd
 
 CONTAINER = "specflow"
 SPEC_NAME = "SpecflowPhases"
-SPEC_VERSION = "1"
+SPEC_VERSION = "2"
 COMPLETE = "complete"
 PARTIAL = "partial"
+LEASE_SECONDS = 300.0
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_KEY = re.compile(r"^(?P<base>.+-v(?P<version>\d+))(?:-r(?P<revision>\d+))?$")
+
+
+def node_base(model_name: str, version: str | int) -> str:
+    """``<model>-v<version>``, the model name reduced to characters safe in a Tiled key."""
+    return f"{_UNSAFE.sub('_', model_name).strip('_') or 'model'}-v{int(version)}"
+
+
+def node_key(model_name: str, version: str | int, revision: int = 1) -> str:
+    """Key of one annotation node; revisions after the first get ``-r<n>``."""
+    base = node_base(model_name, version)
+    return base if revision <= 1 else f"{base}-r{revision}"
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who is writing: recorded in a partial node so other annotators leave it alone."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    lease_seconds: float = LEASE_SECONDS
+
+    def lease(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return {"id": self.id, "host": self.host, "pid": self.pid,
+                "since": now.isoformat(timespec="seconds"),
+                "expires": (now + timedelta(seconds=self.lease_seconds)).isoformat(
+                    timespec="seconds")}
+
+
+@dataclass(frozen=True)
+class Node:
+    """An annotation node of one model version, as found in a run's container."""
+
+    key: str
+    revision: int
+    status: str
+    metadata: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+    def leased_by_other(self, me: Writer, now: datetime | None = None) -> bool:
+        """A partial node another live writer is still filling (its lease not expired)."""
+        lease = self.metadata.get("writer") or {}
+        if self.complete or not lease or lease.get("id") == me.id:
+            return False
+        try:
+            expires = datetime.fromisoformat(lease["expires"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        return expires > (now or datetime.now(UTC))
+
+    def describe_writer(self) -> str:
+        lease = self.metadata.get("writer") or {}
+        return f"{lease.get('host')} pid {lease.get('pid')} since {lease.get('since')}"
 
 
 def specflow_container(run_base: Any, create: bool = False) -> Any | None:
@@ -20,21 +92,47 @@ def specflow_container(run_base: Any, create: bool = False) -> Any | None:
         return run_base[CONTAINER]
     if not create:
         return None
-    return run_base.create_container(
-        CONTAINER, metadata={"description": "specflow phase annotations, one node per model "
-                             "version; the run's metadata 'specflow.latest' names the newest"})
+    try:
+        return run_base.create_container(
+            CONTAINER, metadata={"description": "specflow phase annotations, one node per "
+                                 "model, version and revision; the run's metadata "
+                                 "'specflow.latest' names the published one"})
+    except Exception as exc:  # another annotator created it first
+        if status_code(exc) == 409:
+            return run_base[CONTAINER]
+        raise
 
 
-def node_state(container: Any | None, key: str) -> tuple[str | None, dict]:
-    """(``complete``/``partial``/None, node metadata) of annotation node ``key``."""
-    if container is None or key not in container:
-        return None, {}
-    md = dict(container[key].metadata)
-    return (COMPLETE if md.get("status") == COMPLETE else PARTIAL), md
+def model_nodes(container: Any | None, model_name: str, version: str | int) -> list[Node]:
+    """This model version's nodes in ``container``, oldest revision first.
+
+    A node whose metadata names another model (two names that reduce to the same key) is
+    not this model's and is left out.
+    """
+    if container is None:
+        return []
+    base = node_base(model_name, version)
+    found = []
+    for key, child in container.items():
+        match = _KEY.match(key)
+        if match is None or match["base"] != base:
+            continue
+        md = dict(child.metadata)
+        if md.get("model_name", model_name) != model_name:
+            continue
+        status = COMPLETE if md.get("status") == COMPLETE else PARTIAL
+        found.append(Node(key, int(match["revision"] or 1), status, md))
+    return sorted(found, key=lambda n: n.revision)
+
+
+def status_code(exc: BaseException) -> int | None:
+    """HTTP status of a Tiled client error, else None."""
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
 
 
 def drop_node(container: Any, key: str) -> None:
-    """Delete a half-written node (its arrays and table too)."""
+    """Delete an abandoned partial node (its arrays and table too)."""
     container.delete_contents(key, recursive=True, external_only=False)
 
 
@@ -52,16 +150,22 @@ def phase_table(seq_num: np.ndarray, time: np.ndarray, pressure: np.ndarray,
     })
 
 
-def write_node(container: Any, key: str, table: pd.DataFrame, summary: dict[str, Any]) -> Any:
-    """Create node ``key`` as partial, write its arrays and table, then mark it complete.
+def create_node(container: Any, key: str, summary: dict[str, Any], me: Writer) -> Any:
+    """Create node ``key`` as partial under ``me``'s lease (409 if someone was first)."""
+    from tiled.structures.core import Spec
+
+    model = summary["model"]
+    return container.create_container(
+        key, metadata={"status": PARTIAL, "model": model, "model_name": model["name"],
+                       "writer": me.lease()},
+        specs=[Spec(SPEC_NAME, version=SPEC_VERSION)])
+
+
+def fill_node(node: Any, table: pd.DataFrame, summary: dict[str, Any]) -> Any:
+    """Write the arrays and the table into a partial node, then mark it complete.
 
     Readers (and a retry) can therefore tell a half-written node from a finished one.
     """
-    from tiled.structures.core import Spec
-
-    node = container.create_container(
-        key, metadata={"status": PARTIAL, "model": summary["model"]},
-        specs=[Spec(SPEC_NAME, version=SPEC_VERSION)])
     probs = table[["p0", "p1", "p2"]].to_numpy(dtype=np.float32)
     node.write_array(table["label"].to_numpy(dtype=np.int8), key="label", dims=["curve"],
                      metadata={"flag_values": [0, 1, 2],

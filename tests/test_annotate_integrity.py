@@ -1,0 +1,170 @@
+"""Labels in Tiled are never overwritten or lost (issue #18): other model names, concurrent
+annotators, abandoned and leased partial nodes, forced revisions, a server that dies."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from conftest import PHASE_MODEL, record_ramp
+
+from specflow.annotate import TiledUnreachable, annotate, annotate_run, load_model
+from specflow.annotate.retry import RetryPolicy
+from specflow.annotate.writer import node_key
+
+K1 = node_key(PHASE_MODEL, 1)
+OTHER = "other-phase-model"
+
+
+@pytest.fixture(scope="module")
+def other_model(phase_registry):
+    """The champion's weights registered again under another model name."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(phase_registry.uri)
+    mlflow.set_registry_uri(phase_registry.uri)
+    source = MlflowClient().get_model_version(PHASE_MODEL, phase_registry.versions[0])
+    version = mlflow.register_model(source.source, OTHER).version
+    return f"models:/{OTHER}/{version}"
+
+
+def ramps(client, n: int, seed: int) -> list[str]:
+    md = {"sample": f"integrity-{uuid.uuid4().hex[:8]}"}
+    return [record_ramp(client, stop=25.0, num=20, seed=seed + i, md=md) for i in range(n)]
+
+
+def complete_nodes(client, uid: str) -> dict[str, dict]:
+    container = client[uid].base["specflow"]
+    return {k: dict(v.metadata) for k, v in container.items()}
+
+
+def test_another_model_name_gets_its_own_node(tiled_client, mlflow_store, other_model):
+    (uid,) = ramps(tiled_client, 1, seed=40)
+    champion = load_model(mlflow_store.champion)
+    assert annotate_run(tiled_client, uid, champion).status == "written"
+    before = complete_nodes(tiled_client, uid)[K1]
+    other = load_model(other_model)
+    quiet = annotate_run(tiled_client, uid, other, publish=False)
+    assert quiet.status == "written" and quiet.node == f"{OTHER}-v1"
+    assert "not published" in quiet.reason
+    block = tiled_client[uid].metadata["specflow"]
+    assert block["model"]["name"] == PHASE_MODEL and block["latest"] == K1
+    assert set(block["nodes"]) == {K1, f"{OTHER}-v1"}
+    result = annotate_run(tiled_client, uid, other)  # publishing moves to the other name
+    assert result.status == "written" and "restored" in result.reason
+    assert tiled_client[uid].metadata["specflow"]["model"]["name"] == OTHER
+    nodes = complete_nodes(tiled_client, uid)
+    assert nodes[K1] == before  # the first model's node untouched
+    assert nodes[f"{OTHER}-v1"]["model_name"] == OTHER
+    assert {n["status"] for n in nodes.values()} == {"complete"}
+
+
+def test_force_writes_a_revision_and_deletes_nothing(tiled_client, mlflow_store):
+    (uid,) = ramps(tiled_client, 1, seed=45)
+    model = load_model(mlflow_store.champion)
+    annotate_run(tiled_client, uid, model)
+    first = tiled_client[uid].base["specflow"][K1]["label"].read()
+    forced = annotate_run(tiled_client, uid, model, force=True)
+    assert forced.status == "written" and forced.node == f"{K1}-r2"
+    assert set(tiled_client[uid].base["specflow"]) == {K1, f"{K1}-r2"}
+    assert np.array_equal(tiled_client[uid].base["specflow"][K1]["label"].read(), first)
+    assert tiled_client[uid].metadata["specflow"]["latest"] == f"{K1}-r2"
+    assert annotate_run(tiled_client, uid, model).status == "skipped"
+
+
+def test_a_leased_partial_node_is_left_alone_until_its_lease_expires(tiled_client,
+                                                                      mlflow_store):
+    (uid,) = ramps(tiled_client, 1, seed=47)
+    model = load_model(mlflow_store.champion)
+    container = tiled_client[uid].base.create_container("specflow")
+    now = datetime.now(UTC)
+    lease = {"id": "someone-else", "host": "beamline-ws", "pid": 4242,
+             "since": now.isoformat(), "expires": (now + timedelta(minutes=5)).isoformat()}
+    busy = container.create_container(K1, metadata={"status": "partial", "writer": lease,
+                                                    "model_name": PHASE_MODEL})
+    busy.write_array(np.zeros(2, dtype=np.int8), key="label")
+    result = annotate_run(tiled_client, uid, model)
+    assert result.status == "skipped" and "beamline-ws pid 4242" in result.reason
+    assert len(tiled_client[uid].base["specflow"][K1]["label"].read()) == 2  # untouched
+    busy.update_metadata({"writer": {**lease, "expires": (now - timedelta(seconds=1))
+                                     .isoformat()}})
+    result = annotate_run(tiled_client, uid, model)  # its writer died: repaired
+    assert result.status == "written" and "abandoned" in result.reason
+    assert len(tiled_client[uid].base["specflow"][K1]["label"].read()) == 20
+
+
+def test_two_concurrent_annotators_never_destroy_each_others_nodes(tiled_server,
+                                                                    mlflow_store):
+    client = tiled_server.client()
+    uids = ramps(client, 4, seed=50)
+    model = load_model(mlflow_store.champion)
+    deleted: list[str] = []
+    outcomes: dict[str, list] = {}
+
+    def worker(name: str) -> None:
+        own = tiled_server.client()  # its own connection, as a second process would have
+        outcomes[name] = annotate(own, uids, model=model)
+
+    from specflow.annotate import writer
+
+    real_drop = writer.drop_node
+    writer.drop_node = lambda container, key: (deleted.append(key), real_drop(container, key))
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        writer.drop_node = real_drop
+    assert deleted == []
+    for i, uid in enumerate(uids):
+        statuses = sorted(outcomes[w][i].status for w in ("a", "b"))
+        assert statuses in (["skipped", "written"], ["written", "written"]), statuses
+        nodes = complete_nodes(client, uid)
+        assert set(nodes) == {K1}, nodes  # exactly one node, complete, never rewritten
+        assert nodes[K1]["status"] == "complete"
+        assert len(client[uid].base["specflow"][K1]["label"].read()) == 20
+        assert client[uid].metadata["specflow"]["latest"] == K1
+
+
+def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflow_store):
+    import stamina
+
+    from specflow.ingest.server import tiled_server
+
+    model = load_model(mlflow_store.champion)
+    server = tiled_server(tmp_path / "tiled")
+    info = server.__enter__()
+    try:
+        client = info.client()
+        uids = ramps(client, 4, seed=60)
+        port = int(info.base_url.rsplit(":", 1)[1])
+
+        def kill_after_first(result) -> None:
+            if result.uid == uids[0]:
+                server.__exit__(None, None, None)
+
+        t0 = time.monotonic()
+        with stamina.set_testing(True, attempts=1), pytest.raises(TiledUnreachable) as err:
+            annotate(client, uids, model=model, on_result=kill_after_first,
+                     retry=RetryPolicy(attempts=3, base_delay=0.2, deadline=2.0))
+        elapsed = time.monotonic() - t0
+    finally:
+        server.__exit__(None, None, None)
+    done = err.value.results
+    assert [r.status for r in done] == ["written", "failed"] and done[1].unreachable
+    assert "stopped after 2 of 4 runs" in str(err.value) and "run the same command" in str(
+        err.value)
+    assert elapsed < 30  # one run's retry budget, not one per remaining run
+    with tiled_server(tmp_path / "tiled", api_key=info.api_key, port=port) as again:
+        client = again.client()
+        resumed = annotate(client, uids, model=model)
+        assert [r.status for r in resumed] == ["skipped", "written", "written", "written"]
+        for uid in uids:
+            assert complete_nodes(client, uid)[K1]["status"] == "complete"
