@@ -81,6 +81,11 @@ def ood_scores(bundle: dict, runs: dict) -> list[float]:
     return out
 
 
+def pct(value: float | None) -> str:
+    """A fraction as a percentage with one decimal; "—" when there was nothing to score."""
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
 def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     mean, half = mean_interval([v * scale for v in values if v is not None])
     if not np.isfinite(mean):
@@ -194,16 +199,16 @@ def main() -> None:
                     results[(t, seed, method, strategy)] = res
                     o, w = res["overall"], res["within_run"]["overall"]
                     print(f"{t:>5} seed {seed:>3} {METHOD_NAMES[method]:>12} {strategy:>6}: "
-                          f"cross P/R {100 * o['precision']:.1f}/{100 * o['recall']:.1f} "
+                          f"cross P/R {pct(o['precision'])}/{pct(o['recall'])} "
                           f"onset {o['onset_error_gpa']:.2f} GPa | within P/R "
-                          f"{100 * w['precision']:.1f}/{100 * w['recall']:.1f} | labels "
+                          f"{pct(w['precision'])}/{pct(w['recall'])} | labels "
                           f"{res['labels_per_class']} | {res['seconds']:.0f} s "
                           f"(total {(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
                     for name, b in res.get("baselines", {}).items():
                         print(f"{'':>22}control {name:>9}: cross P/R "
-                              f"{100 * b['precision']:.1f}/{100 * b['recall']:.1f} onset "
+                              f"{pct(b['precision'])}/{pct(b['recall'])} onset "
                               f"{b['onset_error_gpa']:.2f} | within R "
-                              f"{100 * b['within_run']['recall']:.1f}", flush=True)
+                              f"{pct(b['within_run']['recall'])}", flush=True)
     args.controls = [c for c in args.controls
                      if any(c in r.get("baselines", {}) for r in results.values())]
     print_tables(results, args)

@@ -6,12 +6,11 @@
 * ``raw``: the linear probe on the preprocessed curves themselves;
 * ``untrained``: the linear probe on a randomly initialised ConvSC encoder;
 * ``reference``: the linear probe on the authors' released encoder, when its checkpoint is
-  present (``SPECFLOW_REFERENCE_DIR``).
+  present (``$SPECFLOW_REFERENCE_DIR``, else ``../shared/reference`` beside the checkout).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,12 @@ REFERENCE_FILE = "specrrmoco_feo_backbone.tar"
 
 
 def reference_checkpoint() -> Path | None:
-    """The released SpecRRMoco checkpoint under ``$SPECFLOW_REFERENCE_DIR``, if present."""
-    root = os.environ.get("SPECFLOW_REFERENCE_DIR")
-    path = Path(root) / REFERENCE_FILE if root else None
-    return path if path is not None and path.exists() else None
+    """The released SpecRRMoco checkpoint (:func:`~specflow.models.convsc.reference_dir`),
+    if present."""
+    from specflow.models.convsc import reference_dir
+
+    path = reference_dir() / REFERENCE_FILE
+    return path if path.exists() else None
 
 
 def control_encoder(name: str, seed: int = 0) -> torch.nn.Module:
@@ -40,7 +41,8 @@ def control_encoder(name: str, seed: int = 0) -> torch.nn.Module:
     if name == "reference":
         path = reference_checkpoint()
         if path is None:
-            raise FileNotFoundError(f"no {REFERENCE_FILE} under $SPECFLOW_REFERENCE_DIR")
+            raise FileNotFoundError(f"no {REFERENCE_FILE} in $SPECFLOW_REFERENCE_DIR or "
+                                    "../shared/reference")
         return load_reference_encoder(path).eval()
     raise ValueError(f"{name!r} is not an encoder control; use 'untrained' or 'reference'")
 

@@ -13,6 +13,10 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, o
     """Weighted precision/recall/F1, macro-F1, recall of "during" (1), accuracy, confusion."""
     labels = [0, 1, 2]
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0:  # nothing to score (e.g. every curve of the runs was labelled)
+        return {"precision": None, "recall": None, "f1": None, "macro_f1": None,
+                "during_recall": None, "accuracy": None,
+                "confusion": np.zeros((3, 3), int).tolist(), "n": 0}
     during = y_true == 1
     return {
         "precision": float(skm.precision_score(y_true, y_pred, average="weighted",
