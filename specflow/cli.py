@@ -9,12 +9,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from specflow.errors import ErrorBoundary
+from specflow.options import fraction
+
 app = typer.Typer(
     help="specflow: phase labels for streams of X-ray diffraction curves.",
     no_args_is_help=True,
     add_completion=False,
+    cls=ErrorBoundary,
 )
 console = Console()
+
+
+@app.callback()
+def main(ctx: typer.Context, debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of any error.")) -> None:
+    """specflow: phase labels for streams of X-ray diffraction curves."""
+    ctx.meta["specflow.debug"] = debug
+
+
+class Cell(StrEnum):
+    dDAC = "dDAC"
+    mDAC = "mDAC"
 
 
 class Preset(StrEnum):
@@ -41,7 +57,7 @@ def simulate(
                                "of the transition."),
     decompress_to: float = typer.Option(None, help="Decompress to this pressure (GPa) in the "
                                         "last third of the run."),
-    cell: str = typer.Option("dDAC", help="dDAC (smooth ramp) or mDAC (membrane steps)."),
+    cell: Cell = typer.Option(Cell.dDAC, help="dDAC (smooth ramp) or mDAC (membrane steps)."),
     rate: float = typer.Option(1.0, min=1e-6, help="Mean compression rate (GPa/s)."),
     energy: float = typer.Option(None, help="Beam energy (keV); default: the preset's."),
     peak_counts: float = typer.Option(None, help="Counts at the strongest ambient peak "
@@ -66,6 +82,9 @@ def simulate(
         return
     if out is None:
         raise typer.BadParameter("an output path is needed", param_hint="--out")
+    if preset != Preset.paper and runs == 1 and out.suffix.lower() not in (".nc", ".csv"):
+        raise typer.BadParameter(f"{out}: write a .nc or .csv file (or a directory with "
+                                 "--runs > 1)", param_hint="--out")
     if cif:
         if not onset:
             raise typer.BadParameter("--cif needs --onset ONSET END", param_hint="--onset")
@@ -105,7 +124,7 @@ def simulate(
         console.print(table)
         return
     ds = simulate_run(transition, curves, seed=seed, start=start, stop=stop,
-                      decompress_to=decompress_to, cell=cell, rate=rate,
+                      decompress_to=decompress_to, cell=cell.value, rate=rate,
                       peak_counts=peak_counts, energy_kev=energy, preset=preset.value)
     path = write_spectra(ds, out)
     counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
@@ -134,19 +153,26 @@ def demo(
     workdir: Path = typer.Option(Path("work"), help="Where Tiled, MLflow and figures live."),
     runs: int = typer.Option(2, min=1, help="Simulated runs per material (Fe, FeO)."),
     curves: int = typer.Option(300, min=30, help="Curves per run."),
-    epochs: int = typer.Option(10, help="Pretraining epochs (quick CPU preset otherwise)."),
-    label_fraction: float = typer.Option(0.03, help="Fraction of curves with labels."),
+    epochs: int = typer.Option(10, min=1, help="Pretraining epochs."),
+    label_fraction: float = typer.Option(0.03, callback=fraction,
+                                         help="Fraction of curves with labels (0 < f ≤ 1)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, help="Random seed."),
-    keep: bool = typer.Option(False, help="Keep an existing work dir instead of starting "
-                              "fresh."),
+    keep: bool = typer.Option(False, help="Keep an existing demo work dir instead of "
+                              "starting fresh (fresh removes only the demo's own tiled/, "
+                              "mlflow/ and figures/, and never touches a directory the demo "
+                              "did not create)."),
 ) -> None:
     """End-to-end demo: embedded Tiled + MLflow, ingest, train, promote, annotate, query."""
-    from specflow.demo import DemoConfig, run_demo
+    from specflow.demo import DemoConfig, WorkdirNotOurs, run_demo
 
-    run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves, epochs=epochs,
-                        label_fraction=label_fraction, seed=seed, device=device,
-                        fresh=not keep), console)
+    try:
+        run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves,
+                            epochs=epochs, label_fraction=label_fraction, seed=seed,
+                            device=device, fresh=not keep), console)
+    except WorkdirNotOurs as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
 
 
 def _register_stage_commands() -> None:

@@ -16,6 +16,46 @@ from rich.console import Console
 from rich.table import Table
 
 MODEL_NAME = "specflow-phase"
+MARKER = ".specflow-demo"  # written into a work dir the demo created
+DEMO_ENTRIES = ("tiled", "mlflow", "figures", MARKER)  # all the demo ever writes there
+
+
+class WorkdirNotOurs(RuntimeError):
+    """The work dir holds something the demo did not create: it will not touch it."""
+
+
+def prepare_workdir(workdir: Path, fresh: bool) -> Path:
+    """Create ``workdir`` (with the demo's marker file), or start it afresh.
+
+    Starting afresh removes only what the demo writes (``tiled/``, ``mlflow/``,
+    ``figures/``) and only from a directory carrying the marker (or holding nothing but
+    those, as an older demo left it); any other existing directory must be empty,
+    otherwise :class:`WorkdirNotOurs` is raised and nothing is removed.
+    """
+    workdir = workdir.expanduser().resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirNotOurs(f"--workdir {workdir} is a file, not a directory")
+    entries = {p.name for p in workdir.iterdir()} if workdir.exists() else set()
+    # a marker, or (an older demo's dir without one) nothing but the demo's own entries
+    legacy = bool(entries) and entries <= set(DEMO_ENTRIES) and (
+        (workdir / "mlflow" / "mlflow.db").is_file() or (workdir / "tiled" / "catalog.db")
+        .is_file())
+    marked = MARKER in entries or legacy
+    if entries and not marked:
+        raise WorkdirNotOurs(
+            f"--workdir {workdir} exists and was not created by the specflow demo (no "
+            f"{MARKER} file in it); nothing was removed. Choose a new or empty directory.")
+    if fresh and marked:
+        for name in DEMO_ENTRIES[:-1]:
+            target = workdir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("created by `specflow demo`; it removes only tiled/, "
+                                  "mlflow/ and figures/ here when started afresh\n")
+    return workdir
 
 
 @dataclass
@@ -43,9 +83,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
     from specflow.registry.tracking import configure_tracking
 
     console = console or Console()
-    workdir = cfg.workdir.resolve()
-    if cfg.fresh and workdir.exists():
-        shutil.rmtree(workdir)
+    workdir = prepare_workdir(cfg.workdir, cfg.fresh)
     (workdir / "figures").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     uri = configure_tracking(workdir)

@@ -93,7 +93,7 @@ def test_bad_files_give_clear_errors(tmp_path, run):
 
 
 def test_invalid_dataset_is_not_written(tmp_path):
-    ds = make_spectra(np.ones((2, 3)), [1, 2, 3], [0, 1])
+    ds = make_spectra(np.arange(1.0, 7.0).reshape(2, 3), [1, 2, 3], [0, 1])
     ds["intensity"][0, 0] = np.inf
     with pytest.raises(SpectraValidationError):
         write_netcdf(ds, tmp_path / "x.nc")

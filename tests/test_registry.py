@@ -176,7 +176,8 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
 
     files = [str(write_netcdf(ds.isel(two_theta=slice(None, None, 4)), tmp_path / f"{i}.nc"))
              for i, ds in enumerate(runs)]
-    pipeline_cmd(data=[",".join(files)], epochs=1, device="cpu", label_fraction=0.05,
+    # every given label trains the deployed probe, except an explicit hold-out (issue #15)
+    pipeline_cmd(data=files, epochs=1, device="cpu", holdout=0.25,
                  name="pipeline-model", eval_data=[tmp_path / "0.nc"], workdir=tmp_path)
     client = MlflowClient()
     mv = client.get_model_version_by_alias("pipeline-model", "champion")
@@ -184,6 +185,10 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
     assert run.data.tags["specflow.step"] == "pipeline"
     assert set(k for k in run.data.tags if k.startswith("data.")) == {"data.0.nc", "data.1.nc"}
     assert "pretrain.loss" in run.data.metrics and run.data.metrics["probe_precision"] > 0.5
+    labelled = sum(int((ds["label"].values >= 0).sum()) for ds in runs)
+    held_out = sum(round(0.25 * int((ds["label"].values >= 0).sum())) for ds in runs)
+    assert run.data.metrics["probe_n_labels"] == labelled - held_out
+    assert run.data.params["probe.label_fraction"] == "all"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert {"figures/pretrain_losses.png", "figures/embedding.png"} <= artifacts
     assert any(p.startswith("figures/contour_") for p in artifacts)

@@ -45,11 +45,19 @@ def read_spectra(path: str | Path, **kwargs) -> xr.Dataset:
 
 
 def write_spectra(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write ``ds`` by the suffix of ``path`` (``.nc`` or ``.csv``); returns the path."""
+    """Write ``ds`` by the suffix of ``path`` (``.nc`` or ``.csv``); returns the path.
+
+    Any other suffix is refused (ValueError) rather than written in a format the name
+    does not say.
+    """
     path = Path(path)
-    if path.suffix.lower() == ".csv":
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         return write_csv(ds, path)
-    return write_netcdf(ds, path)
+    if suffix in (".nc", ".h5", ".nc4"):
+        return write_netcdf(ds, path)
+    raise ValueError(f"{path}: cannot write spectra as {suffix or 'a file without suffix'!r};"
+                     " use .nc (NetCDF-4) or .csv")
 
 
 def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
@@ -67,8 +75,13 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        ds = ds.load()
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except (OSError, ValueError) as exc:
+        raise SpectraValidationError(
+            [f"{path}: not a readable NetCDF-4 spectra file ({str(exc).splitlines()[0]})"]
+        ) from exc
     if LABEL in ds:
         ds[LABEL] = ds[LABEL].astype(np.int8)
     try:
@@ -179,7 +192,12 @@ def write_csv(ds: xr.Dataset, path: str | Path) -> Path:
 def read_csv(path: str | Path) -> xr.Dataset:
     """Read the wide CSV layout written by :func:`write_csv`."""
     path = Path(path)
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SpectraValidationError([f"{path}: not a spectra CSV ({exc})"]) from exc
+    if table.empty:
+        raise SpectraValidationError([f"{path}: no rows (one row per curve expected)"])
     meta_cols = [c for c in table.columns if c in (PRESSURE, TIME, LABEL)]
     grid_cols = [c for c in table.columns if c not in meta_cols]
     try:
@@ -188,6 +206,14 @@ def read_csv(path: str | Path) -> xr.Dataset:
         raise SpectraValidationError(
             [f"{path}: columns other than pressure/time/label must be 2θ values ({err})"]
         ) from None
+    numeric = table.apply(pd.to_numeric, errors="coerce")
+    odd = numeric.isna() & table.notna()
+    if odd.to_numpy().any():
+        row, col = (int(v[0]) for v in np.nonzero(odd.to_numpy()))
+        raise SpectraValidationError(
+            [f"{path}: line {row + 2} (curve {row}), column {table.columns[col]!r}: "
+             f"{table.iat[row, col]!r} is not a number"])
+    table = numeric
     try:
         return make_spectra(
             table[grid_cols].to_numpy(dtype=float),

@@ -31,6 +31,7 @@ TRUE_LABEL = "true_label"  # simulations with noisy labels: the truth beside wha
 PHASE_NAMES = {0: "before", 1: "during", 2: "after"}
 UNKNOWN_LABEL = -1
 HC_KEV_ANGSTROM = 12.398419843320026  # h·c in keV·Å
+PLAUSIBLE_PRESSURE = (-10.0, 1000.0)  # GPa: a gauge's slight negative offset … beyond any DAC
 MAX_MISSING_FRACTION = 0.5  # NaN marks bins without data (detector gaps); at most this share
 
 
@@ -86,6 +87,21 @@ def check_arrays(
             f"intensity has {int(infinite.sum())} inf values in {len(curves)} curve(s): "
             f"curve index {_ranges(curves)}"
         )
+    if n_points:
+        ok = np.isfinite(intensity)
+        top = np.where(ok, intensity, -np.inf).max(axis=1)
+        bottom = np.where(ok, intensity, np.inf).min(axis=1)
+        top[~ok.any(axis=1)] = bottom[~ok.any(axis=1)] = np.nan  # all-NaN: reported below
+        flat = np.flatnonzero(top == bottom)
+        if flat.size:
+            problems.append(f"{flat.size} curve(s) are constant (e.g. all zero), with no "
+                            f"diffraction signal: curve index {_ranges(flat)}")
+        flipped = np.flatnonzero((top <= 0) | (bottom < -np.abs(top)))
+        flipped = np.setdiff1d(flipped, flat)
+        if flipped.size:
+            problems.append(f"{flipped.size} curve(s) are mostly negative (negative values "
+                            "larger than their highest peak: sign-flipped or over-subtracted "
+                            f"background?): curve index {_ranges(flipped)}")
     missing = np.isnan(intensity).mean(axis=1) > MAX_MISSING_FRACTION if n_points else []
     if np.any(missing):
         curves = np.flatnonzero(missing)
@@ -120,10 +136,25 @@ def check_arrays(
         elif not np.all(np.isfinite(pressure)):
             missing = np.flatnonzero(~np.isfinite(pressure))
             problems.append(f"missing pressure for curve index {_ranges(missing)}")
+        else:
+            lo, hi = PLAUSIBLE_PRESSURE
+            odd = np.flatnonzero((pressure < lo) | (pressure > hi))
+            if odd.size:
+                problems.append(
+                    f"pressure outside {lo:g}…{hi:g} GPa (wrong unit or gauge?) for curve "
+                    f"index {_ranges(odd)}: e.g. {float(pressure[odd[0]]):g} GPa")
     if time is not None and np.shape(time) != (n_curves,):
         problems.append(
             f"time has shape {np.shape(time)} but there are {n_curves} curves (length mismatch)"
         )
+    elif time is not None:
+        try:
+            bad = np.flatnonzero(~np.isfinite(np.asarray(time, dtype=float)))
+        except (TypeError, ValueError):
+            problems.append(f"time must be numbers (s), got dtype {np.asarray(time).dtype}")
+        else:
+            if bad.size:
+                problems.append(f"time is NaN/inf for curve index {_ranges(bad)}")
     if label is not None:
         label = np.asarray(label)
         if label.shape != (n_curves,):

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from specflow.options import LabelStrategy, Method, fraction
+
 
 class ManyValuesCommand(TyperCommand):
     """A command whose list options (``--data``, ``--test``) take every value up to the next
@@ -68,19 +70,21 @@ def evaluate_command(
     test: Annotated[list[Path] | None, typer.Option(
         "--test", help="Whole runs the model never sees (cross-run protocol): scored only. "
                        "Several after one flag. Without it: within-run on --data.")] = None,
-    method: Annotated[str, typer.Option(
-        help="rrmoco, rr, moco, selftime, raw (probe on the curves) or untrained.")] = "rrmoco",
+    method: Annotated[Method, typer.Option(
+        help="rrmoco, rr, moco, selftime, raw (probe on the curves) or untrained.")
+    ] = Method.rrmoco,
     label_fraction: Annotated[
-        float, typer.Option("--label-fraction", help="Fraction of each --data run's curves "
-                            "whose labels the probe sees.")
+        float, typer.Option("--label-fraction", callback=fraction,
+                            help="Fraction of each --data run's curves whose labels the "
+                            "probe sees.")
     ] = 0.03,
-    label_strategy: Annotated[str, typer.Option(
+    label_strategy: Annotated[LabelStrategy, typer.Option(
         "--label-strategy",
         help="even: evenly spaced in acquisition order, blind to the classes (default); "
              "stratified: per class, spread (uses the classes; the paper's protocol); "
              "suggest: half even, the rest where the probe is least sure.",
-    )] = "even",
-    epochs: Annotated[int | None, typer.Option(help="Pretraining epochs.")] = None,
+    )] = LabelStrategy.even,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Pretraining epochs.")] = None,
     augmentation: Annotated[str | None, typer.Option(
         help="Augmentation group (release, xrd, G0, G1, G2, physics); default: the "
              "preset's (xrd on CPU, release with the paper preset on GPU).",

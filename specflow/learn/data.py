@@ -38,8 +38,13 @@ class Curves:
             self.truth = self.label
 
 
-def common_grid(datasets: list[xr.Dataset], n_points: int | None = None) -> np.ndarray:
-    """The shared grid: the data's own grid if all runs agree, else the overlap with n_points."""
+def common_grid(datasets: list[xr.Dataset], n_points: int | None = None,
+                crop_to_overlap: bool = False) -> np.ndarray:
+    """The shared 2θ grid of the legacy preprocessing: the data's own grid if all runs agree
+    (resampled to ``n_points`` when given). Runs covering different ranges are refused
+    unless ``crop_to_overlap`` (then: the overlap, with ``n_points``), so no data are
+    cropped silently; a fixed-grid :class:`Preprocessing` (the Q-grid default) needs none
+    of this."""
     grids = [ds[TWO_THETA].values.astype(float) for ds in datasets]
     same = all(g.shape == grids[0].shape and np.allclose(g, grids[0]) for g in grids)
     if same and (n_points is None or n_points == grids[0].size):
@@ -47,6 +52,14 @@ def common_grid(datasets: list[xr.Dataset], n_points: int | None = None) -> np.n
     lo, hi = max(g[0] for g in grids), min(g[-1] for g in grids)
     if lo >= hi:
         raise ValueError("the runs' 2θ ranges do not overlap")
+    step = max(float(np.median(np.diff(g))) for g in grids)
+    spans = [(float(g[0]), float(g[-1])) for g in grids]
+    if not crop_to_overlap and any(abs(a - lo) > step or abs(b - hi) > step for a, b in spans):
+        shown = ", ".join(f"{a:.2f}–{b:.2f}°" for a, b in spans[:4])
+        raise ValueError(
+            f"the runs cover different 2θ ranges ({shown}); cropping to their overlap "
+            f"{lo:.2f}–{hi:.2f}° would drop data: use a fixed-grid Preprocessing (the Q-grid "
+            "default) or pass crop_to_overlap=True")
     return np.linspace(lo, hi, n_points or grids[0].size)
 
 
@@ -63,6 +76,7 @@ def to_curves(
     grid: np.ndarray | None = None,
     n_points: int | None = None,
     preprocessing: Preprocessing | None = None,
+    crop_to_overlap: bool = False,
 ) -> Curves:
     """Prepare runs for a model (:func:`~specflow.data.preprocess.prepare_curves`) and stack
     them. ``grid`` (e.g. a trained model's) overrides the preprocessing's; without
@@ -71,7 +85,7 @@ def to_curves(
     datasets = [data] if isinstance(data, xr.Dataset) else list(data)
     cfg = preprocessing or Preprocessing.legacy()
     if grid is None and cfg.grid is None:
-        grid = common_grid(datasets, n_points)
+        grid = common_grid(datasets, n_points, crop_to_overlap)
     xs, runs, orders, pressures, labels, truths = [], [], [], [], [], []
     for i, ds in enumerate(datasets):
         prepared = prepare_curves(ds[INTENSITY].values, ds[TWO_THETA].values, cfg,

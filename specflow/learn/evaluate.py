@@ -29,6 +29,7 @@ from specflow.learn import controls
 from specflow.learn.data import Curves, to_curves
 from specflow.learn.decode import DecoderConfig, decode, transition_pressures
 from specflow.learn.metrics import classification_report, expected_calibration_error
+from specflow.learn.names import LABEL_STRATEGIES, METHOD_NAMES, METHODS, SSL_METHODS
 from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
 from specflow.learn.probe import (
     ProbeConfig,
@@ -36,14 +37,6 @@ from specflow.learn.probe import (
     fit_probe,
     select_labels,
 )
-
-LABEL_STRATEGIES = ("even", "stratified", "suggest")
-SSL_METHODS = ("rrmoco", "rr", "moco", "selftime")
-METHOD_NAMES = {"rrmoco": "SpecRRMoco", "rr": "SpecRR", "moco": "SpecMoco",
-                "selftime": "SpecSelfTime", "raw": "raw curves",
-                "untrained": "untrained encoder", "reference": "released encoder",
-                "pressure": "pressure only", "neighbour": "nearest labelled neighbour"}
-METHODS = (*SSL_METHODS, "raw", "untrained")
 
 
 def read_dataset(path: Path) -> xr.Dataset:

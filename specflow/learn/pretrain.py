@@ -35,6 +35,7 @@ from specflow.learn.losses import (
     intra_relation_loss,
 )
 from specflow.learn.moco import MoCo
+from specflow.learn.names import SSL_METHODS
 from specflow.learn.schedule import learning_rate
 from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
 from specflow.models.heads import (
@@ -44,7 +45,7 @@ from specflow.models.heads import (
     ProjectionHead,
 )
 
-METHODS = ("rrmoco", "rr", "moco", "selftime")
+METHODS = SSL_METHODS
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -86,6 +87,9 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        if int(self.epochs) < 0 or int(self.batch_size) < 2:  # 0 epochs: initialised only
+            raise ValueError(f"epochs must be ≥ 0 and batch_size ≥ 2 (got {self.epochs}, "
+                             f"{self.batch_size})")
         if isinstance(self.preprocessing, dict):  # from a saved checkpoint
             self.preprocessing = Preprocessing.from_dict(self.preprocessing)
 

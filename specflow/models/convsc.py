@@ -192,9 +192,25 @@ def reference_dir() -> Path:
     return Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 
 
-def load_reference_state(path: str | Path) -> dict[str, Tensor]:
-    """Read the reference checkpoint's ``state_dict`` (trusted local file, full unpickling)."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+def load_reference_state(path: str | Path, trusted: bool = False) -> dict[str, Tensor]:
+    """Read the reference checkpoint's ``state_dict``.
+
+    Loaded with ``weights_only=True`` (tensors, plain containers and ``argparse.Namespace``
+    hyper-parameters; no code runs). A checkpoint holding other Python objects needs
+    ``trusted=True`` — full unpickling, which can run code: only for a file you trust.
+    """
+    import argparse
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trusted:
+            raise ValueError(
+                f"{path}: the checkpoint holds Python objects beyond tensors; load it with "
+                "trusted=True only if you trust the file (unpickling can run code)") from exc
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     return ckpt.get("state_dict", ckpt)
 
 

@@ -14,10 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from specflow.options import SSLMethod, TrainPreset, fraction
+
 console = Console()
 
 DataOpt = Annotated[list[str] | None, typer.Option(
-    "--data", help="Spectra files (.nc/.csv); repeat or separate with commas.")]
+    "--data", help="Spectra file (.nc/.csv/...) or a quoted glob like 'runs/*.nc'; "
+    "repeatable. Paths are taken as given (spaces, commas and brackets are fine).")]
 TiledUriOpt = Annotated[str | None, typer.Option(
     "--tiled-uri", envvar="TILED_URI", help="Read runs from this Tiled server instead.")]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="TILED_API_KEY",
@@ -28,28 +31,48 @@ QueryOpt = Annotated[list[str] | None, typer.Option(
 WorkdirOpt = Annotated[Path, typer.Option(
     "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset.")]
 NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
-MethodOpt = Annotated[str, typer.Option(help="rrmoco, rr, moco or selftime.")]
-EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default from --preset).")]
-PresetOpt = Annotated[str, typer.Option(help="quick (CPU minutes) or paper (GPU).")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+MethodOpt = Annotated[SSLMethod, typer.Option(help="rrmoco, rr, moco or selftime.")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs (default from --preset).")]
+PresetOpt = Annotated[TrainPreset, typer.Option(help="quick (CPU minutes) or paper (GPU).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
-FractionOpt = Annotated[float, typer.Option(help="Fraction of curves labelled.")]
+FractionOpt = Annotated[float | None, typer.Option(
+    callback=fraction, help="Reveal only this fraction of each run's labelled curves "
+    "(0 < f ≤ 1; class-blind, evenly spaced) and score on the rest: for fully labelled "
+    "simulated runs. Default: every given label trains the probe.")]
+HoldoutOpt = Annotated[float, typer.Option(
+    min=0.0, max=0.9, help="Keep this fraction of the given labels out of training to report "
+    "probe metrics (default 0: every label trains the model you deploy).")]
 EvalOpt = Annotated[list[Path] | None, typer.Option(
     "--eval-data", help="Labelled evaluation files for the gate (default: the fixed "
     "simulated Fe+FeO gate set).")]
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [v for item in values or [] for v in item.replace(",", " ").split() if v]
+def expand_paths(values: list[str] | None) -> list[Path]:
+    """``--data`` values as paths: an existing path as given, else a glob pattern (sorted
+    matches). A value that is neither is a usage error naming it."""
+    import glob
+
+    out: list[Path] = []
+    for value in values or []:
+        if Path(value).expanduser().exists():
+            out.append(Path(value).expanduser())
+            continue
+        matches = sorted(glob.glob(str(Path(value).expanduser())))
+        if not matches:
+            raise typer.BadParameter(f"no such file and no file matches: {value!r}",
+                                     param_hint="--data")
+        out += [Path(m) for m in matches]
+    return out
 
 
 def load_data(data, tiled_uri, api_key, runs, query):
     """Files or Tiled runs -> TrainingData (exactly one source)."""
     from specflow.registry.steps import load_files, load_tiled
 
-    files = _split(data)
     if tiled_uri:
-        return load_tiled(tiled_uri, api_key, _split(runs), query or [])
+        return load_tiled(tiled_uri, api_key, list(runs or []), query or [])
+    files = expand_paths(data)
     if not files:
         raise typer.BadParameter("give --data files or --tiled-uri with --run/--query")
     return load_files(files)
@@ -84,9 +107,9 @@ def pretrain_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    method: MethodOpt = "rrmoco",
+    method: MethodOpt = SSLMethod.rrmoco,
     epochs: EpochsOpt = None,
-    preset: PresetOpt = "quick",
+    preset: PresetOpt = TrainPreset.quick,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     workdir: WorkdirOpt = Path("work"),
@@ -116,7 +139,8 @@ def probe_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    label_fraction: FractionOpt = 0.03,
+    label_fraction: FractionOpt = None,
+    holdout: HoldoutOpt = 0.0,
     seed: SeedOpt = 0,
     workdir: WorkdirOpt = Path("work"),
 ) -> str:
@@ -127,7 +151,8 @@ def probe_cmd(
     with _start(workdir) as active:
         log_provenance(training)
         mlflow_tags(step="probe", pretrain_run=pretrain_run)
-        out = probe_step(load_pretrained(pretrain_run), training, label_fraction, seed)
+        out = probe_step(load_pretrained(pretrain_run), training, label_fraction, seed,
+                         holdout=holdout)
         _print_metrics(out["metrics"])
         console.print(f"probe run {active.info.run_id}, model {out['model_uri']}")
         return active.info.run_id
@@ -151,7 +176,7 @@ def register_cmd(
     from specflow.registry.promotion import register
     from specflow.registry.tracking import configure_tracking
 
-    configure_tracking(workdir)
+    configure_tracking(workdir, must_exist=True)
     run = MlflowClient().get_run(probe_run)
     model_uri = run.data.tags.get("specflow.model_uri")
     if not model_uri:
@@ -166,7 +191,7 @@ def register_cmd(
 
 
 def promote_cmd(
-    version: Annotated[str, typer.Option(help="Version to promote.")],
+    version: Annotated[int, typer.Option(min=1, help="Version number to promote.")],
     name: NameOpt = "specflow-phase",
     alias: Annotated[str, typer.Option(help="Alias to move (champion, challenger).")] = "champion",
     eval_data: EvalOpt = None,
@@ -178,10 +203,10 @@ def promote_cmd(
     from specflow.registry.promotion import PromotionRefused, promote
     from specflow.registry.tracking import configure_tracking
 
-    configure_tracking(workdir)
+    configure_tracking(workdir, must_exist=True)
     datasets = [read_spectra(p) for p in eval_data] if eval_data else None
     try:
-        result = promote(name, version, alias, datasets, tolerance)
+        result = promote(name, str(version), alias, datasets, tolerance)
     except PromotionRefused as err:
         console.print(f"[red]refused:[/red] {err}")
         raise typer.Exit(1) from None
@@ -196,11 +221,12 @@ def pipeline_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    method: MethodOpt = "rrmoco",
+    method: MethodOpt = SSLMethod.rrmoco,
     epochs: EpochsOpt = None,
-    preset: PresetOpt = "quick",
+    preset: PresetOpt = TrainPreset.quick,
     device: DeviceOpt = "auto",
-    label_fraction: FractionOpt = 0.03,
+    label_fraction: FractionOpt = None,
+    holdout: HoldoutOpt = 0.0,
     seed: SeedOpt = 0,
     name: NameOpt = "specflow-phase",
     alias: Annotated[str, typer.Option(help="Alias to promote to.")] = "champion",
@@ -217,7 +243,7 @@ def pipeline_cmd(
         log_provenance(training)
         mlflow_tags(step="pipeline", method=method)
         result = pretrain_step(training, _config(method, epochs, seed, device, preset))
-        out = probe_step(result, training, label_fraction, seed)
+        out = probe_step(result, training, label_fraction, seed, holdout=holdout)
         _print_metrics(out["metrics"])
         run_id = active.info.run_id
     tags = {"method": method, "run_id": run_id, **{k: f"{v:.6g}" for k, v in

@@ -7,6 +7,7 @@ figure and dataset-fingerprint logging. They log into the active MLflow run.
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -49,11 +50,11 @@ def load_files(paths: Sequence[str | Path]) -> TrainingData:
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("no data files given")
-    return TrainingData(
-        [read_spectra(p) for p in paths],
-        [p.stem for p in paths],
-        {p.name: file_sha256(p) for p in paths},
-    )
+    fingerprints: dict[str, str] = {}
+    for p in paths:  # keyed by file name; by the path when two files share a name
+        fingerprints[p.name if p.name not in fingerprints else str(p)] = file_sha256(p)
+    return TrainingData([read_spectra(p) for p in paths], [p.stem for p in paths],
+                        fingerprints)
 
 
 def load_tiled(
@@ -91,9 +92,23 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def tag_key(name: str) -> str:
+    """``name`` reduced to what MLflow accepts in a tag key (letters, digits, ``_-./ ``)."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name).strip() or "_"
+
+
 def log_provenance(data: TrainingData) -> None:
-    """Data fingerprints, code version and sizes as tags/params of the active run."""
-    tags = {f"data.{name}": value for name, value in data.fingerprints.items()}
+    """Data fingerprints, code version and sizes as tags/params of the active run.
+
+    One tag ``data.<file or run>`` per input (its name made tag-safe; the value keeps the
+    fingerprint), so the registry records exactly which runs went in.
+    """
+    tags: dict[str, str] = {}
+    for name, value in data.fingerprints.items():
+        key, n = f"data.{tag_key(name)}", 2
+        while key in tags:  # two inputs whose names reduce to the same key
+            key, n = f"data.{tag_key(name)}.{n}", n + 1
+        tags[key] = value
     tags["specflow.version"] = specflow.__version__
     commit = git_commit()
     if commit:
@@ -146,18 +161,34 @@ def load_pretrained(run_id: str):
     return load_checkpoint(local)
 
 
+def holdout_labels(curves: Any, fraction: float) -> np.ndarray:
+    """Indices of ``fraction`` of each run's labelled curves, evenly spread in acquisition
+    order, to keep out of training and score the probe on."""
+    out = []
+    for r in np.unique(curves.run):
+        idx = np.flatnonzero((curves.run == r) & (curves.label >= 0))
+        idx = idx[np.argsort(curves.order[idx], kind="stable")]
+        k = int(round(fraction * idx.size))
+        if k:
+            out.append(idx[np.linspace(0, idx.size - 1, k + 2)[1:-1].round().astype(int)])
+    return np.unique(np.concatenate(out)) if out else np.array([], dtype=int)
+
+
 def probe_step(
     result: Any,
     data: TrainingData,
-    label_fraction: float = 0.03,
+    label_fraction: float | None = None,
     seed: int = 0,
     figures: int = 2,
+    holdout: float = 0.0,
 ) -> dict[str, Any]:
-    """Probe the frozen encoder with a few labels; log metrics, figures and the pyfunc model.
+    """Probe the frozen encoder on the given labels; log metrics, figures and the pyfunc model.
 
-    Labels come from each dataset's ``label`` variable (≥ 1 per class present per run,
-    spread through acquisition order); the rest of the labelled curves score the probe.
-    Returns the metrics and the logged model's URI.
+    Labels come from each dataset's ``label`` variable (-1: unknown). By default **every**
+    given label trains the probe; ``holdout`` keeps that fraction of them out (evenly spread
+    per run) to report probe metrics. ``label_fraction`` is for fully labelled (simulated)
+    runs: only that fraction is revealed, class-blind and evenly spaced, and the rest of the
+    labelled curves score the probe. Returns the metrics and the logged model's URI.
     """
     from specflow.learn.data import to_curves, wavelength_of
     from specflow.learn.decode import DecoderConfig
@@ -172,7 +203,16 @@ def probe_step(
                        preprocessing=result.config.preprocessing)
     h = encode(result.encoder, curves.x, device=result.config.device)
     label = curves.label
-    train = pick_probe_labels(curves, label_fraction, seed)
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    if label_fraction is not None:
+        train = pick_probe_labels(curves, label_fraction, seed)
+    else:
+        kept_out = holdout_labels(curves, holdout)
+        train = np.setdiff1d(np.flatnonzero(label >= 0), kept_out)
+    if train.size == 0:
+        raise ValueError("no labelled curves to train the probe on: give runs with a 'label' "
+                         "variable (0 before, 1 during, 2 after; -1 unknown)")
     probe_config = ProbeConfig(seed=seed)
     probe = fit_probe(h[train], label[train], curves.x[train],
                       lambda x: encode(result.encoder, x, device=result.config.device),
@@ -185,7 +225,8 @@ def probe_step(
     if test.sum() > 10:
         metrics.update({f"cluster_{k}": v for k, v in
                         cluster_scores(h[test], label[test], seed=seed).items()})
-    mlflow.log_params({"probe.label_fraction": label_fraction, "probe.seed": seed,
+    mlflow.log_params({"probe.label_fraction": "all" if label_fraction is None
+                       else label_fraction, "probe.holdout": holdout, "probe.seed": seed,
                        "probe.solver": probe_config.solver, "probe.C": probe_config.C,
                        "probe.augment_copies": probe_config.augment_copies,
                        "probe.augmentation": probe_config.augmentation,

@@ -12,17 +12,24 @@ DEFAULT_EXPERIMENT = "specflow"
 DEFAULT_MODEL_NAME = "specflow-phase"
 
 
-def configure_tracking(workdir: str | Path = "work") -> str:
+def configure_tracking(workdir: str | Path = "work", must_exist: bool = False) -> str:
     """Use ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<workdir>/mlflow/mlflow.db``.
 
     Returns the URI in force. The embedded store never writes a stray ``./mlruns``: its
-    experiments get an explicit artifact location beside the database.
+    experiments get an explicit artifact location beside the database. ``must_exist``
+    (commands that read models: register, promote, annotate, ...) refuses to create an
+    empty embedded store, so a mistyped ``--workdir`` is an error, not a new store.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         registry = os.environ.get("MLFLOW_REGISTRY_URI") or uri
     else:
         store = Path(workdir).resolve() / "mlflow"
+        if must_exist and not (store / "mlflow.db").is_file():
+            raise FileNotFoundError(
+                2, f"no MLflow store in --workdir {Path(workdir)} (looked for "
+                f"{store / 'mlflow.db'}); check --workdir or set MLFLOW_TRACKING_URI",
+                str(store / "mlflow.db"))
         store.mkdir(parents=True, exist_ok=True)
         uri = registry = f"sqlite:///{store / 'mlflow.db'}"
         os.environ["MLFLOW_TRACKING_URI"] = uri  # child processes (mlflow run) agree
