@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import xarray as xr
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-
-from specflow.data.preprocess import minmax  # noqa: E402
-from specflow.data.schema import INTENSITY, LABEL, PHASE_NAMES, PRESSURE, TWO_THETA  # noqa: E402
+from specflow.data.preprocess import minmax
+from specflow.data.schema import INTENSITY, LABEL, PHASE_NAMES, PRESSURE, TWO_THETA
 
 LABEL_COLORS = ["#bdbdbd", "#1f77b4", "#ff7f0e", "#d62728"]  # unknown, before, during, after
 
@@ -65,10 +63,9 @@ def contour_figure(
     if predicted is not None:
         strips.append(("pred.", np.asarray(predicted)))
     width_ratios = [12] + [0.7] * len(strips) + ([2.5] if probabilities is not None else [])
-    fig, axes = plt.subplots(
-        1, len(width_ratios), figsize=(8 + len(width_ratios) * 0.6, 6), sharey=True,
-        gridspec_kw={"width_ratios": width_ratios, "wspace": 0.05},
-    )
+    fig = Figure(figsize=(8 + len(width_ratios) * 0.6, 6))  # no pyplot: no global backend
+    axes = fig.subplots(1, len(width_ratios), sharey=True,
+                        gridspec_kw={"width_ratios": width_ratios, "wspace": 0.05})
     axes = np.atleast_1d(axes)
     mesh = axes[0].pcolormesh(
         ds[TWO_THETA].values, y, intensity[order],
@@ -89,7 +86,7 @@ def contour_figure(
             ax.plot(probs[:, k], y, color=LABEL_COLORS[k + 1], lw=1, label=PHASE_NAMES[k])
         ax.set_xlim(0, 1)
         ax.set_title("p(phase)", fontsize=9)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=LABEL_COLORS[k + 1]) for k in PHASE_NAMES]
+    handles = [Rectangle((0, 0), 1, 1, color=LABEL_COLORS[k + 1]) for k in PHASE_NAMES]
     fig.legend(handles, [f"{k} {v}" for k, v in PHASE_NAMES.items()], loc="upper right",
                ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.98, 1.0))
     return fig
@@ -101,5 +98,4 @@ def save_contour(ds: xr.Dataset, path: str | Path, **kwargs) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path

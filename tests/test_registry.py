@@ -193,6 +193,25 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
     assert {"figures/pretrain_losses.png", "figures/embedding.png"} <= artifacts
     assert any(p.startswith("figures/contour_") for p in artifacts)
     assert mv.tags["gate.champion.result"] == "passed"
+    assert {"data.0.nc", "data.1.nc", "specflow.version"} <= set(mv.tags)  # as `register`
     # the same run registered again through the CLI step becomes version 2
     assert register_cmd(probe_run=run.info.run_id, name="pipeline-model",
                         workdir=tmp_path) == "2"
+
+
+def test_pipeline_without_pretraining_registers_a_servable_model(store, runs, tmp_path):
+    from specflow.data.io import write_netcdf
+    from specflow.registry.commands import pipeline_cmd
+
+    files = [str(write_netcdf(ds, tmp_path / f"{i}.nc")) for i, ds in enumerate(runs)]
+    pipeline_cmd(data=files, method="untrained", label_fraction=0.2, name="untrained-model",
+                 eval_data=[tmp_path / "0.nc"], workdir=tmp_path)
+    mv = MlflowClient().get_model_version_by_alias("untrained-model", "champion")
+    assert mv.tags["method"] == "untrained"
+    model = mlflow.pyfunc.load_model("models:/untrained-model@champion")
+    ds = runs[0]
+    out = model.predict(ds["intensity"].values.astype(np.float32),
+                        params={"two_theta": ds["two_theta"].values.tolist(),
+                                "wavelength": wavelength_of(ds),
+                                "pressure": ds["pressure"].values.tolist()})
+    assert (out["label"].to_numpy() == ds["label"].values).mean() > 0.8

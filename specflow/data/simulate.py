@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -473,6 +473,12 @@ def draw_conditions(
         pressure_offset=0.3 * rng.standard_normal(), readback_noise=u(0.05, 0.4),
         instrument=instrument, artefacts=artefacts,
     )
+
+
+def simulate(material: str | Material = "Fe", curves: int = 300, *, seed: int = 0,
+             preset: SimulationPreset = "clean", **kwargs: Any) -> xr.Dataset:
+    """One simulated run with its true labels (:func:`simulate_run` with short names)."""
+    return simulate_run(material, curves, seed=seed, preset=preset, **kwargs)
 
 
 def simulate_run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,11 @@ def cluster_scores(
 ) -> dict[str, float]:
     """Spectral clustering of x: silhouette, mutual information (raw/normalised), adjusted Rand."""
     n_clusters = max(2, min(n_clusters, len(x) - 1))
-    pred = SpectralClustering(n_clusters=n_clusters, affinity="nearest_neighbors",
-                              n_neighbors=min(10, len(x) - 1), random_state=seed,
-                              assign_labels="cluster_qr").fit_predict(x)
+    with warnings.catch_warnings():  # "graph is not fully connected": expected for phases
+        warnings.simplefilter("ignore", UserWarning)
+        pred = SpectralClustering(n_clusters=n_clusters, affinity="nearest_neighbors",
+                                  n_neighbors=min(10, len(x) - 1), random_state=seed,
+                                  assign_labels="cluster_qr").fit_predict(x)
     sil = skm.silhouette_score(x, pred) if len(np.unique(pred)) > 1 else float("nan")
     return {
         "silhouette": float(sil),
@@ -107,19 +110,16 @@ def plot_embedding(
     x: np.ndarray, labels: np.ndarray, path: str | Path, title: str = "", seed: int = 0,
     method: str = "auto",
 ) -> Path:
-    """Scatter of a 2-D map of embeddings coloured by phase label; saved with the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Scatter of a 2-D map of embeddings coloured by phase label (no pyplot, no backend)."""
+    from matplotlib.figure import Figure
 
     xy, method = embed_2d(x, seed, method)
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="viridis", s=8)
     fig.colorbar(sc, ax=ax, label="label")
     ax.set(title=title or f"{method} of embeddings", xlabel=f"{method} 1", ylabel=f"{method} 2")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from specflow.options import SSLMethod, TrainPreset, fraction
+from specflow.learn.names import SSL_METHODS
+from specflow.options import Method, SSLMethod, TrainPreset, fraction
 
 console = Console()
 
@@ -32,6 +33,9 @@ WorkdirOpt = Annotated[Path, typer.Option(
     "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset.")]
 NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
 MethodOpt = Annotated[SSLMethod, typer.Option(help="rrmoco, rr, moco or selftime.")]
+AnyMethodOpt = Annotated[Method, typer.Option(
+    help="rrmoco, rr, moco, selftime (pretrained on the runs), untrained (a seeded random "
+    "encoder) or raw (the preprocessed curves).")]
 EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs (default from --preset).")]
 PresetOpt = Annotated[TrainPreset, typer.Option(help="quick (CPU minutes) or paper (GPU).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -173,7 +177,7 @@ def register_cmd(
     """Register the model logged by a probe run as a new version, tagged with its metrics."""
     from mlflow.tracking import MlflowClient
 
-    from specflow.registry.promotion import register
+    from specflow.registry.promotion import register, registration_tags
     from specflow.registry.tracking import configure_tracking
 
     configure_tracking(workdir, must_exist=True)
@@ -181,11 +185,7 @@ def register_cmd(
     model_uri = run.data.tags.get("specflow.model_uri")
     if not model_uri:
         raise typer.BadParameter(f"run {probe_run} logged no specflow model")
-    tags = {k: v for k, v in run.data.tags.items() if k.startswith(("data.", "specflow."))}
-    tags.update({k: f"{v:.6g}" for k, v in run.data.metrics.items() if k.startswith("probe_")})
-    tags["method"] = run.data.params.get("pretrain.method", "")
-    tags["run_id"] = probe_run
-    version = register(model_uri, name, tags)
+    version = register(model_uri, name, registration_tags(probe_run))
     console.print(f"registered {name} version {version.version}")
     return str(version.version)
 
@@ -221,7 +221,7 @@ def pipeline_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    method: MethodOpt = SSLMethod.rrmoco,
+    method: AnyMethodOpt = Method.rrmoco,
     epochs: EpochsOpt = None,
     preset: PresetOpt = TrainPreset.quick,
     device: DeviceOpt = "auto",
@@ -235,20 +235,25 @@ def pipeline_cmd(
 ) -> None:
     """pretrain -> probe -> register -> promote, in one tracked run."""
     from specflow.data.io import read_spectra
-    from specflow.registry.promotion import PromotionRefused, promote, register
+    from specflow.registry.promotion import (
+        PromotionRefused,
+        promote,
+        register,
+        registration_tags,
+    )
     from specflow.registry.steps import log_provenance, pretrain_step, probe_step
 
     training = load_data(data, tiled_uri, api_key, run, query)
     with _start(workdir) as active:
         log_provenance(training)
         mlflow_tags(step="pipeline", method=method)
-        result = pretrain_step(training, _config(method, epochs, seed, device, preset))
-        out = probe_step(result, training, label_fraction, seed, holdout=holdout)
+        result = (pretrain_step(training, _config(method, epochs, seed, device, preset))
+                  if method in SSL_METHODS else None)
+        out = probe_step(result, training, label_fraction, seed, holdout=holdout,
+                         method=method)
         _print_metrics(out["metrics"])
         run_id = active.info.run_id
-    tags = {"method": method, "run_id": run_id, **{k: f"{v:.6g}" for k, v in
-                                                   out["metrics"].items()}}
-    version = register(out["model_uri"], name, tags).version
+    version = register(out["model_uri"], name, registration_tags(run_id)).version
     console.print(f"registered {name} version {version}")
     datasets = [read_spectra(p) for p in eval_data] if eval_data else None
     try:

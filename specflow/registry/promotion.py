@@ -161,6 +161,19 @@ def evaluate_model(model_uri: str, datasets: Sequence[xr.Dataset]) -> dict[str, 
     }
 
 
+def registration_tags(run_id: str) -> dict[str, str]:
+    """Tags of a new model version, from the run that logged it (the same for `register`
+    and `pipeline`): its data fingerprints and specflow version tags (``data.*``,
+    ``specflow.*``), probe metrics, method and run id."""
+    run = MlflowClient().get_run(run_id)
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith(("data.", "specflow."))}
+    tags.update({k: f"{v:.6g}" for k, v in run.data.metrics.items() if k.startswith("probe_")})
+    tags["method"] = (run.data.params.get("pretrain.method")
+                      or run.data.params.get("probe.features", ""))
+    tags["run_id"] = run_id
+    return tags
+
+
 def register(model_uri: str, name: str, tags: dict[str, Any] | None = None):
     """Create a new version of registered model ``name`` from ``model_uri`` with tags."""
     clean = {k: str(v) for k, v in (tags or {}).items()}

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import xarray as xr
+from matplotlib.figure import Figure
 
 import specflow
 from specflow.plots import contour_figure
@@ -67,8 +67,8 @@ def load_tiled(
     from tiled.client import from_uri
     from tiled.queries import Key
 
-    from specflow.annotate.query import parse_key_values, search
     from specflow.ingest import run_to_dataset
+    from specflow.ingest.catalog import parse_key_values, search
 
     client = from_uri(uri, api_key=api_key)
     uids = list(runs)
@@ -134,13 +134,13 @@ def pretrain_step(data: TrainingData, config) -> Any:
         if result.history:
             fig = _loss_figure(result.history)
             mlflow.log_figure(fig, "figures/pretrain_losses.png")
-            plt.close(fig)
     return result
 
 
 def _loss_figure(history: list[dict[str, float]]):
     keys = [k for k in history[0] if k not in {"lr", "epoch_s"}]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
     for k in keys:
         values = [h.get(k, np.nan) for h in history]
         (axes[1] if k.startswith("acc") else axes[0]).plot(values, label=k)
@@ -181,8 +181,12 @@ def probe_step(
     seed: int = 0,
     figures: int = 2,
     holdout: float = 0.0,
+    method: str | None = None,
 ) -> dict[str, Any]:
     """Probe the frozen encoder on the given labels; log metrics, figures and the pyfunc model.
+
+    ``result`` is a pretraining result (SSL methods); without one, ``method`` names the
+    features: ``untrained`` (a seeded random encoder) or ``raw`` (the preprocessed curves).
 
     Labels come from each dataset's ``label`` variable (-1: unknown). By default **every**
     given label trains the probe; ``holdout`` keeps that fraction of them out (evenly spread
@@ -190,18 +194,30 @@ def probe_step(
     runs: only that fraction is revealed, class-blind and evenly spaced, and the rest of the
     labelled curves score the probe. Returns the metrics and the logged model's URI.
     """
+    from specflow.data.preprocess import Preprocessing
     from specflow.learn.data import to_curves, wavelength_of
     from specflow.learn.decode import DecoderConfig
-    from specflow.learn.evaluate import pick_probe_labels
+    from specflow.learn.evaluate import Features, features, pick_probe_labels
     from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
     from specflow.learn.predictor import PhasePredictor, build_bundle
     from specflow.learn.pretrain import encode
     from specflow.learn.probe import ProbeConfig, fit_probe
     from specflow.registry.promotion import log_phase_model
 
-    curves = to_curves(data.datasets, grid=result.grid,
-                       preprocessing=result.config.preprocessing)
-    h = encode(result.encoder, curves.x, device=result.config.device)
+    if result is not None:
+        prep, device = result.config.preprocessing, result.config.device
+        curves = to_curves(data.datasets, grid=result.grid, preprocessing=prep)
+        feats = Features(encode(result.encoder, curves.x, device=device), None,
+                         result.encoder)
+    elif method in ("raw", "untrained"):
+        prep, device = Preprocessing(), "auto"
+        curves = to_curves(data.datasets, preprocessing=prep)
+        feats = features(method, curves, None, data.datasets, None, seed, device)
+        mlflow.log_params({"probe.features": method})
+    else:
+        raise ValueError(f"method {method!r} needs a pretraining result; without one use "
+                         "'raw' or 'untrained'")
+    h = feats.train
     label = curves.label
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
@@ -214,8 +230,7 @@ def probe_step(
         raise ValueError("no labelled curves to train the probe on: give runs with a 'label' "
                          "variable (0 before, 1 during, 2 after; -1 unknown)")
     probe_config = ProbeConfig(seed=seed)
-    probe = fit_probe(h[train], label[train], curves.x[train],
-                      lambda x: encode(result.encoder, x, device=result.config.device),
+    probe = fit_probe(h[train], label[train], curves.x[train], feats.featurizer(device),
                       probe_config, groups=curves.run[train])
     pred = probe.predict(h)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
@@ -234,8 +249,8 @@ def probe_step(
     mlflow.log_metrics(metrics)
     if report:
         mlflow.log_dict(report, "probe_report.json")
-    bundle = build_bundle(result.encoder, probe, result.grid, h,
-                          result.config.preprocessing, DecoderConfig(), groups=curves.run)
+    bundle = build_bundle(feats.encoder, probe, curves.grid, h, prep, DecoderConfig(),
+                          groups=curves.run)
     predictor = PhasePredictor(bundle)
     for r, (ds, name) in enumerate(zip(data.datasets[:figures], data.names, strict=False)):
         out = predictor.predict(ds["intensity"].values, ds["two_theta"].values,
@@ -243,7 +258,6 @@ def probe_step(
         fig = contour_figure(ds, predicted=out["label"], probabilities=out["probabilities"],
                              title=f"{ds.attrs.get('sample', name)}: predicted phases")
         mlflow.log_figure(fig, f"figures/contour_{r}_{name}.png")
-        plt.close(fig)
     with tempfile.TemporaryDirectory() as tmp:
         shown = label >= 0
         if shown.sum() > 5:

@@ -1,0 +1,176 @@
+"""``PhaseClassifier``: fit on runs with a few labels, predict phases as an xarray Dataset.
+
+The notebook face of specflow, in the style of scikit-learn estimators and xarray: it knows
+nothing of MLflow or Tiled (the registry's pyfunc serves the same bundle, see
+:meth:`PhaseClassifier.bundle_`).
+
+    clf = PhaseClassifier(method="raw").fit(ds, labels=lab)   # lab: DataArray on `curve`
+    pred = clf.predict(ds)       # xr.Dataset: label, label_raw, probabilities, ood_score
+    clf.save("fe.pt"); PhaseClassifier.load("fe.pt").predict(other_run)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+import torch
+import xarray as xr
+
+from specflow.data.preprocess import Preprocessing
+from specflow.data.schema import CURVE, INTENSITY, LABEL, PRESSURE, TIME, TWO_THETA, validate
+from specflow.learn.data import to_curves, wavelength_of
+from specflow.learn.decode import DecoderConfig
+from specflow.learn.evaluate import default_config, features
+from specflow.learn.names import METHODS
+from specflow.learn.predictor import PhasePredictor, build_bundle, ood_verdict
+from specflow.learn.probe import ProbeConfig, fit_probe
+
+MethodName = Literal["rrmoco", "rr", "moco", "selftime", "raw", "untrained"]
+PHASES = ("before", "during", "after")
+
+
+@dataclass
+class PhaseClassifier:
+    """Phase labels (0 before, 1 during, 2 after) for diffraction runs.
+
+    ``method``: an SSL encoder pretrained on the runs given to :meth:`fit` (``rrmoco``,
+    ``rr``, ``moco``, ``selftime``; ``epochs``/``preset`` size it), a randomly initialised
+    encoder (``untrained``) or the preprocessed curves themselves (``raw``). A linear probe
+    is fitted on every labelled curve, then :meth:`predict` decodes each run along its
+    acquisition order (``decoder``). Parameters are checked here, not deep in training.
+    """
+
+    method: MethodName = "rrmoco"
+    epochs: int | None = None
+    preset: Literal["quick", "paper"] | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    probe: ProbeConfig | None = None
+    decoder: DecoderConfig | None = field(default_factory=DecoderConfig)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; use one of {METHODS}")
+        if self.preset not in (None, "quick", "paper"):
+            raise ValueError(f"unknown preset {self.preset!r}; use 'quick' or 'paper'")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be ≥ 1, got {self.epochs}")
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(self, data: xr.Dataset | Sequence[xr.Dataset],
+            labels: xr.DataArray | np.ndarray | Sequence[Any] | None = None) -> Self:
+        """Fit on one run or several; ``labels`` (per run: a DataArray or array on
+        ``curve``, -1 = unknown) replace the runs' own ``label`` variable when given.
+        Every label ≥ 0 trains the probe. Returns ``self``."""
+        runs = with_labels(data, labels)
+        curves = to_curves(runs, preprocessing=self.preprocessing)
+        known = np.flatnonzero(curves.label >= 0)
+        if known.size == 0:
+            raise ValueError("no labelled curves: give labels (0 before, 1 during, 2 after; "
+                             "-1 unknown) for at least one curve of each phase present")
+        if np.unique(curves.label[known]).size < 2:
+            raise ValueError("labels of at least two phases are needed to fit a classifier")
+        config = None
+        if self.method not in ("raw", "untrained"):
+            config = default_config(self.method, self.epochs, self.seed, self.device,
+                                    self.preset)
+            config.preprocessing = self.preprocessing
+        feats = features(self.method, curves, None, runs, config, self.seed, self.device)
+        probe = fit_probe(feats.train[known], curves.label[known], curves.x[known],
+                          feats.featurizer(self.device), self.probe or ProbeConfig(
+                              seed=self.seed), groups=curves.run[known])
+        self.bundle_ = build_bundle(feats.encoder, probe, curves.grid, feats.train,
+                                    self.preprocessing, self.decoder, groups=curves.run)
+        self.predictor_ = PhasePredictor(self.bundle_)
+        self.n_labels_ = int(known.size)
+        self.labels_per_class_ = np.bincount(curves.label[known], minlength=3).tolist()
+        self.pretrain_seconds_ = feats.seconds
+        return self
+
+    # ------------------------------------------------------------------------- predict
+    def predict(self, ds: xr.Dataset) -> xr.Dataset:
+        """Phases of one run, on its ``curve`` dim: ``label`` (decoded along the run),
+        ``label_raw`` (per-curve argmax), ``probabilities`` (curve, phase; calibrated) and
+        ``ood_score`` (> 1: unlike the training runs); attrs hold the run's OOD verdict."""
+        predictor = self._fitted()
+        validate(ds)
+        out = predictor.predict(ds[INTENSITY].values, ds[TWO_THETA].values, wavelength_of(ds),
+                                ds[PRESSURE].values)
+        coords = {CURVE: ds[CURVE].values if CURVE in ds.coords else np.arange(
+            ds.sizes[CURVE]), "phase": list(PHASES)}
+        for name in (PRESSURE, TIME):
+            coords[name] = (CURVE, ds[name].values)
+        verdict = ood_verdict(out["ood_score"])
+        return xr.Dataset(
+            {"label": (CURVE, out["label"].astype(np.int8), {
+                "flag_values": "0 1 2", "flag_meanings": "before during after"}),
+             "label_raw": (CURVE, out["label_raw"].astype(np.int8)),
+             "probabilities": ((CURVE, "phase"), out["probabilities"]),
+             "ood_score": (CURVE, out["ood_score"])},
+            coords=coords,
+            attrs={"method": self.method, "ood_flag": int(verdict["flag"]),
+                   "ood_median": float(verdict["score"])})
+
+    def predict_proba(self, ds: xr.Dataset) -> xr.DataArray:
+        """Calibrated per-curve probabilities (curve, phase)."""
+        return self.predict(ds)["probabilities"]
+
+    # ----------------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model (tensors and plain values; no MLflow needed)."""
+        path = Path(path)
+        self._fitted()
+        torch.save({"bundle": self.bundle_, "method": self.method,
+                    "n_labels": self.n_labels_}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PhaseClassifier:
+        """A classifier saved by :meth:`save` (loaded with ``weights_only=True``)."""
+        saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+        return cls.from_bundle(saved["bundle"], method=saved.get("method", "rrmoco"),
+                               n_labels=saved.get("n_labels"))
+
+    @classmethod
+    def from_bundle(cls, bundle: dict[str, Any], method: str = "rrmoco",
+                    n_labels: int | None = None) -> PhaseClassifier:
+        """Wrap a deployable bundle (e.g. a registered model's) as a fitted classifier."""
+        clf = cls(method=method if method in METHODS else "rrmoco",
+                  preprocessing=Preprocessing.from_dict(bundle["preprocessing"]),
+                  decoder=DecoderConfig(**bundle["decoder"]) if bundle.get("decoder") else None)
+        clf.bundle_ = bundle
+        clf.predictor_ = PhasePredictor(bundle)
+        clf.n_labels_ = n_labels
+        return clf
+
+    def _fitted(self) -> PhasePredictor:
+        predictor = getattr(self, "predictor_", None)
+        if predictor is None:
+            raise RuntimeError("this PhaseClassifier is not fitted yet: call fit() first")
+        return predictor
+
+
+def with_labels(data: xr.Dataset | Sequence[xr.Dataset],
+                labels: xr.DataArray | np.ndarray | Sequence[Any] | None) -> list[xr.Dataset]:
+    """The runs as a list, each validated and carrying ``labels`` (when given) as ``label``."""
+    runs = [data] if isinstance(data, xr.Dataset) else list(data)
+    if not runs:
+        raise ValueError("no runs given")
+    if labels is None:
+        return [validate(ds) for ds in runs]
+    per_run = [labels] if isinstance(data, xr.Dataset) else list(labels)
+    if len(per_run) != len(runs):
+        raise ValueError(f"{len(per_run)} label arrays for {len(runs)} runs")
+    out = []
+    for i, (ds, lab) in enumerate(zip(runs, per_run, strict=True)):
+        values = np.asarray(lab.values if isinstance(lab, xr.DataArray) else lab)
+        if values.shape != (ds.sizes[CURVE],):
+            raise ValueError(f"run {i}: {values.shape[0] if values.ndim else 0} labels for "
+                             f"{ds.sizes[CURVE]} curves")
+        out.append(validate(ds.assign({LABEL: (CURVE, values.astype(np.int8))})))
+    return out
