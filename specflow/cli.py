@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from specflow.errors import ErrorBoundary
-from specflow.options import fraction
+from specflow.learn.names import DEFAULT_METHOD
+from specflow.options import Method, fraction
 
 app = typer.Typer(
     help="specflow: phase labels for streams of X-ray diffraction curves.",
@@ -153,7 +154,11 @@ def demo(
     workdir: Path = typer.Option(Path("work"), help="Where Tiled, MLflow and figures live."),
     runs: int = typer.Option(2, min=1, help="Simulated runs per material (Fe, FeO)."),
     curves: int = typer.Option(300, min=30, help="Curves per run."),
-    epochs: int = typer.Option(10, min=1, help="Pretraining epochs."),
+    method: Method = typer.Option(Method(DEFAULT_METHOD), help="Features under the probe: "
+                                  "untrained (default: best in docs/benchmarks.md), raw, or "
+                                  "an SSL method (rrmoco, rr, moco, selftime: adds MLflow-"
+                                  "tracked pretraining)."),
+    epochs: int = typer.Option(10, min=1, help="Pretraining epochs (SSL methods)."),
     label_fraction: float = typer.Option(0.03, callback=fraction,
                                          help="Fraction of curves with labels (0 < f ≤ 1)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -168,8 +173,9 @@ def demo(
 
     try:
         run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves,
-                            epochs=epochs, label_fraction=label_fraction, seed=seed,
-                            device=device, fresh=not keep), console)
+                            method=method.value, epochs=epochs,
+                            label_fraction=label_fraction, seed=seed, device=device,
+                            fresh=not keep), console)
     except WorkdirNotOurs as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

@@ -18,6 +18,8 @@ from specflow.learn.data import wavelength_of
 K1, K2 = node_key(PHASE_MODEL, 1), node_key(PHASE_MODEL, 2)
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 @pytest.fixture(scope="module")
 def sample() -> str:
     return f"annot-{uuid.uuid4().hex[:8]}"

@@ -17,6 +17,8 @@ from specflow.annotate.retry import RetryPolicy
 from specflow.annotate.writer import node_key
 
 K1 = node_key(PHASE_MODEL, 1)
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 OTHER = "other-phase-model"
 
 

@@ -19,6 +19,8 @@ from specflow.annotate.writer import node_key
 K1, K2 = node_key(PHASE_MODEL, 1), node_key(PHASE_MODEL, 2)
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
     """A Tiled server for this module alone, so alias moves only touch these runs."""
@@ -106,7 +108,8 @@ def test_live_predictions_arrive_during_the_scan(mlflow_store):
     assert seen_at == list(range(1, 41))  # each curve labelled before the next one arrived
     labels = monitor.labels(uid)
     assert (labels == labels_from_fraction(np.array(truth))).mean() > 0.75
-    assert all(0.33 <= p.probability <= 1 for p in preds)
+    # confident where the answer is clear (the first, low-pressure curves are bcc Fe)
+    assert np.mean([p.probability for p in preds[:8]]) > 0.9 and set(labels[:8]) == {0}
 
 
 def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog):

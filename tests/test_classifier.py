@@ -8,6 +8,7 @@ import pytest
 import specflow
 from specflow import PhaseClassifier
 
+pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def fitted():

@@ -28,6 +28,7 @@ from specflow.ingest import (
     run_to_dataset,
 )
 
+pytestmark = [pytest.mark.integration]
 
 class Recorder:
     """Keeps a copy of every event's spectrum, pressure and time as the RunEngine emits it."""

@@ -69,7 +69,7 @@ def test_bad_files_give_clear_errors(tmp_path, run):
     with pytest.raises(SpectraValidationError, match="no two-column numeric data"):
         read_xy([tmp_path / "empty.xy"], pressure=[1.0])
     (tmp_path / "ok.xy").write_text("5 1\n6 2\n7 3\n")
-    with pytest.raises(SpectraValidationError, match="missing pressure"):
+    with pytest.raises(SpectraValidationError, match="no pressure for 1 text file.*ok.xy"):
         read_xy([tmp_path / "ok.xy"])
     (tmp_path / "short.xy").write_text("5.5 1\n6 2\n")
     with pytest.raises(SpectraValidationError, match="does not cover"):
@@ -104,3 +104,27 @@ def test_text_inside_data_block_is_an_error_not_skipped(tmp_path):
     (tmp_path / "c.xy").write_text("# header\n5 1\n6 2\noops here\n7 3\n")
     with pytest.raises(SpectraValidationError, match=r"c.xy:4: not a '2θ intensity' row"):
         read_xy([tmp_path / "c.xy"], pressure=[1.0])
+
+
+def test_xy_folders_and_headers_carry_their_pressure(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from specflow.cli import app
+
+    folder = tmp_path / "xy"
+    write_xy(run, folder)  # each file's header holds pressure_GPa=...
+    back = read_spectra(folder)
+    np.testing.assert_allclose(back["pressure"].values, run["pressure"].values, rtol=1e-5)
+    one = read_spectra(sorted(folder.iterdir())[3])
+    assert one.sizes["curve"] == 1 and one["pressure"].values[0] == pytest.approx(
+        float(run["pressure"][3]), rel=1e-5)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("a.xy", "b.xy"):
+        (plain / name).write_text("5 1\n6 3\n7 2\n")
+    with pytest.raises(SpectraValidationError, match="pressure.csv"):
+        read_spectra(plain)
+    (plain / "pressure.csv").write_text("file,pressure\na.xy,1.5\nb.xy,2.5\n")
+    assert read_spectra(plain)["pressure"].values.tolist() == [1.5, 2.5]
+    out = CliRunner().invoke(app, ["plot", str(folder), "-o", str(tmp_path / "f.png")])
+    assert out.exit_code == 0, out.output

@@ -305,7 +305,7 @@ def test_evaluate_files_with_other_grids_and_one_class(tmp_path):
 
 
 def test_raw_baseline_and_cli(tmp_path):
-    typer = pytest.importorskip("typer")
+    import typer
     from typer.testing import CliRunner
 
     from specflow.learn.commands import ManyValuesCommand, evaluate_command
@@ -336,8 +336,9 @@ def test_raw_baseline_and_cli(tmp_path):
 
 
 def test_simulator_end_to_end():
-    sim = pytest.importorskip("specflow.data.simulate")
-    runs = {"fe": sim.simulate_run("Fe", n_curves=80, seed=0)}
+    from specflow.data.simulate import simulate_run
+
+    runs = {"fe": simulate_run("Fe", n_curves=80, seed=0)}
     cfg = PretrainConfig(**{**TINY, "epochs": 2, "method": "rr"})
     res = evaluate_datasets(runs, method="rr", label_fraction=0.05, config=cfg,
                             preprocessing=Preprocessing(grid=(1.3, 5.5, 1024)))

@@ -28,6 +28,8 @@ from specflow.registry.promotion import (
 )
 from specflow.registry.tracking import configure_tracking, ensure_experiment
 
+pytestmark = [pytest.mark.slow]
+
 NAME = "specflow-phase-test"
 
 
@@ -177,7 +179,7 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
     files = [str(write_netcdf(ds.isel(two_theta=slice(None, None, 4)), tmp_path / f"{i}.nc"))
              for i, ds in enumerate(runs)]
     # every given label trains the deployed probe, except an explicit hold-out (issue #15)
-    pipeline_cmd(data=files, epochs=1, device="cpu", holdout=0.25,
+    pipeline_cmd(data=files, method="rrmoco", epochs=1, device="cpu", holdout=0.25,
                  name="pipeline-model", eval_data=[tmp_path / "0.nc"], workdir=tmp_path)
     client = MlflowClient()
     mv = client.get_model_version_by_alias("pipeline-model", "champion")

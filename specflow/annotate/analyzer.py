@@ -184,7 +184,8 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     revision = max((n.revision for n in done), default=0) + 1
     key = writer.node_key(model.name, model.version, revision)
     summary["latest"] = key
-    container = writer.specflow_container(run.base, create=True)
+    if container is None:
+        container = writer.specflow_container(run.base, create=True)
     try:
         node = writer.create_node(container, key, summary, me)
     except Exception as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +104,5 @@ def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
     import mlflow
 
     name, version, alias, run_id = resolve_version(uri)
-    with warnings.catch_warnings():  # the signature is explicit; MLflow's type-hint advice
-        warnings.filterwarnings("ignore", message=".*type hints.*")  # does not apply
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     return LoadedModel(pyfunc, name, version, alias, run_id)

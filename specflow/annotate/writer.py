@@ -88,10 +88,11 @@ class Node:
 
 def specflow_container(run_base: Any, create: bool = False) -> Any | None:
     """The run's ``specflow`` container (created on first use when ``create``)."""
-    if CONTAINER in run_base:
-        return run_base[CONTAINER]
-    if not create:
-        return None
+    try:
+        return run_base[CONTAINER]  # one request, found or not
+    except KeyError:
+        if not create:
+            return None
     try:
         return run_base.create_container(
             CONTAINER, metadata={"description": "specflow phase annotations, one node per "

@@ -6,8 +6,10 @@ bad files fail here with a message that names the file and the problem.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,14 +28,19 @@ from specflow.data.schema import (
 )
 
 TEXT_SUFFIXES = {".xy", ".xye", ".chi", ".dat", ".txt"}
+_PRESSURE_HEADER = re.compile(r"pressure(?:_GPa)?\s*[=:]\s*([-+0-9.eE]+)", re.IGNORECASE)
 
 
 def read_spectra(path: str | Path, **kwargs) -> xr.Dataset:
-    """Read a spectra file by its suffix: ``.nc``/``.h5``, ``.csv`` or a two-column text file.
+    """Read a spectra file by its suffix: ``.nc``/``.h5``, ``.csv`` or a two-column text file
+    (its pressure from a ``pressure_GPa=`` header, as :func:`write_xy` writes), or a folder of
+    text files (:func:`read_xy_folder`).
 
     Keyword arguments go to the format's reader (e.g. ``pressure=`` for text files).
     """
     path = Path(path)
+    if path.is_dir():
+        return read_xy_folder(path, **kwargs)
     suffix = path.suffix.lower()
     if suffix in {".nc", ".h5", ".nc4", ".netcdf"}:
         return read_netcdf(path)
@@ -142,6 +149,16 @@ def read_xy(
                 [f"{p}: 2θ range {x[0]:.3f}–{x[-1]:.3f}° does not cover the first file's "
                  f"{grid[0]:.3f}–{grid[-1]:.3f}°"]
             )
+    if pressure is None:  # from the files' own headers, when every file has one
+        found = [_header_pressure(p) for p in paths]
+        if all(v is not None for v in found):
+            pressure = found
+        else:
+            missing = [p.name for p, v in zip(paths, found, strict=True) if v is None]
+            raise SpectraValidationError(
+                [f"no pressure for {len(missing)} text file(s) (e.g. {missing[0]}): give a "
+                 "'pressure_GPa=<GPa>' header line, a pressure.csv (columns file,pressure) "
+                 "beside them, or pressure= when reading"])
     if isinstance(pressure, str | Path):
         table = pd.read_csv(pressure)
         if not {"file", "pressure"} <= set(table.columns):
@@ -156,6 +173,32 @@ def read_xy(
     if energy_kev:
         attrs["energy"] = energy_kev
     return make_spectra(np.asarray(curves), grid, pressure, time=time, attrs=attrs)
+
+
+def read_xy_folder(folder: str | Path, pressure: Any = None, **kwargs: Any) -> xr.Dataset:
+    """All two-column text files of ``folder`` (sorted by name) as one run.
+
+    Pressures come from ``pressure`` (as in :func:`read_xy`), else from a ``pressure.csv``
+    (columns ``file,pressure``) in the folder, else from each file's ``pressure_GPa=``
+    header; a clear error names what is missing.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
+    if not files:
+        raise SpectraValidationError([f"{folder}: no {'/'.join(sorted(TEXT_SUFFIXES))} files"])
+    if pressure is None and (folder / "pressure.csv").is_file():
+        pressure = folder / "pressure.csv"
+    return read_xy(files, pressure=pressure, **kwargs)
+
+
+def _header_pressure(path: Path) -> float | None:
+    """``pressure_GPa=<value>`` from a text file's comment header, if there is one."""
+    for line in path.read_text(errors="replace").splitlines()[:20]:
+        match = _PRESSURE_HEADER.search(line)
+        if match:
+            return float(match.group(1))
+    return None
 
 
 def write_xy(ds: xr.Dataset, directory: str | Path, stem: str = "curve") -> list[Path]:

@@ -25,7 +25,7 @@ from specflow.data.schema import CURVE, INTENSITY, LABEL, PRESSURE, TIME, TWO_TH
 from specflow.learn.data import to_curves, wavelength_of
 from specflow.learn.decode import DecoderConfig
 from specflow.learn.evaluate import default_config, features
-from specflow.learn.names import METHODS
+from specflow.learn.names import DEFAULT_METHOD, METHODS
 from specflow.learn.predictor import PhasePredictor, build_bundle, ood_verdict
 from specflow.learn.probe import ProbeConfig, fit_probe
 
@@ -44,7 +44,7 @@ class PhaseClassifier:
     acquisition order (``decoder``). Parameters are checked here, not deep in training.
     """
 
-    method: MethodName = "rrmoco"
+    method: MethodName = DEFAULT_METHOD  # the benchmark table's best, see names.py
     epochs: int | None = None
     preset: Literal["quick", "paper"] | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
@@ -133,14 +133,14 @@ class PhaseClassifier:
     def load(cls, path: str | Path) -> PhaseClassifier:
         """A classifier saved by :meth:`save` (loaded with ``weights_only=True``)."""
         saved = torch.load(Path(path), map_location="cpu", weights_only=True)
-        return cls.from_bundle(saved["bundle"], method=saved.get("method", "rrmoco"),
+        return cls.from_bundle(saved["bundle"], method=saved.get("method", DEFAULT_METHOD),
                                n_labels=saved.get("n_labels"))
 
     @classmethod
-    def from_bundle(cls, bundle: dict[str, Any], method: str = "rrmoco",
+    def from_bundle(cls, bundle: dict[str, Any], method: str = DEFAULT_METHOD,
                     n_labels: int | None = None) -> PhaseClassifier:
         """Wrap a deployable bundle (e.g. a registered model's) as a fitted classifier."""
-        clf = cls(method=method if method in METHODS else "rrmoco",
+        clf = cls(method=method if method in METHODS else DEFAULT_METHOD,
                   preprocessing=Preprocessing.from_dict(bundle["preprocessing"]),
                   decoder=DecoderConfig(**bundle["decoder"]) if bundle.get("decoder") else None)
         clf.bundle_ = bundle

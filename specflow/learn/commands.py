@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from specflow.learn.names import DEFAULT_METHOD
 from specflow.options import LabelStrategy, Method, fraction
 
 
@@ -72,7 +73,7 @@ def evaluate_command(
                        "Several after one flag. Without it: within-run on --data.")] = None,
     method: Annotated[Method, typer.Option(
         help="rrmoco, rr, moco, selftime, raw (probe on the curves) or untrained.")
-    ] = Method.rrmoco,
+    ] = Method(DEFAULT_METHOD),
     label_fraction: Annotated[
         float, typer.Option("--label-fraction", callback=fraction,
                             help="Fraction of each --data run's curves whose labels the "

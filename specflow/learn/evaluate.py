@@ -29,7 +29,13 @@ from specflow.learn import controls
 from specflow.learn.data import Curves, to_curves
 from specflow.learn.decode import DecoderConfig, decode, transition_pressures
 from specflow.learn.metrics import classification_report, expected_calibration_error
-from specflow.learn.names import LABEL_STRATEGIES, METHOD_NAMES, METHODS, SSL_METHODS
+from specflow.learn.names import (
+    DEFAULT_METHOD,
+    LABEL_STRATEGIES,
+    METHOD_NAMES,
+    METHODS,
+    SSL_METHODS,
+)
 from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
 from specflow.learn.probe import (
     ProbeConfig,
@@ -236,7 +242,7 @@ def evaluate_datasets(
     data: Mapping[str, xr.Dataset],
     test: Mapping[str, xr.Dataset] | None = None,
     *,
-    method: str = "rrmoco",
+    method: str = DEFAULT_METHOD,
     label_fraction: float = 0.03,
     epochs: int | None = None,
     seed: int = 0,
@@ -403,7 +409,7 @@ def _within_run_neighbours(curves: Curves, labelled: np.ndarray) -> np.ndarray:
 def evaluate(
     paths: list[Path],
     test: list[Path] | None = None,
-    method: str = "rrmoco",
+    method: str = DEFAULT_METHOD,
     label_fraction: float = 0.03,
     epochs: int | None = None,
     seed: int = 0,

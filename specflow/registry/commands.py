@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from specflow.learn.names import SSL_METHODS
+from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
 from specflow.options import Method, SSLMethod, TrainPreset, fraction
 
 console = Console()
@@ -221,7 +221,7 @@ def pipeline_cmd(
     api_key: ApiKeyOpt = None,
     run: RunsOpt = None,
     query: QueryOpt = None,
-    method: AnyMethodOpt = Method.rrmoco,
+    method: AnyMethodOpt = Method(DEFAULT_METHOD),
     epochs: EpochsOpt = None,
     preset: PresetOpt = TrainPreset.quick,
     device: DeviceOpt = "auto",

@@ -32,7 +32,13 @@ class PhaseModel(mlflow.pyfunc.PythonModel):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.predictor = PhasePredictor.load(context.artifacts["bundle"], device)
 
-    def predict(self, context, model_input, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None
+                ) -> pd.DataFrame:
+        """Curves (n, L) float32 (a DataFrame is converted) → per-curve labels etc.
+
+        ``np.ndarray`` is a type hint MLflow infers no schema from: the explicit signature
+        (:func:`specflow.registry.promotion.signature`) stays the contract.
+        """
         params = params or {}
         if isinstance(model_input, pd.DataFrame):
             model_input = model_input.to_numpy(dtype=np.float32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from specflow.learn.names import DEFAULT_METHOD
 from specflow.registry import commands
 
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     source = dict(data=_csv(a.data), tiled_uri=_opt(a.tiled_uri), api_key=None,
                   run=_csv(a.runs), query=_csv(a.query))
     seed = int(float(a.seed or 0))
-    train = dict(method=a.method or "rrmoco", epochs=int(a.epochs) if a.epochs else None,
+    default = "rrmoco" if a.step == "pretrain" else DEFAULT_METHOD
+    train = dict(method=a.method or default, epochs=int(a.epochs) if a.epochs else None,
                  preset=a.preset or "quick", device=a.device or "auto", seed=seed)
     eval_data = [Path(p) for p in a.eval_data.split(",")] if a.eval_data else None
     if a.step == "pretrain":

@@ -118,16 +118,25 @@ def log_provenance(data: TrainingData) -> None:
                        "n_curves": sum(ds.sizes["curve"] for ds in data.datasets)})
 
 
-def pretrain_step(data: TrainingData, config) -> Any:
-    """Pretrain with per-epoch metrics, loss figure and checkpoint logged to the active run."""
+def pretrain_step(data: TrainingData, config, progress: bool = True) -> Any:
+    """Pretrain with per-epoch metrics, loss figure and checkpoint logged to the active run
+    (and a progress bar on the terminal unless ``progress=False``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from specflow.learn.pretrain import pretrain
 
     mlflow.log_params({f"pretrain.{k}": v for k, v in asdict(config).items() if k != "extra"})
-    result = pretrain(
-        data.datasets, config,
-        on_epoch=lambda epoch, metrics: mlflow.log_metrics(
-            {f"pretrain.{k}": float(v) for k, v in metrics.items()}, step=epoch),
-    )
+    with Progress(TextColumn(f"pretraining {config.method}"), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("epochs"), disable=not progress,
+                  transient=True) as bar:
+        task = bar.add_task("epochs", total=config.epochs)
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            mlflow.log_metrics({f"pretrain.{k}": float(v) for k, v in metrics.items()},
+                               step=epoch)
+            bar.advance(task)
+
+        result = pretrain(data.datasets, config, on_epoch=on_epoch)
     with tempfile.TemporaryDirectory() as tmp:
         result.save(Path(tmp) / "pretrain.pt")
         mlflow.log_artifact(str(Path(tmp) / "pretrain.pt"), artifact_path="checkpoint")
