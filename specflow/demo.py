@@ -6,6 +6,7 @@ promote → annotate every run in Tiled → query phases → table and figures.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -27,28 +28,49 @@ class WorkdirNotOurs(RuntimeError):
     """The work dir holds something the demo did not create: it will not touch it."""
 
 
+STORES = ("mlflow/mlflow.db", "tiled/catalog.db")  # stamped when the demo finishes
+
+
+def _stamp(workdir: Path) -> dict[str, list[int]]:
+    return {name: [(workdir / name).stat().st_size, (workdir / name).stat().st_mtime_ns]
+            for name in STORES if (workdir / name).is_file()}
+
+
+def _changed_since_demo(workdir: Path) -> list[str]:
+    """Stores the demo stamped that were written since (e.g. someone's own models)."""
+    try:
+        stamp = json.loads((workdir / MARKER).read_text()).get("stores") or {}
+    except (OSError, ValueError):
+        return []  # an unfinished demo's marker: everything in it is the demo's
+    now = _stamp(workdir)
+    return [name for name, value in stamp.items() if now.get(name, value) != value]
+
+
 def prepare_workdir(workdir: Path, fresh: bool) -> Path:
     """Create ``workdir`` (with the demo's marker file), or start it afresh.
 
     Starting afresh removes only what the demo writes (``tiled/``, ``mlflow/``,
-    ``figures/``) and only from a directory carrying the marker (or holding nothing but
-    those, as an older demo left it); any other existing directory must be empty,
-    otherwise :class:`WorkdirNotOurs` is raised and nothing is removed.
+    ``figures/``), only from a directory carrying the demo's marker, and only if the stores
+    the demo stamped when it finished are unchanged — other commands use the same default
+    ``--workdir`` and may have registered models there since. Any other existing directory
+    must be empty; otherwise :class:`WorkdirNotOurs` is raised and nothing is removed.
     """
     workdir = workdir.expanduser().resolve()
     if workdir.exists() and not workdir.is_dir():
         raise WorkdirNotOurs(f"--workdir {workdir} is a file, not a directory")
     entries = {p.name for p in workdir.iterdir()} if workdir.exists() else set()
-    # a marker, or (an older demo's dir without one) nothing but the demo's own entries
-    legacy = bool(entries) and entries <= set(DEMO_ENTRIES) and (
-        (workdir / "mlflow" / "mlflow.db").is_file() or (workdir / "tiled" / "catalog.db")
-        .is_file())
-    marked = MARKER in entries or legacy
+    marked = MARKER in entries
     if entries and not marked:
         raise WorkdirNotOurs(
             f"--workdir {workdir} exists and was not created by the specflow demo (no "
             f"{MARKER} file in it); nothing was removed. Choose a new or empty directory.")
     if fresh and marked:
+        changed = _changed_since_demo(workdir)
+        if changed:
+            raise WorkdirNotOurs(
+                f"{', '.join(str(workdir / c) for c in changed)} changed since the demo wrote "
+                "it (your own models or runs?); nothing was removed. Use --keep, remove it "
+                "yourself, or choose another --workdir.")
         for name in DEMO_ENTRIES[:-1]:
             target = workdir / name
             if target.is_dir():
@@ -56,9 +78,16 @@ def prepare_workdir(workdir: Path, fresh: bool) -> Path:
             elif target.exists():
                 target.unlink()
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / MARKER).write_text("created by `specflow demo`; it removes only tiled/, "
-                                  "mlflow/ and figures/ here when started afresh\n")
+    (workdir / MARKER).write_text(json.dumps({"created_by": "specflow demo", "note": (
+        "specflow demo removes only tiled/, mlflow/ and figures/ here when started afresh, "
+        "and only while the stores below are as the demo left them")}))
     return workdir
+
+
+def finish_workdir(workdir: Path) -> None:
+    """Stamp the stores the demo wrote, so a later fresh start can tell if others wrote."""
+    (workdir / MARKER).write_text(json.dumps({"created_by": "specflow demo",
+                                              "stores": _stamp(workdir)}))
 
 
 @dataclass
@@ -128,6 +157,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
             _figure(truth, node, workdir / "figures" / f"{truth.attrs.get('sample')}_"
                     f"{record.uid[:8]}.png")
         onset_hits = [r.uid for r in find_phases(client, onset_between=(10.0, 15.0))]
+    finish_workdir(workdir)  # the server has stopped: the stores are as the demo left them
     _print_table(console, rows)
     console.print("runs whose transition starts between 10 and 15 GPa: "
                   f"{[uid[:8] for uid in onset_hits]}")

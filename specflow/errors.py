@@ -48,7 +48,7 @@ def user_message(exc: BaseException) -> str | None:
                     "use a writable --workdir or MLFLOW_TRACKING_URI")
         return (f"MLflow: {text} — check --model, and --workdir or MLFLOW_TRACKING_URI "
                 "(which store is in use)")
-    if isinstance(exc, OSError | ValueError | KeyError):
+    if isinstance(exc, OSError | ValueError):  # specflow's own checks raise ValueError
         text = str(exc).strip() or type(exc).__name__
         return text.splitlines()[0] + (" …" if "\n" in text else "")
     return None

@@ -64,6 +64,16 @@ def test_another_model_name_gets_its_own_node(tiled_client, mlflow_store, other_
     assert nodes[K1] == before  # the first model's node untouched
     assert nodes[f"{OTHER}-v1"]["model_name"] == OTHER
     assert {n["status"] for n in nodes.values()} == {"complete"}
+    # the watcher's poll query finds runs by listed node (keys with '-' in the JSON path)
+    from tiled.queries import KeyPresent
+
+    from specflow.annotate.query import search
+
+    assert uid in set(search(tiled_client, KeyPresent(f"specflow.nodes.{K1}")))
+    assert uid not in set(search(tiled_client, KeyPresent(f"specflow.nodes.{K1}",
+                                                          exists=False)))
+    assert uid in set(search(tiled_client, KeyPresent("specflow.nodes.never-v9",
+                                                      exists=False)))
 
 
 def test_force_writes_a_revision_and_deletes_nothing(tiled_client, mlflow_store):
@@ -170,3 +180,39 @@ def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflo
         assert [r.status for r in resumed] == ["skipped", "written", "written", "written"]
         for uid in uids:
             assert complete_nodes(client, uid)[K1]["status"] == "complete"
+
+
+def test_our_own_crashed_writer_does_not_block_a_rerun(tiled_client, mlflow_store):
+    import socket
+    import subprocess
+    import sys
+
+    (uid,) = ramps(tiled_client, 1, seed=70)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: the annotator that crashed mid-write
+    now = datetime.now(UTC)
+    container = tiled_client[uid].base.create_container("specflow")
+    container.create_container(K1, metadata={
+        "status": "partial", "model_name": PHASE_MODEL,
+        "writer": {"id": "crashed", "host": socket.gethostname(), "pid": dead.pid,
+                   "since": now.isoformat(), "expires": (now + timedelta(minutes=5))
+                   .isoformat()}})
+    result = annotate_run(tiled_client, uid, load_model(mlflow_store.champion))
+    assert result.status == "written" and "abandoned" in result.reason
+
+
+def test_two_names_with_one_key_do_not_collide(tiled_client, phase_registry, mlflow_store):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    source = MlflowClient().get_model_version(PHASE_MODEL, phase_registry.versions[0]).source
+    dotted = mlflow.register_model(source, "twin.model").version
+    under = mlflow.register_model(source, "twin_model").version
+    (uid,) = ramps(tiled_client, 1, seed=72)
+    first = annotate_run(tiled_client, uid, load_model(f"models:/twin.model/{dotted}"))
+    second = annotate_run(tiled_client, uid, load_model(f"models:/twin_model/{under}"))
+    assert first.node == "twin_model-v1" and first.status == "written"
+    assert second.node == "twin_model-v1-r2" and second.status == "written", second
+    nodes = complete_nodes(tiled_client, uid)
+    assert nodes["twin_model-v1"]["model_name"] == "twin.model"
+    assert nodes["twin_model-v1-r2"]["model_name"] == "twin_model"

@@ -56,6 +56,10 @@ def test_parameters_and_misuse_fail_early_and_clearly():
         PhaseClassifier(method="raw").predict(ds)
     with pytest.raises(ValueError, match="39 labels for 40 curves"):
         PhaseClassifier(method="raw").fit(ds, labels=np.zeros(39, int))
+    with pytest.raises(ValueError, match=r"found \[3.0, 255.0\]"):
+        PhaseClassifier(method="raw").fit(ds, labels=np.r_[0, 3, 255, np.zeros(37)])
+    masked = ds["label"].where(np.arange(40) % 10 == 0)  # NaN elsewhere: unknown, not 0
+    assert PhaseClassifier(method="raw").fit(ds, labels=masked).n_labels_ == 4
     with pytest.raises(ValueError, match="no labelled curves"):
         PhaseClassifier(method="raw").fit(ds, labels=np.full(40, -1))
     with pytest.raises(ValueError, match="two phases"):

@@ -93,13 +93,29 @@ def test_pretrain_on_a_file_name_with_spaces_and_brackets(tmp_path, monkeypatch)
     mlflow.set_tracking_uri(None)
 
 
-def test_an_older_demo_dir_without_marker_is_recognised(tmp_path):
-    old = tmp_path / "work"
-    (old / "tiled").mkdir(parents=True)
-    (old / "mlflow").mkdir()
+def test_a_store_written_since_the_demo_is_never_removed(tmp_path):
+    import pytest
+
+    from specflow.demo import WorkdirNotOurs, finish_workdir
+
+    work = prepare_workdir(tmp_path / "work", fresh=True)
+    (work / "mlflow").mkdir()
+    (work / "mlflow" / "mlflow.db").write_text("the demo's models")
+    finish_workdir(work)
+    prepare_workdir(work, fresh=True)  # unchanged since the demo: removed
+    assert not (work / "mlflow").exists()
+    (work / "mlflow").mkdir()
+    (work / "mlflow" / "mlflow.db").write_text("the demo's models")
+    finish_workdir(work)
+    (work / "mlflow" / "mlflow.db").write_text("the demo's models + the user's own model")
+    with pytest.raises(WorkdirNotOurs, match="changed since the demo"):
+        prepare_workdir(work, fresh=True)
+    assert "user's own" in (work / "mlflow" / "mlflow.db").read_text()
+    old = tmp_path / "old"  # an older demo's dir (no marker): refused, not guessed at
+    (old / "mlflow").mkdir(parents=True)
     (old / "mlflow" / "mlflow.db").write_text("")
-    prepare_workdir(old, fresh=True)
-    assert (old / MARKER).is_file() and not (old / "tiled").exists()
+    with pytest.raises(WorkdirNotOurs):
+        prepare_workdir(old, fresh=True)
 
 
 def test_a_users_figures_folder_is_not_mistaken_for_a_demo_dir(tmp_path):

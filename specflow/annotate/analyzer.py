@@ -30,7 +30,7 @@ from .retry import (
     RetryPolicy,
     TiledUnreachable,
     auth_problem,
-    is_transient,
+    server_unreachable,
     with_retries,
 )
 from .summary import transition_summary
@@ -129,12 +129,16 @@ def _is_current(block: Mapping[str, Any], key: str, model: LoadedModel) -> bool:
             and current.get("alias") == model.alias)
 
 
-def _finish(uid: str, run: Any, summary: dict[str, Any], key: str, model: LoadedModel,
+def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: LoadedModel,
             publish: bool, n: int, reason: str, wrote: bool) -> AnnotationResult:
-    """Publish (or only list) a complete node, following :func:`publish_rule`."""
+    """Publish (or only list) a complete node, following :func:`publish_rule`, against the
+    run's metadata as it is now (re-read: the client's copy may be seconds old)."""
+    run = client[uid]
     block = run.metadata.get("specflow") or {}
     if publish and _is_current(block, key, model):
-        return AnnotationResult(uid, "skipped", f"already annotated by {model.uri}", key)
+        status = "written" if wrote else "skipped"
+        return AnnotationResult(uid, status, reason if wrote else
+                                f"already annotated by {model.uri}", key, n if wrote else 0)
     blocked = publish_rule(block, model) if publish else "not published (publish=False)"
     if blocked is None:
         _publish(run, summary, key)
@@ -151,7 +155,12 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
 
     run = client[uid]
     container = writer.specflow_container(run.base)
-    nodes = writer.model_nodes(container, model.name, model.version)
+    nodes, taken = writer.model_nodes(container, model.name, model.version)
+    ours = [n for n in nodes if n.complete and n.written_by(me)]
+    if ours:  # an earlier attempt of this call finished it (a retry after a lost answer)
+        summary = ours[-1].metadata["summary"]
+        return _finish(client, uid, summary, ours[-1].key, model, publish,
+                       int(summary.get("n_curves", 0)), "", wrote=True)
     busy = [n for n in nodes if n.leased_by_other(me)]
     if busy:
         return AnnotationResult(uid, "skipped", "another annotator is writing this model's "
@@ -160,10 +169,10 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     if done and not force:
         last = done[-1]
         summary = {**last.metadata["summary"], "model": model.provenance()}  # via this alias
-        if _is_current(run.metadata.get("specflow") or {}, last.key, model) or not publish:
+        if not publish:
             return AnnotationResult(uid, "skipped", f"already annotated by {model.uri}",
                                     last.key)
-        return _finish(uid, run, summary, last.key, model, publish,
+        return _finish(client, uid, summary, last.key, model, publish,
                        int(summary.get("n_curves", 0)), "summary restored from existing node",
                        wrote=False)
     try:
@@ -178,10 +187,12 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     table = writer.phase_table(ds["seq_num"].values if "seq_num" in ds else
                                np.arange(1, ds.sizes["curve"] + 1), ds["time"].values,
                                ds["pressure"].values, prediction)
-    stale = [n for n in nodes if not n.complete]
-    for n in stale:  # abandoned by a writer that died (its lease expired) or by us
-        writer.drop_node(container, n.key)
-    revision = max((n.revision for n in done), default=0) + 1
+    dropped = set()
+    for n in nodes:  # abandoned partial nodes: re-checked just before each delete
+        if not n.complete and writer.still_abandoned(container, n, me):
+            writer.drop_node(container, n.key)
+            dropped.add(n.revision)
+    revision = max(taken - dropped, default=0) + 1
     key = writer.node_key(model.name, model.version, revision)
     summary["latest"] = key
     if container is None:
@@ -189,14 +200,16 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     try:
         node = writer.create_node(container, key, summary, me)
     except Exception as exc:
-        if writer.status_code(exc) == 409:  # another annotator created it first
+        if writer.status_code(exc) != 409:
+            raise
+        node = container[key]  # 409: someone created it first — or our own lost answer
+        if (node.metadata.get("writer") or {}).get("id") != me.id:
             return AnnotationResult(uid, "skipped", "another annotator is writing this "
                                     "model's node", key)
-        raise
     writer.fill_node(node, table, summary)
-    reason = ("replaced an abandoned partial node" if stale else
-              f"revision {revision} (forced)" if revision > 1 else "")
-    return _finish(uid, run, summary, key, model, publish, len(table), reason, wrote=True)
+    reason = ("replaced an abandoned partial node" if dropped else
+              f"revision {revision} (forced)" if revision > 1 and done else "")
+    return _finish(client, uid, summary, key, model, publish, len(table), reason, wrote=True)
 
 
 def annotate_run(client: Any, uid: str, model: LoadedModel, *, stream: str = "primary",
@@ -221,7 +234,7 @@ def annotate_run(client: Any, uid: str, model: LoadedModel, *, stream: str = "pr
         problem = auth_problem(exc)
         if problem is not None:
             raise problem from exc
-        unreachable = is_transient(exc)
+        unreachable = server_unreachable(exc)
         if not unreachable:
             logger.exception("annotating run %s failed", uid)
         result = AnnotationResult(uid, "failed", f"{type(exc).__name__}: {exc}")

@@ -54,6 +54,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | ConnectionError)
 
 
+def server_unreachable(exc: BaseException) -> bool:
+    """The server could not be reached at all (connection refused or reset, DNS, timeout, or a
+    gateway answering for it: 502/503/504), as opposed to a server that answered wrongly."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in (502, 503, 504)
+    return isinstance(exc, httpx.TransportError | ConnectionError)
+
+
 def auth_problem(exc: BaseException) -> AnnotationError | None:
     """A clear error for Tiled's 401/403 answers (and the no-key RuntimeError), else None."""
     if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (401, 403):

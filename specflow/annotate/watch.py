@@ -19,6 +19,7 @@ from .analyzer import AnnotationResult, annotate_run
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model, resolve_version
 from .query import search
 from .retry import RetryPolicy
+from .writer import Writer, node_base
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Watcher:
         self._stop = threading.Event()
         self._queue: queue.Queue[str] = queue.Queue()
         self._failed: set[tuple[str, str]] = set()  # (uid, version) not to retry forever
+        self._writer = Writer()  # one identity, so our own leases never block our retries
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (thread-safe)."""
@@ -70,7 +72,9 @@ class Watcher:
     # -------------------------------------------------------------- discovery
     def _on_metadata(self, update: Any) -> None:
         md = getattr(update, "metadata", None) or {}
-        if self.model is not None and needs_annotation(md, self.model.name, self.model.version):
+        model = self.model
+        if (model is not None and needs_annotation(md, model.name, model.version)
+                and (update.key, model.version) not in self._failed):
             self._queue.put(update.key)
 
     def _subscribe(self) -> Any | None:
@@ -90,11 +94,15 @@ class Watcher:
             return None
 
     def _poll(self) -> None:
-        """Queue finished runs lacking any specflow annotation (new runs)."""
+        """Queue finished runs without a node of the current model version (new runs, and
+        runs another model annotated)."""
         from tiled.queries import KeyPresent
 
+        if self.model is None:
+            return
+        listed = f"specflow.nodes.{node_base(self.model.name, self.model.version)}"
         try:
-            hits = search(self.client, KeyPresent("stop"), KeyPresent("specflow", exists=False))
+            hits = search(self.client, KeyPresent("stop"), KeyPresent(listed, exists=False))
             for uid in hits:
                 if (uid, self.model.version) not in self._failed:
                     self._queue.put(uid)
@@ -139,7 +147,7 @@ class Watcher:
 
     def _handle(self, uid: str) -> None:
         result = annotate_run(self.client, uid, self.model, stream=self.stream,
-                              retry=self.retry)
+                              me=self._writer, retry=self.retry)
         if result.status == "failed":
             self._failed.add((uid, self.model.version))
         self.results.append(result)

@@ -75,15 +75,30 @@ class Node:
         lease = self.metadata.get("writer") or {}
         if self.complete or not lease or lease.get("id") == me.id:
             return False
+        if lease.get("host") == me.host and not _pid_alive(lease.get("pid")):
+            return False  # its writer ran on this machine and is gone (crash, Ctrl-C)
         try:
             expires = datetime.fromisoformat(lease["expires"])
         except (KeyError, TypeError, ValueError):
             return False
         return expires > (now or datetime.now(UTC))
 
+    def written_by(self, me: Writer) -> bool:
+        return (self.metadata.get("writer") or {}).get("id") == me.id
+
     def describe_writer(self) -> str:
         lease = self.metadata.get("writer") or {}
         return f"{lease.get('host')} pid {lease.get('pid')} since {lease.get('since')}"
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def specflow_container(run_base: Any, create: bool = False) -> Any | None:
@@ -104,26 +119,43 @@ def specflow_container(run_base: Any, create: bool = False) -> Any | None:
         raise
 
 
-def model_nodes(container: Any | None, model_name: str, version: str | int) -> list[Node]:
-    """This model version's nodes in ``container``, oldest revision first.
+def model_nodes(container: Any | None, model_name: str, version: str | int
+                ) -> tuple[list[Node], set[int]]:
+    """This model version's nodes in ``container`` (oldest revision first) and the
+    revisions any node under the same key base holds.
 
     A node whose metadata names another model (two names that reduce to the same key) is
-    not this model's and is left out.
+    not this model's and is left out, but its revision is still taken.
     """
     if container is None:
-        return []
+        return [], set()
     base = node_base(model_name, version)
-    found = []
+    found: list[Node] = []
+    taken: set[int] = set()
     for key, child in container.items():
         match = _KEY.match(key)
         if match is None or match["base"] != base:
             continue
+        revision = int(match["revision"] or 1)
+        taken.add(revision)
         md = dict(child.metadata)
         if md.get("model_name", model_name) != model_name:
             continue
         status = COMPLETE if md.get("status") == COMPLETE else PARTIAL
-        found.append(Node(key, int(match["revision"] or 1), status, md))
-    return sorted(found, key=lambda n: n.revision)
+        found.append(Node(key, revision, status, md))
+    return sorted(found, key=lambda n: n.revision), taken
+
+
+def still_abandoned(container: Any, node: Node, me: Writer) -> bool:
+    """Re-read ``node`` just before deleting it: still partial and not leased by a live
+    writer (ours, expired, or its writer gone)."""
+    try:
+        md = dict(container[node.key].metadata)
+    except KeyError:
+        return False
+    fresh = Node(node.key, node.revision, COMPLETE if md.get("status") == COMPLETE
+                 else PARTIAL, md)
+    return not fresh.complete and not fresh.leased_by_other(me)
 
 
 def status_code(exc: BaseException) -> int | None:

@@ -28,7 +28,9 @@ from specflow.data.schema import (
 )
 
 TEXT_SUFFIXES = {".xy", ".xye", ".chi", ".dat", ".txt"}
-_PRESSURE_HEADER = re.compile(r"pressure(?:_GPa)?\s*[=:]\s*([-+0-9.eE]+)", re.IGNORECASE)
+_PRESSURE_HEADER = re.compile(
+    r"(?<![\w.])pressure(?:_GPa)?\s*[=:]\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"(?![\w.,])", re.IGNORECASE)
 
 
 def read_spectra(path: str | Path, **kwargs) -> xr.Dataset:
@@ -160,7 +162,11 @@ def read_xy(
                  "'pressure_GPa=<GPa>' header line, a pressure.csv (columns file,pressure) "
                  "beside them, or pressure= when reading"])
     if isinstance(pressure, str | Path):
-        table = pd.read_csv(pressure)
+        try:
+            table = pd.read_csv(pressure)
+        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            raise SpectraValidationError([f"{pressure}: not a readable pressure CSV ({exc})"]
+                                         ) from exc
         if not {"file", "pressure"} <= set(table.columns):
             raise SpectraValidationError([f"{pressure}: needs columns 'file' and 'pressure'"])
         by_name = dict(zip(table["file"].map(lambda s: Path(s).name), table["pressure"],

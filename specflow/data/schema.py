@@ -87,21 +87,26 @@ def check_arrays(
             f"intensity has {int(infinite.sum())} inf values in {len(curves)} curve(s): "
             f"curve index {_ranges(curves)}"
         )
-    if n_points:
+    if n_points >= 2 and n_curves:
         ok = np.isfinite(intensity)
+        some = ok.any(axis=1)  # all-NaN curves are reported below
         top = np.where(ok, intensity, -np.inf).max(axis=1)
         bottom = np.where(ok, intensity, np.inf).min(axis=1)
-        top[~ok.any(axis=1)] = bottom[~ok.any(axis=1)] = np.nan  # all-NaN: reported below
-        flat = np.flatnonzero(top == bottom)
+        flat = np.flatnonzero(some & (top == bottom))
         if flat.size:
             problems.append(f"{flat.size} curve(s) are constant (e.g. all zero), with no "
                             f"diffraction signal: curve index {_ranges(flat)}")
-        flipped = np.flatnonzero((top <= 0) | (bottom < -np.abs(top)))
+        # robust: noise and background subtraction leave negatives about as deep as the
+        # noise is high, a stray pixel one deep value; refused: a curve whose negative side
+        # (1st percentile) reaches 3 times further than its positive side (99th)
+        finite = np.where(ok, intensity, np.nan)[some]
+        low, mid, high = np.nanpercentile(finite, [1, 50, 99], axis=1) if finite.size else (
+            np.empty(0), np.empty(0), np.empty(0))
+        flipped = np.flatnonzero(some)[(mid < 0) & (-low > 3 * np.maximum(high, 0))]
         flipped = np.setdiff1d(flipped, flat)
         if flipped.size:
-            problems.append(f"{flipped.size} curve(s) are mostly negative (negative values "
-                            "larger than their highest peak: sign-flipped or over-subtracted "
-                            f"background?): curve index {_ranges(flipped)}")
+            problems.append(f"{flipped.size} curve(s) are mostly negative (sign-flipped or "
+                            f"over-subtracted background?): curve index {_ranges(flipped)}")
     missing = np.isnan(intensity).mean(axis=1) > MAX_MISSING_FRACTION if n_points else []
     if np.any(missing):
         curves = np.flatnonzero(missing)
@@ -127,7 +132,11 @@ def check_arrays(
     if pressure is None:
         problems.append("missing pressure: every curve needs a pressure (GPa)")
     else:
-        pressure = np.asarray(pressure, dtype=float)
+        try:
+            pressure = np.asarray(pressure, dtype=float)
+        except (TypeError, ValueError):
+            problems.append(f"pressure must be numbers (GPa), got {np.asarray(pressure)[:3]}")
+            return problems
         if pressure.shape != (n_curves,):
             problems.append(
                 f"pressure has shape {pressure.shape} but there are {n_curves} curves "

@@ -168,9 +168,14 @@ def with_labels(data: xr.Dataset | Sequence[xr.Dataset],
         raise ValueError(f"{len(per_run)} label arrays for {len(runs)} runs")
     out = []
     for i, (ds, lab) in enumerate(zip(runs, per_run, strict=True)):
-        values = np.asarray(lab.values if isinstance(lab, xr.DataArray) else lab)
+        values = np.asarray(lab.values if isinstance(lab, xr.DataArray) else lab, dtype=float)
         if values.shape != (ds.sizes[CURVE],):
             raise ValueError(f"run {i}: {values.shape[0] if values.ndim else 0} labels for "
                              f"{ds.sizes[CURVE]} curves")
+        values = np.where(np.isnan(values), -1, values)  # NaN (e.g. from .where()): unknown
+        odd = np.unique(values[~np.isin(values, (-1, 0, 1, 2))])
+        if odd.size:
+            raise ValueError(f"run {i}: labels must be 0, 1, 2 or -1/NaN (unknown); found "
+                             f"{odd[:5].tolist()}")
         out.append(validate(ds.assign({LABEL: (CURVE, values.astype(np.int8))})))
     return out
