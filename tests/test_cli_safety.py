@@ -50,7 +50,7 @@ def test_unreachable_tiled_is_one_line_and_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     uri = f"http://127.0.0.1:{free_port()}/api/v1"
     for args in (["annotate", "--tiled-uri", uri, "--all", "--workdir", str(tmp_path)],
-                 ["phases", "--tiled-uri", uri]):
+                 ["phases", "--tiled-uri", uri], ["ingest-demo", "--tiled-uri", uri]):
         t0 = time.monotonic()
         out = CliRunner().invoke(app, args)
         text = " ".join(out.output.split())

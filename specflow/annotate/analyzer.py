@@ -273,13 +273,47 @@ def annotate(
     on_result: Callable[[AnnotationResult], Any] | None = None,
     workers: int = 1,
 ) -> list[AnnotationResult]:
-    """Annotate many runs with one model version (resolved once); one result per run.
+    """Label runs in Tiled with one registered model version and write the labels back.
 
-    Runs failing validation are reported and skipped; the rest go on. When a run fails
-    because Tiled cannot be reached (after its retries, see :class:`RetryPolicy`), the batch
-    stops with :class:`TiledUnreachable` instead of spending the retry budget on every
-    remaining run; nothing complete is lost and the same call resumes it. ``workers`` > 1
-    annotates that many runs at once (the per-run time is mostly HTTP round trips).
+    Parameters
+    ----------
+    client : tiled client node
+        A writable catalog (an API key with write access).
+    uids : iterable of str, optional
+        The runs; or select them with ``query`` (metadata key → value) or ``all_runs``.
+    model_uri : str
+        ``models:/<name>@<alias>`` or ``models:/<name>/<version>``, resolved once.
+    model : LoadedModel, optional
+        An already loaded model instead of ``model_uri``.
+    force : bool
+        Annotate again: writes the next revision beside a complete node (none is deleted).
+    publish : bool
+        Copy the summary into the run's metadata (following the publishing rule in
+        docs/annotate.md); False writes only the node.
+    retry : RetryPolicy, optional
+        Per-run retries of transient Tiled failures (bounded in tries and time).
+    on_result : callable, optional
+        Called with each run's result as it completes.
+    workers : int
+        Runs annotated at once.
+
+    Returns
+    -------
+    list of AnnotationResult
+        One per run, in the given order: ``written``, ``skipped`` or ``failed`` with a
+        reason.
+
+    Raises
+    ------
+    TiledUnreachable
+        The server stayed unreachable through a run's retries: the batch stopped; its
+        ``results`` hold what was done, and the same call resumes it.
+    AnnotationError
+        Bad credentials (401/403): every run would fail.
+
+    Examples
+    --------
+    >>> annotate(client, query={"start.sample": "Fe"})  # doctest: +SKIP
     """
     model = model or load_model(model_uri)
     try:

@@ -100,7 +100,24 @@ def resolve_version(uri: str) -> tuple[str, str, str | None, str | None]:
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
-    """Resolve ``uri`` to a version in the registry and load that exact version."""
+    """Load a registered phase model, pinned to the version its alias points at now.
+
+    Parameters
+    ----------
+    uri : str
+        ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` in the MLflow registry
+        of ``MLFLOW_TRACKING_URI``.
+
+    Returns
+    -------
+    LoadedModel
+        The pyfunc with its name, version, alias and run id (the provenance written to
+        Tiled); ``predict(curves, two_theta, pressure, wavelength)`` returns a DataFrame.
+
+    Examples
+    --------
+    >>> model = load_model("models:/specflow-phase@champion")  # doctest: +SKIP
+    """
     import mlflow
 
     name, version, alias, run_id = resolve_version(uri)

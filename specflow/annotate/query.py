@@ -54,7 +54,30 @@ class PhaseRecord:
 def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
                 phase: int | None = None, sample: str | None = None,
                 model_version: int | None = None) -> list[PhaseRecord]:
-    """Annotated runs matching all given conditions, sorted by onset pressure (None last)."""
+    """Annotated runs of a Tiled catalog matching all given conditions.
+
+    Parameters
+    ----------
+    client : tiled client node
+        The catalog (``tiled.client.from_uri(...)``).
+    onset_between : (float, float), optional
+        Transition onset pressure range in GPa.
+    phase : int, optional
+        A phase that must be present (0, 1 or 2).
+    sample : str, optional
+        ``start.sample`` of the run.
+    model_version : int, optional
+        Only runs whose published summary comes from this model version.
+
+    Returns
+    -------
+    list of PhaseRecord
+        Sorted by onset pressure (runs without a transition last).
+
+    Examples
+    --------
+    >>> find_phases(client, onset_between=(10, 15), sample="Fe")  # doctest: +SKIP
+    """
     from tiled.queries import Contains, Key, KeyPresent
 
     queries: list[Any] = [KeyPresent("specflow.latest")]

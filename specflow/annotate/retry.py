@@ -10,6 +10,8 @@ from typing import TypeVar
 
 import httpx
 
+from specflow.ingest.catalog import unreachable  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -99,17 +101,3 @@ def with_retries(fn: Callable[[], T], policy: RetryPolicy,
                 on_retry(attempt + 1, exc)
             time.sleep(wait)
     raise AssertionError("unreachable")
-
-
-def unreachable(uri: str, timeout: float = 5.0) -> str | None:
-    """Why the server at ``uri`` cannot be reached (one quick request, no retries), else None.
-
-    Any HTTP answer, even an error, means it is reachable.
-    """
-    try:
-        httpx.get(uri, timeout=timeout, follow_redirects=True)
-    except httpx.TransportError as exc:
-        return f"cannot reach Tiled at {uri}: {type(exc).__name__}: {exc}"
-    except httpx.InvalidURL as exc:
-        return f"invalid Tiled URI {uri!r}: {exc}"
-    return None

@@ -34,11 +34,34 @@ _PRESSURE_HEADER = re.compile(
 
 
 def read_spectra(path: str | Path, **kwargs) -> xr.Dataset:
-    """Read a spectra file by its suffix: ``.nc``/``.h5``, ``.csv`` or a two-column text file
-    (its pressure from a ``pressure_GPa=`` header, as :func:`write_xy` writes), or a folder of
-    text files (:func:`read_xy_folder`).
+    """Read spectra into the canonical Dataset, by the path's suffix.
 
-    Keyword arguments go to the format's reader (e.g. ``pressure=`` for text files).
+    Parameters
+    ----------
+    path : str or Path
+        ``.nc``/``.h5`` (NetCDF-4), a wide ``.csv`` (a row per curve: ``pressure``, ``time``,
+        ``label``, then one column per 2θ value), a two-column text file (``.xy``, ``.xye``,
+        ``.chi``, ``.dat``; its pressure from a ``pressure_GPa=`` header line), or a folder
+        of text files read as one run (pressures from a ``pressure.csv`` beside them or
+        from their headers).
+    **kwargs
+        Passed to the text reader, e.g. ``pressure=`` (a list, or a CSV with columns
+        ``file,pressure``) or ``energy_kev=``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Validated canonical layout.
+
+    Raises
+    ------
+    SpectraValidationError
+        Naming the file (and line or column) and every problem found.
+
+    Examples
+    --------
+    >>> ds = read_spectra("run.nc")  # doctest: +SKIP
+    >>> ds = read_spectra("xy_folder/")  # doctest: +SKIP
     """
     path = Path(path)
     if path.is_dir():

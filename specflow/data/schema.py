@@ -187,9 +187,40 @@ def make_spectra(
 ) -> xr.Dataset:
     """Build a validated canonical spectra Dataset from plain arrays.
 
-    ``time`` defaults to the acquisition index (s unknown). ``extra`` holds further
-    per-curve variables (e.g. ``phase_fraction``), each of length n_curves.
-    Raises :class:`SpectraValidationError` listing every problem found.
+    Parameters
+    ----------
+    intensity : array (n_curves, n_points)
+        Integrated curves, one row per curve in acquisition order.
+    two_theta : array (n_points,)
+        Strictly increasing 2θ grid in degrees.
+    pressure : array (n_curves,)
+        Pressure of every curve in GPa.
+    time : array (n_curves,), optional
+        Acquisition time in s; defaults to the acquisition index.
+    label : array (n_curves,), optional
+        0 before, 1 during, 2 after, -1 unknown.
+    attrs : mapping, optional
+        Run attributes, e.g. ``energy`` (keV) or ``wavelength`` (Å), ``sample``.
+    extra : mapping, optional
+        Further per-curve variables (e.g. ``phase_fraction``), each of length n_curves.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``intensity`` on (``curve``, ``two_theta``) with coords ``pressure`` and ``time``.
+
+    Raises
+    ------
+    SpectraValidationError
+        Listing every problem found (shapes, NaN/inf, constant or sign-flipped curves,
+        implausible pressures, bad labels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = make_spectra(np.random.rand(3, 50), np.linspace(5, 25, 50), [1.0, 2.0, 3.0])
+    >>> ds["intensity"].dims
+    ('curve', 'two_theta')
     """
     problems = check_arrays(intensity, two_theta, pressure, time, label)
     intensity = np.asarray(intensity)

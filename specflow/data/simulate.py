@@ -477,7 +477,33 @@ def draw_conditions(
 
 def simulate(material: str | Material = "Fe", curves: int = 300, *, seed: int = 0,
              preset: SimulationPreset = "clean", **kwargs: Any) -> xr.Dataset:
-    """One simulated run with its true labels (:func:`simulate_run` with short names)."""
+    """One simulated pressure run with its true labels.
+
+    Parameters
+    ----------
+    material : str or Material
+        A transition of the built-in library (``Fe``, ``FeO``, ``Si``, ...; see
+        docs/transitions.md).
+    curves : int
+        Number of curves.
+    seed : int
+        Random seed (same seed, same run).
+    preset : {"clean", "realistic"}
+        ``realistic``: the run's own energy, grid, onset, counts, background and artefacts.
+    **kwargs
+        Further options of :func:`simulate_run` (``stop``, ``decompress_to``, ``cell``, ...).
+
+    Returns
+    -------
+    xarray.Dataset
+        The canonical layout, with ``label`` (ground truth) and ``phase_fraction``.
+
+    Examples
+    --------
+    >>> ds = simulate("Fe", curves=40, seed=1)
+    >>> sorted(set(ds["label"].values.tolist()))
+    [0, 1, 2]
+    """
     return simulate_run(material, curves, seed=seed, preset=preset, **kwargs)
 
 

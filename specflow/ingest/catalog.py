@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import httpx
+
 
 def parse_key_values(items: Iterable[str] | None) -> dict[str, Any]:
     """``["start.sample=Fe", "start.scan_id=3"]`` → ``{"start.sample": "Fe", ...: 3}``.
@@ -31,3 +33,17 @@ def search(node: Any, *queries: Any) -> Any:
     for q in queries:
         node = Container.search(node, q)
     return node
+
+
+def unreachable(uri: str, timeout: float = 5.0) -> str | None:
+    """Why the server at ``uri`` cannot be reached (one quick request, no retries), else None.
+
+    Any HTTP answer, even an error, means it is reachable.
+    """
+    try:
+        httpx.get(uri, timeout=timeout, follow_redirects=True)
+    except httpx.TransportError as exc:
+        return f"cannot reach Tiled at {uri}: {type(exc).__name__}: {exc}"
+    except httpx.InvalidURL as exc:
+        return f"invalid Tiled URI {uri!r}: {exc}"
+    return None

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from specflow.ingest.catalog import unreachable
+
 #: Events buffered by TiledWriter before a write. 50 keeps the RunEngine thread from
 #: stalling (one HTTP round trip per 50 curves, ~2 writes/s at beamline rates) while the
 #: data in Tiled lags the experiment by at most 50 curves; batch_size=1 costs ~115 ms/event.
@@ -39,6 +41,9 @@ def ingest_demo(
     from .plans import compression_ramp
 
     console = Console()
+    down = unreachable(tiled_uri)
+    if down is not None:
+        raise ConnectionError(down)
     client = from_uri(tiled_uri, api_key=api_key)
     engine = RunEngine({}, call_returns_result=False)
     engine.subscribe(TiledWriter(client, batch_size=TILED_BATCH_SIZE))

@@ -37,11 +37,49 @@ PHASES = ("before", "during", "after")
 class PhaseClassifier:
     """Phase labels (0 before, 1 during, 2 after) for diffraction runs.
 
-    ``method``: an SSL encoder pretrained on the runs given to :meth:`fit` (``rrmoco``,
-    ``rr``, ``moco``, ``selftime``; ``epochs``/``preset`` size it), a randomly initialised
-    encoder (``untrained``) or the preprocessed curves themselves (``raw``). A linear probe
-    is fitted on every labelled curve, then :meth:`predict` decodes each run along its
-    acquisition order (``decoder``). Parameters are checked here, not deep in training.
+    A linear probe is fitted on every labelled curve over features of the curves, then
+    :meth:`predict` decodes each run along its acquisition order. Parameters are checked
+    at construction, not deep in training.
+
+    Parameters
+    ----------
+    method : {"untrained", "raw", "rrmoco", "rr", "moco", "selftime"}
+        Features under the probe: a seeded random ConvSC encoder (``untrained``, the
+        default: best on the cross-run benchmark), the preprocessed curves (``raw``), or
+        an encoder pretrained self-supervised on the runs given to :meth:`fit`.
+    epochs : int, optional
+        Pretraining epochs of an SSL method (default: the preset's).
+    preset : {"quick", "paper"}, optional
+        SSL preset; default: paper on CUDA, quick on CPU.
+    preprocessing : Preprocessing
+        How curves become model input (Q grid from the run's energy, gaps, spikes,
+        baseline); stored with the model.
+    probe : ProbeConfig, optional
+        The linear probe's settings (augmented copies, calibration).
+    decoder : DecoderConfig or None
+        Sequence decoding along each run; None labels curve by curve.
+    seed : int
+        Random seed.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+
+    Attributes
+    ----------
+    n_labels_ : int
+        Labels the probe was fitted on.
+    labels_per_class_ : list of int
+        Labels per phase.
+    bundle_ : dict
+        The deployable model (tensors and plain values), as the MLflow pyfunc serves it.
+
+    Examples
+    --------
+    >>> import numpy as np, specflow
+    >>> ds = specflow.simulate("Fe", curves=120, seed=3)
+    >>> lab = ds["label"].where(np.arange(120) % 8 == 0)  # 15 labels, NaN = unknown
+    >>> pred = PhaseClassifier(method="raw").fit(ds, labels=lab).predict(ds)
+    >>> pred["probabilities"].dims
+    ('curve', 'phase')
     """
 
     method: MethodName = DEFAULT_METHOD  # the benchmark table's best, see names.py
@@ -64,9 +102,21 @@ class PhaseClassifier:
     # ----------------------------------------------------------------------------- fit
     def fit(self, data: xr.Dataset | Sequence[xr.Dataset],
             labels: xr.DataArray | np.ndarray | Sequence[Any] | None = None) -> Self:
-        """Fit on one run or several; ``labels`` (per run: a DataArray or array on
-        ``curve``, -1 = unknown) replace the runs' own ``label`` variable when given.
-        Every label ≥ 0 trains the probe. Returns ``self``."""
+        """Fit on one run or several.
+
+        Parameters
+        ----------
+        data : xarray.Dataset or list of Dataset
+            Runs in the canonical layout.
+        labels : DataArray or array on ``curve``, or a list of them (one per run), optional
+            0, 1, 2; -1 or NaN for unknown. They replace the runs' own ``label`` variable;
+            without them that variable is used. Every known label trains the probe.
+
+        Returns
+        -------
+        PhaseClassifier
+            ``self``, fitted.
+        """
         runs = with_labels(data, labels)
         curves = to_curves(runs, preprocessing=self.preprocessing)
         known = np.flatnonzero(curves.label >= 0)
@@ -94,9 +144,22 @@ class PhaseClassifier:
 
     # ------------------------------------------------------------------------- predict
     def predict(self, ds: xr.Dataset) -> xr.Dataset:
-        """Phases of one run, on its ``curve`` dim: ``label`` (decoded along the run),
-        ``label_raw`` (per-curve argmax), ``probabilities`` (curve, phase; calibrated) and
-        ``ood_score`` (> 1: unlike the training runs); attrs hold the run's OOD verdict."""
+        """Phases of one run.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            One run in the canonical layout (any 2θ grid; its ``energy`` or ``wavelength``
+            attribute for Q-grid models).
+
+        Returns
+        -------
+        xarray.Dataset
+            On the run's ``curve`` dim: ``label`` (decoded along the run), ``label_raw``
+            (per-curve argmax), ``probabilities`` (curve, phase; calibrated) and
+            ``ood_score`` (> 1: unlike the training runs); attrs ``ood_flag`` and
+            ``ood_median`` give the run's out-of-distribution verdict.
+        """
         predictor = self._fitted()
         validate(ds)
         out = predictor.predict(ds[INTENSITY].values, ds[TWO_THETA].values, wavelength_of(ds),
