@@ -21,7 +21,7 @@ from specflow.learn.names import DEFAULT_METHOD
 
 MODEL_NAME = "specflow-phase"
 MARKER = ".specflow-demo"  # written into a work dir the demo created
-DEMO_ENTRIES = ("tiled", "mlflow", "figures", MARKER)  # all the demo ever writes there
+OWN_ENTRIES = ("tiled", "mlflow", "figures")  # all the demo writes there, besides MARKER
 
 
 class WorkdirNotOurs(RuntimeError):
@@ -32,8 +32,8 @@ STORES = ("mlflow/mlflow.db", "tiled/catalog.db")  # stamped when the demo finis
 
 
 def _stamp(workdir: Path) -> dict[str, list[int]]:
-    return {name: [(workdir / name).stat().st_size, (workdir / name).stat().st_mtime_ns]
-            for name in STORES if (workdir / name).is_file()}
+    stats = {name: (workdir / name).stat() for name in STORES if (workdir / name).is_file()}
+    return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
 
 
 def _changed_since_demo(workdir: Path) -> list[str]:
@@ -71,7 +71,7 @@ def prepare_workdir(workdir: Path, fresh: bool) -> Path:
                 f"{', '.join(str(workdir / c) for c in changed)} changed since the demo wrote "
                 "it (your own models or runs?); nothing was removed. Use --keep, remove it "
                 "yourself, or choose another --workdir.")
-        for name in DEMO_ENTRIES[:-1]:
+        for name in OWN_ENTRIES:
             target = workdir / name
             if target.is_dir():
                 shutil.rmtree(target)

@@ -41,11 +41,11 @@ def user_message(exc: BaseException) -> str | None:
         return f"cannot reach the server: {type(exc).__name__}: {exc}"
     if isinstance(exc, httpx.HTTPStatusError):
         return f"the server refused the request: {str(exc).splitlines()[0]}"
-    if type(exc).__name__ == "MlflowException" or _is_readonly(exc):
+    if _is_readonly(exc):
+        return ("the MLflow store is read-only (attempt to write a readonly database): "
+                "use a writable --workdir or MLFLOW_TRACKING_URI")
+    if type(exc).__name__ == "MlflowException":
         text = str(getattr(exc, "message", exc)).splitlines()[0]
-        if _is_readonly(exc):
-            return ("the MLflow store is read-only (attempt to write a readonly database): "
-                    "use a writable --workdir or MLFLOW_TRACKING_URI")
         return (f"MLflow: {text} — check --model, and --workdir or MLFLOW_TRACKING_URI "
                 "(which store is in use)")
     if isinstance(exc, OSError | ValueError):  # specflow's own checks raise ValueError

@@ -67,7 +67,7 @@ def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> 
     now = datetime.now(UTC).isoformat(timespec="seconds")
     summary: dict[str, Any] = {
         "status": writer.COMPLETE,
-        "latest": model.node_key,
+        "latest": None,  # the node's key, set when the node is written
         "model": model.provenance(),
         "specflow_version": specflow.__version__,
         "timestamp": now,
@@ -106,20 +106,21 @@ def publish_rule(block: Mapping[str, Any], model: LoadedModel) -> str | None:
             "version never replaces it, except through the alias it was published with)")
 
 
+def _listed(summary: dict[str, Any], key: str) -> dict[str, Any]:
+    """The run metadata's ``nodes`` entry for node ``key``."""
+    return {"nodes": {key: {"model_name": summary["model"]["name"],
+                            "model_version": summary["model"]["version"],
+                            "timestamp": summary["timestamp"]}}}
+
+
 def _publish(run: Any, summary: dict[str, Any], key: str) -> None:
     """Copy a node's summary into the run's metadata and point ``latest`` at it."""
-    block = {**summary, "latest": key,
-             "nodes": {key: {"model_name": summary["model"]["name"],
-                             "model_version": summary["model"]["version"],
-                             "timestamp": summary["timestamp"]}}}
-    run.update_metadata({"specflow": block})
+    run.update_metadata({"specflow": {**summary, "latest": key, **_listed(summary, key)}})
 
 
 def _record_node(run: Any, summary: dict[str, Any], key: str) -> None:
     """List a node in the run's metadata without publishing its summary."""
-    run.update_metadata({"specflow": {"nodes": {key: {
-        "model_name": summary["model"]["name"], "model_version": summary["model"]["version"],
-        "timestamp": summary["timestamp"]}}}})
+    run.update_metadata({"specflow": _listed(summary, key)})
 
 
 def _is_current(block: Mapping[str, Any], key: str, model: LoadedModel) -> bool:
@@ -203,7 +204,7 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
         if writer.status_code(exc) != 409:
             raise
         node = container[key]  # 409: someone created it first — or our own lost answer
-        if (node.metadata.get("writer") or {}).get("id") != me.id:
+        if not writer.written_by(node.metadata, me):
             return AnnotationResult(uid, "skipped", "another annotator is writing this "
                                     "model's node", key)
     writer.fill_node(node, table, summary)

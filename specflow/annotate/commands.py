@@ -33,12 +33,11 @@ def connect(tiled_uri: str, api_key: str | None) -> Any:
     """A Tiled client, or a clear error about the URI, the server or the key."""
     from tiled.client import from_uri
 
-    from .retry import auth_problem, unreachable
+    from specflow.ingest.catalog import require_reachable
 
-    down = unreachable(tiled_uri)
-    if down is not None:
-        Console(stderr=True).print(f"[red]error:[/] {down}", soft_wrap=True)
-        raise typer.Exit(1)
+    from .retry import auth_problem
+
+    require_reachable(tiled_uri)  # ConnectionError: one line from the CLI's error boundary
     try:
         return from_uri(tiled_uri, api_key=api_key)
     except Exception as exc:

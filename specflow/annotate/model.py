@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .writer import node_key
-
 DEFAULT_MODEL_URI = "models:/specflow-phase@champion"
 _PREDICT_LOCK = threading.Lock()
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -45,11 +43,6 @@ class LoadedModel:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
-
-    @property
-    def node_key(self) -> str:
-        """Key of this version's (first) annotation node in a run's ``specflow`` container."""
-        return node_key(self.name, self.version)
 
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "version": int(self.version), "alias": self.alias,

@@ -10,8 +10,6 @@ from typing import TypeVar
 
 import httpx
 
-from specflow.ingest.catalog import unreachable  # noqa: F401  (re-exported)
-
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -51,9 +49,10 @@ class RetryPolicy:
 
 def is_transient(exc: BaseException) -> bool:
     """Connection problems and server errors are worth retrying; 4xx answers are not."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return isinstance(exc, httpx.TransportError | ConnectionError)
+    if isinstance(exc, httpx.HTTPStatusError) and (
+            exc.response.status_code >= 500 or exc.response.status_code == 429):
+        return True
+    return server_unreachable(exc)
 
 
 def server_unreachable(exc: BaseException) -> bool:

@@ -57,18 +57,22 @@ class Writer:
                     timespec="seconds")}
 
 
+def written_by(metadata: Any, me: Writer) -> bool:
+    """Whether a node's metadata names ``me`` as its writer."""
+    return (metadata.get("writer") or {}).get("id") == me.id
+
+
 @dataclass(frozen=True)
 class Node:
     """An annotation node of one model version, as found in a run's container."""
 
     key: str
     revision: int
-    status: str
     metadata: dict[str, Any]
 
     @property
     def complete(self) -> bool:
-        return self.status == COMPLETE
+        return self.metadata.get("status") == COMPLETE
 
     def leased_by_other(self, me: Writer, now: datetime | None = None) -> bool:
         """A partial node another live writer is still filling (its lease not expired)."""
@@ -84,7 +88,7 @@ class Node:
         return expires > (now or datetime.now(UTC))
 
     def written_by(self, me: Writer) -> bool:
-        return (self.metadata.get("writer") or {}).get("id") == me.id
+        return written_by(self.metadata, me)
 
     def describe_writer(self) -> str:
         lease = self.metadata.get("writer") or {}
@@ -141,8 +145,7 @@ def model_nodes(container: Any | None, model_name: str, version: str | int
         md = dict(child.metadata)
         if md.get("model_name", model_name) != model_name:
             continue
-        status = COMPLETE if md.get("status") == COMPLETE else PARTIAL
-        found.append(Node(key, revision, status, md))
+        found.append(Node(key, revision, md))
     return sorted(found, key=lambda n: n.revision), taken
 
 
@@ -153,8 +156,7 @@ def still_abandoned(container: Any, node: Node, me: Writer) -> bool:
         md = dict(container[node.key].metadata)
     except KeyError:
         return False
-    fresh = Node(node.key, node.revision, COMPLETE if md.get("status") == COMPLETE
-                 else PARTIAL, md)
+    fresh = Node(node.key, node.revision, md)
     return not fresh.complete and not fresh.leased_by_other(me)
 
 

@@ -122,10 +122,15 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
         raise SpectraValidationError([f"{path}: {p}" for p in err.problems]) from None
 
 
-def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """2θ and intensity from a .xy/.xye/.chi/.dat file, skipping headers and comments."""
+def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """2θ and intensity from a .xy/.xye/.chi/.dat file, skipping headers and comments, and
+    the ``pressure_GPa=<value>`` of its header (within the first 20 lines), if any."""
     rows: list[tuple[float, float]] = []
+    pressure = None
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if pressure is None and number <= 20:
+            match = _PRESSURE_HEADER.search(line)
+            pressure = float(match.group(1)) if match else None
         parts = line.replace(",", " ").split()
         if not parts or line.lstrip().startswith(("#", "!", "%")):
             continue
@@ -143,7 +148,7 @@ def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray]:
     x, y = data[:, 0], data[:, 1]
     if x[0] > x[-1]:  # descending grids are common; flip rather than reject
         x, y = x[::-1], y[::-1]
-    return x, y
+    return x, y, pressure
 
 
 def read_xy(
@@ -164,7 +169,7 @@ def read_xy(
     columns = [_read_columns(p) for p in paths]
     grid = columns[0][0]
     curves = []
-    for p, (x, y) in zip(paths, columns, strict=True):
+    for p, (x, y, _) in zip(paths, columns, strict=True):
         if x.shape == grid.shape and np.allclose(x, grid):
             curves.append(y)
         elif x[0] <= grid[0] and x[-1] >= grid[-1]:
@@ -175,7 +180,7 @@ def read_xy(
                  f"{grid[0]:.3f}–{grid[-1]:.3f}°"]
             )
     if pressure is None:  # from the files' own headers, when every file has one
-        found = [_header_pressure(p) for p in paths]
+        found = [header for _, _, header in columns]
         if all(v is not None for v in found):
             pressure = found
         else:
@@ -219,15 +224,6 @@ def read_xy_folder(folder: str | Path, pressure: Any = None, **kwargs: Any) -> x
     if pressure is None and (folder / "pressure.csv").is_file():
         pressure = folder / "pressure.csv"
     return read_xy(files, pressure=pressure, **kwargs)
-
-
-def _header_pressure(path: Path) -> float | None:
-    """``pressure_GPa=<value>`` from a text file's comment header, if there is one."""
-    for line in path.read_text(errors="replace").splitlines()[:20]:
-        match = _PRESSURE_HEADER.search(line)
-        if match:
-            return float(match.group(1))
-    return None
 
 
 def write_xy(ds: xr.Dataset, directory: str | Path, stem: str = "curve") -> list[Path]:

@@ -47,3 +47,10 @@ def unreachable(uri: str, timeout: float = 5.0) -> str | None:
     except httpx.InvalidURL as exc:
         return f"invalid Tiled URI {uri!r}: {exc}"
     return None
+
+
+def require_reachable(uri: str) -> None:
+    """Raise ``ConnectionError`` (one line for the CLI) unless :func:`unreachable` passes."""
+    down = unreachable(uri)
+    if down is not None:
+        raise ConnectionError(down)

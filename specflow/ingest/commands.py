@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specflow.ingest.catalog import unreachable
+from specflow.ingest.catalog import require_reachable
 
 #: Events buffered by TiledWriter before a write. 50 keeps the RunEngine thread from
 #: stalling (one HTTP round trip per 50 curves, ~2 writes/s at beamline rates) while the
@@ -41,9 +41,7 @@ def ingest_demo(
     from .plans import compression_ramp
 
     console = Console()
-    down = unreachable(tiled_uri)
-    if down is not None:
-        raise ConnectionError(down)
+    require_reachable(tiled_uri)
     client = from_uri(tiled_uri, api_key=api_key)
     engine = RunEngine({}, call_returns_result=False)
     engine.subscribe(TiledWriter(client, batch_size=TILED_BATCH_SIZE))

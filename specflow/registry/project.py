@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     default = "rrmoco" if a.step == "pretrain" else DEFAULT_METHOD
     train = dict(method=a.method or default, epochs=int(a.epochs) if a.epochs else None,
                  preset=a.preset or "quick", device=a.device or "auto", seed=seed)
-    eval_data = [Path(p) for p in a.eval_data.split(",")] if a.eval_data else None
+    eval_data = [Path(p) for p in _csv(a.eval_data) or []] or None
     if a.step == "pretrain":
         commands.pretrain_cmd(**source, **train, workdir=workdir)
     elif a.step == "probe":

@@ -170,16 +170,19 @@ def load_pretrained(run_id: str):
     return load_checkpoint(local)
 
 
-def holdout_labels(curves: Any, fraction: float) -> np.ndarray:
+def holdout_labels(curves: Any, fraction: float, seed: int = 0) -> np.ndarray:
     """Indices of ``fraction`` of each run's labelled curves, evenly spread in acquisition
-    order, to keep out of training and score the probe on."""
+    order (:func:`~specflow.learn.evaluate.even_labels`), to keep out of training and score
+    the probe on."""
+    from specflow.learn.evaluate import even_labels
+
     out = []
     for r in np.unique(curves.run):
-        idx = np.flatnonzero((curves.run == r) & (curves.label >= 0))
-        idx = idx[np.argsort(curves.order[idx], kind="stable")]
-        k = int(round(fraction * idx.size))
+        idx = np.flatnonzero(curves.run == r)
+        known = curves.label[idx] >= 0
+        k = int(round(fraction * known.sum()))
         if k:
-            out.append(idx[np.linspace(0, idx.size - 1, k + 2)[1:-1].round().astype(int)])
+            out.append(idx[even_labels(curves.order[idx], known, k, seed)])
     return np.unique(np.concatenate(out)) if out else np.array([], dtype=int)
 
 
@@ -233,7 +236,7 @@ def probe_step(
     if label_fraction is not None:
         train = pick_probe_labels(curves, label_fraction, seed)
     else:
-        kept_out = holdout_labels(curves, holdout)
+        kept_out = holdout_labels(curves, holdout, seed)
         train = np.setdiff1d(np.flatnonzero(label >= 0), kept_out)
     if train.size == 0:
         raise ValueError("no labelled curves to train the probe on: give runs with a 'label' "
