@@ -409,9 +409,11 @@ def decode(probabilities: np.ndarray, pressure: np.ndarray,
     log_a = _log_transitions(cfg.switch_prob)
     labels = _viterbi(le, log_a, d)
     la, lb, logz = _forward_backward(le, log_a, d)
-    post = np.exp(la + lb - logz)
+    with np.errstate(invalid="ignore"):  # a state no path reaches: alpha 0 (-inf) · beta inf
+        post = np.nan_to_num(np.exp(la + lb - logz), nan=0.0)
+        xi = np.nan_to_num(np.exp(la[:-1, :, None] + log_a[d[1:]]
+                                  + (le[1:] + lb[1:])[:, None, :] - logz), nan=0.0)
     post /= post.sum(1, keepdims=True)
-    xi = np.exp(la[:-1, :, None] + log_a[d[1:]] + (le[1:] + lb[1:])[:, None, :] - logz)
     noise = readback_noise(p)
     return Decoded(labels=labels, posterior=post, segments=_segments(labels),
                    boundaries=_boundaries(labels, xi, p, sws, noise), sweeps=sws,
