@@ -112,7 +112,9 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
 
     from specflow.annotate import annotate, find_phases
     from specflow.ingest import ingest_demo, run_to_dataset, tiled_server
-    from specflow.registry import commands as steps
+    from specflow.learn.evaluate import default_config
+    from specflow.learn.names import SSL_METHODS
+    from specflow.registry.steps import load_tiled, run_pipeline
     from specflow.registry.tracking import configure_tracking
 
     console = console or Console()
@@ -131,11 +133,15 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
                                 curves=cfg.curves, material=material,
                                 seed=cfg.seed + 100 * i)
         console.rule("2 · learn: pretrain → probe → register → promote (MLflow)")
-        steps.pipeline_cmd(tiled_uri=server.api_uri, api_key=server.api_key, run=uids,
-                           method=cfg.method, epochs=cfg.epochs, device=cfg.device,
-                           seed=cfg.seed,
-                           label_fraction=cfg.label_fraction, name=MODEL_NAME,
-                           workdir=workdir)
+        res = run_pipeline(
+            load_tiled(server.api_uri, server.api_key, uids, []), cfg.method,
+            pretrain_config=(default_config(cfg.method, cfg.epochs, cfg.seed, cfg.device,
+                                            "quick") if cfg.method in SSL_METHODS else None),
+            seed=cfg.seed, label_fraction=cfg.label_fraction, name=MODEL_NAME,
+            workdir=workdir)
+        console.print(f"registered {MODEL_NAME} version {res.version}; "
+                      + (f"{MODEL_NAME}@champion -> version {res.version}" if res.promoted
+                         else f"champion kept: {res.refused}"))
         champion = MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
         console.rule(f"3 · annotate every run with {MODEL_NAME}@champion "
                      f"(version {champion.version})")

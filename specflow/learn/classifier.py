@@ -24,12 +24,14 @@ from specflow.data.preprocess import Preprocessing
 from specflow.data.schema import CURVE, INTENSITY, LABEL, PRESSURE, TIME, TWO_THETA, validate
 from specflow.learn.data import to_curves, wavelength_of
 from specflow.learn.decode import DecoderConfig
-from specflow.learn.evaluate import default_config, features
-from specflow.learn.names import DEFAULT_METHOD, METHODS
-from specflow.learn.predictor import PhasePredictor, build_bundle, ood_verdict
-from specflow.learn.probe import ProbeConfig, fit_probe
+from specflow.learn.evaluate import default_config, features, fit_linear, fit_network
+from specflow.learn.names import DEFAULT_METHOD, METHODS, SUPERVISED_METHODS
+from specflow.learn.predictor import PhasePredictor, ood_verdict
+from specflow.learn.probe import ProbeConfig
+from specflow.learn.supervised import SupervisedConfig
 
-MethodName = Literal["rrmoco", "rr", "moco", "selftime", "raw", "untrained"]
+MethodName = Literal["rrmoco", "rr", "moco", "selftime", "raw", "untrained", "cnn", "lstm",
+                     "transformer", "fnn", "resnet", "convsc", "convsct", "binned"]
 PHASES = ("before", "during", "after")
 
 
@@ -37,16 +39,22 @@ PHASES = ("before", "during", "after")
 class PhaseClassifier:
     """Phase labels (0 before, 1 during, 2 after) for diffraction runs.
 
-    A linear probe is fitted on every labelled curve over features of the curves, then
-    :meth:`predict` decodes each run along its acquisition order. Parameters are checked
-    at construction, not deep in training.
+    A linear probe is fitted on every labelled curve over features of the curves (or an
+    end-to-end supervised network is trained on them), then :meth:`predict` decodes each
+    run along its acquisition order. Parameters are checked at construction, not deep in
+    training.
 
     Parameters
     ----------
-    method : {"untrained", "raw", "rrmoco", "rr", "moco", "selftime"}
+    method : str
         Features under the probe: a seeded random ConvSC encoder (``untrained``, the
         default: best on the cross-run benchmark), the preprocessed curves (``raw``), or
-        an encoder pretrained self-supervised on the runs given to :meth:`fit`.
+        an encoder pretrained self-supervised on the runs given to :meth:`fit`
+        (``rrmoco``, ``rr``, ``moco``, ``selftime``). Or an end-to-end supervised model
+        (``cnn``, ``lstm``, ``transformer``, ``fnn``, ``resnet``, ``convsc``, ``convsct``,
+        ``binned``; :mod:`specflow.models.supervised`); ``transformer`` and ``convsct``
+        are transductive: a curve's label depends on the other curves of the run passed
+        to :meth:`predict`.
     epochs : int, optional
         Pretraining epochs of an SSL method (default: the preset's).
     preset : {"quick", "paper"}, optional
@@ -56,6 +64,9 @@ class PhaseClassifier:
         baseline); stored with the model.
     probe : ProbeConfig, optional
         The linear probe's settings (augmented copies, calibration).
+    supervised : SupervisedConfig, optional
+        Training settings of a supervised model (steps, batch, augmentation, e.g.
+        ``arch_kwargs={"bins": 8}`` for ``binned``).
     decoder : DecoderConfig or None
         Sequence decoding along each run; None labels curve by curve.
     seed : int
@@ -87,6 +98,7 @@ class PhaseClassifier:
     preset: Literal["quick", "paper"] | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     probe: ProbeConfig | None = None
+    supervised: SupervisedConfig | None = None
     decoder: DecoderConfig | None = field(default_factory=DecoderConfig)
     seed: int = 0
     device: str = "auto"
@@ -125,21 +137,24 @@ class PhaseClassifier:
                              "-1 unknown) for at least one curve of each phase present")
         if np.unique(curves.label[known]).size < 2:
             raise ValueError("labels of at least two phases are needed to fit a classifier")
-        config = None
-        if self.method not in ("raw", "untrained"):
-            config = default_config(self.method, self.epochs, self.seed, self.device,
-                                    self.preset)
-            config.preprocessing = self.preprocessing
-        feats = features(self.method, curves, None, runs, config, self.seed, self.device)
-        probe = fit_probe(feats.train[known], curves.label[known], curves.x[known],
-                          feats.featurizer(self.device), self.probe or ProbeConfig(
-                              seed=self.seed), groups=curves.run[known])
-        self.bundle_ = build_bundle(feats.encoder, probe, curves.grid, feats.train,
-                                    self.preprocessing, self.decoder, groups=curves.run)
+        if self.method in SUPERVISED_METHODS:
+            fitted = fit_network(self.method, curves, None, known, self.supervised, self.seed,
+                                 self.device)
+        else:
+            config = None
+            if self.method not in ("raw", "untrained"):
+                config = default_config(self.method, self.epochs, self.seed, self.device,
+                                        self.preset)
+                config.preprocessing = self.preprocessing
+            feats = features(self.method, curves, None, runs, config, self.seed, self.device)
+            fitted = fit_linear(feats, curves, known, self.probe or ProbeConfig(seed=self.seed),
+                                self.device)
+        self.bundle_ = fitted.bundle(curves, self.preprocessing, self.decoder)
         self.predictor_ = PhasePredictor(self.bundle_)
         self.n_labels_ = int(known.size)
         self.labels_per_class_ = np.bincount(curves.label[known], minlength=3).tolist()
-        self.pretrain_seconds_ = feats.seconds
+        self.pretrain_seconds_ = fitted.pretrain_seconds
+        self.train_seconds_ = fitted.train_seconds
         return self
 
     # ------------------------------------------------------------------------- predict

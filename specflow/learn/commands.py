@@ -39,13 +39,15 @@ class ManyValuesCommand(TyperCommand):
 
 
 def results_table(result: dict) -> Table:
-    """Rich table of the protocol's scores per file and overall, controls below."""
+    """Rich table of the protocol's scores per file and overall, controls below; the
+    ambiguity column is the boundary-ambiguity width (no labels used, see
+    :func:`~specflow.learn.metrics.ambiguity_width`)."""
     labels = "/".join(map(str, result.get("labels_per_class", [])))
     table = Table(title=f"{result['method']}, {result['protocol']}: {result['n_labels']} labels "
                         f"({100 * result['label_fraction']:.1f} %, "
                         f"{result.get('label_strategy', 'even')}; per class {labels})")
     for col in ("file", "curves", "precision", "recall", "macro-F1", "during recall",
-                "onset err (GPa)"):
+                "onset err (GPa)", "ambiguity"):
         table.add_column(col, justify="left" if col == "file" else "right")
 
     def row(name: str, m: dict, style: str | None = None) -> None:
@@ -55,7 +57,8 @@ def results_table(result: dict) -> Table:
         onset = m.get("onset_error_gpa")
         table.add_row(name, str(m.get("n", "")), pct("precision"), pct("recall"),
                       pct("macro_f1"), pct("during_recall"),
-                      "—" if onset is None else f"{onset:.2f}", style=style)
+                      "—" if onset is None else f"{onset:.2f}", pct("ambiguity_width"),
+                      style=style)
 
     for name, m in result["files"].items():
         row(name, m)
@@ -72,7 +75,10 @@ def evaluate_command(
         "--test", help="Whole runs the model never sees (cross-run protocol): scored only. "
                        "Several after one flag. Without it: within-run on --data.")] = None,
     method: Annotated[Method, typer.Option(
-        help="rrmoco, rr, moco, selftime, raw (probe on the curves) or untrained.")
+        help="rrmoco, rr, moco, selftime (pretrained, then probed), raw (probe on the "
+             "curves), untrained; or a supervised model trained end to end on the same "
+             "labels: cnn, lstm, transformer, fnn, resnet, convsc, convsct, binned "
+             "(transformer and convsct read whole runs: transductive).")
     ] = Method(DEFAULT_METHOD),
     label_fraction: Annotated[
         float, typer.Option("--label-fraction", callback=fraction,
@@ -98,8 +104,9 @@ def evaluate_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
 ) -> None:
-    """Pretrain (labels hidden), probe with few labels, decode each run; score within-run or,
-    with --test, on whole unseen runs."""
+    """Pretrain (labels hidden) and probe with few labels, or train a supervised model on
+    the same labels; decode each run; score within-run or, with --test, on whole unseen
+    runs."""
     from specflow.learn.evaluate import evaluate
 
     paths = list(data)

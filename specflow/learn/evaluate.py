@@ -28,20 +28,32 @@ from specflow.data.preprocess import Preprocessing
 from specflow.learn import controls
 from specflow.learn.data import Curves, to_curves
 from specflow.learn.decode import DecoderConfig, decode, transition_pressures
-from specflow.learn.metrics import classification_report, expected_calibration_error
+from specflow.learn.metrics import (
+    ambiguity_width,
+    classification_report,
+    expected_calibration_error,
+)
 from specflow.learn.names import (
     DEFAULT_METHOD,
     LABEL_STRATEGIES,
     METHOD_NAMES,
     METHODS,
     SSL_METHODS,
+    SUPERVISED_METHODS,
 )
+from specflow.learn.predictor import build_bundle, build_network_bundle
 from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
 from specflow.learn.probe import (
     ProbeConfig,
     active_labels,
     fit_probe,
     select_labels,
+)
+from specflow.learn.supervised import (
+    SupervisedConfig,
+    network_outputs,
+    run_sequences,
+    train_network,
 )
 
 
@@ -165,6 +177,52 @@ def features(
     return Features(encode(encoder, train.x, device=device), h_test, encoder, seconds)
 
 
+@dataclass
+class Fitted:
+    """One method fitted on the labels: its (calibrated) probabilities of the training and
+    test curves, and how to make the deployable bundle."""
+
+    prob_train: np.ndarray
+    prob_test: np.ndarray | None
+    temperature: float
+    bundle: Any  # (train curves, preprocessing, decoder) -> bundle
+    pretrain_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+
+def fit_linear(feats: Features, train: Curves, labelled: np.ndarray, probe: ProbeConfig,
+               device: str) -> Fitted:
+    """The linear probe on ``feats`` with the labels of the ``labelled`` curves."""
+    t0 = time.perf_counter()
+    fitted = fit_probe(feats.train[labelled], train.label[labelled], train.x[labelled],
+                       feats.featurizer(device), probe, groups=train.run[labelled])
+    seconds = time.perf_counter() - t0
+    return Fitted(
+        fitted.probabilities(feats.train),
+        None if feats.test is None else fitted.probabilities(feats.test),
+        fitted.temperature,
+        lambda curves, prep, decoder: build_bundle(feats.encoder, fitted, curves.grid,
+                                                   feats.train, prep, decoder,
+                                                   groups=curves.run),
+        feats.seconds, seconds)
+
+
+def fit_network(method: str, train: Curves, test: Curves | None, labelled: np.ndarray,
+                config: SupervisedConfig | None, seed: int, device: str) -> Fitted:
+    """An end-to-end supervised network trained on the labels of the ``labelled`` curves
+    (no calibration: temperature 1); sequence models read each run whole."""
+    cfg = replace(config or SupervisedConfig(), arch=method, seed=seed, device=device)
+    trained = train_network(train, labelled, cfg)
+    prob_train, h_train = network_outputs(trained.network, train.x, run_sequences(train),
+                                          device=device)
+    prob_test = (None if test is None else
+                 network_outputs(trained.network, test.x, run_sequences(test), device=device)[0])
+    return Fitted(prob_train, prob_test, 1.0,
+                  lambda curves, prep, decoder: build_network_bundle(
+                      trained, curves.grid, h_train, prep, decoder, groups=curves.run),
+                  0.0, trained.seconds)
+
+
 # --- scoring ------------------------------------------------------------------------------------
 
 
@@ -191,7 +249,7 @@ def score(
     """Per-run and overall metrics of ``pred`` on the ``scored`` curves, plus onset and end
     pressure errors per run (from the full predicted and true label sequences)."""
     truth = curves.truth
-    files, onset_err, end_err = {}, [], []
+    files, onset_err, end_err, widths = {}, [], [], []
     for r, name in enumerate(names):
         sel = np.flatnonzero(curves.run == r)
         report: dict[str, Any] = (classification_report(truth[sel][scored[sel]],
@@ -199,12 +257,17 @@ def score(
                                   if scored[sel].any() else {})
         errors = transition_errors(pred[sel], truth[sel], pressures[r])
         report.update(errors)
+        in_order = sel[np.argsort(curves.order[sel], kind="stable")]
+        report["ambiguity_width"] = ambiguity_width(pred[in_order])
+        report["true_ambiguity_width"] = ambiguity_width(truth[in_order])
+        widths.append(report["ambiguity_width"])
         onset_err.append(errors["onset_error_gpa"])
         end_err.append(errors["end_error_gpa"])
         files[name] = report
     overall = classification_report(truth[scored], pred[scored])
     overall["onset_error_gpa"] = float(np.mean(onset_err)) if onset_err else None
     overall["end_error_gpa"] = float(np.mean(end_err)) if end_err else None
+    overall["ambiguity_width"] = float(np.mean(widths)) if widths else None  # no labels used
     if probabilities is not None:
         overall["ece"] = expected_calibration_error(probabilities[scored], truth[scored])
     return {"files": files, "overall": overall}
@@ -256,12 +319,18 @@ def evaluate_datasets(
     decoder: DecoderConfig | None = None,
     baselines: bool | tuple[str, ...] = False,
     keep_model: bool = False,
+    encoder: Any = None,
+    supervised: SupervisedConfig | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on in-memory Datasets: within-run on ``data`` without ``test``,
     cross-run on ``test`` with it (then ``within_run`` holds the within-run scores of the
     same model on ``data``).
 
-    ``method``: an SSL method (pretrained on ``data`` only), ``raw`` or ``untrained``.
+    ``method``: an SSL method (pretrained on ``data`` only), ``raw``, ``untrained``, or an
+    end-to-end supervised model (:data:`~specflow.learn.names.SUPERVISED_METHODS`, trained
+    on the same labels with ``supervised``'s settings).
+    ``encoder``: an encoder already pretrained on ``data`` to probe instead of pretraining
+    (SSL methods; e.g. to share one pretraining across label budgets).
     ``baselines``: True for every control available, or a tuple of control names.
     ``keep_model``: also return the deployable bundle (``model``; not JSON-serialisable).
     """
@@ -281,12 +350,22 @@ def evaluate_datasets(
     train_curves = to_curves(runs, preprocessing=prep)
     test_curves = (to_curves(test_runs, grid=train_curves.grid, preprocessing=prep)
                    if test_runs else None)
-    feats = features(method, train_curves, test_curves, runs, config, seed, device, on_epoch)
-    labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
-                                 feats.train, probe)
+    if method in SUPERVISED_METHODS:
+        labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
+                                     train_curves.x, probe)
+        fitted = fit_network(method, train_curves, test_curves, labelled, supervised, seed,
+                             device)
+    else:
+        feats = (Features(encode(encoder, train_curves.x, device=device),
+                          None if test_curves is None else encode(encoder, test_curves.x,
+                                                                  device=device), encoder)
+                 if encoder is not None else
+                 features(method, train_curves, test_curves, runs, config, seed, device,
+                          on_epoch))
+        labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
+                                     feats.train, probe)
+        fitted = fit_linear(feats, train_curves, labelled, probe, device)
     y = train_curves.label[labelled]
-    fitted = fit_probe(feats.train[labelled], y, train_curves.x[labelled],
-                       feats.featurizer(device), probe, groups=train_curves.run[labelled])
 
     p_train = [r.pressure.values.astype(float) for r in runs]
     p_test = [r.pressure.values.astype(float) for r in test_runs]
@@ -308,8 +387,7 @@ def evaluate_datasets(
                 test_names, test_curves.truth >= 0, prob_test)
         return out
 
-    prob_train = fitted.probabilities(feats.train)
-    prob_test = None if feats.test is None else fitted.probabilities(feats.test)
+    prob_train, prob_test = fitted.prob_train, fitted.prob_test
     scores = evaluate_probs(prob_train, prob_test, fitted.temperature)
     main = "cross_run" if test_curves is not None else "within_run"
     per_curve = (score(prob_test.argmax(1), test_curves, p_test, test_names,
@@ -328,7 +406,8 @@ def evaluate_datasets(
         "test": test_names,
         "grid": {"axis": prep.axis, "first": float(train_curves.grid[0]),
                  "last": float(train_curves.grid[-1]), "points": int(train_curves.grid.size)},
-        "pretrain_seconds": feats.seconds,
+        "pretrain_seconds": fitted.pretrain_seconds,
+        "train_seconds": fitted.train_seconds,
         "files": scores[main]["files"],
         "overall": scores[main]["overall"],
         "per_curve": per_curve["overall"],
@@ -336,10 +415,7 @@ def evaluate_datasets(
     if test_curves is not None:
         result["within_run"] = scores["within_run"]
     if keep_model:
-        from specflow.learn.predictor import build_bundle
-
-        result["model"] = build_bundle(feats.encoder, fitted, train_curves.grid, feats.train,
-                                       prep, decoder, groups=train_curves.run)
+        result["model"] = fitted.bundle(train_curves, prep, decoder)
     if baselines:
         wanted = controls.CONTROLS if baselines is True else tuple(baselines)
         pressure = (np.concatenate(p_train),

@@ -33,6 +33,24 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, o
     }
 
 
+def ambiguity_width(labels: np.ndarray) -> float:
+    """Boundary-ambiguity width of one run's labels in acquisition order, as a fraction of its
+    curves: what lies between the leading stretch of the first curve's label and the trailing
+    stretch of the last curve's label (0 when the run holds one label only).
+
+    This is the supervised comparison's "classification confidence" (1 − width) done
+    honestly: it uses **no ground truth**, so it measures how sharp a model's boundary is,
+    not whether it is right (a true "during" phase widens it too).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0 or (labels == labels[0]).all():
+        return 0.0
+    lead = int(np.argmax(labels != labels[0]))
+    trail = int(np.argmax(labels[::-1] != labels[-1]))
+    return float(max(n - lead - trail, 0) / n)
+
+
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray,
                                n_bins: int = 10) -> float:
     """ECE: |accuracy − confidence| of the top class, averaged over equal-width confidence

@@ -19,6 +19,9 @@ import torch
 
 from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.learn.decode import Decoded, DecoderConfig, decode
+from specflow.learn.supervised import network_outputs
+from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
+from specflow.models.supervised import build_network
 
 BUNDLE_FORMAT = "specflow-phase-bundle/2"
 LEGACY_FORMAT = "specflow-phase-bundle/1"  # 2θ grid, min–max only, no decoder
@@ -55,10 +58,6 @@ def build_bundle(
     :func:`ood_scale` so that a new run like the training runs scores below 1.
     ``groups`` (N,) names each curve's run for that calibration.
     """
-    from sklearn.covariance import LedoitWolf
-
-    train_features = np.asarray(train_features, dtype=np.float64)
-    lw = LedoitWolf().fit(train_features)
     temperature = float(getattr(probe, "temperature", 1.0))
     bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
@@ -74,11 +73,48 @@ def build_bundle(
         "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
         "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
         "grid": torch.tensor(np.array(grid, dtype=np.float64)),
-        "ood_location": torch.as_tensor(lw.location_, dtype=torch.float32),
-        "ood_precision": torch.as_tensor(lw.precision_, dtype=torch.float32),
-        "ood_scale": ood_scale(train_features, groups),
+        **ood_reference(train_features, groups),
     }
     return bundle
+
+
+def build_network_bundle(
+    trained: Any,
+    grid: np.ndarray,
+    train_features: np.ndarray,
+    preprocessing: Preprocessing,
+    decoder: DecoderConfig | None = None,
+    groups: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The bundle of an end-to-end supervised network
+    (:class:`specflow.learn.supervised.TrainedNetwork`): architecture name, constructor
+    arguments and weights instead of encoder + probe; ``train_features`` are the network's
+    own features of the training curves (out-of-distribution reference)."""
+    net = trained.network
+    return {
+        "format": BUNDLE_FORMAT,
+        "preprocessing": preprocessing.to_dict(),
+        "decoder": asdict(decoder) if decoder is not None else None,
+        "network": {"arch": trained.arch, "kwargs": dict(trained.arch_kwargs),
+                    "state": {k: v.detach().cpu() for k, v in net.state_dict().items()}},
+        "temperature": 1.0,
+        "classes": torch.arange(N_CLASSES),
+        "grid": torch.tensor(np.array(grid, dtype=np.float64)),
+        **ood_reference(train_features, groups),
+    }
+
+
+def ood_reference(train_features: np.ndarray, groups: np.ndarray | None = None
+                  ) -> dict[str, Any]:
+    """Out-of-distribution reference of a bundle: Ledoit–Wolf location and precision of the
+    training features, and the distance that maps to score 1 (:func:`ood_scale`)."""
+    from sklearn.covariance import LedoitWolf
+
+    train_features = np.asarray(train_features, dtype=np.float64)
+    lw = LedoitWolf().fit(train_features)
+    return {"ood_location": torch.as_tensor(lw.location_, dtype=torch.float32),
+            "ood_precision": torch.as_tensor(lw.precision_, dtype=torch.float32),
+            "ood_scale": ood_scale(train_features, groups)}
 
 
 def _mahalanobis(lw: Any, x: np.ndarray) -> np.ndarray:
@@ -114,18 +150,27 @@ def ood_scale(features: np.ndarray, groups: np.ndarray | None = None,
 
 
 class PhasePredictor:
-    """Runs a bundle on raw curves of one run (or of a batch of curves)."""
+    """Runs a bundle on raw curves of one run (or of a batch of curves).
+
+    Curves are taken in the given order as one run: a sequence model (LSTM, Transformer,
+    ConvSCT; :mod:`specflow.models.supervised`) reads them as one sequence, so its labels
+    depend on the other curves passed with them.
+    """
 
     def __init__(self, bundle: dict[str, Any], device: str = "cpu"):
-        from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
-
         fmt = bundle.get("format")
         if fmt not in (BUNDLE_FORMAT, LEGACY_FORMAT):
             raise ValueError(f"not a specflow phase bundle (format {fmt!r})")
         self.device = torch.device(device)
         self.batch_size = inference_batch_size(self.device)
-        self.encoder = None
-        if bundle.get("encoder_state") is not None:
+        self.encoder = self.network = None
+        if bundle.get("network") is not None:
+            spec = bundle["network"]
+            self.network = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
+            self.network.load_state_dict(spec["state"])
+            self.network.eval().to(self.device)
+            self.batch_size = 64 if self.device.type == "cpu" else 4096
+        elif bundle.get("encoder_state") is not None:
             encoder = ConvSCEncoder(**bundle["encoder_kwargs"], init="pytorch")
             encoder.load_state_dict(bundle["encoder_state"])
             # BatchNorm folded into the convolutions: same outputs, fewer memory passes
@@ -136,9 +181,9 @@ class PhasePredictor:
         decoder = bundle.get("decoder")
         self.decoder = DecoderConfig(**decoder) if decoder else None
         b = {k: v.to(self.device) for k, v in bundle.items() if isinstance(v, torch.Tensor)}
-        self.weight, self.bias = b["head_weight"], b["head_bias"]
+        self.weight, self.bias = b.get("head_weight"), b.get("head_bias")
         self.temperature = float(bundle.get("temperature", 1.0))
-        self.mean, self.std = b["feature_mean"], b["feature_std"]
+        self.mean, self.std = b.get("feature_mean"), b.get("feature_std")
         self.classes = bundle["classes"].numpy()
         self.ood_location, self.ood_precision = b["ood_location"], b["ood_precision"]
         self.ood_scale = float(bundle["ood_scale"])
@@ -169,8 +214,13 @@ class PhasePredictor:
 
     @torch.inference_mode()
     def features(self, x: np.ndarray, batch_size: int | None = None) -> torch.Tensor:
-        """Encoder features of prepared curves (the curves themselves without an encoder)."""
+        """Encoder features of prepared curves (the curves themselves without an encoder;
+        a supervised network's own features)."""
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.network is not None:
+            _, h = network_outputs(self.network, x, batch_size=batch_size or self.batch_size,
+                                   device=str(self.device))
+            return torch.as_tensor(h, device=self.device)
         if self.encoder is None:
             return xt.to(self.device)
         bs = batch_size or self.batch_size
@@ -191,9 +241,15 @@ class PhasePredictor:
         ``label_raw``. ``batch_size`` defaults to
         :func:`~specflow.models.convsc.inference_batch_size`.
         """
-        h = self.features(self.prepare(curves, two_theta, wavelength), batch_size)
-        logits = ((h - self.mean) / self.std) @ self.weight.T + self.bias
-        p_cls = torch.softmax(logits / self.temperature, 1).cpu().numpy()  # calibrated
+        x = self.prepare(curves, two_theta, wavelength)
+        if self.network is not None:
+            p_cls, h_np = network_outputs(self.network, x, batch_size=batch_size or
+                                          self.batch_size, device=str(self.device))
+            h = torch.as_tensor(h_np, device=self.device)
+        else:
+            h = self.features(x, batch_size)
+            logits = ((h - self.mean) / self.std) @ self.weight.T + self.bias
+            p_cls = torch.softmax(logits / self.temperature, 1).cpu().numpy()  # calibrated
         c = h - self.ood_location
         ood = (torch.einsum("nd,de,ne->n", c, self.ood_precision, c).clamp_min(0).sqrt()
                / self.ood_scale).cpu().numpy().astype(np.float32)

@@ -35,7 +35,9 @@ NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
 MethodOpt = Annotated[SSLMethod, typer.Option(help="rrmoco, rr, moco or selftime.")]
 AnyMethodOpt = Annotated[Method, typer.Option(
     help="rrmoco, rr, moco, selftime (pretrained on the runs), untrained (a seeded random "
-    "encoder) or raw (the preprocessed curves).")]
+    "encoder) or raw (the preprocessed curves) under a linear probe; or a supervised model "
+    "trained end to end on the labels: cnn, lstm, transformer, fnn, resnet, convsc, convsct, "
+    "binned.")]
 EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs (default from --preset).")]
 PresetOpt = Annotated[TrainPreset, typer.Option(help="quick (CPU minutes) or paper (GPU).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -82,23 +84,6 @@ def load_data(data, tiled_uri, api_key, runs, query):
     return load_files(files)
 
 
-def _start(workdir: Path, experiment: str = "specflow"):
-    import mlflow
-
-    from specflow.registry.tracking import configure_tracking, ensure_experiment
-
-    configure_tracking(workdir)
-    if mlflow.active_run() is None and not _launched_by_mlflow_run():
-        ensure_experiment(experiment)
-    return mlflow.start_run()
-
-
-def _launched_by_mlflow_run() -> bool:
-    import os
-
-    return bool(os.environ.get("MLFLOW_RUN_ID"))
-
-
 def _config(method: str, epochs: int | None, seed: int, device: str, preset: str):
     from specflow.learn.evaluate import default_config
 
@@ -119,21 +104,15 @@ def pretrain_cmd(
     workdir: WorkdirOpt = Path("work"),
 ) -> str:
     """Self-supervised pretraining on unlabelled curves, tracked in MLflow; prints the run id."""
-    from specflow.registry.steps import log_provenance, pretrain_step
+    from specflow.registry.steps import log_provenance, pretrain_step, set_step_tags, start_run
 
     training = load_data(data, tiled_uri, api_key, run, query)
-    with _start(workdir) as active:
+    with start_run(workdir) as active:
         log_provenance(training)
-        mlflow_tags(step="pretrain", method=method)
+        set_step_tags(step="pretrain", method=method)
         pretrain_step(training, _config(method, epochs, seed, device, preset))
         console.print(f"pretraining run {active.info.run_id}")
         return active.info.run_id
-
-
-def mlflow_tags(**tags: str) -> None:
-    import mlflow
-
-    mlflow.set_tags({f"specflow.{k}": v for k, v in tags.items()})
 
 
 def probe_cmd(
@@ -149,12 +128,18 @@ def probe_cmd(
     workdir: WorkdirOpt = Path("work"),
 ) -> str:
     """Linear probe on a pretrained encoder with few labels; logs the pyfunc model."""
-    from specflow.registry.steps import load_pretrained, log_provenance, probe_step
+    from specflow.registry.steps import (
+        load_pretrained,
+        log_provenance,
+        probe_step,
+        set_step_tags,
+        start_run,
+    )
 
     training = load_data(data, tiled_uri, api_key, run, query)
-    with _start(workdir) as active:
+    with start_run(workdir) as active:
         log_provenance(training)
-        mlflow_tags(step="probe", pretrain_run=pretrain_run)
+        set_step_tags(step="probe", pretrain_run=pretrain_run)
         out = probe_step(load_pretrained(pretrain_run), training, label_fraction, seed,
                          holdout=holdout)
         _print_metrics(out["metrics"])
@@ -233,32 +218,22 @@ def pipeline_cmd(
     eval_data: EvalOpt = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
-    """pretrain -> probe -> register -> promote, in one tracked run."""
+    """pretrain -> probe (or train a supervised model) -> register -> promote, in one run."""
     from specflow.data.io import read_spectra
-    from specflow.registry.promotion import (
-        PromotionRefused,
-        promote,
-        register,
-        registration_tags,
-    )
-    from specflow.registry.steps import log_provenance, pretrain_step, probe_step
+    from specflow.registry.steps import run_pipeline
 
     training = load_data(data, tiled_uri, api_key, run, query)
-    with _start(workdir) as active:
-        log_provenance(training)
-        mlflow_tags(step="pipeline", method=method)
-        result = (pretrain_step(training, _config(method, epochs, seed, device, preset))
-                  if method in SSL_METHODS else None)
-        out = probe_step(result, training, label_fraction, seed, holdout=holdout,
-                         method=method)
-        _print_metrics(out["metrics"])
-        run_id = active.info.run_id
-    version = register(out["model_uri"], name, registration_tags(run_id)).version
-    console.print(f"registered {name} version {version}")
-    datasets = [read_spectra(p) for p in eval_data] if eval_data else None
-    try:
-        res = promote(name, version, alias, datasets)
-        console.print(f"{name}@{alias} -> version {version} "
-                      f"(gate precision {res['candidate']['precision']:.4f})")
-    except PromotionRefused as err:
-        console.print(f"[yellow]kept the current {alias}:[/yellow] {err}")
+    res = run_pipeline(
+        training, method,
+        pretrain_config=(_config(method, epochs, seed, device, preset)
+                         if method in SSL_METHODS else None),
+        label_fraction=label_fraction, holdout=holdout, seed=seed, name=name, alias=alias,
+        eval_datasets=[read_spectra(p) for p in eval_data] if eval_data else None,
+        workdir=workdir)
+    _print_metrics(res.metrics)
+    console.print(f"registered {name} version {res.version}")
+    if res.promoted:
+        console.print(f"{name}@{alias} -> version {res.version} "
+                      f"(gate precision {res.gate['candidate']['precision']:.4f})")
+    else:
+        console.print(f"[yellow]kept the current {alias}:[/yellow] {res.refused}")

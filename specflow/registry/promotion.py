@@ -101,7 +101,9 @@ def log_phase_model(bundle: dict[str, Any], name: str = "model", **kwargs: Any):
             pip_requirements=pip_requirements(),
             metadata={"specflow": {"format": bundle["format"],
                                    "preprocessing": bundle.get("preprocessing"),
-                                   "decoder": bundle.get("decoder")}},
+                                   "decoder": bundle.get("decoder"),
+                                   "network": (bundle["network"]["arch"]
+                                               if bundle.get("network") else None)}},
             **kwargs,
         )
 

@@ -198,7 +198,9 @@ def probe_step(
     """Probe the frozen encoder on the given labels; log metrics, figures and the pyfunc model.
 
     ``result`` is a pretraining result (SSL methods); without one, ``method`` names the
-    features: ``untrained`` (a seeded random encoder) or ``raw`` (the preprocessed curves).
+    features: ``untrained`` (a seeded random encoder) or ``raw`` (the preprocessed curves),
+    or an end-to-end supervised model (``cnn``, ``lstm``, … ``binned``) trained on the labels
+    instead of a probe.
 
     Labels come from each dataset's ``label`` variable (-1: unknown). By default **every**
     given label trains the probe; ``holdout`` keeps that fraction of them out (evenly spread
@@ -209,27 +211,36 @@ def probe_step(
     from specflow.data.preprocess import Preprocessing
     from specflow.learn.data import to_curves, wavelength_of
     from specflow.learn.decode import DecoderConfig
-    from specflow.learn.evaluate import Features, features, pick_probe_labels
+    from specflow.learn.evaluate import (
+        Features,
+        features,
+        fit_linear,
+        fit_network,
+        pick_probe_labels,
+    )
     from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
-    from specflow.learn.predictor import PhasePredictor, build_bundle
+    from specflow.learn.names import SUPERVISED_METHODS
+    from specflow.learn.predictor import PhasePredictor
     from specflow.learn.pretrain import encode
-    from specflow.learn.probe import ProbeConfig, fit_probe
+    from specflow.learn.probe import ProbeConfig
+    from specflow.learn.supervised import SupervisedConfig
     from specflow.registry.promotion import log_phase_model
 
+    supervised = result is None and method in SUPERVISED_METHODS
     if result is not None:
         prep, device = result.config.preprocessing, result.config.device
         curves = to_curves(data.datasets, grid=result.grid, preprocessing=prep)
         feats = Features(encode(result.encoder, curves.x, device=device), None,
                          result.encoder)
-    elif method in ("raw", "untrained"):
+    elif method in ("raw", "untrained") or supervised:
         prep, device = Preprocessing(), "auto"
         curves = to_curves(data.datasets, preprocessing=prep)
-        feats = features(method, curves, None, data.datasets, None, seed, device)
+        feats = (None if supervised else
+                 features(method, curves, None, data.datasets, None, seed, device))
         mlflow.log_params({"probe.features": method})
     else:
         raise ValueError(f"method {method!r} needs a pretraining result; without one use "
-                         "'raw' or 'untrained'")
-    h = feats.train
+                         "'raw', 'untrained' or a supervised model")
     label = curves.label
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
@@ -241,10 +252,13 @@ def probe_step(
     if train.size == 0:
         raise ValueError("no labelled curves to train the probe on: give runs with a 'label' "
                          "variable (0 before, 1 during, 2 after; -1 unknown)")
-    probe_config = ProbeConfig(seed=seed)
-    probe = fit_probe(h[train], label[train], curves.x[train], feats.featurizer(device),
-                      probe_config, groups=curves.run[train])
-    pred = probe.predict(h)
+    probe_config, net_config = ProbeConfig(seed=seed), SupervisedConfig(seed=seed)
+    fitted = (fit_network(method, curves, None, train, net_config, seed, device) if supervised
+              else fit_linear(feats, curves, train, probe_config, device))
+    bundle = fitted.bundle(curves, prep, DecoderConfig())
+    predictor = PhasePredictor(bundle)
+    h = (predictor.features(curves.x).cpu().numpy() if supervised else feats.train)
+    pred = fitted.prob_train.argmax(1)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
     report = classification_report(label[test], pred[test]) if test.any() else {}
     metrics = {f"probe_{k}": float(v) for k, v in report.items() if k != "confusion"}
@@ -254,16 +268,17 @@ def probe_step(
                         cluster_scores(h[test], label[test], seed=seed).items()})
     mlflow.log_params({"probe.label_fraction": "all" if label_fraction is None
                        else label_fraction, "probe.holdout": holdout, "probe.seed": seed,
-                       "probe.solver": probe_config.solver, "probe.C": probe_config.C,
-                       "probe.augment_copies": probe_config.augment_copies,
-                       "probe.augmentation": probe_config.augmentation,
-                       "probe.temperature": probe.temperature})
+                       "probe.temperature": fitted.temperature})
+    mlflow.log_params(
+        {f"supervised.{k}": v for k, v in asdict(net_config).items()
+         if k not in ("arch_kwargs", "seed", "device")} | {"supervised.arch": method}
+        if supervised else
+        {"probe.solver": probe_config.solver, "probe.C": probe_config.C,
+         "probe.augment_copies": probe_config.augment_copies,
+         "probe.augmentation": probe_config.augmentation})
     mlflow.log_metrics(metrics)
     if report:
         mlflow.log_dict(report, "probe_report.json")
-    bundle = build_bundle(feats.encoder, probe, curves.grid, h, prep, DecoderConfig(),
-                          groups=curves.run)
-    predictor = PhasePredictor(bundle)
     for r, (ds, name) in enumerate(zip(data.datasets[:figures], data.names, strict=False)):
         out = predictor.predict(ds["intensity"].values, ds["two_theta"].values,
                                 wavelength_of(ds), ds["pressure"].values)
@@ -278,3 +293,80 @@ def probe_step(
     info = log_phase_model(bundle)
     mlflow.set_tag("specflow.model_uri", info.model_uri)
     return {"metrics": metrics, "model_uri": info.model_uri, "predictor": predictor}
+
+
+def start_run(workdir: Path, experiment: str = "specflow") -> Any:
+    """Configure the store under ``workdir`` and start an MLflow run (in ``experiment``,
+    unless ``mlflow run`` already chose one); use as a context manager."""
+    import os
+
+    from specflow.registry.tracking import configure_tracking, ensure_experiment
+
+    configure_tracking(workdir)
+    if mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
+        ensure_experiment(experiment)
+    return mlflow.start_run()
+
+
+def set_step_tags(**tags: str) -> None:
+    """``specflow.<key>`` tags on the active run (step, method, …)."""
+    mlflow.set_tags({f"specflow.{k}": v for k, v in tags.items()})
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` did: the tracked run, the new version and the gate."""
+
+    run_id: str
+    model_uri: str
+    name: str
+    version: str
+    metrics: dict[str, float]
+    alias: str
+    promoted: bool
+    gate: dict[str, Any] | None  # promote()'s result when promoted
+    refused: str | None  # why the alias stayed where it was
+
+
+def run_pipeline(
+    training: TrainingData,
+    method: str,
+    *,
+    pretrain_config: Any = None,
+    label_fraction: float | None = None,
+    holdout: float = 0.0,
+    seed: int = 0,
+    name: str = "specflow-phase",
+    alias: str = "champion",
+    eval_datasets: Sequence[xr.Dataset] | None = None,
+    workdir: Path = Path("work"),
+    progress: bool = True,
+) -> PipelineResult:
+    """pretrain (SSL methods, with ``pretrain_config``) → probe or train a supervised model →
+    register a new version of ``name`` → move ``alias`` to it if it passes the gate on
+    ``eval_datasets`` (:func:`~specflow.registry.promotion.promote`), in one tracked run."""
+    from specflow.learn.names import SSL_METHODS
+    from specflow.registry.promotion import (
+        PromotionRefused,
+        promote,
+        register,
+        registration_tags,
+    )
+
+    if method in SSL_METHODS and pretrain_config is None:
+        raise ValueError(f"method {method!r} needs a pretraining config")
+    with start_run(workdir) as active:
+        log_provenance(training)
+        set_step_tags(step="pipeline", method=method)
+        result = (pretrain_step(training, pretrain_config, progress=progress)
+                  if method in SSL_METHODS else None)
+        out = probe_step(result, training, label_fraction, seed, holdout=holdout,
+                         method=method)
+        run_id = active.info.run_id
+    version = str(register(out["model_uri"], name, registration_tags(run_id)).version)
+    try:
+        gate, refused = promote(name, version, alias, eval_datasets), None
+    except PromotionRefused as err:
+        gate, refused = None, str(err)
+    return PipelineResult(run_id, out["model_uri"], name, version, out["metrics"], alias,
+                          refused is None, gate, refused)

@@ -1,0 +1,172 @@
+"""Training and running the end-to-end supervised models (METHOD_SPEC §6) on few labels.
+
+The loop knows nothing of Tiled or MLflow: curves (:class:`~specflow.learn.data.Curves`) and
+the indices of the labelled ones in, a trained network out. It keeps the reference's
+optimiser (Adam, lr 2e-3, weight decay 2e-5) but not its schedule of a handful of full-batch
+epochs over 31 curves × 51 noisy copies: with a label budget of a few dozen curves it draws
+``steps`` mini-batches of labelled curves, half of them with a fresh draw of the nuisance
+augmentation (:mod:`specflow.data.augment`, the same group the linear probe's copies use), so
+every method sees the same labels and the same kind of copies.
+
+Sequence models (``context`` ``past`` / ``run``) train on windows of ``window`` consecutive
+curves of one run, each window holding at least one labelled curve; the unlabelled curves in
+it are context only (their loss is masked). At prediction they read each run as one
+sequence in acquisition order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from specflow.learn.data import Curves
+from specflow.learn.pretrain import resolve_device
+from specflow.models.supervised import SupervisedNet, build_network
+
+
+@dataclass
+class SupervisedConfig:
+    """Training settings of one supervised model.
+
+    ``steps`` mini-batches of ``batch_size`` labelled curves (sequence models: ``sequences``
+    windows of ``window`` curves); ``augmentation`` group applied to each curve with
+    probability ``augment_p``; ``arch_kwargs`` go to the network (e.g. ``{"bins": 8}`` for
+    ``binned``).
+    """
+
+    arch: str = "cnn"
+    steps: int = 150
+    batch_size: int = 32
+    sequences: int = 4
+    window: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 2e-5
+    augmentation: str = "nuisance"
+    augment_p: float = 0.5
+    arch_kwargs: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class TrainedNetwork:
+    """A trained network with what it took."""
+
+    network: SupervisedNet
+    arch: str
+    arch_kwargs: dict[str, int]
+    history: list[float]
+    seconds: float
+    n_labels: int
+
+
+def _augment(x: torch.Tensor, cfg: SupervisedConfig, g: torch.Generator, aug) -> torch.Tensor:
+    """A fresh augmentation of each curve with probability ``augment_p`` (rows of x)."""
+    if aug is None or cfg.augment_p <= 0:
+        return x
+    flat = x.reshape(-1, x.shape[-1])
+    pick = torch.rand(len(flat), generator=g) < cfg.augment_p
+    if pick.any():
+        flat = flat.clone()
+        flat[pick] = aug(flat[pick], g)
+    return flat.reshape(x.shape)
+
+
+def run_sequences(curves: Curves) -> list[np.ndarray]:
+    """Indices of each run's curves in acquisition order."""
+    return [np.flatnonzero(curves.run == r)[np.argsort(curves.order[curves.run == r],
+                                                      kind="stable")]
+            for r in np.unique(curves.run)]
+
+
+def train_network(curves: Curves, labelled: np.ndarray,
+                  config: SupervisedConfig | None = None) -> TrainedNetwork:
+    """Train ``config.arch`` on the labels of the ``labelled`` curves."""
+    from specflow.data.augment import make_augmentation
+
+    cfg = config or SupervisedConfig()
+    labelled = np.asarray(labelled, dtype=int)
+    if labelled.size == 0:
+        raise ValueError("no labelled curves to train on")
+    dev = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = build_network(cfg.arch, curves.x.shape[1], **cfg.arch_kwargs).to(dev)
+    aug = make_augmentation(cfg.augmentation) if cfg.augmentation != "none" else None
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    x_all = torch.as_tensor(np.asarray(curves.x, dtype=np.float32))
+    y_all = np.full(len(curves.x), -1, dtype=np.int64)
+    y_all[labelled] = curves.label[labelled]
+    y_all = torch.as_tensor(y_all)
+    draw = _window_sampler(curves, labelled, cfg, rng) if net.context != "curve" else None
+    history, t0 = [], time.perf_counter()
+    net.train()
+    for _ in range(cfg.steps):
+        idx = (rng.choice(labelled, min(cfg.batch_size, max(len(labelled), 2)))
+               if draw is None else draw())
+        x = _augment(x_all[idx], cfg, g, aug).to(dev)
+        loss = net.loss(x, y_all[idx].to(dev))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(float(loss.detach()))
+    net.eval()
+    return TrainedNetwork(net, cfg.arch, dict(cfg.arch_kwargs), history,
+                          time.perf_counter() - t0, int(labelled.size))
+
+
+def _window_sampler(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig,
+                    rng: np.random.Generator):
+    """A function drawing (sequences, window) index arrays: windows of consecutive curves of
+    one run, each around a randomly chosen labelled curve."""
+    sequences = run_sequences(curves)
+    where = {}  # curve index -> (sequence, position)
+    for s, seq in enumerate(sequences):
+        for pos, i in enumerate(seq):
+            where[int(i)] = (s, pos)
+    width = max(1, min(cfg.window, min(len(s) for s in sequences)))
+
+    def draw() -> np.ndarray:
+        out = []
+        for i in rng.choice(labelled, cfg.sequences):
+            s, pos = where[int(i)]
+            seq = sequences[s]
+            lo = int(np.clip(pos - rng.integers(0, width), 0, len(seq) - width))
+            out.append(seq[lo : lo + width])
+        return np.stack(out)
+
+    return draw
+
+
+@torch.inference_mode()
+def network_outputs(net: SupervisedNet, x: np.ndarray, sequences: list[np.ndarray] | None = None,
+                    batch_size: int = 64, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (N, 3) and features (N, D) of curves ``x``.
+
+    Sequence models read each of ``sequences`` (index arrays in acquisition order; default:
+    all curves as one sequence) as one input; others run in batches of ``batch_size``.
+    """
+    dev = resolve_device(device)
+    net = net.eval().to(dev)
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if net.context == "curve":
+        parts = [net(xt[i : i + batch_size].to(dev)) for i in range(0, len(xt), batch_size)]
+        if not parts:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 1), np.float32)
+        logits = torch.cat([p[0] for p in parts])
+        h = torch.cat([p[1] for p in parts])
+        return torch.softmax(logits, 1).cpu().numpy(), h.cpu().numpy()
+    sequences = sequences if sequences is not None else [np.arange(len(xt))]
+    probs = np.zeros((len(xt), 3), np.float32)
+    feats: np.ndarray | None = None
+    for seq in sequences:
+        logits, h = net(xt[seq].to(dev))
+        probs[seq] = torch.softmax(logits, -1).cpu().numpy()
+        if feats is None:
+            feats = np.zeros((len(xt), h.shape[-1]), np.float32)
+        feats[seq] = h.cpu().numpy()
+    return probs, feats if feats is not None else np.zeros((0, 1), np.float32)

@@ -1,0 +1,232 @@
+"""The eight end-to-end supervised models: shapes, bin logic, context, fit, bundle, registry."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import record_ramp
+
+from specflow.data.preprocess import Preprocessing
+from specflow.data.simulate import simulate_run
+from specflow.learn.data import to_curves, wavelength_of
+from specflow.learn.evaluate import evaluate_datasets
+from specflow.learn.metrics import ambiguity_width
+from specflow.learn.names import SUPERVISED_METHODS, TRANSDUCTIVE_METHODS
+from specflow.learn.predictor import PhasePredictor, build_network_bundle
+from specflow.learn.supervised import (
+    SupervisedConfig,
+    network_outputs,
+    run_sequences,
+    train_network,
+)
+from specflow.models.convsc import count_parameters
+from specflow.models.supervised import ARCHITECTURES, BinnedFCNN, build_network
+
+LENGTH = 256
+
+
+@pytest.fixture(scope="module")
+def curves():
+    runs = [simulate_run("Fe", 60, seed=21), simulate_run("Fe", 50, seed=22)]
+    return runs, to_curves(runs, preprocessing=Preprocessing(grid=(1.3, 5.5, LENGTH)))
+
+
+def test_every_method_has_an_architecture():
+    assert set(SUPERVISED_METHODS) == set(ARCHITECTURES)
+    assert {ARCHITECTURES[m].context for m in TRANSDUCTIVE_METHODS} == {"run"}
+    assert ARCHITECTURES["lstm"].context == "past"
+
+
+@pytest.mark.parametrize("arch", SUPERVISED_METHODS)
+def test_shapes(arch):
+    torch.manual_seed(0)
+    net = build_network(arch, LENGTH).eval()
+    if net.context == "curve":
+        logits, h = net(torch.rand(5, LENGTH))
+        assert logits.shape == (5, 3) and h.shape[0] == 5 and h.ndim == 2
+    else:  # sequences: a batch (S, W, L), or one run (N, L)
+        logits, h = net(torch.rand(2, 7, LENGTH))
+        assert logits.shape == (2, 7, 3) and h.shape[:2] == (2, 7)
+        logits, h = net(torch.rand(9, LENGTH))
+        assert logits.shape == (9, 3) and h.shape[0] == 9
+    assert torch.isfinite(logits).all() and torch.isfinite(h).all()
+
+
+def test_context_sequence_models_read_the_run_and_lstm_only_the_past():
+    torch.manual_seed(0)
+    x = torch.rand(12, LENGTH)
+    changed = x.clone()
+    changed[8:] = torch.rand(4, LENGTH)  # change the last four curves only
+    for arch in ("cnn", "lstm", "transformer", "convsct"):
+        net = build_network(arch, LENGTH).eval()
+        with torch.no_grad():
+            a, b = net(x)[0][:8], net(changed)[0][:8]
+        same = torch.allclose(a, b, atol=1e-6)
+        # per-curve and causal models ignore later curves; transductive ones do not
+        assert same == (arch in ("cnn", "lstm")), arch
+
+
+def test_binned_samples_take_one_offset_in_every_bin():
+    net = BinnedFCNN(10, bins=3)  # N2 = 3; the 10th point is not used
+    x = torch.arange(10, dtype=torch.float32)[None]
+    s = net.samples(x)
+    assert s.shape == (1, 3, 3, 2)
+    # offset j of bin b is point b·N2 + j
+    assert s[0, :, :, 1].tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert torch.allclose(s[0, 0, :, 0], torch.linspace(0, 1, 10)[[0, 3, 6]])
+    for bins in (1, 4, 16):
+        assert count_parameters(BinnedFCNN(LENGTH, bins=bins)) == 1062 * bins + 3
+    with pytest.raises(ValueError, match="bins"):
+        BinnedFCNN(LENGTH, bins=LENGTH)
+
+
+def test_binned_curve_probability_is_the_mean_of_its_points():
+    torch.manual_seed(0)
+    net = BinnedFCNN(LENGTH, bins=4).eval()
+    x = torch.rand(3, LENGTH)
+    with torch.no_grad():
+        logits, _ = net(x)
+        points, _ = net.point_outputs(x)
+    assert torch.allclose(logits.exp(), torch.softmax(points, -1).mean(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", SUPERVISED_METHODS)
+def test_one_epoch_fit_learns_from_labels_only(curves, arch):
+    _, c = curves
+    labelled = np.flatnonzero(np.arange(len(c.x)) % 5 == 0)
+    cfg = SupervisedConfig(arch=arch, steps=3, batch_size=8, window=8, sequences=2,
+                           device="cpu", arch_kwargs={"bins": 4} if arch == "binned" else {})
+    trained = train_network(c, labelled, cfg)
+    assert len(trained.history) == 3 and np.isfinite(trained.history).all()
+    assert trained.n_labels == len(labelled)
+    probs, h = network_outputs(trained.network, c.x, run_sequences(c), device="cpu")
+    assert probs.shape == (len(c.x), 3) and h.shape[0] == len(c.x)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_training_reaches_the_labels(curves):
+    """Enough steps on a labelled Fe run: the CNN beats chance by far on unlabelled curves."""
+    _, c = curves
+    labelled = np.flatnonzero(np.arange(len(c.x)) % 4 == 0)
+    trained = train_network(c, labelled, SupervisedConfig(arch="cnn", steps=120, device="cpu"))
+    probs, _ = network_outputs(trained.network, c.x, device="cpu")
+    rest = np.setdiff1d(np.arange(len(c.x)), labelled)
+    assert (probs[rest].argmax(1) == c.label[rest]).mean() > 0.8
+
+
+def test_bundle_serves_what_was_trained(curves, tmp_path):
+    runs, c = curves
+    trained = train_network(c, np.arange(0, len(c.x), 3),
+                            SupervisedConfig(arch="transformer", steps=5, device="cpu"))
+    probs, h = network_outputs(trained.network, c.x, run_sequences(c), device="cpu")
+    bundle = build_network_bundle(trained, c.grid, h, c.preprocessing, None, groups=c.run)
+    torch.save(bundle, tmp_path / "m.pt")
+    predictor = PhasePredictor.load(tmp_path / "m.pt")  # weights_only
+    ds = runs[0]
+    out = predictor.predict(ds["intensity"].values, ds["two_theta"].values, wavelength_of(ds))
+    first = run_sequences(c)[0]
+    assert np.allclose(out["probabilities"], probs[first], atol=1e-4)
+    assert out["ood_score"].shape == (ds.sizes["curve"],)
+
+
+def test_ambiguity_width_uses_no_labels():
+    assert ambiguity_width(np.array([0, 0, 0, 2, 2])) == 0.0
+    assert ambiguity_width(np.array([0, 0, 1, 0, 2, 2, 2, 2, 1, 2])) == 0.7
+    assert ambiguity_width(np.array([0, 0, 1, 1, 2])) == pytest.approx(0.4)
+    assert ambiguity_width(np.array([1, 1, 1])) == 0.0
+    assert ambiguity_width(np.array([2, 2, 0, 0])) == 0.0  # decompression
+
+
+def test_evaluate_supervised_in_both_protocols():
+    train = {f"r{i}": simulate_run("Fe", 60, seed=30 + i) for i in range(2)}
+    test = {"t0": simulate_run("Fe", 50, seed=40)}
+    res = evaluate_datasets(train, test, method="cnn", label_fraction=0.2, seed=0,
+                            device="cpu", supervised=SupervisedConfig(steps=60),
+                            baselines=("pressure",))
+    assert res["method"] == "CNN" and res["protocol"] == "cross-run"
+    assert res["train_seconds"] > 0 and res["pretrain_seconds"] == 0
+    assert res["overall"]["recall"] > 0.7
+    assert 0 <= res["per_curve"]["ambiguity_width"] <= 1
+    assert res["within_run"]["overall"]["n"] > 0
+    assert "pressure" in res["baselines"]
+
+
+def test_classifier_fits_saves_and_loads_a_supervised_model(tmp_path):
+    from specflow import PhaseClassifier
+
+    ds = simulate_run("Fe", 80, seed=5)
+    lab = ds["label"].where(np.arange(80) % 4 == 0)
+    clf = PhaseClassifier(method="binned", supervised=SupervisedConfig(
+        steps=40, arch_kwargs={"bins": 8}), device="cpu").fit(ds, labels=lab)
+    pred = clf.predict(ds)
+    assert pred["probabilities"].shape == (80, 3) and clf.train_seconds_ > 0
+    again = PhaseClassifier.load(clf.save(tmp_path / "b.pt")).predict(ds)
+    assert np.allclose(again["probabilities"], pred["probabilities"], atol=1e-5)
+    assert again.attrs["method"] == "binned"
+    with pytest.raises(ValueError, match="unknown method"):
+        PhaseClassifier(method="svm")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_pipeline_registers_a_cnn_that_annotate_uses(tiled_client, tmp_path, monkeypatch):
+    """specflow pipeline --method cnn → MLflow registry → annotate a run in Tiled."""
+    from specflow.annotate import annotate
+    from specflow.annotate.writer import node_key
+    from specflow.data.io import write_netcdf
+    from specflow.ingest import run_to_dataset
+    from specflow.registry.commands import pipeline_cmd
+    from specflow.registry.tracking import configure_tracking
+
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        files = [str(write_netcdf(simulate_run("Fe", 80, seed=50 + i), tmp_path / f"{i}.nc"))
+                 for i in range(2)]
+        pipeline_cmd(data=files, method="cnn", label_fraction=0.25, name="cnn-model",
+                     eval_data=[tmp_path / "0.nc"], workdir=tmp_path / "work")
+        configure_tracking(tmp_path / "work", must_exist=True)
+        mv = mlflow.MlflowClient().get_model_version_by_alias("cnn-model", "champion")
+        assert mv.tags["method"] == "cnn"
+        params = mlflow.get_run(mv.run_id).data.params
+        assert params["supervised.arch"] == "cnn" and params["supervised.steps"] == "150"
+        uid = record_ramp(tiled_client, stop=30.0, num=40, seed=9,
+                          md={"sample": f"sup-{uuid.uuid4().hex[:6]}"})
+        (result,) = annotate(tiled_client, [uid], model_uri="models:/cnn-model@champion")
+        assert result.status == "written"
+        run = tiled_client[uid]
+        node = run.base["specflow"][node_key("cnn-model", 1)]
+        truth = run_to_dataset(run)["label"].values
+        assert (node["label"].read() == truth).mean() > 0.75
+        assert run.metadata["specflow"]["model"]["name"] == "cnn-model"
+    finally:
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+            os.environ.pop(var, None)
+        mlflow.set_tracking_uri(None)
+
+
+def test_cli_evaluate_a_supervised_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from specflow.cli import app
+    from specflow.data.io import write_netcdf
+
+    paths = [str(write_netcdf(simulate_run("Fe", 60, seed=60 + i), tmp_path / f"{i}.nc"))
+             for i in range(3)]
+    out = CliRunner().invoke(app, [
+        "evaluate", "--data", paths[0], paths[1], "--test", paths[2], "--method", "fnn",
+        "--label-fraction", "0.2", "--json", str(tmp_path / "o.json")],
+        env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "FNN-1D, cross-run" in out.output and "ambiguity" in out.output
+    saved = json.loads((tmp_path / "o.json").read_text())
+    assert saved["method"] == "FNN-1D" and saved["train_seconds"] > 0
+    assert saved["overall"]["recall"] > 0.6
