@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 
@@ -25,7 +26,7 @@ from specflow.learn.supervised import (
     train_network,
 )
 from specflow.models.convsc import count_parameters
-from specflow.models.supervised import ARCHITECTURES, BinnedFCNN, build_network
+from specflow.models.supervised import ARCHITECTURES, BinnedFCNN, build_network, window_index
 
 LENGTH = 256
 
@@ -57,6 +58,27 @@ def test_shapes(arch):
     assert torch.isfinite(logits).all() and torch.isfinite(h).all()
 
 
+def test_window_index_keeps_each_curve_inside_a_trained_width():
+    idx, pos = window_index(6, 3, causal=True)  # the window ending at each curve
+    assert idx.tolist() == [[0, 1, 2], [0, 1, 2], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5]]
+    assert pos.tolist() == [0, 1, 2, 2, 2, 2]
+    idx, pos = window_index(6, 3, causal=False)  # centred, shifted inside at the ends
+    assert idx.tolist() == [[0, 1, 2], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [3, 4, 5]]
+    assert pos.tolist() == [0, 1, 1, 1, 1, 2]
+    idx, pos = window_index(2, 5, causal=False)  # a run shorter than the window
+    assert idx.tolist() == [[0, 1], [0, 1]] and pos.tolist() == [0, 1]
+
+
+def test_a_run_is_read_in_windows_of_the_trained_width():
+    torch.manual_seed(0)
+    net = build_network("transformer", LENGTH, window=4).eval()
+    x = torch.rand(10, LENGTH)
+    with torch.no_grad():
+        whole, _ = net(x)
+        alone, _ = net(x[3:7][None])  # the window centred on curve 5: curves 3..6
+    assert torch.allclose(whole[5], alone[0, 2], atol=1e-5)
+
+
 def test_context_sequence_models_read_the_run_and_lstm_only_the_past():
     torch.manual_seed(0)
     x = torch.rand(12, LENGTH)
@@ -64,6 +86,8 @@ def test_context_sequence_models_read_the_run_and_lstm_only_the_past():
     changed[8:] = torch.rand(4, LENGTH)  # change the last four curves only
     for arch in ("cnn", "lstm", "transformer", "convsct"):
         net = build_network(arch, LENGTH).eval()
+        if hasattr(net, "window"):
+            net.window = 12  # the whole sequence in one window
         with torch.no_grad():
             a, b = net(x)[0][:8], net(changed)[0][:8]
         same = torch.allclose(a, b, atol=1e-6)
@@ -109,6 +133,29 @@ def test_one_epoch_fit_learns_from_labels_only(curves, arch):
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
+def test_unlabelled_curves_never_reach_the_loss(curves):
+    """Scrambling the labels of the curves not picked changes nothing in training."""
+    _, c = curves
+    labelled = np.flatnonzero(np.arange(len(c.x)) % 6 == 0)
+    scrambled = copy.copy(c)
+    scrambled.label = c.label.copy()
+    rest = np.setdiff1d(np.arange(len(c.x)), labelled)
+    scrambled.label[rest] = (c.label[rest] + 1) % 3
+    for arch in ("cnn", "lstm"):  # per curve, and windows whose other curves are context
+        cfg = SupervisedConfig(arch=arch, steps=4, batch_size=8, window=8, device="cpu")
+        a, b = train_network(c, labelled, cfg), train_network(scrambled, labelled, cfg)
+        assert a.history == b.history, arch
+
+
+def test_training_leaves_the_global_random_state_alone(curves):
+    _, c = curves
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_network(c, np.arange(0, len(c.x), 5), SupervisedConfig(steps=2, device="cpu"))
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_training_reaches_the_labels(curves):
     """Enough steps on a labelled Fe run: the CNN beats chance by far on unlabelled curves."""
     _, c = curves
@@ -119,19 +166,67 @@ def test_training_reaches_the_labels(curves):
     assert (probs[rest].argmax(1) == c.label[rest]).mean() > 0.8
 
 
-def test_bundle_serves_what_was_trained(curves, tmp_path):
+@pytest.mark.parametrize("arch", ["fnn", "lstm", "transformer", "convsct"])
+def test_bundle_serves_what_was_trained(curves, tmp_path, arch):
     runs, c = curves
     trained = train_network(c, np.arange(0, len(c.x), 3),
-                            SupervisedConfig(arch="transformer", steps=5, device="cpu"))
+                            SupervisedConfig(arch=arch, steps=5, window=8, device="cpu"))
     probs, h = network_outputs(trained.network, c.x, run_sequences(c), device="cpu")
     bundle = build_network_bundle(trained, c.grid, h, c.preprocessing, None, groups=c.run)
     torch.save(bundle, tmp_path / "m.pt")
     predictor = PhasePredictor.load(tmp_path / "m.pt")  # weights_only
-    ds = runs[0]
+    assert predictor.context_window == (0 if arch == "fnn" else 8)
+    ds = runs[1]
     out = predictor.predict(ds["intensity"].values, ds["two_theta"].values, wavelength_of(ds))
-    first = run_sequences(c)[0]
-    assert np.allclose(out["probabilities"], probs[first], atol=1e-4)
+    assert np.allclose(out["probabilities"], probs[run_sequences(c)[1]], atol=1e-4)
     assert out["ood_score"].shape == (ds.sizes["curve"],)
+
+
+def test_live_monitor_gives_a_sequence_model_the_curves_before(curves):
+    from specflow.annotate.live import LivePhaseMonitor
+    from specflow.ingest.callback import SpectraCollector
+
+    runs, c = curves
+    trained = train_network(c, np.arange(0, len(c.x), 3),
+                            SupervisedConfig(arch="lstm", steps=5, window=6, device="cpu"))
+    _, h = network_outputs(trained.network, c.x, run_sequences(c), device="cpu")
+    predictor = PhasePredictor(build_network_bundle(trained, c.grid, h, c.preprocessing,
+                                                    None, groups=c.run))
+    ds = runs[0]
+    offline = predictor.predict(ds["intensity"].values, ds["two_theta"].values,
+                                wavelength_of(ds))["probabilities"]
+    monitor = LivePhaseMonitor(predictor)
+    collector = SpectraCollector()
+    collector.on_update(monitor._on_update)
+    for name, doc in _documents(ds):
+        collector(name, doc)
+    (uid,) = monitor.predictions
+    live = np.array([p.probability for p in monitor.predictions[uid]])
+    # one event at a time, the LSTM reads each curve after its 5 predecessors: as offline
+    assert np.allclose(live, offline[np.arange(len(live)), offline.argmax(1)], atol=1e-4)
+
+
+def _documents(ds):
+    """Bluesky documents of one run, one event per curve."""
+    from event_model import compose_run
+
+    bundle = compose_run()
+    yield "start", bundle.start_doc
+    config = {"xrd": {"data": {"xrd_two_theta": ds["two_theta"].values.tolist(),
+                               "xrd_energy": float(ds.attrs["energy"])},
+                      "timestamps": {"xrd_two_theta": 0.0, "xrd_energy": 0.0},
+                      "data_keys": {}}}
+    desc = bundle.compose_descriptor(name="primary", data_keys={
+        "xrd": {"source": "sim", "dtype": "array", "shape": [ds.sizes["two_theta"]],
+                "object_name": "xrd"},
+        "pressure": {"source": "sim", "dtype": "number", "shape": []}},
+        configuration=config, validate=False)
+    yield "descriptor", desc.descriptor_doc
+    for i in range(ds.sizes["curve"]):
+        yield "event", desc.compose_event(
+            data={"xrd": ds["intensity"].values[i], "pressure": float(ds["pressure"][i])},
+            timestamps={"xrd": float(i), "pressure": float(i)}, seq_num=i + 1)
+    yield "stop", bundle.compose_stop()
 
 
 def test_ambiguity_width_uses_no_labels():

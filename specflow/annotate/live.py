@@ -36,6 +36,16 @@ class LivePrediction:
 Predict = Callable[[np.ndarray, np.ndarray, "float | None"], tuple[np.ndarray, ...]]
 
 
+def context_window(model: Any) -> int:
+    """How many curves of a run a model reads together (0: one curve at a time): a
+    PhasePredictor's own, else the registered model's metadata."""
+    if hasattr(model, "context_window"):
+        return int(model.context_window)
+    pyfunc = getattr(model, "pyfunc", model)
+    meta = getattr(getattr(pyfunc, "metadata", None), "metadata", None) or {}
+    return int((meta.get("specflow") or {}).get("context_window") or 0)
+
+
 def _predict_fn(model: Any) -> Predict:
     """(curves, two_theta, wavelength) → (label, probabilities (n, 3), ood) for a predictor,
     a LoadedModel or a pyfunc; per-curve labels (a live stream is not decoded)."""
@@ -66,7 +76,10 @@ class LivePhaseMonitor:
     """Subscribe to a RunEngine (``RE.subscribe(monitor)``); predicts per update batch.
 
     Built on :class:`specflow.ingest.SpectraCollector`: every accepted event or page is one
-    batch through the model. Each curve's :class:`LivePrediction` goes to ``on_prediction``
+    batch through the model. A sequence model (:func:`context_window` > 0) reads each new
+    curve with the curves received just before it — live, a transductive model's label is
+    provisional: annotating the finished run also gives it the curves after. Each curve's
+    :class:`LivePrediction` goes to ``on_prediction``
     and, with a ``console``, to one rich line. :attr:`predictions` keeps them per run.
     """
 
@@ -77,6 +90,7 @@ class LivePhaseMonitor:
         self.collector = SpectraCollector(stream)
         self.collector.on_update(self._on_update)
         self._predict = _predict_fn(model)
+        self._context = context_window(model)
         self.console = console
         self.on_prediction = on_prediction
         self.predictions: dict[str, list[LivePrediction]] = {}
@@ -93,7 +107,12 @@ class LivePhaseMonitor:
 
     def _on_update(self, update: Any) -> None:
         curves = np.asarray(update.intensity)
-        label, probs, ood = self._predict(curves, *self._grid(update))
+        n = len(curves)
+        if self._context > 0:  # the new curves last, after their context
+            label, probs, ood = (a[-n:] for a in self._predict(
+                np.asarray(update.with_preceding(self._context - 1)), *self._grid(update)))
+        else:
+            label, probs, ood = self._predict(curves, *self._grid(update))
         out = self.predictions.setdefault(update.run_uid, [])
         for i in range(len(curves)):
             pred = LivePrediction(update.run_uid, update.start + i,

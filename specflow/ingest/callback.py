@@ -68,6 +68,11 @@ class SpectraUpdate:
         return self.collector._stream(self.run_uid, self.stream).buffer.pressure[
             self.start : self.stop]
 
+    def with_preceding(self, n: int) -> np.ndarray:
+        """The new curves with up to ``n`` curves received before them (no copy)."""
+        return self.collector._stream(self.run_uid, self.stream).buffer.intensity[
+            max(self.start - n, 0) : self.stop]
+
     @property
     def dataset(self) -> xr.Dataset:
         """The whole stream so far as a canonical Dataset (a copy)."""

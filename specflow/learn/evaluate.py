@@ -186,6 +186,7 @@ class Fitted:
     prob_test: np.ndarray | None
     temperature: float
     bundle: Any  # (train curves, preprocessing, decoder) -> bundle
+    features: np.ndarray | None = None  # of the training curves (OOD reference, figures)
     pretrain_seconds: float = 0.0
     train_seconds: float = 0.0
 
@@ -204,13 +205,14 @@ def fit_linear(feats: Features, train: Curves, labelled: np.ndarray, probe: Prob
         lambda curves, prep, decoder: build_bundle(feats.encoder, fitted, curves.grid,
                                                    feats.train, prep, decoder,
                                                    groups=curves.run),
-        feats.seconds, seconds)
+        feats.train, feats.seconds, seconds)
 
 
 def fit_network(method: str, train: Curves, test: Curves | None, labelled: np.ndarray,
                 config: SupervisedConfig | None, seed: int, device: str) -> Fitted:
     """An end-to-end supervised network trained on the labels of the ``labelled`` curves
-    (no calibration: temperature 1); sequence models read each run whole."""
+    (no calibration: temperature 1); sequence models read each run in acquisition order.
+    ``seed`` and ``device`` override ``config``'s."""
     cfg = replace(config or SupervisedConfig(), arch=method, seed=seed, device=device)
     trained = train_network(train, labelled, cfg)
     prob_train, h_train = network_outputs(trained.network, train.x, run_sequences(train),
@@ -220,7 +222,7 @@ def fit_network(method: str, train: Curves, test: Curves | None, labelled: np.nd
     return Fitted(prob_train, prob_test, 1.0,
                   lambda curves, prep, decoder: build_network_bundle(
                       trained, curves.grid, h_train, prep, decoder, groups=curves.run),
-                  0.0, trained.seconds)
+                  h_train, 0.0, trained.seconds)
 
 
 # --- scoring ------------------------------------------------------------------------------------

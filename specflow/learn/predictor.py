@@ -21,7 +21,7 @@ from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.learn.decode import Decoded, DecoderConfig, decode
 from specflow.learn.supervised import network_outputs
 from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
-from specflow.models.supervised import build_network
+from specflow.models.supervised import ARCHITECTURES, build_network
 
 BUNDLE_FORMAT = "specflow-phase-bundle/2"
 LEGACY_FORMAT = "specflow-phase-bundle/1"  # 2θ grid, min–max only, no decoder
@@ -104,6 +104,14 @@ def build_network_bundle(
     }
 
 
+def context_window(bundle: dict[str, Any]) -> int:
+    """How many consecutive curves the bundle's model reads together (0: curve by curve)."""
+    spec = bundle.get("network")
+    if not spec or ARCHITECTURES[spec["arch"]].context == "curve":
+        return 0
+    return int(spec["kwargs"].get("window", 1))
+
+
 def ood_reference(train_features: np.ndarray, groups: np.ndarray | None = None
                   ) -> dict[str, Any]:
     """Out-of-distribution reference of a bundle: Ledoit–Wolf location and precision of the
@@ -175,6 +183,7 @@ class PhasePredictor:
             encoder.load_state_dict(bundle["encoder_state"])
             # BatchNorm folded into the convolutions: same outputs, fewer memory passes
             self.encoder = FusedConvSC(encoder.eval()).eval().to(self.device)
+        self.context_window = context_window(bundle)  # curves read together (0: one by one)
         self.grid = bundle["grid"].numpy()
         self.preprocessing = (Preprocessing.from_dict(bundle["preprocessing"])
                               if fmt == BUNDLE_FORMAT else Preprocessing.legacy())

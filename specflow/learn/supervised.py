@@ -10,8 +10,8 @@ every method sees the same labels and the same kind of copies.
 
 Sequence models (``context`` ``past`` / ``run``) train on windows of ``window`` consecutive
 curves of one run, each window holding at least one labelled curve; the unlabelled curves in
-it are context only (their loss is masked). At prediction they read each run as one
-sequence in acquisition order.
+it are context only (their loss is masked). At prediction each run is read in acquisition
+order, every curve inside its own window of the same width (the network stores it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from specflow.learn.data import Curves
 from specflow.learn.pretrain import resolve_device
-from specflow.models.supervised import SupervisedNet, build_network
+from specflow.models.supervised import ARCHITECTURES, SupervisedNet, build_network
 
 
 @dataclass
@@ -84,10 +84,15 @@ def run_sequences(curves: Curves) -> list[np.ndarray]:
 
 def train_network(curves: Curves, labelled: np.ndarray,
                   config: SupervisedConfig | None = None) -> TrainedNetwork:
-    """Train ``config.arch`` on the labels of the ``labelled`` curves."""
+    """Train ``config.arch`` on the labels of the ``labelled`` curves (seeded by
+    ``config.seed``; torch's global random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        return _train(curves, labelled, config or SupervisedConfig())
+
+
+def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> TrainedNetwork:
     from specflow.data.augment import make_augmentation
 
-    cfg = config or SupervisedConfig()
     labelled = np.asarray(labelled, dtype=int)
     if labelled.size == 0:
         raise ValueError("no labelled curves to train on")
@@ -95,14 +100,18 @@ def train_network(curves: Curves, labelled: np.ndarray,
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = build_network(cfg.arch, curves.x.shape[1], **cfg.arch_kwargs).to(dev)
+    kwargs = dict(cfg.arch_kwargs)
+    if ARCHITECTURES[cfg.arch].context != "curve":  # predicts in windows of the trained width
+        kwargs.setdefault("window", cfg.window)
+    net = build_network(cfg.arch, curves.x.shape[1], **kwargs).to(dev)
     aug = make_augmentation(cfg.augmentation) if cfg.augmentation != "none" else None
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     x_all = torch.as_tensor(np.asarray(curves.x, dtype=np.float32))
     y_all = np.full(len(curves.x), -1, dtype=np.int64)
     y_all[labelled] = curves.label[labelled]
     y_all = torch.as_tensor(y_all)
-    draw = _window_sampler(curves, labelled, cfg, rng) if net.context != "curve" else None
+    draw = (_window_sampler(curves, labelled, net.window, cfg.sequences, rng)
+            if net.context != "curve" else None)
     history, t0 = [], time.perf_counter()
     net.train()
     for _ in range(cfg.steps):
@@ -115,11 +124,11 @@ def train_network(curves: Curves, labelled: np.ndarray,
         opt.step()
         history.append(float(loss.detach()))
     net.eval()
-    return TrainedNetwork(net, cfg.arch, dict(cfg.arch_kwargs), history,
+    return TrainedNetwork(net, cfg.arch, kwargs, history,
                           time.perf_counter() - t0, int(labelled.size))
 
 
-def _window_sampler(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig,
+def _window_sampler(curves: Curves, labelled: np.ndarray, window: int, n_windows: int,
                     rng: np.random.Generator):
     """A function drawing (sequences, window) index arrays: windows of consecutive curves of
     one run, each around a randomly chosen labelled curve."""
@@ -128,11 +137,11 @@ def _window_sampler(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig,
     for s, seq in enumerate(sequences):
         for pos, i in enumerate(seq):
             where[int(i)] = (s, pos)
-    width = max(1, min(cfg.window, min(len(s) for s in sequences)))
+    width = max(1, min(window, min(len(s) for s in sequences)))
 
     def draw() -> np.ndarray:
         out = []
-        for i in rng.choice(labelled, cfg.sequences):
+        for i in rng.choice(labelled, n_windows):
             s, pos = where[int(i)]
             seq = sequences[s]
             lo = int(np.clip(pos - rng.integers(0, width), 0, len(seq) - width))

@@ -6,11 +6,12 @@ differ in what one prediction may look at, their :attr:`context`:
 
 * ``"curve"`` — one curve at a time (CNN, FNN-1D, multi-scale ResNet, ConvSC, binned FCNN):
   input (N, L), output per curve;
-* ``"past"`` — the curves acquired so far (LSTM, unidirectional): input (S, W, L), a batch of
-  S sequences of W curves in acquisition order; usable live;
-* ``"run"`` — the whole run at once (Transformer, ConvSCT): same input, but every curve
-  attends to every other, before and after it. **Transductive**: a curve's label depends on
-  the other curves given with it.
+* ``"past"`` — the curves acquired just before it (LSTM, unidirectional): trained on
+  (S, W, L) batches of S windows of W consecutive curves; on a run (N, L) each curve is read
+  at the end of the window of W curves ending at it;
+* ``"run"`` — its neighbours on both sides (Transformer, ConvSCT): each curve is read in the
+  window of W curves centred on it, attending to curves before and after it.
+  **Transductive**: a curve's label depends on the other curves given with it.
 
 Fixes of the reference code (§8): the FNN's N(1.0, 0.02) initialisation and the ResNet's
 unused Linear are gone; outputs are 3-way softmax logits instead of one sigmoid; the LSTM
@@ -152,20 +153,51 @@ def sinusoidal_positions(n: int, dim: int, device: torch.device | None = None) -
     return out
 
 
+def window_index(n: int, width: int, causal: bool) -> tuple[Tensor, Tensor]:
+    """For each of ``n`` curves, the ``width`` consecutive curves it is read with, (n, width)
+    indices, and its position in them (n,): the window ending at it when ``causal`` (the
+    first ``width`` curves share the first window), else the window centred on it (shifted
+    inside the run at its ends). A run shorter than ``width`` is one window."""
+    width = min(width, n)
+    i = torch.arange(n)
+    start = (i - width + 1) if causal else (i - width // 2)
+    start = start.clamp(0, n - width)
+    return start[:, None] + torch.arange(width), i - start
+
+
 class _SequenceNet(SupervisedNet):
-    """Input (S, W, L) sequences of curves, or (N, L) as one sequence; logits/features keep
-    the input's leading shape."""
+    """Curves are embedded one by one (:meth:`embed`), then read in context
+    (:meth:`contextualize`). Training input (S, W, L): S windows of W consecutive curves.
+    One run (N, L): each curve is read inside its own window of :attr:`window` curves
+    (:func:`window_index`) — the length the network was trained on, so positions and
+    recurrences never run beyond what training saw."""
 
     context: ClassVar[Context] = "run"
+    chunk = 256  # curves whose windows are evaluated together (memory: chunk × window × E)
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.window = window
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        single = x.dim() == 2
-        seq = x.unsqueeze(0) if single else x
-        h = self.sequence_features(seq)
-        logits = self.head(h)
-        return (logits[0], h[0]) if single else (logits, h)
+        if x.dim() == 3:
+            s, w, n = x.shape
+            h = self.contextualize(self.embed(x.reshape(s * w, n)).reshape(s, w, -1))
+            return self.head(h), h
+        e = self.embed(x)
+        idx, pos = window_index(len(e), self.window, self.context == "past")
+        parts = []
+        for a in range(0, len(e), self.chunk):
+            sl = slice(a, a + self.chunk)
+            h = self.contextualize(e[idx[sl].to(e.device)])
+            parts.append(h[torch.arange(h.shape[0], device=h.device), pos[sl].to(h.device)])
+        h = torch.cat(parts) if parts else e.new_zeros((0, self.head.in_features))
+        return self.head(h), h
 
-    def sequence_features(self, x: Tensor) -> Tensor:  # (S, W, L) -> (S, W, D)
+    def embed(self, x: Tensor) -> Tensor:  # (N, L) -> (N, E), curve by curve
+        raise NotImplementedError
+
+    def contextualize(self, e: Tensor) -> Tensor:  # (S, W, E) -> (S, W, D)
         raise NotImplementedError
 
 
@@ -175,19 +207,23 @@ class LSTMNet(_SequenceNet):
 
     context: ClassVar[Context] = "past"
 
-    def __init__(self, length: int, n_classes: int = N_PHASES, hidden: int = 512) -> None:
-        super().__init__()
-        self.embed = nn.Sequential(nn.LayerNorm(length), nn.Linear(length, hidden),
-                                   nn.LayerNorm(hidden), nn.ReLU())
+    def __init__(self, length: int, n_classes: int = N_PHASES, hidden: int = 512,
+                 window: int = 32) -> None:
+        super().__init__(window)
+        self.embed_net = nn.Sequential(nn.LayerNorm(length), nn.Linear(length, hidden),
+                                       nn.LayerNorm(hidden), nn.ReLU())
         self.lstm = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True)
         self.out_norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, n_classes)
-        for m in (self.embed[1], self.head):  # the reference's Xavier init, bias 0.01
+        for m in (self.embed_net[1], self.head):  # the reference's Xavier init, bias 0.01
             nn.init.xavier_uniform_(m.weight)
             nn.init.constant_(m.bias, 0.01)
 
-    def sequence_features(self, x: Tensor) -> Tensor:
-        out, _ = self.lstm(self.embed(x))
+    def embed(self, x: Tensor) -> Tensor:
+        return self.embed_net(x)
+
+    def contextualize(self, e: Tensor) -> Tensor:
+        out, _ = self.lstm(e)
         return self.out_norm(out)
 
 
@@ -196,17 +232,19 @@ class TransformerNet(_SequenceNet):
     (8 heads, FFN 256, no dropout) → Linear. Tokens are curves: transductive."""
 
     def __init__(self, length: int, n_classes: int = N_PHASES, dim: int = 256,
-                 heads: int = 8, layers: int = 2) -> None:
-        super().__init__()
-        self.embed = nn.Sequential(nn.LayerNorm(length), nn.Linear(length, dim),
-                                   nn.LayerNorm(dim), nn.ReLU())
+                 heads: int = 8, layers: int = 2, window: int = 32) -> None:
+        super().__init__(window)
+        self.embed_net = nn.Sequential(nn.LayerNorm(length), nn.Linear(length, dim),
+                                       nn.LayerNorm(dim), nn.ReLU())
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=dim, dropout=0.0,
                                            batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(dim, n_classes)
 
-    def sequence_features(self, x: Tensor) -> Tensor:
-        e = self.embed(x)
+    def embed(self, x: Tensor) -> Tensor:
+        return self.embed_net(x)
+
+    def contextualize(self, e: Tensor) -> Tensor:
         return self.encoder(e + sinusoidal_positions(e.shape[1], e.shape[2], e.device))
 
 
@@ -214,23 +252,24 @@ class ConvSCTNet(_SequenceNet):
     """ConvSC attention plus temporal self-attention across curves (ConvSCT; the reference
     code is not public, METHOD_SPEC §6): each curve is encoded by the ConvSC encoder (128),
     projected to ``dim`` with sinusoidal positions in acquisition order, and one encoder
-    layer (``heads`` heads) lets every curve attend to the others of the run. The residual
-    path keeps the curve's own features, so a curve is never described by its neighbours
-    alone. Transductive."""
+    layer (``heads`` heads) lets every curve attend to the others of its window. The
+    residual path keeps the curve's own features, so a curve is never described by its
+    neighbours alone. Transductive."""
 
     def __init__(self, length: int, n_classes: int = N_PHASES, dim: int = 64,
-                 heads: int = 4) -> None:
-        super().__init__()
+                 heads: int = 4, window: int = 32) -> None:
+        super().__init__(window)
         self.encoder = ConvSCEncoder(init="pytorch")
         self.project = nn.Sequential(nn.Linear(self.encoder.dim, dim), nn.LayerNorm(dim))
         self.temporal = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim,
                                                    dropout=0.0, batch_first=True)
         self.head = nn.Linear(dim, n_classes)
 
-    def sequence_features(self, x: Tensor) -> Tensor:
-        s, w, n = x.shape
-        e = self.project(self.encoder(x.reshape(s * w, n))).reshape(s, w, -1)
-        return self.temporal(e + sinusoidal_positions(w, e.shape[2], e.device))
+    def embed(self, x: Tensor) -> Tensor:
+        return self.project(self.encoder(x))
+
+    def contextualize(self, e: Tensor) -> Tensor:
+        return self.temporal(e + sinusoidal_positions(e.shape[1], e.shape[2], e.device))
 
 
 class BinnedFCNN(SupervisedNet):

@@ -147,6 +147,13 @@ def probe_cmd(
         return active.info.run_id
 
 
+def _print_registered(name: str):
+    def show(metrics: dict[str, float], version: str) -> None:
+        _print_metrics(metrics)
+        console.print(f"registered {name} version {version}")
+    return show
+
+
 def _print_metrics(metrics: dict[str, float]) -> None:
     table = Table("metric", "value")
     for k, v in metrics.items():
@@ -229,9 +236,7 @@ def pipeline_cmd(
                          if method in SSL_METHODS else None),
         label_fraction=label_fraction, holdout=holdout, seed=seed, name=name, alias=alias,
         eval_datasets=[read_spectra(p) for p in eval_data] if eval_data else None,
-        workdir=workdir)
-    _print_metrics(res.metrics)
-    console.print(f"registered {name} version {res.version}")
+        workdir=workdir, on_registered=_print_registered(name))
     if res.promoted:
         console.print(f"{name}@{alias} -> version {res.version} "
                       f"(gate precision {res.gate['candidate']['precision']:.4f})")

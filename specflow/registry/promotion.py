@@ -35,6 +35,7 @@ from specflow.data.schema import (
     energy_kev,
     energy_to_wavelength,
 )
+from specflow.learn.predictor import context_window
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -103,7 +104,8 @@ def log_phase_model(bundle: dict[str, Any], name: str = "model", **kwargs: Any):
                                    "preprocessing": bundle.get("preprocessing"),
                                    "decoder": bundle.get("decoder"),
                                    "network": (bundle["network"]["arch"]
-                                               if bundle.get("network") else None)}},
+                                               if bundle.get("network") else None),
+                                   "context_window": context_window(bundle)}},
             **kwargs,
         )
 

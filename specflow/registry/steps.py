@@ -257,7 +257,7 @@ def probe_step(
               else fit_linear(feats, curves, train, probe_config, device))
     bundle = fitted.bundle(curves, prep, DecoderConfig())
     predictor = PhasePredictor(bundle)
-    h = (predictor.features(curves.x).cpu().numpy() if supervised else feats.train)
+    h = fitted.features
     pred = fitted.prob_train.argmax(1)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
     report = classification_report(label[test], pred[test]) if test.any() else {}
@@ -341,10 +341,13 @@ def run_pipeline(
     eval_datasets: Sequence[xr.Dataset] | None = None,
     workdir: Path = Path("work"),
     progress: bool = True,
+    on_registered: Any = None,
 ) -> PipelineResult:
     """pretrain (SSL methods, with ``pretrain_config``) → probe or train a supervised model →
     register a new version of ``name`` → move ``alias`` to it if it passes the gate on
-    ``eval_datasets`` (:func:`~specflow.registry.promotion.promote`), in one tracked run."""
+    ``eval_datasets`` (:func:`~specflow.registry.promotion.promote`), in one tracked run.
+    ``on_registered(metrics, version)`` is called before the gate runs (a gate that fails
+    with an error then leaves a registered version the caller has heard of)."""
     from specflow.learn.names import SSL_METHODS
     from specflow.registry.promotion import (
         PromotionRefused,
@@ -364,6 +367,8 @@ def run_pipeline(
                          method=method)
         run_id = active.info.run_id
     version = str(register(out["model_uri"], name, registration_tags(run_id)).version)
+    if on_registered is not None:
+        on_registered(out["metrics"], version)
     try:
         gate, refused = promote(name, version, alias, eval_datasets), None
     except PromotionRefused as err:
