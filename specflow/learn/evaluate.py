@@ -162,15 +162,16 @@ def features(
     method: str, train: Curves, test: Curves | None, datasets: list[xr.Dataset],
     config: PretrainConfig | None, seed: int, device: str,
     on_epoch: EpochCallback | None = None,
+    encoder: Any = None,
 ) -> Features:
-    """Pretrain (SSL methods, on ``datasets`` only) or take a control encoder, then encode."""
+    """Pretrain (SSL methods, on ``datasets`` only) or take a control encoder, then encode;
+    an ``encoder`` already pretrained is encoded with as it is."""
     t0 = time.perf_counter()
     if method == "raw":
         return Features(train.x, None if test is None else test.x, None)
-    if method in SSL_METHODS:
-        result = pretrain(datasets, config, on_epoch=on_epoch)
-        encoder = result.encoder
-    else:
+    if encoder is None and method in SSL_METHODS:
+        encoder = pretrain(datasets, config, on_epoch=on_epoch).encoder
+    elif encoder is None:
         encoder = controls.control_encoder(method, seed)
     seconds = time.perf_counter() - t0
     h_test = None if test is None else encode(encoder, test.x, device=device)
@@ -358,12 +359,8 @@ def evaluate_datasets(
         fitted = fit_network(method, train_curves, test_curves, labelled, supervised, seed,
                              device)
     else:
-        feats = (Features(encode(encoder, train_curves.x, device=device),
-                          None if test_curves is None else encode(encoder, test_curves.x,
-                                                                  device=device), encoder)
-                 if encoder is not None else
-                 features(method, train_curves, test_curves, runs, config, seed, device,
-                          on_epoch))
+        feats = features(method, train_curves, test_curves, runs, config, seed, device,
+                         on_epoch, encoder)
         labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
                                      feats.train, probe)
         fitted = fit_linear(feats, train_curves, labelled, probe, device)

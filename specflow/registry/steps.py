@@ -212,7 +212,6 @@ def probe_step(
     from specflow.learn.data import to_curves, wavelength_of
     from specflow.learn.decode import DecoderConfig
     from specflow.learn.evaluate import (
-        Features,
         features,
         fit_linear,
         fit_network,
@@ -221,7 +220,6 @@ def probe_step(
     from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
     from specflow.learn.names import SUPERVISED_METHODS
     from specflow.learn.predictor import PhasePredictor
-    from specflow.learn.pretrain import encode
     from specflow.learn.probe import ProbeConfig
     from specflow.learn.supervised import SupervisedConfig
     from specflow.registry.promotion import log_phase_model
@@ -230,8 +228,8 @@ def probe_step(
     if result is not None:
         prep, device = result.config.preprocessing, result.config.device
         curves = to_curves(data.datasets, grid=result.grid, preprocessing=prep)
-        feats = Features(encode(result.encoder, curves.x, device=device), None,
-                         result.encoder)
+        feats = features(method, curves, None, data.datasets, None, seed, device,
+                         encoder=result.encoder)
     elif method in ("raw", "untrained") or supervised:
         prep, device = Preprocessing(), "auto"
         curves = to_curves(data.datasets, preprocessing=prep)
