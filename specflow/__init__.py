@@ -17,6 +17,8 @@ _EXPORTS = {
     "write_spectra": "specflow.data.io",
     "make_spectra": "specflow.data.schema",
     "validate": "specflow.data.schema",
+    "load_classifier": "specflow.registry.classifier",
+    "log_classifier": "specflow.registry.classifier",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -13,13 +13,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from tiled.client import from_uri
 
-from specflow.learn.names import DEFAULT_METHOD
+from specflow.annotate import annotate, find_phases
+from specflow.ingest import record_compressions, run_to_dataset, tiled_server
+from specflow.learn.evaluate import default_config
+from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
+from specflow.plots import save_contour
+from specflow.registry.steps import load_tiled, run_pipeline
+from specflow.registry.tracking import (
+    DEFAULT_ALIAS,
+    DEFAULT_MODEL_NAME,
+    configure_tracking,
+    quiet_mlflow,
+)
 
-MODEL_NAME = "specflow-phase"
+MODEL_NAME = DEFAULT_MODEL_NAME
 MARKER = ".specflow-demo"  # written into a work dir the demo created
 OWN_ENTRIES = ("tiled", "mlflow", "figures")  # all the demo writes there, besides MARKER
 
@@ -107,19 +120,14 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
     """Run every stage; returns the per-run results that the table shows."""
-    from mlflow.tracking import MlflowClient
-    from tiled.client import from_uri
-
-    from specflow.annotate import annotate, find_phases
-    from specflow.ingest import ingest_demo, run_to_dataset, tiled_server
-    from specflow.learn.evaluate import default_config
-    from specflow.learn.names import SSL_METHODS
-    from specflow.registry.steps import load_tiled, run_pipeline
-    from specflow.registry.tracking import configure_tracking
-
     console = console or Console()
     workdir = prepare_workdir(cfg.workdir, cfg.fresh)
     (workdir / "figures").mkdir(parents=True, exist_ok=True)
+    with quiet_mlflow():  # the demo reports every step itself
+        return _run_demo(cfg, workdir, console)
+
+
+def _run_demo(cfg: DemoConfig, workdir: Path, console: Console) -> dict:
     t0 = time.perf_counter()
     uri = configure_tracking(workdir)
     console.rule("[bold]specflow demo")
@@ -127,11 +135,16 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
     with tiled_server(workdir / "tiled") as server:
         console.print(f"Tiled server {server.api_uri}")
         console.rule("1 · ingest: simulated compressions → RunEngine → TiledWriter → Tiled")
-        uids = []
-        for i, material in enumerate(("Fe", "FeO")):
-            uids += ingest_demo(server.api_uri, server.api_key, runs=cfg.runs_per_material,
-                                curves=cfg.curves, material=material,
-                                seed=cfg.seed + 100 * i)
+        uids: list[str] = []
+        writer = from_uri(server.api_uri, api_key=server.api_key)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console) as progress:
+            for i, material in enumerate(("Fe", "FeO")):
+                task = progress.add_task(f"{material} runs",
+                                         total=cfg.runs_per_material * cfg.curves)
+                uids += record_compressions(writer, cfg.runs_per_material, cfg.curves,
+                                            material, cfg.seed + 100 * i,
+                                            on_event=lambda t=task: progress.advance(t))
         console.rule("2 · learn: pretrain → probe → register → promote (MLflow)")
         res = run_pipeline(
             load_tiled(server.api_uri, server.api_key, uids, []), cfg.method,
@@ -140,16 +153,16 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
             seed=cfg.seed, label_fraction=cfg.label_fraction, name=MODEL_NAME,
             workdir=workdir)
         console.print(f"registered {MODEL_NAME} version {res.version}; "
-                      + (f"{MODEL_NAME}@champion -> version {res.version}" if res.promoted
-                         else f"champion kept: {res.refused}"))
-        champion = MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
-        console.rule(f"3 · annotate every run with {MODEL_NAME}@champion "
+                      + (f"{MODEL_NAME}@{DEFAULT_ALIAS} -> version {res.version}"
+                         if res.promoted else f"{DEFAULT_ALIAS} kept: {res.refused}"))
+        champion = MlflowClient().get_model_version_by_alias(MODEL_NAME, DEFAULT_ALIAS)
+        console.rule(f"3 · annotate every run with {MODEL_NAME}@{DEFAULT_ALIAS} "
                      f"(version {champion.version})")
         client = from_uri(server.api_uri, api_key=server.api_key)
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             task = progress.add_task("runs", total=len(uids))
-            annotate(client, uids=uids, model_uri=f"models:/{MODEL_NAME}@champion",
+            annotate(client, uids=uids, model_uri=f"models:/{MODEL_NAME}@{DEFAULT_ALIAS}",
                      on_result=lambda _: progress.advance(task))
         console.rule("4 · query phases through Tiled")
         rows = []
@@ -172,8 +185,6 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
 
 
 def _figure(truth, node, path: Path) -> None:
-    from specflow.plots import save_contour
-
     probs = np.asarray(node["probabilities"].read())
     save_contour(truth, path, predicted=np.asarray(node["label"].read()),
                  probabilities=probs, y_axis="curve",

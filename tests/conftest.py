@@ -12,6 +12,25 @@ import pytest
 N_POINTS = 4000
 
 
+def invoke_cli(args: list[Any], exit_code: int = 0, env: dict[str, str] | None = None) -> str:
+    """Run the real ``specflow`` app in-process; check the exit code; return its output
+    (terminal 200 columns wide, so tables do not wrap)."""
+    from typer.testing import CliRunner
+
+    from specflow.cli import app
+
+    env = {"COLUMNS": "200", **(env or {})}
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    assert result.exit_code == exit_code, f"{args}: exit {result.exit_code}\n{result.output}"
+    return result.output
+
+
+@pytest.fixture
+def cli() -> Callable[..., str]:
+    """:func:`invoke_cli`: ``cli(["annotate", ...])`` runs the real app, exit code checked."""
+    return invoke_cli
+
+
 @pytest.fixture(scope="session")
 def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Tiled server (SQLite catalog, zarr + DuckDB storage, API key) on 127.0.0.1."""
@@ -165,6 +184,20 @@ def mlflow_store(phase_registry: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     mlflow.set_registry_uri(phase_registry.uri)
     yield phase_registry
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def embedded_tracking(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No MLFLOW_* URIs in the environment (commands use the embedded store of their
+    --workdir); whatever MLflow exports meanwhile is removed afterwards."""
+    import mlflow
+
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.setenv(var, "")  # records the original, so teardown restores it
+        monkeypatch.delenv(var)
+    yield
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def record_ramp(client: Any, *, material: str = "Fe", start: float = 0.0, stop: float = 30.0,

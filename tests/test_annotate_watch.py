@@ -86,6 +86,23 @@ def test_watch_polls(own_server, mlflow_store):
     assert not watcher.subscribed and client[uid].metadata["specflow"]["latest"] == K1
 
 
+def test_watch_command_annotates_finished_runs_and_stops_when_told(own_server, mlflow_store,
+                                                                   tmp_path, cli):
+    """`specflow watch --max-runs/--timeout`: the bounded mode cron jobs and tests use."""
+    client = own_server.client()
+    uid = record_ramp(client, stop=25.0, num=20, seed=8)
+    env = {"TILED_API_KEY": own_server.api_key}
+    out = cli(["watch", "--tiled-uri", own_server.api_uri, "--model", mlflow_store.champion,
+               "--poll", "--interval", "0.2", "--max-runs", "1", "--timeout", "60",
+               "--workdir", tmp_path], env=env)
+    assert uid[:8] in out and "written" in out
+    assert client[uid].metadata["specflow"]["latest"] == K1
+    # nothing left to do: the timeout ends it, with nothing written
+    out = cli(["watch", "--tiled-uri", own_server.api_uri, "--model", mlflow_store.champion,
+               "--poll", "--timeout", "1", "--workdir", tmp_path], env=env)
+    assert "written" not in out
+
+
 def test_live_predictions_arrive_during_the_scan(mlflow_store):
     from bluesky import RunEngine
 

@@ -66,6 +66,34 @@ def test_parameters_and_misuse_fail_early_and_clearly():
         PhaseClassifier(method="raw").fit(ds, labels=np.zeros(40, int))
 
 
+def test_settings_are_checked_at_construction():
+    """A typo in any string setting fails when the object is made, not minutes into training."""
+    from typing import get_args
+
+    from specflow.learn.classifier import MethodName
+    from specflow.learn.names import METHODS
+    from specflow.learn.pretrain import PretrainConfig
+    from specflow.learn.probe import ProbeConfig
+    from specflow.learn.supervised import SupervisedConfig
+
+    assert set(get_args(MethodName)) == set(METHODS)  # the type hint lists every method
+    bad = [
+        (lambda: PhaseClassifier(device="gpu"), "unknown device 'gpu'"),
+        (lambda: ProbeConfig(solver="adam"), "unknown solver 'adam'"),
+        (lambda: ProbeConfig(augmentation="physic"), "unknown augmentation group 'physic'"),
+        (lambda: SupervisedConfig(augmentation="G9"), "unknown augmentation group 'G9'"),
+        (lambda: SupervisedConfig(arch="mlp"), "unknown architecture 'mlp'"),
+        (lambda: SupervisedConfig(steps=0), "steps and batch_size"),
+        (lambda: PretrainConfig(tmp_target="temperature"), "unknown tmp_target"),
+        (lambda: PretrainConfig(init="xavier"), "unknown init"),
+        (lambda: PretrainConfig(device="cuda:x"), "unknown device"),
+    ]
+    for make, message in bad:
+        with pytest.raises(ValueError, match=message):
+            make()
+    assert PhaseClassifier(device="cuda:1").device == "cuda:1"  # checked without a GPU
+
+
 def test_import_specflow_stays_light():
     import subprocess
     import sys

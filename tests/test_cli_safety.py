@@ -63,7 +63,7 @@ def test_data_paths_are_taken_as_given_or_globbed(tmp_path):
     import pytest
     import typer
 
-    from specflow.registry.commands import expand_paths
+    from specflow.cli.registry import expand_paths
 
     odd = [tmp_path / "fe run (1).nc", tmp_path / "fe,2.nc", tmp_path / "[3].nc"]
     for p in odd:

@@ -7,13 +7,11 @@ import time
 
 import numpy as np
 import pytest
-import typer
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky_tiled_plugins import TiledWriter
 from event_model import pack_event_page
-from typer.testing import CliRunner
 
 from specflow.data.schema import SpectraValidationError, validate
 from specflow.data.simulate import XRDSimulator
@@ -24,7 +22,6 @@ from specflow.ingest import (
     SpectraCollector,
     collect,
     compression_ramp,
-    ingest_demo,
     run_to_dataset,
 )
 
@@ -144,15 +141,11 @@ def test_reader_errors_name_the_problem(engine, beamline, tiled_client):
         run_to_dataset(tiled_client[uid], spectrum_key="nope")
 
 
-def test_ingest_demo_command_writes_runs(tiled_server, tiled_client):
-    app = typer.Typer()
-    app.command("ingest-demo")(ingest_demo)
-    app.command("other")(lambda: None)  # a group, as in the specflow CLI
-    result = CliRunner().invoke(app, [
+def test_ingest_demo_command_writes_runs(tiled_server, tiled_client, cli):
+    output = cli([
         "ingest-demo", "--tiled-uri", tiled_server.api_uri, "--api-key", tiled_server.api_key,
         "--runs", "2", "--curves", "15", "--material", "FeO", "--seed", "7"])
-    assert result.exit_code == 0, result.output
-    uids = [line for line in result.output.splitlines() if line.count("-") == 4]
+    uids = [line for line in output.splitlines() if line.count("-") == 4]
     assert len(uids) == 2
     for uid in uids:
         ds = run_to_dataset(tiled_client[uid])

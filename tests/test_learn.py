@@ -141,6 +141,7 @@ def test_external_targets(runs):
 # --- pretraining ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_every_loss(trained):
     _, history = trained
     for key in ("inter_loss", "intra_loss", "tmp_loss", "loss"):
@@ -304,12 +305,7 @@ def test_evaluate_files_with_other_grids_and_one_class(tmp_path):
     assert out["files"]["a"]["n"] + out["files"]["b"]["n"] + out["n_labels"] == 160
 
 
-def test_raw_baseline_and_cli(tmp_path):
-    import typer
-    from typer.testing import CliRunner
-
-    from specflow.learn.commands import ManyValuesCommand, evaluate_command
-
+def test_raw_baseline_and_cli(tmp_path, cli):
     res = evaluate_datasets({"r": synthetic_run(90, 256)}, method="raw", label_fraction=0.1)
     assert res["overall"]["recall"] > 0.6
     sug = evaluate_datasets({"r": synthetic_run(90, 256)}, method="raw", label_fraction=0.1,
@@ -322,15 +318,10 @@ def test_raw_baseline_and_cli(tmp_path):
     for i in range(2):
         paths.append(tmp_path / f"run{i}.nc")
         synthetic_run(64, 256, seed=i).to_netcdf(paths[-1], engine="h5netcdf")
-    app = typer.Typer()
-    app.command("evaluate", cls=ManyValuesCommand)(evaluate_command)
-    app.command("noop")(lambda: None)
-    out = CliRunner().invoke(app, ["evaluate", "--data", str(paths[0]), str(paths[1]),
-                                   "--method", "raw", "--label-fraction", "0.1",
-                                   "--label-strategy", "suggest",
-                                   "--json", str(tmp_path / "o.json")])
-    assert out.exit_code == 0, out.output
-    assert "overall" in out.output
+    out = cli(["evaluate", "--data", paths[0], paths[1], "--method", "raw",
+               "--label-fraction", "0.1", "--label-strategy", "suggest",
+               "--json", tmp_path / "o.json"])
+    assert "overall" in out
     saved = json.loads((tmp_path / "o.json").read_text())
     assert set(saved["files"]) == {"run0", "run1"} and saved["label_strategy"] == "suggest"
 

@@ -27,7 +27,7 @@ from specflow.registry.promotion import log_phase_model, promote, register
 from specflow.registry.tracking import ensure_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from specflow.data.io import write_netcdf
 from specflow.learn.data import wavelength_of
 from specflow.learn.decode import decode
 from specflow.registry.phase_model import PhasePredictor
@@ -172,15 +173,45 @@ def test_promotion_gate_refuses_worse_and_accepts_better(store, trained, runs):
     assert str(client.get_model_version_by_alias(NAME, "challenger").version) == v2
 
 
-def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
-    from specflow.data.io import write_netcdf
-    from specflow.registry.commands import pipeline_cmd, register_cmd
+def test_classifier_round_trips_through_the_registry(store, runs):
+    """The pyfunc serves exactly the notebook object: log a PhaseClassifier, register it,
+    and both the pyfunc and load_classifier give the classifier's own predictions."""
+    import specflow
+    from specflow.registry.classifier import load_classifier, log_classifier
 
+    fe = runs[0]
+    lab = fe["label"].where(np.arange(fe.sizes["curve"]) % 10 == 0)
+    clf = specflow.PhaseClassifier(method="raw").fit(fe, labels=lab)
+    with mlflow.start_run():
+        info = log_classifier(clf)
+    version = str(register(info.model_uri, "notebook-model").version)
+    promote("notebook-model", version, "champion", [fe], force=True)
+    other = runs[1]
+    expected = clf.predict(other)
+    again = load_classifier("models:/notebook-model@champion")
+    got = again.predict(other)
+    assert again.method == "raw" and isinstance(again, specflow.PhaseClassifier)
+    assert np.array_equal(got["label"].values, expected["label"].values)
+    np.testing.assert_allclose(got["probabilities"].values, expected["probabilities"].values,
+                               atol=1e-6)
+    served = mlflow.pyfunc.load_model("models:/notebook-model@champion").predict(
+        other["intensity"].values.astype(np.float32),
+        params={"two_theta": other["two_theta"].values.tolist(),
+                "wavelength": wavelength_of(other),
+                "pressure": other["pressure"].values.tolist()})
+    assert np.array_equal(served["label"].to_numpy(), expected["label"].values)
+    np.testing.assert_allclose(served[["p0", "p1", "p2"]].to_numpy(),
+                               expected["probabilities"].values, atol=1e-5)
+
+
+def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path, cli):
     files = [str(write_netcdf(ds.isel(two_theta=slice(None, None, 4)), tmp_path / f"{i}.nc"))
              for i, ds in enumerate(runs)]
     # every given label trains the deployed probe, except an explicit hold-out (issue #15)
-    pipeline_cmd(data=files, method="rrmoco", epochs=1, device="cpu", holdout=0.25,
-                 name="pipeline-model", eval_data=[tmp_path / "0.nc"], workdir=tmp_path)
+    data = [a for f in files for a in ("--data", f)]
+    cli(["pipeline", *data, "--method", "rrmoco", "--epochs", "1", "--device", "cpu",
+               "--holdout", "0.25", "--name", "pipeline-model",
+               "--eval-data", str(tmp_path / "0.nc"), "--workdir", str(tmp_path)])
     client = MlflowClient()
     mv = client.get_model_version_by_alias("pipeline-model", "champion")
     run = client.get_run(mv.run_id)
@@ -197,17 +228,16 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path):
     assert mv.tags["gate.champion.result"] == "passed"
     assert {"data.0.nc", "data.1.nc", "specflow.version"} <= set(mv.tags)  # as `register`
     # the same run registered again through the CLI step becomes version 2
-    assert register_cmd(probe_run=run.info.run_id, name="pipeline-model",
-                        workdir=tmp_path) == "2"
+    out = cli(["register", "--probe-run", run.info.run_id, "--name", "pipeline-model",
+                     "--workdir", str(tmp_path)])
+    assert "registered pipeline-model version 2" in out
 
 
-def test_pipeline_without_pretraining_registers_a_servable_model(store, runs, tmp_path):
-    from specflow.data.io import write_netcdf
-    from specflow.registry.commands import pipeline_cmd
-
+def test_pipeline_without_pretraining_registers_a_servable_model(store, runs, tmp_path, cli):
     files = [str(write_netcdf(ds, tmp_path / f"{i}.nc")) for i, ds in enumerate(runs)]
-    pipeline_cmd(data=files, method="untrained", label_fraction=0.2, name="untrained-model",
-                 eval_data=[tmp_path / "0.nc"], workdir=tmp_path)
+    cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "untrained",
+               "--label-fraction", "0.2", "--name", "untrained-model",
+               "--eval-data", str(tmp_path / "0.nc"), "--workdir", str(tmp_path)])
     mv = MlflowClient().get_model_version_by_alias("untrained-model", "champion")
     assert mv.tags["method"] == "untrained"
     model = mlflow.pyfunc.load_model("models:/untrained-model@champion")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from specflow.data.schema import (
     SpectraValidationError,
@@ -116,4 +115,3 @@ def test_concat_runs_keeps_origin_and_rejects_other_grids():
     c = make_spectra(**good(two_theta=np.linspace(4, 20, 50)))
     with pytest.raises(SpectraValidationError, match="different 2θ grids"):
         concat_runs([a, c])
-    assert isinstance(both, xr.Dataset)

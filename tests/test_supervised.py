@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import uuid
 
 import mlflow
@@ -246,7 +245,9 @@ def test_evaluate_supervised_in_both_protocols():
     assert res["method"] == "CNN" and res["protocol"] == "cross-run"
     assert res["train_seconds"] > 0 and res["pretrain_seconds"] == 0
     assert res["overall"]["recall"] > 0.7
-    assert 0 <= res["per_curve"]["ambiguity_width"] <= 1
+    # the decoded boundary is about as wide as the true one (no ground truth in the score)
+    truth = ambiguity_width(test["t0"]["label"].values)
+    assert abs(res["per_curve"]["ambiguity_width"] - truth) < 0.15, (res["per_curve"], truth)
     assert res["within_run"]["overall"]["n"] > 0
     assert "pressure" in res["baselines"]
 
@@ -269,59 +270,47 @@ def test_classifier_fits_saves_and_loads_a_supervised_model(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_pipeline_registers_a_cnn_that_annotate_uses(tiled_client, tmp_path, monkeypatch):
+def test_pipeline_registers_a_cnn_that_annotate_uses(tiled_client, tmp_path, monkeypatch, cli,
+                                                     embedded_tracking):
     """specflow pipeline --method cnn → MLflow registry → annotate a run in Tiled."""
     from specflow.annotate import annotate
     from specflow.annotate.writer import node_key
     from specflow.data.io import write_netcdf
     from specflow.ingest import run_to_dataset
-    from specflow.registry.commands import pipeline_cmd
     from specflow.registry.tracking import configure_tracking
 
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
-    try:
-        files = [str(write_netcdf(simulate_run("Fe", 80, seed=50 + i), tmp_path / f"{i}.nc"))
-                 for i in range(2)]
-        pipeline_cmd(data=files, method="cnn", label_fraction=0.25, name="cnn-model",
-                     eval_data=[tmp_path / "0.nc"], workdir=tmp_path / "work")
-        configure_tracking(tmp_path / "work", must_exist=True)
-        mv = mlflow.MlflowClient().get_model_version_by_alias("cnn-model", "champion")
-        assert mv.tags["method"] == "cnn"
-        params = mlflow.get_run(mv.run_id).data.params
-        assert params["supervised.arch"] == "cnn" and params["supervised.steps"] == "150"
-        uid = record_ramp(tiled_client, stop=30.0, num=40, seed=9,
-                          md={"sample": f"sup-{uuid.uuid4().hex[:6]}"})
-        (result,) = annotate(tiled_client, [uid], model_uri="models:/cnn-model@champion")
-        assert result.status == "written"
-        run = tiled_client[uid]
-        node = run.base["specflow"][node_key("cnn-model", 1)]
-        truth = run_to_dataset(run)["label"].values
-        assert (node["label"].read() == truth).mean() > 0.75
-        assert run.metadata["specflow"]["model"]["name"] == "cnn-model"
-    finally:
-        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
-            os.environ.pop(var, None)
-        mlflow.set_tracking_uri(None)
+    files = [str(write_netcdf(simulate_run("Fe", 80, seed=50 + i), tmp_path / f"{i}.nc"))
+             for i in range(2)]
+    cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "cnn",
+         "--label-fraction", "0.25", "--name", "cnn-model", "--eval-data",
+         tmp_path / "0.nc", "--workdir", tmp_path / "work"])
+    configure_tracking(tmp_path / "work", must_exist=True)
+    mv = mlflow.MlflowClient().get_model_version_by_alias("cnn-model", "champion")
+    assert mv.tags["method"] == "cnn"
+    params = mlflow.get_run(mv.run_id).data.params
+    assert params["supervised.arch"] == "cnn" and params["supervised.steps"] == "150"
+    uid = record_ramp(tiled_client, stop=30.0, num=40, seed=9,
+                      md={"sample": f"sup-{uuid.uuid4().hex[:6]}"})
+    (result,) = annotate(tiled_client, [uid], model_uri="models:/cnn-model@champion")
+    assert result.status == "written"
+    run = tiled_client[uid]
+    node = run.base["specflow"][node_key("cnn-model", 1)]
+    truth = run_to_dataset(run)["label"].values
+    assert (node["label"].read() == truth).mean() > 0.75
+    assert run.metadata["specflow"]["model"]["name"] == "cnn-model"
 
 
-def test_cli_evaluate_a_supervised_model(tmp_path):
+def test_cli_evaluate_a_supervised_model(tmp_path, cli):
     import json
 
-    from typer.testing import CliRunner
-
-    from specflow.cli import app
     from specflow.data.io import write_netcdf
 
     paths = [str(write_netcdf(simulate_run("Fe", 60, seed=60 + i), tmp_path / f"{i}.nc"))
              for i in range(3)]
-    out = CliRunner().invoke(app, [
-        "evaluate", "--data", paths[0], paths[1], "--test", paths[2], "--method", "fnn",
-        "--label-fraction", "0.2", "--json", str(tmp_path / "o.json")],
-        env={"COLUMNS": "200"})
-    assert out.exit_code == 0, out.output
-    assert "FNN-1D, cross-run" in out.output and "ambiguity" in out.output
+    out = cli(["evaluate", "--data", paths[0], paths[1], "--test", paths[2], "--method", "fnn",
+               "--label-fraction", "0.2", "--json", tmp_path / "o.json"])
+    assert "FNN-1D, cross-run" in out and "ambiguity" in out
     saved = json.loads((tmp_path / "o.json").read_text())
     assert saved["method"] == "FNN-1D" and saved["train_seconds"] > 0
     assert saved["overall"]["recall"] > 0.6

@@ -13,18 +13,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+from tiled.queries import Eq, KeyPresent
 
+import specflow
 from specflow.data.schema import LABEL, TRUE_LABEL, SpectraValidationError
+from specflow.ingest.reader import run_to_dataset
 from specflow.learn.data import wavelength_of
 from specflow.learn.predictor import ood_verdict
 
 from . import writer
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model
+from .query import search
 from .retry import (
     AnnotationError,
     RetryPolicy,
@@ -59,7 +64,6 @@ def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> 
     The transition comes from the model's own sequence decoder on the per-curve
     probabilities, i.e. the same decoding that produced ``prediction["label"]``.
     """
-    import specflow
 
     probs = prediction[["p0", "p1", "p2"]].to_numpy(dtype=float)
     ood = prediction["ood_score"].to_numpy(dtype=float)
@@ -152,7 +156,6 @@ def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: Loa
 
 def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force: bool,
                    publish: bool, me: writer.Writer) -> AnnotationResult:
-    from specflow.ingest.reader import run_to_dataset
 
     run = client[uid]
     container = writer.specflow_container(run.base)
@@ -247,9 +250,7 @@ def select_runs(client: Any, uids: Iterable[str] | None = None,
                 query: Mapping[str, Any] | None = None, all_runs: bool = False) -> list[str]:
     """Run uids to annotate: the given ones, those matching ``query`` (key → value equality
     on run metadata, e.g. ``{"start.sample": "Fe"}``), or every finished run."""
-    from tiled.queries import Eq, KeyPresent
 
-    from .query import search
 
     if uids:
         return list(uids)
@@ -324,7 +325,6 @@ def annotate(
         if problem is not None:
             raise problem from exc
         raise
-    from concurrent.futures import ThreadPoolExecutor
 
     me = writer.Writer()
     tripped = threading.Event()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from specflow.data.schema import PHASE_NAMES
+from specflow.ingest.callback import SpectraCollector
 from specflow.learn.data import wavelength_of
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,6 @@ class LivePhaseMonitor:
 
     def __init__(self, model: Any, *, stream: str = "primary", console: Any = None,
                  on_prediction: Callable[[LivePrediction], Any] | None = None) -> None:
-        from specflow.ingest.callback import SpectraCollector
 
         self.collector = SpectraCollector(stream)
         self.collector.on_update(self._on_update)

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+import torch
 
-DEFAULT_MODEL_URI = "models:/specflow-phase@champion"
+from specflow.learn.decode import DecoderConfig
+from specflow.registry.tracking import DEFAULT_MODEL_URI
+from specflow.registry.uris import parse_model_uri, resolve_version
+
+__all__ = ["LoadedModel", "load_model", "parse_model_uri", "resolve_version"]
+
 _PREDICT_LOCK = threading.Lock()
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/name@alias`` → (name, alias, None); ``models:/name/3`` → (name, None, "3")."""
-    match = _URI.match(uri)
-    if match is None:
-        raise ValueError(
-            f"model URI {uri!r} is not 'models:/<name>@<alias>' or 'models:/<name>/<version>'"
-        )
-    return match["name"], match["alias"], match["version"]
 
 
 @dataclass
@@ -51,7 +46,6 @@ class LoadedModel:
     @property
     def decoder(self) -> Any:
         """The model's sequence decoder settings (a DecoderConfig), from its metadata."""
-        from specflow.learn.decode import DecoderConfig
 
         meta = getattr(getattr(self.pyfunc, "metadata", None), "metadata", None) or {}
         settings = (meta.get("specflow") or {}).get("decoder")
@@ -70,8 +64,6 @@ class LoadedModel:
         x = np.ascontiguousarray(curves, dtype=np.float32)
         if self.threads is None:
             return self.pyfunc.predict(x, params=params)
-        import torch
-
         with _PREDICT_LOCK:
             before = torch.get_num_threads()
             torch.set_num_threads(self.threads)
@@ -79,17 +71,6 @@ class LoadedModel:
                 return self.pyfunc.predict(x, params=params)
             finally:
                 torch.set_num_threads(before)
-
-
-def resolve_version(uri: str) -> tuple[str, str, str | None, str | None]:
-    """(name, version, alias, run_id) that ``uri`` points at now, from the registry."""
-    from mlflow.tracking import MlflowClient
-
-    name, alias, version = parse_model_uri(uri)
-    client = MlflowClient()
-    mv = (client.get_model_version_by_alias(name, alias) if alias
-          else client.get_model_version(name, version))
-    return name, str(mv.version), alias, mv.run_id
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
@@ -111,8 +92,6 @@ def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
     --------
     >>> model = load_model("models:/specflow-phase@champion")  # doctest: +SKIP
     """
-    import mlflow
-
     name, version, alias, run_id = resolve_version(uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     return LoadedModel(pyfunc, name, version, alias, run_id)

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tiled.queries import Contains, Key, KeyPresent
+
 from specflow.ingest.catalog import parse_key_values, search
 
 __all__ = ["PhaseRecord", "find_phases", "parse_key_values", "search"]
@@ -78,7 +80,6 @@ def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
     --------
     >>> find_phases(client, onset_between=(10, 15), sample="Fe")  # doctest: +SKIP
     """
-    from tiled.queries import Contains, Key, KeyPresent
 
     queries: list[Any] = [KeyPresent("specflow.latest")]
     if onset_between is not None:

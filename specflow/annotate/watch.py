@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from tiled.queries import Key, KeyPresent
+
 from .analyzer import AnnotationResult, annotate_run
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model, resolve_version
 from .query import search
@@ -96,7 +99,6 @@ class Watcher:
     def _poll(self) -> None:
         """Queue finished runs without a node of the current model version (new runs, and
         runs another model annotated)."""
-        from tiled.queries import KeyPresent
 
         if self.model is None:
             return
@@ -111,7 +113,6 @@ class Watcher:
 
     def _check_alias(self) -> None:
         """Load the new version if the alias moved, and queue the old version's runs."""
-        from tiled.queries import Key
 
         try:
             _, version, _, _ = resolve_version(self.model_uri)
@@ -129,7 +130,6 @@ class Watcher:
         self._reannotate(uids)
 
     def _reannotate(self, uids: list[str]) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         with Progress(TextColumn("re-annotating"), BarColumn(), MofNCompleteColumn(),
                       console=self.console, transient=True) as progress:

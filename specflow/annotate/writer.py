@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tiled.structures.core import Spec
 
 CONTAINER = "specflow"
 SPEC_NAME = "SpecflowPhases"
@@ -187,7 +188,6 @@ def phase_table(seq_num: np.ndarray, time: np.ndarray, pressure: np.ndarray,
 
 def create_node(container: Any, key: str, summary: dict[str, Any], me: Writer) -> Any:
     """Create node ``key`` as partial under ``me``'s lease (409 if someone was first)."""
-    from tiled.structures.core import Spec
 
     model = summary["model"]
     return container.create_container(

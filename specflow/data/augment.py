@@ -25,6 +25,8 @@ import torch
 from scipy.interpolate import CubicSpline
 from torch import Tensor
 
+from specflow.data.preprocess import minmax
+
 Array = Tensor | np.ndarray
 
 
@@ -258,8 +260,7 @@ class MinMax(Transform):
     """Per-curve min–max normalisation to [0, 1] (deterministic)."""
 
     def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
-        lo = x.amin(1, keepdim=True)
-        return (x - lo) / (x.amax(1, keepdim=True) - lo).clamp_min(1e-12)
+        return minmax(x)
 
 
 class SpuriousLines(Transform):
@@ -317,18 +318,22 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
 }
 
 
+def check_augmentation(name: object) -> str:
+    """``name`` if it is an augmentation group, else ``ValueError`` listing the groups."""
+    if name not in GROUPS:
+        raise ValueError(f"unknown augmentation group {name!r}; choose from {list(GROUPS)}")
+    return str(name)
+
+
 def make_augmentation(name: str = "release", p: float = 1.0) -> Compose:
     """Named augmentation pipeline (``G0``, ``G1``, ``G2``, ``release``, ``physics``, ``xrd``,
     ``nuisance``, ``none``)."""
-    try:
-        return Compose(GROUPS[name](), p=p)
-    except KeyError:
-        msg = f"unknown augmentation group {name!r}; choose from {list(GROUPS)}"
-        raise ValueError(msg) from None
+    return Compose(GROUPS[check_augmentation(name)](), p=p)
 
 
 __all__ = [
     "GROUPS",
+    "check_augmentation",
     "Compose",
     "Cutout",
     "Jitter",

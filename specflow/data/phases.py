@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from pymatgen.core import Composition, Lattice, Structure
 
 from specflow.data.eos import BirchMurnaghan3
 from specflow.data.schema import energy_to_wavelength
@@ -107,7 +109,6 @@ def formula_units(structure) -> int:
     rounded to whole atoms first (-> Fe4 O4, Z = 4), since the factor of a non-integer
     composition is always 1.
     """
-    from pymatgen.core import Composition
 
     comp = structure.composition
     whole = Composition({el: max(1, round(amount)) for el, amount in comp.items()})
@@ -116,7 +117,6 @@ def formula_units(structure) -> int:
 
 @lru_cache(maxsize=256)
 def _reflections(phase: Phase, energy_kev: float, max_two_theta: float):
-    from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
     ref = phase.lattice(np.array([phase.reference_pressure]))
     structure = phase.structure(ref[0])
@@ -195,7 +195,6 @@ def _structure(spacegroup: str, species: list[str], coords: list[list[float]]):
     key = (spacegroup, tuple(species), tuple(tuple(float(x) for x in c) for c in coords))
 
     def build(params: np.ndarray):
-        from pymatgen.core import Lattice, Structure
 
         lattice = Lattice.from_parameters(*params)
         orbit = _ORBITS.get(key)
@@ -219,7 +218,6 @@ def template_structure(template) -> Callable[[np.ndarray], object]:
     coords = np.array(template.frac_coords)
 
     def build(params: np.ndarray):
-        from pymatgen.core import Lattice, Structure
 
         return Structure(Lattice.from_parameters(*params), species, coords)
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
+from pybaselines import Baseline
 
 from specflow.data.schema import CURVE, INTENSITY, TWO_THETA, validate
 
@@ -21,10 +22,16 @@ DEFAULT_Q_GRID = (1.3, 6.0, 2048)  # Å⁻¹: first, last, points
 
 
 def minmax(x: Any, eps: float = 1e-12) -> Any:
-    """Per-curve min–max normalisation to [0, 1] along the last axis (numpy or torch)."""
-    lo = x.min(-1, keepdims=True) if isinstance(x, np.ndarray) else x.amin(-1, keepdim=True)
-    hi = x.max(-1, keepdims=True) if isinstance(x, np.ndarray) else x.amax(-1, keepdim=True)
-    return (x - lo) / ((hi - lo) + eps)
+    """Per-curve min–max normalisation to [0, 1] along the last axis (numpy or torch).
+
+    The one normalisation of specflow: training, augmentation and serving all call it. A
+    flat curve (range below ``eps``) maps to zeros instead of dividing by zero.
+    """
+    if isinstance(x, np.ndarray):
+        lo = x.min(-1, keepdims=True)
+        return (x - lo) / np.maximum(x.max(-1, keepdims=True) - lo, eps)
+    lo = x.amin(-1, keepdim=True)
+    return (x - lo) / (x.amax(-1, keepdim=True) - lo).clamp_min(eps)
 
 
 def normalize(ds: xr.Dataset) -> xr.Dataset:
@@ -81,7 +88,6 @@ def remove_background(
     Defaults for ``asls`` follow the reference preprocessing: λ=1e5, p=0.002, 10 iterations.
     The fitted baselines are kept as variable ``background``.
     """
-    from pybaselines import Baseline
 
     validate(ds)
     if method == "asls":
@@ -166,7 +172,6 @@ def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip") -> 
     """Per-curve baseline removal with pybaselines (``snip``: peak-clipping, the usual choice
     for diffraction backgrounds; any pybaselines method taking ``max_half_window``/
     ``half_window`` works). ``half_window`` in bins: wider than a peak, narrower than a hump."""
-    from pybaselines import Baseline
 
     fitter = Baseline(np.arange(x.shape[1], dtype=float))
     try:
@@ -297,8 +302,6 @@ def prepare_curves(
         step = float(np.median(np.diff(target)))
         on_grid = subtract_baseline(on_grid, max(2, round(cfg.baseline_width / step)),
                                     cfg.baseline)
-    sel = on_grid[:, covered]
-    lo, hi = sel.min(1, keepdims=True), sel.max(1, keepdims=True)
     out = np.zeros_like(on_grid)
-    out[:, covered] = (sel - lo) / np.maximum(hi - lo, 1e-12)
+    out[:, covered] = minmax(on_grid[:, covered])
     return PreparedCurves(out.astype(np.float32), target, covered)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pymatgen.io.cif import CifParser
 
 from specflow.data.eos import BirchMurnaghan3
 from specflow.data.phases import (
@@ -317,7 +318,6 @@ def read_cif(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"CIF file not found: {path}")
-    from pymatgen.io.cif import CifParser
 
     try:
         structures = CifParser(path).parse_structures(primitive=False, on_error="raise")

@@ -1,7 +1,7 @@
 """Ingest: simulated beamline, Bluesky plans, Tiled persistence and live collection."""
 
 from .callback import Problem, SpectraCollector, SpectraUpdate, collect
-from .commands import TILED_BATCH_SIZE, ingest_demo
+from .compressions import TILED_BATCH_SIZE, record_compressions
 from .devices import DiamondAnvilCell, IntegratedDetector, SpectrumSignal
 from .plans import compression_ramp, pressure_path
 from .reader import run_to_dataset
@@ -18,8 +18,8 @@ __all__ = [
     "TiledServerInfo",
     "collect",
     "compression_ramp",
-    "ingest_demo",
     "pressure_path",
+    "record_compressions",
     "run_to_dataset",
     "tiled_server",
 ]

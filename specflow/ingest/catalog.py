@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
+from tiled.client.container import Container
 
 
 def parse_key_values(items: Iterable[str] | None) -> dict[str, Any]:
@@ -28,7 +29,6 @@ def parse_key_values(items: Iterable[str] | None) -> dict[str, Any]:
 
 def search(node: Any, *queries: Any) -> Any:
     """Apply ``queries`` with the generic Tiled search, keys used exactly as given."""
-    from tiled.client.container import Container
 
     for q in queries:
         node = Container.search(node, q)

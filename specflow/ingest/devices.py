@@ -12,6 +12,8 @@ from ophyd import Device, Signal
 from ophyd.sim import SynAxis
 from ophyd.status import Status
 
+from specflow.data.simulate import DEFAULT_ENERGY_KEV, XRDSimulator
+
 
 class Simulator(Protocol):
     """What the detector needs from :class:`specflow.data.simulate.XRDSimulator`."""
@@ -132,7 +134,6 @@ class IntegratedDetector(Device):
         **kwargs: Any,
     ) -> None:
         if simulator is None:
-            from specflow.data.simulate import DEFAULT_ENERGY_KEV, XRDSimulator
 
             energy_kev = DEFAULT_ENERGY_KEV if energy_kev is None else energy_kev
             simulator = XRDSimulator(material=material, energy_kev=energy_kev, seed=seed)

@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from specflow.data.schema import SpectraValidationError, energy_to_wavelength, make_spectra
+from specflow.data.simulate import labels_from_fraction
 
 from . import keys
 
@@ -78,7 +79,6 @@ def run_to_dataset(
         extra["pressure_setpoint"] = table[setpoint].to_numpy(dtype=float)
     label = None
     if fraction_key is not None:
-        from specflow.data.simulate import labels_from_fraction
 
         fraction = table[fraction_key].to_numpy(dtype=np.float32)
         extra["phase_fraction"] = fraction

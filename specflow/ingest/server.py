@@ -22,6 +22,18 @@ from urllib.parse import quote_plus
 
 import httpx
 import uvicorn
+from sqlalchemy.ext.asyncio import create_async_engine
+from tiled.alembic_utils import stamp_head
+from tiled.catalog import from_uri as catalog_from_uri
+from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
+from tiled.catalog.core import initialize_database
+from tiled.client import from_uri
+from tiled.config import Authentication, StreamingCacheConfig
+from tiled.media_type_registration import default_serialization_registry
+from tiled.server.app import build_app
+from tiled.server.logging_config import LOGGING_CONFIG
+from tiled.server.settings import get_settings
+from tiled.utils import ensure_specified_sql_driver, import_object
 
 CATALOG_FILENAME = "catalog.db"
 BLUESKY_SPECS = [("CatalogOfBlueskyRuns", "3.0")]
@@ -46,18 +58,12 @@ class TiledServerInfo:
 
     def client(self):  # -> tiled.client.container.Container
         """A fresh Tiled client (``CatalogOfBlueskyRuns`` at the root)."""
-        from tiled.client import from_uri
 
         return from_uri(self.api_uri, api_key=self.api_key)
 
 
 def init_catalog(database_uri: str) -> None:
     """Create the catalog tables and stamp the alembic revision, in this process."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-    from tiled.alembic_utils import stamp_head
-    from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
-    from tiled.catalog.core import initialize_database
-    from tiled.utils import ensure_specified_sql_driver
 
     database_uri = ensure_specified_sql_driver(database_uri)
 
@@ -76,11 +82,6 @@ def init_catalog(database_uri: str) -> None:
 
 def build_tiled_app(directory: Path, api_key: str):
     """The ASGI app: Bluesky-aware root, SQLite catalog, zarr + DuckDB storage, json-seq."""
-    from tiled.catalog import from_uri as catalog_from_uri
-    from tiled.config import Authentication, StreamingCacheConfig
-    from tiled.media_type_registration import default_serialization_registry
-    from tiled.server.app import build_app
-    from tiled.utils import import_object
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
@@ -111,14 +112,12 @@ def _isolate_settings(app) -> None:
     ``Settings`` object, so a second in-process server would silently change the first
     one's key. Snapshot this app's settings and serve them to it alone.
     """
-    from tiled.server.settings import get_settings
 
     own = app.dependency_overrides[get_settings]().model_copy()
     app.dependency_overrides[get_settings] = lambda: own
 
 
 def _quiet_log_config(directory: Path) -> dict:
-    from tiled.server.logging_config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     for handler, filename in (("access", "access.log"), ("default", "error.log")):

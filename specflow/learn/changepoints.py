@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from specflow.learn.decode import sweeps
 
@@ -103,7 +104,6 @@ def propose_transitions(
 ) -> list[Proposal]:
     """Candidate boundaries per pressure sweep of one run, from features (n, d) in
     acquisition order (prepared curves or encoder embeddings)."""
-    from sklearn.decomposition import PCA
 
     h = np.asarray(features, dtype=np.float64)
     if h.ndim != 2 or len(h) == 0:

@@ -24,6 +24,7 @@ from specflow.data.preprocess import Preprocessing
 from specflow.data.schema import CURVE, INTENSITY, LABEL, PRESSURE, TIME, TWO_THETA, validate
 from specflow.learn.data import to_curves, wavelength_of
 from specflow.learn.decode import DecoderConfig
+from specflow.learn.devices import check_device
 from specflow.learn.evaluate import default_config, features, fit_linear, fit_network
 from specflow.learn.names import DEFAULT_METHOD, METHODS, SUPERVISED_METHODS
 from specflow.learn.predictor import PhasePredictor, ood_verdict
@@ -104,6 +105,8 @@ class PhaseClassifier:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        self.method = str(self.method)  # type: ignore[assignment]  # e.g. a StrEnum member
+        self.device = check_device(self.device)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; use one of {METHODS}")
         if self.preset not in (None, "quick", "paper"):

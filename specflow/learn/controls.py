@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from specflow.learn.probe import ProbeConfig, train_probe
+from specflow.models.convsc import ConvSCEncoder, load_reference_encoder, reference_dir
 
 CONTROLS = ("pressure", "neighbour", "raw", "untrained", "reference")
 REFERENCE_FILE = "specrrmoco_feo_backbone.tar"
@@ -25,7 +26,6 @@ REFERENCE_FILE = "specrrmoco_feo_backbone.tar"
 def reference_checkpoint() -> Path | None:
     """The released SpecRRMoco checkpoint (:func:`~specflow.models.convsc.reference_dir`),
     if present."""
-    from specflow.models.convsc import reference_dir
 
     path = reference_dir() / REFERENCE_FILE
     return path if path.exists() else None
@@ -33,11 +33,11 @@ def reference_checkpoint() -> Path | None:
 
 def control_encoder(name: str, seed: int = 0) -> torch.nn.Module:
     """``untrained``: a seeded, randomly initialised encoder; ``reference``: the released one."""
-    from specflow.models.convsc import ConvSCEncoder, load_reference_encoder
 
     if name == "untrained":
-        torch.manual_seed(seed)
-        return ConvSCEncoder(init="pytorch").eval()
+        with torch.random.fork_rng(devices=[]):  # the global random state is left alone
+            torch.manual_seed(seed)
+            return ConvSCEncoder(init="pytorch").eval()
     if name == "reference":
         path = reference_checkpoint()
         if path is None:

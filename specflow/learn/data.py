@@ -129,6 +129,9 @@ def pressure_bins(pressure: np.ndarray, n_bins: int = 5) -> np.ndarray:
     return (rank * n_bins) // len(pressure)
 
 
+EXTERNAL_TARGETS = ("auto", "order", "pressure")
+
+
 def external_targets(curves: Curves, n_bins: int = 5, kind: str = "auto") -> np.ndarray:
     """External-variable targets: ``order`` bins per run, ``pressure`` bins, or ``auto``."""
     if kind == "pressure" or (kind == "auto" and curves.pressure is not None):

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from specflow.data.io import read_spectra
 from specflow.data.preprocess import Preprocessing
 from specflow.learn import controls
 from specflow.learn.data import Curves, to_curves
 from specflow.learn.decode import DecoderConfig, decode, transition_pressures
+from specflow.learn.devices import resolve_device
 from specflow.learn.metrics import (
     ambiguity_width,
     classification_report,
@@ -42,7 +44,7 @@ from specflow.learn.names import (
     SUPERVISED_METHODS,
 )
 from specflow.learn.predictor import build_bundle, build_network_bundle
-from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain, resolve_device
+from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain
 from specflow.learn.probe import (
     ProbeConfig,
     active_labels,
@@ -59,7 +61,6 @@ from specflow.learn.supervised import (
 
 def read_dataset(path: Path) -> xr.Dataset:
     """Read a spectra file with specflow's io module."""
-    from specflow.data.io import read_spectra
 
     return read_spectra(path)
 

@@ -6,8 +6,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
 from sklearn import metrics as skm
 from sklearn.cluster import SpectralClustering
+from sklearn.manifold import TSNE
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, object]:
@@ -77,7 +80,6 @@ def auroc(scores_negative: np.ndarray, scores_positive: np.ndarray) -> float:
 def mean_interval(values: list[float] | np.ndarray, confidence: float = 0.95
                   ) -> tuple[float, float]:
     """Mean and half-width of its Student-t confidence interval (NaN-aware)."""
-    from scipy import stats
 
     v = np.asarray([x for x in values if x is not None], dtype=float)
     v = v[np.isfinite(v)]
@@ -118,7 +120,6 @@ def embed_2d(x: np.ndarray, seed: int = 0, method: str = "auto") -> tuple[np.nda
         except ImportError:
             if method == "umap":
                 raise
-    from sklearn.manifold import TSNE
 
     perplexity = max(2.0, min(30.0, (len(x) - 1) / 3))
     return TSNE(random_state=seed, perplexity=perplexity).fit_transform(x), "t-SNE"
@@ -129,7 +130,6 @@ def plot_embedding(
     method: str = "auto",
 ) -> Path:
     """Scatter of a 2-D map of embeddings coloured by phase label (no pyplot, no backend)."""
-    from matplotlib.figure import Figure
 
     xy, method = embed_2d(x, seed, method)
     fig = Figure(figsize=(5, 4))

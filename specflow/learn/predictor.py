@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.covariance import LedoitWolf
 
 from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.learn.decode import Decoded, DecoderConfig, decode
@@ -116,7 +117,6 @@ def ood_reference(train_features: np.ndarray, groups: np.ndarray | None = None
                   ) -> dict[str, Any]:
     """Out-of-distribution reference of a bundle: Ledoit–Wolf location and precision of the
     training features, and the distance that maps to score 1 (:func:`ood_scale`)."""
-    from sklearn.covariance import LedoitWolf
 
     train_features = np.asarray(train_features, dtype=np.float64)
     lw = LedoitWolf().fit(train_features)
@@ -140,7 +140,6 @@ def ood_scale(features: np.ndarray, groups: np.ndarray | None = None,
     distances of the final reference (fitted on every run) are smaller still. With one run,
     the in-sample 99th percentile times ``margin`` (optimistic: flags more new runs).
     """
-    from sklearn.covariance import LedoitWolf
 
     features = np.asarray(features, dtype=np.float64)
     runs = np.unique(groups) if groups is not None else np.array([0])

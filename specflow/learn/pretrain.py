@@ -25,9 +25,10 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from specflow.data.augment import make_augmentation
-from specflow.data.preprocess import Preprocessing
-from specflow.learn.data import Curves, external_targets, to_curves
+from specflow.data.augment import check_augmentation, make_augmentation
+from specflow.data.preprocess import Preprocessing, minmax
+from specflow.learn.data import EXTERNAL_TARGETS, Curves, external_targets, to_curves
+from specflow.learn.devices import check_device, resolve_device
 from specflow.learn.losses import (
     external_variable_loss,
     inter_relation_loss,
@@ -37,7 +38,12 @@ from specflow.learn.losses import (
 from specflow.learn.moco import MoCo
 from specflow.learn.names import SSL_METHODS
 from specflow.learn.schedule import learning_rate
-from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
+from specflow.models.convsc import (
+    INIT_SCHEMES,
+    ConvSCEncoder,
+    FusedConvSC,
+    inference_batch_size,
+)
 from specflow.models.heads import (
     ExternalVariableHead,
     InterRelationHead,
@@ -46,6 +52,7 @@ from specflow.models.heads import (
 )
 
 METHODS = SSL_METHODS
+TMP_TARGETS = EXTERNAL_TARGETS
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -85,8 +92,15 @@ class PretrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.method = str(self.method)  # a StrEnum member (the CLI's) as its plain value
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        check_augmentation(self.augmentation)
+        self.device = check_device(self.device)
+        for name, value, allowed in (("tmp_target", self.tmp_target, TMP_TARGETS),
+                                     ("init", self.init, INIT_SCHEMES)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose from {allowed}")
         if int(self.epochs) < 0 or int(self.batch_size) < 2:  # 0 epochs: initialised only
             raise ValueError(f"epochs must be ≥ 0 and batch_size ≥ 2 (got {self.epochs}, "
                              f"{self.batch_size})")
@@ -117,13 +131,6 @@ class PretrainConfig:
     @property
     def coef(self) -> float:
         return math.inf if self.method == "moco" else self.contrast_coef
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class SSLModel(nn.Module):
@@ -223,12 +230,21 @@ def pretrain(
         config: hyper-parameters (default :meth:`PretrainConfig.paper`).
         on_epoch: called after every epoch with the epoch index and mean metrics.
         targets: external-variable targets (N,) overriding the order/pressure bins.
+
+    Seeded by ``config.seed``; torch's global random state is left as it was.
     """
-    cfg = config or PretrainConfig()
+    with torch.random.fork_rng(devices=[]):
+        return _pretrain(data, config or PretrainConfig(), on_epoch, targets)
+
+
+def _pretrain(
+    data: xr.Dataset | Sequence[xr.Dataset] | np.ndarray,
+    cfg: PretrainConfig,
+    on_epoch: EpochCallback | None,
+    targets: np.ndarray | None,
+) -> PretrainResult:
     if isinstance(data, np.ndarray):
-        x_np = np.asarray(data, dtype=np.float32)
-        lo = x_np.min(1, keepdims=True)
-        x_np = (x_np - lo) / np.maximum(x_np.max(1, keepdims=True) - lo, 1e-12)
+        x_np = minmax(np.asarray(data, dtype=np.float32))
         n = len(x_np)
         curves = Curves(x_np, np.arange(x_np.shape[1], dtype=float), np.zeros(n, int),
                         np.arange(n), None, None)

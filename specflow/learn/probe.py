@@ -19,7 +19,11 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from torch.nn import functional as F
 
+from specflow.data.augment import check_augmentation, make_augmentation
+from specflow.data.preprocess import minmax
 from specflow.models.heads import LinearClassifier
+
+SOLVERS = ("lbfgs", "sgd")
 
 
 @dataclass
@@ -45,6 +49,13 @@ class ProbeConfig:
     calibrate: bool = True  # temperature from leave-one-run-out predictions (needs ≥ 2 runs)
     coexistence: int = 0  # synthetic "during" curves per run: mixtures of before/after labels
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose from {SOLVERS}")
+        check_augmentation(self.augmentation)
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 @dataclass
@@ -81,7 +92,6 @@ class LinearProbe:
 def augmented_copies(x: np.ndarray, config: ProbeConfig) -> np.ndarray:
     """``config.augment_copies`` augmented copies of each curve in ``x`` (N, L), grouped by
     curve (row i's copies are rows i·c … i·c + c − 1), seeded by ``config.seed``."""
-    from specflow.data.augment import make_augmentation
 
     c = config.augment_copies
     if c <= 0 or len(x) == 0:
@@ -129,8 +139,7 @@ def coexistence_mixtures(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None
             continue
         f = rng.uniform(0.15, 0.85, (n, 1)).astype(np.float32)
         mix = (1 - f) * x[rng.choice(before, n)] + f * x[rng.choice(after, n)]
-        lo, hi = mix.min(1, keepdims=True), mix.max(1, keepdims=True)
-        out.append((mix - lo) / np.maximum(hi - lo, 1e-12))
+        out.append(minmax(mix))
         runs.append(np.full(n, g))
     if not out:
         return np.zeros((0, x.shape[1]), np.float32), groups[:0]
@@ -272,8 +281,9 @@ def _fit(
     """Full-batch SGD on rows ``tr``; with ``va`` keep the best val epoch (accuracy, then loss)."""
     mean, std = _moments(h[tr], cfg)
     x = torch.as_tensor((h - mean) / std, dtype=torch.float32)
-    torch.manual_seed(cfg.seed)
-    clf = LinearClassifier(h.shape[1], n_classes)
+    with torch.random.fork_rng(devices=[]):  # seeded init; the global state is left alone
+        torch.manual_seed(cfg.seed)
+        clf = LinearClassifier(h.shape[1], n_classes)
     opt = torch.optim.SGD(clf.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     best, best_state, best_epoch, bad, history = (-1.0, np.inf), None, epochs - 1, 0, []

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from specflow.data.augment import check_augmentation, make_augmentation
 from specflow.learn.data import Curves
-from specflow.learn.pretrain import resolve_device
+from specflow.learn.devices import check_device, resolve_device
 from specflow.models.supervised import ARCHITECTURES, SupervisedNet, build_network
 
 
@@ -49,6 +50,17 @@ class SupervisedConfig:
     arch_kwargs: dict[str, int] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.arch = str(self.arch)
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose from "
+                             f"{list(ARCHITECTURES)}")
+        check_augmentation(self.augmentation)
+        self.device = check_device(self.device)
+        if self.steps < 1 or self.batch_size < 1 or not 0 <= self.augment_p <= 1:
+            raise ValueError(f"steps and batch_size must be ≥ 1 and augment_p in [0, 1] "
+                             f"(got {self.steps}, {self.batch_size}, {self.augment_p})")
 
 
 @dataclass
@@ -91,7 +103,6 @@ def train_network(curves: Curves, labelled: np.ndarray,
 
 
 def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> TrainedNetwork:
-    from specflow.data.augment import make_augmentation
 
     labelled = np.asarray(labelled, dtype=int)
     if labelled.size == 0:

@@ -6,16 +6,19 @@ Input (B, L) or (B, 1, L) intensity curves of any length L ≥ ~30; output h ∈
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
+import pickle
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 InitScheme = Literal["reference", "pytorch"]
+INIT_SCHEMES: tuple[str, ...] = get_args(InitScheme)
 
 
 class ChannelAttention(nn.Module):
@@ -199,8 +202,6 @@ def load_reference_state(path: str | Path, trusted: bool = False) -> dict[str, T
     hyper-parameters; no code runs). A checkpoint holding other Python objects needs
     ``trusted=True`` — full unpickling, which can run code: only for a file you trust.
     """
-    import argparse
-    import pickle
 
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):

@@ -20,12 +20,15 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas
+import sklearn
 import torch
 import xarray as xr
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+from sklearn import metrics as skm
 
 from specflow.data.schema import (
     INTENSITY,
@@ -35,6 +38,7 @@ from specflow.data.schema import (
     energy_kev,
     energy_to_wavelength,
 )
+from specflow.data.simulate import simulate_run
 from specflow.learn.predictor import context_window
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -68,8 +72,6 @@ def signature() -> ModelSignature:
 
 def pip_requirements() -> list[str]:
     """Pinned inference requirements (explicit: no slow requirement inference)."""
-    import pandas
-    import sklearn
 
     torch_version = torch.__version__.split("+")[0]
     return [
@@ -82,8 +84,11 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_phase_model(bundle: dict[str, Any], name: str = "model", **kwargs: Any):
+def log_phase_model(bundle: dict[str, Any], name: str = "model", method: str | None = None,
+                    **kwargs: Any):
     """Log a bundle as a pyfunc model in the active run; returns MLflow's ModelInfo.
+
+    ``method`` (how the bundle was made, e.g. ``untrained``) goes into the model's metadata.
 
     The specflow package is bundled as code, so the model loads in any process with the
     pinned requirements installed, specflow or not.
@@ -100,7 +105,7 @@ def log_phase_model(bundle: dict[str, Any], name: str = "model", **kwargs: Any):
             code_paths=[str(PACKAGE_DIR)],
             signature=signature(),
             pip_requirements=pip_requirements(),
-            metadata={"specflow": {"format": bundle["format"],
+            metadata={"specflow": {"format": bundle["format"], "method": method,
                                    "preprocessing": bundle.get("preprocessing"),
                                    "decoder": bundle.get("decoder"),
                                    "network": (bundle["network"]["arch"]
@@ -123,7 +128,6 @@ def dataset_fingerprint(datasets: Sequence[xr.Dataset]) -> str:
 
 def default_evaluation_set() -> list[xr.Dataset]:
     """The fixed labelled gate set: one simulated Fe and one FeO run, seeds never trained on."""
-    from specflow.data.simulate import simulate_run
 
     return [
         simulate_run("Fe", 240, seed=90_210, peak_counts=3000, run_uid="gate-Fe"),
@@ -148,7 +152,6 @@ def dataset_params(ds: xr.Dataset) -> dict[str, Any]:
 
 def evaluate_model(model_uri: str, datasets: Sequence[xr.Dataset]) -> dict[str, float]:
     """Weighted precision/recall/accuracy of a registered model on labelled datasets."""
-    from sklearn import metrics as skm
 
     model = mlflow.pyfunc.load_model(model_uri)
     truth, pred = [], []

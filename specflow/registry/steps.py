@@ -7,6 +7,7 @@ figure and dataset-fingerprint logging. They log into the active MLflow run.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import tempfile
@@ -19,9 +20,45 @@ import mlflow
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from tiled.client import from_uri
+from tiled.queries import Key
 
 import specflow
+from specflow.data.io import read_spectra
+from specflow.data.preprocess import Preprocessing
+from specflow.ingest.catalog import parse_key_values, search
+from specflow.ingest.reader import run_to_dataset
+from specflow.learn.data import to_curves, wavelength_of
+from specflow.learn.decode import DecoderConfig
+from specflow.learn.evaluate import (
+    even_labels,
+    features,
+    fit_linear,
+    fit_network,
+    pick_probe_labels,
+)
+from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
+from specflow.learn.names import SSL_METHODS, SUPERVISED_METHODS
+from specflow.learn.predictor import PhasePredictor
+from specflow.learn.pretrain import load_checkpoint, pretrain
+from specflow.learn.probe import ProbeConfig
+from specflow.learn.supervised import SupervisedConfig
 from specflow.plots import contour_figure
+from specflow.registry.promotion import (
+    PromotionRefused,
+    log_phase_model,
+    promote,
+    register,
+    registration_tags,
+)
+from specflow.registry.tracking import (
+    DEFAULT_ALIAS,
+    DEFAULT_MODEL_NAME,
+    configure_tracking,
+    ensure_experiment,
+)
 
 CHECKPOINT_ARTIFACT = "checkpoint/pretrain.pt"
 
@@ -45,8 +82,6 @@ def file_sha256(path: Path) -> str:
 
 def load_files(paths: Sequence[str | Path]) -> TrainingData:
     """Read spectra files (.nc, .csv, ...) and fingerprint them by content hash."""
-    from specflow.data.io import read_spectra
-
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("no data files given")
@@ -64,12 +99,6 @@ def load_tiled(
     query: Sequence[str] = (),
 ) -> TrainingData:
     """Read Tiled runs by uid and/or ``key=value`` metadata queries (``start.sample=Fe``)."""
-    from tiled.client import from_uri
-    from tiled.queries import Key
-
-    from specflow.ingest import run_to_dataset
-    from specflow.ingest.catalog import parse_key_values, search
-
     client = from_uri(uri, api_key=api_key)
     uids = list(runs)
     if query:
@@ -121,10 +150,6 @@ def log_provenance(data: TrainingData) -> None:
 def pretrain_step(data: TrainingData, config, progress: bool = True) -> Any:
     """Pretrain with per-epoch metrics, loss figure and checkpoint logged to the active run
     (and a progress bar on the terminal unless ``progress=False``)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from specflow.learn.pretrain import pretrain
-
     mlflow.log_params({f"pretrain.{k}": v for k, v in asdict(config).items() if k != "extra"})
     with Progress(TextColumn(f"pretraining {config.method}"), BarColumn(),
                   MofNCompleteColumn(), TextColumn("epochs"), disable=not progress,
@@ -164,8 +189,6 @@ def _loss_figure(history: list[dict[str, float]]):
 
 def load_pretrained(run_id: str):
     """The pretraining checkpoint logged by :func:`pretrain_step` in run ``run_id``."""
-    from specflow.learn.pretrain import load_checkpoint
-
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT)
     return load_checkpoint(local)
 
@@ -174,8 +197,6 @@ def holdout_labels(curves: Any, fraction: float, seed: int = 0) -> np.ndarray:
     """Indices of ``fraction`` of each run's labelled curves, evenly spread in acquisition
     order (:func:`~specflow.learn.evaluate.even_labels`), to keep out of training and score
     the probe on."""
-    from specflow.learn.evaluate import even_labels
-
     out = []
     for r in np.unique(curves.run):
         idx = np.flatnonzero(curves.run == r)
@@ -186,6 +207,16 @@ def holdout_labels(curves: Any, fraction: float, seed: int = 0) -> np.ndarray:
     return np.unique(np.concatenate(out)) if out else np.array([], dtype=int)
 
 
+@dataclass
+class ProbeResult:
+    """What :func:`probe_step` logged: its metrics, the model's URI and the served predictor."""
+
+    metrics: dict[str, float]
+    model_uri: str
+    predictor: PhasePredictor
+    run_id: str | None = None  # set by :func:`probe_run`
+
+
 def probe_step(
     result: Any,
     data: TrainingData,
@@ -194,7 +225,7 @@ def probe_step(
     figures: int = 2,
     holdout: float = 0.0,
     method: str | None = None,
-) -> dict[str, Any]:
+) -> ProbeResult:
     """Probe the frozen encoder on the given labels; log metrics, figures and the pyfunc model.
 
     ``result`` is a pretraining result (SSL methods); without one, ``method`` names the
@@ -206,24 +237,8 @@ def probe_step(
     given label trains the probe; ``holdout`` keeps that fraction of them out (evenly spread
     per run) to report probe metrics. ``label_fraction`` is for fully labelled (simulated)
     runs: only that fraction is revealed, class-blind and evenly spaced, and the rest of the
-    labelled curves score the probe. Returns the metrics and the logged model's URI.
+    labelled curves score the probe.
     """
-    from specflow.data.preprocess import Preprocessing
-    from specflow.learn.data import to_curves, wavelength_of
-    from specflow.learn.decode import DecoderConfig
-    from specflow.learn.evaluate import (
-        features,
-        fit_linear,
-        fit_network,
-        pick_probe_labels,
-    )
-    from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
-    from specflow.learn.names import SUPERVISED_METHODS
-    from specflow.learn.predictor import PhasePredictor
-    from specflow.learn.probe import ProbeConfig
-    from specflow.learn.supervised import SupervisedConfig
-    from specflow.registry.promotion import log_phase_model
-
     supervised = result is None and method in SUPERVISED_METHODS
     if result is not None:
         prep, device = result.config.preprocessing, result.config.device
@@ -288,18 +303,55 @@ def probe_step(
         if shown.sum() > 5:
             plot_embedding(h[shown], label[shown], Path(tmp) / "embedding.png", seed=seed)
             mlflow.log_artifact(str(Path(tmp) / "embedding.png"), artifact_path="figures")
-    info = log_phase_model(bundle)
+    info = log_phase_model(
+        bundle, method=result.config.method if result is not None else method)
     mlflow.set_tag("specflow.model_uri", info.model_uri)
-    return {"metrics": metrics, "model_uri": info.model_uri, "predictor": predictor}
+    return ProbeResult(metrics, info.model_uri, predictor)
+
+
+def pretrain_run(training: TrainingData, config: Any, workdir: Path = Path("work"),
+                 progress: bool = True) -> str:
+    """The pretraining step in its own tracked run (data provenance, per-epoch metrics,
+    loss figure, checkpoint); returns the run id that :func:`probe_run` takes."""
+    with start_run(workdir) as active:
+        log_provenance(training)
+        set_step_tags(step="pretrain", method=config.method)
+        pretrain_step(training, config, progress=progress)
+        return active.info.run_id
+
+
+def probe_run(
+    pretrain_run_id: str,
+    training: TrainingData,
+    label_fraction: float | None = None,
+    seed: int = 0,
+    holdout: float = 0.0,
+    workdir: Path = Path("work"),
+) -> ProbeResult:
+    """The probe step on the encoder of a pretraining run, in its own tracked run."""
+    with start_run(workdir) as active:
+        log_provenance(training)
+        set_step_tags(step="probe", pretrain_run=pretrain_run_id)
+        out = probe_step(load_pretrained(pretrain_run_id), training, label_fraction, seed,
+                         holdout=holdout)
+        out.run_id = active.info.run_id
+        return out
+
+
+def register_run(run_id: str, name: str = DEFAULT_MODEL_NAME,
+                 workdir: Path = Path("work")) -> str:
+    """Register the model that a probe (or pipeline) run logged as a new version of ``name``,
+    tagged with the run's metrics and provenance; returns the version."""
+    configure_tracking(workdir, must_exist=True)
+    model_uri = MlflowClient().get_run(run_id).data.tags.get("specflow.model_uri")
+    if not model_uri:
+        raise ValueError(f"run {run_id} logged no specflow model (not a probe run?)")
+    return str(register(model_uri, name, registration_tags(run_id)).version)
 
 
 def start_run(workdir: Path, experiment: str = "specflow") -> Any:
     """Configure the store under ``workdir`` and start an MLflow run (in ``experiment``,
     unless ``mlflow run`` already chose one); use as a context manager."""
-    import os
-
-    from specflow.registry.tracking import configure_tracking, ensure_experiment
-
     configure_tracking(workdir)
     if mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
         ensure_experiment(experiment)
@@ -334,8 +386,8 @@ def run_pipeline(
     label_fraction: float | None = None,
     holdout: float = 0.0,
     seed: int = 0,
-    name: str = "specflow-phase",
-    alias: str = "champion",
+    name: str = DEFAULT_MODEL_NAME,
+    alias: str = DEFAULT_ALIAS,
     eval_datasets: Sequence[xr.Dataset] | None = None,
     workdir: Path = Path("work"),
     progress: bool = True,
@@ -346,14 +398,6 @@ def run_pipeline(
     ``eval_datasets`` (:func:`~specflow.registry.promotion.promote`), in one tracked run.
     ``on_registered(metrics, version)`` is called before the gate runs (a gate that fails
     with an error then leaves a registered version the caller has heard of)."""
-    from specflow.learn.names import SSL_METHODS
-    from specflow.registry.promotion import (
-        PromotionRefused,
-        promote,
-        register,
-        registration_tags,
-    )
-
     if method in SSL_METHODS and pretrain_config is None:
         raise ValueError(f"method {method!r} needs a pretraining config")
     with start_run(workdir) as active:
@@ -364,12 +408,12 @@ def run_pipeline(
         out = probe_step(result, training, label_fraction, seed, holdout=holdout,
                          method=method)
         run_id = active.info.run_id
-    version = str(register(out["model_uri"], name, registration_tags(run_id)).version)
+    version = str(register(out.model_uri, name, registration_tags(run_id)).version)
     if on_registered is not None:
-        on_registered(out["metrics"], version)
+        on_registered(out.metrics, version)
     try:
         gate, refused = promote(name, version, alias, eval_datasets), None
     except PromotionRefused as err:
         gate, refused = None, str(err)
-    return PipelineResult(run_id, out["model_uri"], name, version, out["metrics"], alias,
+    return PipelineResult(run_id, out.model_uri, name, version, out.metrics, alias,
                           refused is None, gate, refused)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
+from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
 
 DEFAULT_EXPERIMENT = "specflow"
 DEFAULT_MODEL_NAME = "specflow-phase"
+DEFAULT_ALIAS = "champion"
+DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
 
 
 def configure_tracking(workdir: str | Path = "work", must_exist: bool = False) -> str:
@@ -32,10 +38,28 @@ def configure_tracking(workdir: str | Path = "work", must_exist: bool = False) -
                 str(store / "mlflow.db"))
         store.mkdir(parents=True, exist_ok=True)
         uri = registry = f"sqlite:///{store / 'mlflow.db'}"
-        os.environ["MLFLOW_TRACKING_URI"] = uri  # child processes (mlflow run) agree
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)  # (MLflow exports it as MLFLOW_TRACKING_URI for children)
     mlflow.set_registry_uri(registry)  # (MLflow exports it as MLFLOW_REGISTRY_URI)
     return uri
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Silence MLflow's own console output inside the block (its INFO log lines, "Successfully
+    registered model" notices and artifact download bars), for applications that report
+    progress themselves (the demo); everything is restored on exit."""
+    was_enabled = MLFLOW_LOGGING_STREAM.enabled
+    bar = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+    MLFLOW_LOGGING_STREAM.enabled = False
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
+    try:
+        yield
+    finally:
+        MLFLOW_LOGGING_STREAM.enabled = was_enabled
+        if bar is None:
+            os.environ.pop(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, None)
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = bar
 
 
 def artifact_root(tracking_uri: str) -> str | None:

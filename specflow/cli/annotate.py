@@ -2,50 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-TiledUri = Annotated[str, typer.Option(
-    "--tiled-uri", envvar="TILED_URI", help="Tiled server, e.g. http://127.0.0.1:8000")]
-ApiKey = Annotated[str | None, typer.Option(
-    "--api-key", envvar="TILED_API_KEY", help="Tiled API key (writing needs it)")]
-ModelUri = Annotated[str, typer.Option(
-    "--model", help="Registered model: models:/<name>@<alias> or models:/<name>/<version>")]
-Workdir = Annotated[Path, typer.Option(
-    "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset")]
-
-
-def parse_query(items: list[str] | None) -> dict[str, Any]:
-    """``--query KEY=VALUE`` options as a dict (see :func:`parse_key_values`)."""
-    from .query import parse_key_values
-
-    try:
-        return parse_key_values(items)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-
-
-def connect(tiled_uri: str, api_key: str | None) -> Any:
-    """A Tiled client, or a clear error about the URI, the server or the key."""
-    from tiled.client import from_uri
-
-    from specflow.ingest.catalog import require_reachable
-
-    from .retry import auth_problem
-
-    require_reachable(tiled_uri)  # ConnectionError: one line from the CLI's error boundary
-    try:
-        return from_uri(tiled_uri, api_key=api_key)
-    except Exception as exc:
-        problem = auth_problem(exc)
-        if problem is None:
-            raise
-        Console(stderr=True).print(f"[red]error:[/] {problem} ({exc})", soft_wrap=True)
-        raise typer.Exit(2) from exc
+from specflow.annotate.analyzer import annotate, select_runs
+from specflow.annotate.model import load_model
+from specflow.annotate.query import find_phases
+from specflow.annotate.retry import AnnotationError, TiledUnreachable
+from specflow.annotate.suggest import suggest_labels
+from specflow.annotate.watch import Watcher
+from specflow.cli.options import (
+    DEFAULT_MODEL_URI,
+    ApiKeyOpt,
+    JsonOpt,
+    ModelUriOpt,
+    QueryOpt,
+    RunOpt,
+    TiledServerOpt,
+    WorkdirOpt,
+)
+from specflow.cli.tiled import connect, parse_query
+from specflow.data.io import read_spectra
+from specflow.registry.tracking import configure_tracking
 
 
 def _results_table(results: list) -> Table:
@@ -58,13 +42,12 @@ def _results_table(results: list) -> Table:
 
 
 def annotate_cmd(
-    tiled_uri: TiledUri,
-    api_key: ApiKey = None,
-    run: Annotated[list[str] | None, typer.Option("--run", help="Run uid (repeatable)")] = None,
-    query: Annotated[list[str] | None, typer.Option(
-        "--query", help="KEY=VALUE on run metadata, e.g. start.sample=Fe (repeatable)")] = None,
+    tiled_uri: TiledServerOpt,
+    api_key: ApiKeyOpt = None,
+    run: RunOpt = None,
+    query: QueryOpt = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every finished run")] = False,
-    model: ModelUri = "models:/specflow-phase@champion",
+    model: ModelUriOpt = DEFAULT_MODEL_URI,
     force: Annotated[bool, typer.Option(
         "--force", help="Annotate again: writes the next revision beside a complete node "
         "(nothing is deleted)")] = False,
@@ -73,17 +56,9 @@ def annotate_cmd(
         "'specflow phases' and catalog searches see); --no-publish only writes the node")
     ] = True,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Runs at once")] = 1,
-    workdir: Workdir = Path("work"),
+    workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Label runs in Tiled with the registered phase model and write the labels back."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from specflow.registry.tracking import configure_tracking
-
-    from .analyzer import annotate, select_runs
-    from .model import load_model
-    from .retry import AnnotationError, TiledUnreachable
-
     console = Console()
     if not (run or query or all_runs):
         raise typer.BadParameter("give --run UID, --query KEY=VALUE or --all")
@@ -111,20 +86,24 @@ def annotate_cmd(
 
 
 def watch_cmd(
-    tiled_uri: TiledUri,
-    api_key: ApiKey = None,
-    model: ModelUri = "models:/specflow-phase@champion",
+    tiled_uri: TiledServerOpt,
+    api_key: ApiKeyOpt = None,
+    model: ModelUriOpt = DEFAULT_MODEL_URI,
     poll: Annotated[bool, typer.Option("--poll", help="Poll instead of subscribing")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Poll interval (s)")] = 2.0,
     registry_interval: Annotated[float, typer.Option(
         "--registry-interval", help="How often to check the model alias (s)")] = 30.0,
-    workdir: Workdir = Path("work"),
+    max_runs: Annotated[int | None, typer.Option(
+        "--max-runs", min=1, help="Stop after this many annotation results (default: never)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.0, help="Stop after this many seconds (default: never)")] = None,
+    workdir: WorkdirOpt = Path("work"),
 ) -> None:
-    """Follow the catalog: annotate runs as they finish, re-annotate when the alias moves."""
-    from specflow.registry.tracking import configure_tracking
+    """Follow the catalog: annotate runs as they finish, re-annotate when the alias moves.
 
-    from .watch import Watcher
-
+    Runs until Ctrl+C, or until --max-runs results or --timeout seconds (e.g. from cron);
+    exits 1 if any run failed."""
     console = Console()
     client = connect(tiled_uri, api_key)
     configure_tracking(workdir, must_exist=True)
@@ -132,9 +111,12 @@ def watch_cmd(
                       registry_interval=registry_interval, console=console)
     console.print(f"watching {tiled_uri} with {model} (Ctrl+C to stop)")
     try:
-        watcher.run()
+        results = watcher.run(max_events=max_runs, timeout=timeout)
     except KeyboardInterrupt:
         watcher.stop()
+        results = watcher.results
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 def _pm(value: float | None, unc: float | None) -> str:
@@ -142,16 +124,14 @@ def _pm(value: float | None, unc: float | None) -> str:
 
 
 def phases_cmd(
-    tiled_uri: TiledUri,
-    api_key: ApiKey = None,
+    tiled_uri: TiledServerOpt,
+    api_key: ApiKeyOpt = None,
     onset_between: Annotated[tuple[float, float] | None, typer.Option(
         "--onset-between", help="Onset pressure range (GPa): LOW HIGH")] = None,
     phase: Annotated[int | None, typer.Option("--phase", help="Phase present: 0, 1 or 2")] = None,
     sample: Annotated[str | None, typer.Option("--sample", help="start.sample")] = None,
 ) -> None:
     """List annotated runs with their phases and transition pressures."""
-    from .query import find_phases
-
     console = Console()
     client = connect(tiled_uri, api_key)
     records = find_phases(client, onset_between=onset_between, phase=phase, sample=sample)
@@ -165,52 +145,28 @@ def phases_cmd(
 
 def suggest_cmd(
     data: Annotated[list[Path], typer.Option("--data", help="Spectra file (repeatable).")],
-    model: ModelUri = "models:/specflow-phase@champion",
+    model: ModelUriOpt = DEFAULT_MODEL_URI,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Curves to suggest")] = 10,
     include_labelled: Annotated[bool, typer.Option(
         "--include-labelled", help="Also suggest curves whose 'label' is already ≥ 0")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write as JSON")] = None,
-    workdir: Workdir = Path("work"),
+    json_out: JsonOpt = None,
+    workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Curves to label next: where the registered model is least sure of the phase."""
-    import json
-
-    import numpy as np
-
-    from specflow.data.io import read_spectra
-    from specflow.learn.data import wavelength_of
-    from specflow.learn.probe import margins, smallest_margin
-    from specflow.registry.tracking import configure_tracking
-
-    from .model import load_model
-
     missing = [str(p) for p in data if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
     configure_tracking(workdir, must_exist=True)
     loaded = load_model(model)
-    rows, probs, known = [], [], []
-    for path in data:
-        ds = read_spectra(path)
-        out = loaded.predict(ds["intensity"].values, ds["two_theta"].values,
-                             ds["pressure"].values, wavelength_of(ds))
-        probs.append(out[["p0", "p1", "p2"]].to_numpy())
-        label = ds["label"].values if "label" in ds else np.full(ds.sizes["curve"], -1)
-        known.append(label >= 0)
-        rows += [{"file": path.name, "curve": i, "pressure": float(ds["pressure"].values[i]),
-                  "predicted": int(out["label"].iloc[i])} for i in range(ds.sizes["curve"])]
-    p = np.concatenate(probs)
-    skip = None if include_labelled else np.flatnonzero(np.concatenate(known))
-    picked = smallest_margin(p, skip, count)
-    margin = margins(p)
-    suggestions = [{**rows[i], "margin": float(margin[i]),
-                    "probabilities": [round(float(v), 4) for v in p[i]]} for i in picked]
+    runs = {path.name: read_spectra(path) for path in data}
+    suggestions = suggest_labels(loaded, runs, count, include_labelled)
     table = Table("file", "curve", "pressure (GPa)", "predicted", "p0 / p1 / p2", "margin",
                   title=f"curves to label next ({loaded.uri})")
     for s in suggestions:
-        table.add_row(s["file"], str(s["curve"]), f"{s['pressure']:.2f}", str(s["predicted"]),
-                      " / ".join(f"{v:.2f}" for v in s["probabilities"]), f"{s['margin']:.3f}")
+        table.add_row(s.run, str(s.curve), f"{s.pressure:.2f}", str(s.predicted),
+                      " / ".join(f"{v:.2f}" for v in s.probabilities), f"{s.margin:.3f}")
     Console().print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps({"model": loaded.uri, "suggestions": suggestions},
-                                       indent=2))
+        rows = [{"file": s.run, **{k: v for k, v in s.as_dict().items() if k != "run"}}
+                for s in suggestions]
+        json_out.write_text(json.dumps({"model": loaded.uri, "suggestions": rows}, indent=2))

@@ -8,6 +8,7 @@ traceback for everything.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -16,20 +17,24 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from specflow.data.schema import SpectraValidationError
-
 HINT = "(run with --debug for the traceback)"
+
+
+def _raised_by(exc: BaseException, module: str, name: str) -> bool:
+    """``exc`` is a ``module.name``; False without importing ``module`` when nothing has
+    (then nothing can have raised it): the root CLI stays light."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
 
 
 def user_message(exc: BaseException) -> str | None:
     """One or two lines for an expected failure, None for anything else."""
-    from specflow.annotate.retry import AnnotationError
 
-    if isinstance(exc, SpectraValidationError):
+    if _raised_by(exc, "specflow.data.schema", "SpectraValidationError"):
         shown = exc.problems[:4]
         more = f" (+{len(exc.problems) - 4} more)" if len(exc.problems) > 4 else ""
         return "invalid spectra: " + "; ".join(shown) + more
-    if isinstance(exc, AnnotationError):
+    if _raised_by(exc, "specflow.annotate.retry", "AnnotationError"):
         return str(exc)
     if isinstance(exc, FileNotFoundError):
         if exc.strerror and exc.strerror != os.strerror(2):  # our own explanation

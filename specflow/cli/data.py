@@ -1,4 +1,4 @@
-"""specflow command line: simulate, plot, and the commands of the ingest/learn stages."""
+"""``specflow simulate`` and ``specflow plot``: simulated runs and their contour maps."""
 
 from __future__ import annotations
 
@@ -9,25 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from specflow.errors import ErrorBoundary
-from specflow.learn.names import DEFAULT_METHOD
-from specflow.options import Method, fraction
+from specflow.cli.options import SeedOpt
+from specflow.data.io import read_spectra, write_spectra
+from specflow.data.simulate import paper_datasets, simulate_family, simulate_run
+from specflow.data.transitions import TRANSITIONS, get_transition, transition_from_cifs
+from specflow.plots import save_contour
 
-app = typer.Typer(
-    help="specflow: phase labels for streams of X-ray diffraction curves.",
-    no_args_is_help=True,
-    add_completion=False,
-    cls=ErrorBoundary,
-)
 console = Console()
-
-
-@app.callback()
-def main(ctx: typer.Context, debug: bool = typer.Option(
-        False, "--debug", help="Show the full traceback of any error.")) -> None:
-    """specflow: phase labels for streams of X-ray diffraction curves."""
-    ctx.meta["specflow.debug"] = debug
-
 
 class Cell(StrEnum):
     dDAC = "dDAC"
@@ -40,7 +28,6 @@ class Preset(StrEnum):
     paper = "paper"
 
 
-@app.command()
 def simulate(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .nc/.csv file, or a "
                                     "directory for --runs > 1 and --preset paper."),
@@ -52,7 +39,7 @@ def simulate(
                                   "and DAC/detector artefacts; paper: the nine sets D1–D9."),
     runs: int = typer.Option(1, min=1, help="Loadings of the transition (files run0.nc …)."),
     curves: int = typer.Option(300, min=2, help="Number of curves per run."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
+    seed: SeedOpt = 0,
     start: float = typer.Option(0.5, help="Start pressure (GPa)."),
     stop: float = typer.Option(None, help="Peak pressure (GPa); default: 14 GPa past the end "
                                "of the transition."),
@@ -70,10 +57,6 @@ def simulate(
     list_: bool = typer.Option(False, "--list", help="List the built-in transitions."),
 ) -> None:
     """Simulate DAC pressure runs (pymatgen XRD + Birch–Murnaghan EOS) with true labels."""
-    from specflow.data.io import write_spectra
-    from specflow.data.simulate import paper_datasets, simulate_family, simulate_run
-    from specflow.data.transitions import TRANSITIONS, get_transition, transition_from_cifs
-
     if list_:
         table = Table("name", "transition", "onset–end (GPa)", "reverse (GPa)")
         for name, t in TRANSITIONS.items():
@@ -134,7 +117,6 @@ def simulate(
                   f"labels before/during/after = {counts[0]}/{counts[1]}/{counts[2]}")
 
 
-@app.command()
 def plot(
     data: Path = typer.Argument(..., exists=True, help="Spectra file (.nc, .csv, .xy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Figure file (.png, .pdf, .svg)."),
@@ -142,63 +124,5 @@ def plot(
                           "'pressure'."),
 ) -> None:
     """Draw the contour map of a run (2θ vs curve or pressure) with its labels beside it."""
-    from specflow.data.io import read_spectra
-    from specflow.plots import save_contour
-
     path = save_contour(read_spectra(data), out, y_axis=y)
     console.print(f"wrote {path}")
-
-
-@app.command()
-def demo(
-    workdir: Path = typer.Option(Path("work"), help="Where Tiled, MLflow and figures live."),
-    runs: int = typer.Option(2, min=1, help="Simulated runs per material (Fe, FeO)."),
-    curves: int = typer.Option(300, min=30, help="Curves per run."),
-    method: Method = typer.Option(Method(DEFAULT_METHOD), help="Features under the probe: "
-                                  "untrained (default: best in docs/benchmarks.md), raw, or "
-                                  "an SSL method (rrmoco, rr, moco, selftime: adds MLflow-"
-                                  "tracked pretraining)."),
-    epochs: int = typer.Option(10, min=1, help="Pretraining epochs (SSL methods)."),
-    label_fraction: float = typer.Option(0.03, callback=fraction,
-                                         help="Fraction of curves with labels (0 < f ≤ 1)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    seed: int = typer.Option(0, help="Random seed."),
-    keep: bool = typer.Option(False, help="Keep an existing demo work dir instead of "
-                              "starting fresh (fresh removes only the demo's own tiled/, "
-                              "mlflow/ and figures/, and never touches a directory the demo "
-                              "did not create)."),
-) -> None:
-    """End-to-end demo: embedded Tiled + MLflow, ingest, train, promote, annotate, query."""
-    from specflow.demo import DemoConfig, WorkdirNotOurs, run_demo
-
-    try:
-        run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves,
-                            method=method.value, epochs=epochs,
-                            label_fraction=label_fraction, seed=seed, device=device,
-                            fresh=not keep), console)
-    except WorkdirNotOurs as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
-
-
-def _register_stage_commands() -> None:
-    """Add the commands that live with their stage (ingest, learn, registry)."""
-    from specflow.annotate import commands as annotate
-    from specflow.ingest.commands import ingest_demo
-    from specflow.learn.commands import ManyValuesCommand, evaluate_command
-    from specflow.registry import commands as registry
-
-    app.command("ingest-demo")(ingest_demo)
-    app.command("evaluate", cls=ManyValuesCommand)(evaluate_command)
-    app.command("pretrain")(registry.pretrain_cmd)
-    app.command("probe")(registry.probe_cmd)
-    app.command("register")(registry.register_cmd)
-    app.command("promote")(registry.promote_cmd)
-    app.command("pipeline")(registry.pipeline_cmd)
-    app.command("annotate")(annotate.annotate_cmd)
-    app.command("watch")(annotate.watch_cmd)
-    app.command("phases")(annotate.phases_cmd)
-    app.command("suggest-labels")(annotate.suggest_cmd)
-
-
-_register_stage_commands()

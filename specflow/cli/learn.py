@@ -1,8 +1,6 @@
-"""Typer command functions for the ``specflow`` CLI (registered by specflow.cli).
-
-Register with ``app.command("evaluate", cls=ManyValuesCommand)(evaluate_command)``: the
-command class lets ``--data a.nc b.nc --test c.nc d.nc`` take several files after one flag.
-"""
+"""``specflow evaluate``: the benchmark protocols on files (registered by specflow.cli with
+``cls=ManyValuesCommand``, so ``--data a.nc b.nc --test c.nc d.nc`` takes several files after
+one flag)."""
 
 from __future__ import annotations
 
@@ -14,8 +12,17 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from specflow.cli.options import (
+    DeviceOpt,
+    JsonOpt,
+    LabelStrategy,
+    Method,
+    MethodOpt,
+    SeedOpt,
+    fraction,
+)
+from specflow.learn.evaluate import evaluate
 from specflow.learn.names import DEFAULT_METHOD
-from specflow.options import LabelStrategy, Method, fraction
 
 
 class ManyValuesCommand(TyperCommand):
@@ -74,12 +81,7 @@ def evaluate_command(
     test: Annotated[list[Path] | None, typer.Option(
         "--test", help="Whole runs the model never sees (cross-run protocol): scored only. "
                        "Several after one flag. Without it: within-run on --data.")] = None,
-    method: Annotated[Method, typer.Option(
-        help="rrmoco, rr, moco, selftime (pretrained, then probed), raw (probe on the "
-             "curves), untrained; or a supervised model trained end to end on the same "
-             "labels: cnn, lstm, transformer, fnn, resnet, convsc, convsct, binned "
-             "(transformer and convsct read whole runs: transductive).")
-    ] = Method(DEFAULT_METHOD),
+    method: MethodOpt = Method(DEFAULT_METHOD),
     label_fraction: Annotated[
         float, typer.Option("--label-fraction", callback=fraction,
                             help="Fraction of each --data run's curves whose labels the "
@@ -100,22 +102,22 @@ def evaluate_command(
         "--baselines", help="Also score the controls: pressure only, nearest labelled "
                             "neighbour, raw curves, untrained encoder (and the released "
                             "encoder with SPECFLOW_REFERENCE_DIR).")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = None,
 ) -> None:
-    """Pretrain (labels hidden) and probe with few labels, or train a supervised model on
-    the same labels; decode each run; score within-run or, with --test, on whole unseen
-    runs."""
-    from specflow.learn.evaluate import evaluate
+    """Score a method with few labels: within each run, or with --test on unseen runs.
 
+    Pretrain (labels hidden) and probe with few labels, or train a supervised model on the
+    same labels; decode each run; score within-run or, with --test, on whole unseen runs."""
     paths = list(data)
     test_paths = list(test or [])
     missing = [str(p) for p in [*paths, *test_paths] if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
-    result = evaluate(paths, test_paths or None, method=method, label_fraction=label_fraction,
-                      epochs=epochs, seed=seed, device=device, json_out=json_out,
-                      label_strategy=label_strategy, augmentation=augmentation,
+    result = evaluate(paths, test_paths or None, method=str(method),
+                      label_fraction=label_fraction, epochs=epochs, seed=seed, device=device,
+                      json_out=json_out, label_strategy=str(label_strategy),
+                      augmentation=augmentation,
                       baselines=baselines)
     Console().print(results_table(result))

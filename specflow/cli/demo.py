@@ -1,0 +1,41 @@
+"""``specflow demo``: the embedded end-to-end demo (:func:`specflow.demo.run_demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from specflow.cli.options import DeviceOpt, Method, SeedOpt, fraction
+from specflow.demo import DemoConfig, WorkdirNotOurs, run_demo
+from specflow.learn.names import DEFAULT_METHOD
+
+
+def demo(
+    workdir: Path = typer.Option(Path("work"), help="Where Tiled, MLflow and figures live."),
+    runs: int = typer.Option(2, min=1, help="Simulated runs per material (Fe, FeO)."),
+    curves: int = typer.Option(300, min=30, help="Curves per run."),
+    method: Method = typer.Option(Method(DEFAULT_METHOD), help="Features under the probe: "
+                                  "untrained (default: best in docs/benchmarks.md), raw, or "
+                                  "an SSL method (rrmoco, rr, moco, selftime: adds MLflow-"
+                                  "tracked pretraining)."),
+    epochs: int = typer.Option(10, min=1, help="Pretraining epochs (SSL methods)."),
+    label_fraction: float = typer.Option(0.03, callback=fraction,
+                                         help="Fraction of curves with labels (0 < f ≤ 1)."),
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    keep: bool = typer.Option(False, help="Keep an existing demo work dir instead of "
+                              "starting fresh (fresh removes only the demo's own tiled/, "
+                              "mlflow/ and figures/, and never touches a directory the demo "
+                              "did not create)."),
+) -> None:
+    """End-to-end demo: embedded Tiled + MLflow, ingest, train, promote, annotate, query."""
+    try:
+        run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves,
+                            method=method.value, epochs=epochs,
+                            label_fraction=label_fraction, seed=seed, device=device,
+                            fresh=not keep), Console())
+    except WorkdirNotOurs as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc

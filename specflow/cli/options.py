@@ -1,0 +1,80 @@
+"""Every option of the ``specflow`` CLI that more than one command takes, defined once.
+
+Commands annotate their parameters with these aliases; ``python -m specflow.cli.mlproject``
+(the MLproject entry points) passes its parameters to the same commands, so an option's
+name, default check and help text live here only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from specflow.learn.names import LABEL_STRATEGIES, METHODS, SSL_METHODS
+from specflow.registry.tracking import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
+
+Method = StrEnum("Method", {m: m for m in METHODS})  # type: ignore[misc]
+SSLMethod = StrEnum("SSLMethod", {m: m for m in SSL_METHODS})  # type: ignore[misc]
+LabelStrategy = StrEnum("LabelStrategy", {s: s for s in LABEL_STRATEGIES})  # type: ignore[misc]
+TrainPreset = StrEnum("TrainPreset", {"quick": "quick", "paper": "paper"})  # type: ignore[misc]
+
+__all__ = ["DEFAULT_ALIAS", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_URI"]
+
+
+def fraction(value: float | None) -> float | None:
+    """Typer callback: a fraction in (0, 1]."""
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"{value} is not in (0, 1]: give a fraction such as 0.03")
+    return value
+
+
+# --- where the curves come from -----------------------------------------------------------
+DataOpt = Annotated[list[str] | None, typer.Option(
+    "--data", help="Spectra file (.nc/.csv/...) or a quoted glob like 'runs/*.nc'; "
+    "repeatable. Paths are taken as given (spaces, commas and brackets are fine).")]
+TiledUriOpt = Annotated[str | None, typer.Option(
+    "--tiled-uri", envvar="TILED_URI", help="Read runs from this Tiled server instead.")]
+TiledServerOpt = Annotated[str, typer.Option(
+    "--tiled-uri", envvar="TILED_URI", help="Tiled server, e.g. http://127.0.0.1:8000")]
+ApiKeyOpt = Annotated[str | None, typer.Option(
+    "--api-key", envvar="TILED_API_KEY", help="Tiled API key (writing needs it).")]
+RunOpt = Annotated[list[str] | None, typer.Option("--run", help="Tiled run uid (repeatable).")]
+QueryOpt = Annotated[list[str] | None, typer.Option(
+    "--query", help="Tiled metadata query KEY=VALUE, e.g. start.sample=Fe (repeatable).")]
+
+# --- training ----------------------------------------------------------------------------
+MethodOpt = Annotated[Method, typer.Option(
+    help="rrmoco, rr, moco, selftime (pretrained on the runs), untrained (a seeded random "
+    "encoder) or raw (the preprocessed curves) under a linear probe; or a supervised model "
+    "trained end to end on the labels: cnn, lstm, transformer, fnn, resnet, convsc, convsct, "
+    "binned (transformer and convsct read whole runs: transductive).")]
+SSLMethodOpt = Annotated[SSLMethod, typer.Option(
+    "--method", help="rrmoco, rr, moco or selftime.")]
+EpochsOpt = Annotated[int | None, typer.Option(
+    min=1, help="Pretraining epochs (default from --preset).")]
+PresetOpt = Annotated[TrainPreset, typer.Option(help="quick (CPU minutes) or paper (GPU).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+LabelFractionOpt = Annotated[float | None, typer.Option(
+    callback=fraction, help="Reveal only this fraction of each run's labelled curves "
+    "(0 < f ≤ 1; class-blind, evenly spaced) and score on the rest: for fully labelled "
+    "simulated runs. Default: every given label trains the model.")]
+HoldoutOpt = Annotated[float, typer.Option(
+    min=0.0, max=0.9, help="Keep this fraction of the given labels out of training to report "
+    "metrics (default 0: every label trains the model you deploy).")]
+
+# --- the registry ------------------------------------------------------------------------
+NameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
+AliasOpt = Annotated[str, typer.Option(
+    "--alias", help="Alias to promote to (champion, challenger).")]
+EvalDataOpt = Annotated[list[Path] | None, typer.Option(
+    "--eval-data", help="Labelled evaluation files for the promotion gate (default: the "
+    "fixed simulated Fe+FeO gate set).")]
+ModelUriOpt = Annotated[str, typer.Option(
+    "--model", help="Registered model: models:/<name>@<alias> or models:/<name>/<version>.")]
+WorkdirOpt = Annotated[Path, typer.Option(
+    "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON.")]
