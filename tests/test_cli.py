@@ -25,7 +25,8 @@ MLPROJECT = yaml.safe_load((REPO / "mlflow_projects" / "MLproject").read_text())
 def test_every_command_is_listed_without_imports_and_loads_with_its_help(cli):
     assert set(COMMANDS) == {
         "simulate", "plot", "demo", "ingest-demo", "evaluate", "pretrain", "probe",
-        "register", "promote", "pipeline", "annotate", "watch", "phases", "suggest-labels"}
+        "register", "promote", "pipeline", "annotate", "watch", "phases", "suggest-labels",
+        "library", "train-identifier", "identify"}
     listing = " ".join(cli(["--help"]).split())
     for name, entry in COMMANDS.items():
         command = load_command(name)

@@ -28,6 +28,7 @@ from specflow.learn.data import wavelength_of
 from specflow.learn.predictor import ood_verdict
 
 from . import writer
+from .identify import identified_block
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model
 from .query import search
 from .retry import (
@@ -57,12 +58,15 @@ class AnnotationResult:
     unreachable: bool = False  # failed because Tiled could not be reached
 
 
-def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> dict[str, Any]:
+def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str,
+                  identifier: Any = None) -> dict[str, Any]:
     """The ``specflow`` metadata block of a run (every key always present, so that Tiled's
     deep-merging ``update_metadata`` replaces an older version's values).
 
     The transition comes from the model's own sequence decoder on the per-curve
-    probabilities, i.e. the same decoding that produced ``prediction["label"]``.
+    probabilities, i.e. the same decoding that produced ``prediction["label"]``. With an
+    ``identifier`` (:mod:`specflow.learn.identify`), ``identified`` names the library phase of
+    each segment of those labels (:func:`~.identify.identified_block`).
     """
 
     probs = prediction[["p0", "p1", "p2"]].to_numpy(dtype=float)
@@ -80,6 +84,8 @@ def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str) -> 
         **info,
         "ood": ood_verdict(ood),
         "truth": None,
+        "identified": (None if identifier is None else identified_block(
+            identifier, ds, prediction["label"].to_numpy())),
     }
     truth_var = TRUE_LABEL if TRUE_LABEL in ds else LABEL
     if truth_var in ds:  # simulated runs carry their ground truth
@@ -155,7 +161,8 @@ def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: Loa
 
 
 def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force: bool,
-                   publish: bool, me: writer.Writer) -> AnnotationResult:
+                   publish: bool, me: writer.Writer, identifier: Any = None
+                   ) -> AnnotationResult:
 
     run = client[uid]
     container = writer.specflow_container(run.base)
@@ -187,7 +194,7 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
         return AnnotationResult(uid, "failed", f"no stream {stream!r} ({exc})")
     prediction = model.predict(ds["intensity"].values, ds["two_theta"].values,
                                ds["pressure"].values, wavelength_of(ds))
-    summary = build_summary(ds, prediction, model, stream)
+    summary = build_summary(ds, prediction, model, stream, identifier)
     table = writer.phase_table(ds["seq_num"].values if "seq_num" in ds else
                                np.arange(1, ds.sizes["curve"] + 1), ds["time"].values,
                                ds["pressure"].values, prediction)
@@ -218,11 +225,12 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
 
 def annotate_run(client: Any, uid: str, model: LoadedModel, *, stream: str = "primary",
                  force: bool = False, publish: bool = True, retry: RetryPolicy | None = None,
-                 me: writer.Writer | None = None) -> AnnotationResult:
+                 me: writer.Writer | None = None, identifier: Any = None) -> AnnotationResult:
     """Annotate one run; transient Tiled failures are retried, then reported as failed.
 
     Never deletes or rewrites a complete node: ``force`` writes the next revision beside it.
-    ``publish`` copies the summary into the run's metadata (see :func:`publish_rule`).
+    ``publish`` copies the summary into the run's metadata (see :func:`publish_rule`);
+    ``identifier`` also names each segment's phase (:func:`build_summary`).
     Raises :class:`AnnotationError` for problems that would fail every run (401/403).
     """
     t0 = time.perf_counter()
@@ -231,7 +239,8 @@ def annotate_run(client: Any, uid: str, model: LoadedModel, *, stream: str = "pr
     unreachable = False
     try:
         result = with_retries(
-            lambda: _annotate_once(client, uid, model, stream, force, publish, me), policy)
+            lambda: _annotate_once(client, uid, model, stream, force, publish, me, identifier),
+            policy)
     except AnnotationError:
         raise
     except Exception as exc:
@@ -274,6 +283,7 @@ def annotate(
     retry: RetryPolicy | None = None,
     on_result: Callable[[AnnotationResult], Any] | None = None,
     workers: int = 1,
+    identifier: Any = None,
 ) -> list[AnnotationResult]:
     """Label runs in Tiled with one registered model version and write the labels back.
 
@@ -298,6 +308,8 @@ def annotate(
         Called with each run's result as it completes.
     workers : int
         Runs annotated at once.
+    identifier : PhaseIdentifier or LibraryMatcher, optional
+        Also name the library phase of each segment (``specflow.identified``).
 
     Returns
     -------
@@ -334,7 +346,7 @@ def annotate(
         if tripped.is_set():
             return None
         result = annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
-                              retry=retry, me=me)
+                              retry=retry, me=me, identifier=identifier)
         if result.unreachable:
             tripped.set()
         results.append(result)

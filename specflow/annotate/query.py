@@ -18,7 +18,7 @@ Sort on the client: Tiled on SQLite sorts metadata as text ("100" < "5").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tiled.queries import Contains, Key, KeyPresent
@@ -26,6 +26,8 @@ from tiled.queries import Contains, Key, KeyPresent
 from specflow.ingest.catalog import parse_key_values, search
 
 __all__ = ["PhaseRecord", "find_phases", "parse_key_values", "search"]
+
+SEGMENTS = ("before", "during", "after")
 
 
 @dataclass(frozen=True)
@@ -41,21 +43,32 @@ class PhaseRecord:
     end_uncertainty: float | None
     model_version: int | None
     node: str | None
+    identified: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, uid: str, md: Any) -> PhaseRecord:
         block = md.get("specflow") or {}
         tr = block.get("transition") or {}
+        named = block.get("identified") or {}
         return cls(uid, str((md.get("start") or {}).get("sample", "")),
                    list(block.get("phases") or []), tr.get("onset_pressure"),
                    tr.get("onset_uncertainty"), tr.get("end_pressure"),
                    tr.get("end_uncertainty"), (block.get("model") or {}).get("version"),
-                   block.get("latest"))
+                   block.get("latest"),
+                   {seg: named[seg] for seg in SEGMENTS if isinstance(named.get(seg), dict)})
+
+    def shows(self, phase: str, above: float | None = None) -> bool:
+        """A segment identified as ``phase`` (case-insensitive part of its name, e.g.
+        ``"Fe hcp"``) whose pressures reach ``above`` GPa."""
+        return any(phase.lower() in str(found.get("name", "")).lower()
+                   and (above is None or (found.get("pressure_max") or -1e9) >= above)
+                   for found in self.identified.values())
 
 
 def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
                 phase: int | None = None, sample: str | None = None,
-                model_version: int | None = None) -> list[PhaseRecord]:
+                model_version: int | None = None, identified: str | None = None,
+                above: float | None = None) -> list[PhaseRecord]:
     """Annotated runs of a Tiled catalog matching all given conditions.
 
     Parameters
@@ -70,6 +83,11 @@ def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
         ``start.sample`` of the run.
     model_version : int, optional
         Only runs whose published summary comes from this model version.
+    identified : str, optional
+        A library phase identified in one of the run's segments (part of its name,
+        case-insensitive, e.g. ``"Fe hcp"``); runs annotated with an identifier only.
+    above : float, optional
+        With ``identified``: that segment reaches at least this pressure (GPa).
 
     Returns
     -------
@@ -79,6 +97,7 @@ def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
     Examples
     --------
     >>> find_phases(client, onset_between=(10, 15), sample="Fe")  # doctest: +SKIP
+    >>> find_phases(client, identified="Fe hcp", above=20)  # doctest: +SKIP
     """
 
     queries: list[Any] = [KeyPresent("specflow.latest")]
@@ -92,7 +111,11 @@ def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
         queries.append(Key("start.sample") == sample)
     if model_version is not None:
         queries.append(Key("specflow.model.version") == int(model_version))
+    if identified is not None:  # the server narrows to identified runs, names match here
+        queries.append(KeyPresent("specflow.identified.library_version"))
     hits = search(client, *queries)
     records = [PhaseRecord.from_metadata(uid, node.metadata) for uid, node in hits.items()]
+    if identified is not None:
+        records = [r for r in records if r.shows(identified, above)]
     return sorted(records, key=lambda r: (r.onset_pressure is None, r.onset_pressure or 0.0,
                                           r.uid))

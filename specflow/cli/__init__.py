@@ -59,16 +59,27 @@ COMMANDS: dict[str, Entry] = {
                     "transition pressures."),
     "suggest-labels": Entry("annotate", "suggest_cmd", "Curves to label next: where the "
                             "registered model is least sure of the phase."),
+    "library": Entry("identify", "library_app", "Build or extend the reference library of "
+                     "named phases."),
+    "train-identifier": Entry("identify", "train_identifier", "Train the RegNet1D + AdaCos "
+                              "identifier on physics-augmented library patterns."),
+    "identify": Entry("identify", "identify", "Name the phases of a run: top candidates "
+                      "before and after the transition."),
 }
 
 
 def load_command(name: str) -> click.Command:
-    """The full click command ``name`` (imports its module)."""
+    """The full click command ``name`` (imports its module); a Typer app becomes a group."""
     entry = COMMANDS[name]
     module = import_module(f"specflow.cli.{entry.module}")
+    target = getattr(module, entry.function)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
     one = typer.Typer(add_completion=False)
     cls = getattr(module, entry.cls) if entry.cls else None
-    one.command(name, cls=cls)(getattr(module, entry.function))
+    one.command(name, cls=cls)(target)
     return typer.main.get_group(one).commands[name]
 
 

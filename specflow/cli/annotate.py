@@ -17,6 +17,7 @@ from specflow.annotate.query import find_phases
 from specflow.annotate.retry import AnnotationError, TiledUnreachable
 from specflow.annotate.suggest import suggest_labels
 from specflow.annotate.watch import Watcher
+from specflow.cli.identify import load_identifier
 from specflow.cli.options import (
     DEFAULT_MODEL_URI,
     ApiKeyOpt,
@@ -56,6 +57,13 @@ def annotate_cmd(
         "'specflow phases' and catalog searches see); --no-publish only writes the node")
     ] = True,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Runs at once")] = 1,
+    identifier: Annotated[str | None, typer.Option(
+        "--identifier", help="Also name each segment's phase with this trained identifier "
+        "(.pt from 'specflow train-identifier', or models:/specflow-identify@champion)")
+    ] = None,
+    library: Annotated[Path | None, typer.Option(
+        "--library", help="Also name each segment's phase by cosine match to this "
+        "reference library (.nc)")] = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Label runs in Tiled with the registered phase model and write the labels back."""
@@ -66,13 +74,15 @@ def annotate_cmd(
     configure_tracking(workdir, must_exist=True)
     loaded = load_model(model)
     console.print(f"model {loaded.uri} ({model}, run {loaded.run_id})")
+    named = load_identifier(identifier, library, workdir) if identifier or library else None
     try:
         uids = select_runs(client, run, parse_query(query), all_runs)
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             task = progress.add_task("runs", total=len(uids))
             results = annotate(client, uids, model=loaded, force=force, publish=publish,
-                               workers=workers, on_result=lambda r: progress.advance(task))
+                               workers=workers, on_result=lambda r: progress.advance(task),
+                               identifier=named)
     except TiledUnreachable as exc:
         console.print(_results_table(exc.results))
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
@@ -128,18 +138,30 @@ def phases_cmd(
     api_key: ApiKeyOpt = None,
     onset_between: Annotated[tuple[float, float] | None, typer.Option(
         "--onset-between", help="Onset pressure range (GPa): LOW HIGH")] = None,
-    phase: Annotated[int | None, typer.Option("--phase", help="Phase present: 0, 1 or 2")] = None,
+    phase: Annotated[str | None, typer.Option(
+        "--phase", help="Phase present: 0, 1 or 2 (before, during, after), or an identified "
+        "phase by name, e.g. 'Fe hcp'")] = None,
+    above: Annotated[float | None, typer.Option(
+        "--above", help="With a phase name: identified at pressures reaching this (GPa)")
+    ] = None,
     sample: Annotated[str | None, typer.Option("--sample", help="start.sample")] = None,
 ) -> None:
     """List annotated runs with their phases and transition pressures."""
     console = Console()
     client = connect(tiled_uri, api_key)
-    records = find_phases(client, onset_between=onset_between, phase=phase, sample=sample)
-    table = Table("run", "sample", "phases", "onset (GPa)", "end (GPa)", "model version")
+    label = int(phase) if phase in ("0", "1", "2") else None
+    name = phase if phase is not None and label is None else None
+    if above is not None and name is None:
+        raise typer.BadParameter("--above needs --phase NAME", param_hint="--above")
+    records = find_phases(client, onset_between=onset_between, phase=label, sample=sample,
+                          identified=name, above=above)
+    table = Table("run", "sample", "phases", "onset (GPa)", "end (GPa)", "model version",
+                  "identified")
     for r in records:
+        found = "; ".join(f"{seg}: {v.get('name')}" for seg, v in r.identified.items())
         table.add_row(r.uid, r.sample, ",".join(map(str, r.phases)),
                       _pm(r.onset_pressure, r.onset_uncertainty),
-                      _pm(r.end_pressure, r.end_uncertainty), str(r.model_version))
+                      _pm(r.end_pressure, r.end_uncertainty), str(r.model_version), found)
     console.print(table)
 
 

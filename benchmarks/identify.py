@@ -1,0 +1,149 @@
+"""Phase identification: top-1/top-5 on the leak-free (structure) split next to the random split,
+and the right phase before and after each simulated transition.
+
+For each split seed, a RegNet1D + AdaCos identifier is trained on the training entries of the
+reference library and queried with fresh physics-augmented renders of the test entries, ranked
+over the **whole** library. Control: the library matcher (cosine of the prepared curve to each
+entry's clean render, best over a strain scan; no learning). Then simulated runs of the
+built-in transitions (realistic preset, beam energies drawn per run) are identified per true
+segment (before, during, after): is the true phase top-1 (top-5)? Runs are scored by the
+identifier trained on every entry.
+
+    python benchmarks/identify.py --quick          # ~25 min on 2 cores
+    python benchmarks/identify.py                  # all 288 prototypes, 3 split seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from specflow.data.reference import build_library
+from specflow.data.simulate import simulate_family
+from specflow.data.transitions import get_transition
+from specflow.learn.identify import (
+    IdentifyConfig,
+    LibraryMatcher,
+    PhaseIdentifier,
+    evaluate_identifier,
+    split_entries,
+)
+from specflow.learn.metrics import mean_interval
+
+OUT = Path(__file__).parent / "results"
+
+
+def pm(values: list[float]) -> str:
+    mean, half = mean_interval(values)
+    return f"{100 * mean:5.1f} ± {100 * half:4.1f}" if np.isfinite(half) else f"{100 * mean:5.1f}"
+
+
+def split_table(library, args) -> dict:
+    rows: dict[str, dict[str, list[float]]] = {}
+    seconds = []
+    for kind in ("structure", "random"):
+        for seed in args.seeds:
+            train, test = split_entries(library, kind, 0.15, seed)
+            ident = PhaseIdentifier(IdentifyConfig(steps=args.steps, seed=seed, device="cpu"))
+            ident.fit(library, train)
+            seconds.append(ident.train_seconds_)
+            scores = evaluate_identifier(ident, test, views=args.views, seed=100 + seed)
+            for who in ("model", "raw"):
+                row = rows.setdefault(f"{kind}/{who}", {"top1": [], "top5": []})
+                row["top1"].append(scores[f"{who}_top1"])
+                row["top5"].append(scores[f"{who}_top5"])
+            print(f"  {kind} seed {seed}: {scores}", flush=True)
+    return {"rows": rows, "train_seconds": seconds}
+
+
+def run_table(library, args) -> dict:
+    ident = PhaseIdentifier(IdentifyConfig(steps=args.steps, seed=0, device="cpu"))
+    ident.fit(library)
+    matcher = LibraryMatcher(library)
+    out: dict[str, dict] = {}
+    for material in args.transitions:
+        runs = simulate_family(material, args.runs, n_curves=(120, 200), seed=args.run_seed)
+        for who, identifier in (("model", ident), ("raw", matcher)):
+            hits: dict[str, dict[str, list[float]]] = {}
+            for ds in runs:
+                truth = ds["true_label"].values if "true_label" in ds else ds["label"].values
+                t = get_transition(material)
+                names = {"before": t.low.name, "after": t.high.name}
+                res = identifier.identify_run(ds, labels=truth, top=5)
+                for seg, ranked in res["segments"].items():
+                    got = [c["name"] for c in ranked]
+                    row = hits.setdefault(seg, {"top1": [], "top5": [], "both": []})
+                    if seg in names:
+                        row["top1"].append(float(got[0] == names[seg]))
+                        row["top5"].append(float(names[seg] in got))
+                    else:  # during: are both phases among the top 5?
+                        row["both"].append(float(names["before"] in got
+                                                 and names["after"] in got))
+            energies = sorted({round(float(ds.attrs.get("energy", 0)), 1) for ds in runs})
+            out[f"{material}/{who}"] = {"hits": hits, "energies": energies}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="120 prototypes, 2 substitutions, "
+                    "split seed 1, 800 steps")
+    ap.add_argument("--prototypes", type=int, default=None)
+    ap.add_argument("--substitutions", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                    help="split seeds (0 was used to choose the settings)")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--transitions", nargs="+", default=["Fe", "FeO", "Si", "ZnO", "NaCl"])
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--run-seed", type=int, default=900)
+    args = ap.parse_args()
+    if args.quick:
+        args.prototypes, args.substitutions, args.seeds, args.steps = 120, 2, [1], 800
+    warnings.filterwarnings("ignore")
+    t0 = time.perf_counter()
+    library = build_library(args.substitutions, 0, args.prototypes)
+    build_s = time.perf_counter() - t0
+    print(f"library: {len(library)} phases in {len(set(library.groups))} structure groups, "
+          f"version {library.version}, built in {build_s:.0f} s", flush=True)
+    splits = split_table(library, args)
+    runs = run_table(library, args)
+    print(f"\nidentification of held-out queries, ranked over all {len(library)} phases "
+          f"(mean ± 95 % CI over split seeds {args.seeds}; {args.views} augmented views per "
+          f"test phase; {args.steps} steps)")
+    print(f"{'split':<10} {'method':<16} {'top-1 %':>14} {'top-5 %':>14}")
+    for key, row in splits["rows"].items():
+        kind, who = key.split("/")
+        label = "RegNet1D+AdaCos" if who == "model" else "library cosine"
+        print(f"{kind:<10} {label:<16} {pm(row['top1']):>14} {pm(row['top5']):>14}")
+    print(f"training time on CPU: {np.mean(splits['train_seconds']):.0f} s per model")
+    print(f"\nsimulated runs ({args.runs} per transition, realistic preset), true segments:")
+    print(f"{'transition':<10} {'method':<16} {'before top-1':>13} {'after top-1':>12} "
+          f"{'before top-5':>13} {'after top-5':>12} {'during: both in top-5':>22}")
+    for key, res in runs.items():
+        material, who = key.split("/")
+        label = "RegNet1D+AdaCos" if who == "model" else "library cosine"
+        h = res["hits"]
+
+        def cell(seg: str, k: str, h: dict = h) -> str:
+            values = h.get(seg, {}).get(k, [])
+            return f"{100 * np.mean(values):.0f} % ({len(values)})" if values else "—"
+
+        print(f"{material:<10} {label:<16} {cell('before', 'top1'):>13} "
+              f"{cell('after', 'top1'):>12} {cell('before', 'top5'):>13} "
+              f"{cell('after', 'top5'):>12} {cell('during', 'both'):>22}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / ("identify_quick.json" if args.quick else "identify.json")).write_text(json.dumps(
+        {"args": vars(args), "library": {"size": len(library), "version": library.version,
+                                         "build_seconds": build_s},
+         "splits": splits, "runs": runs}, indent=1, default=str))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

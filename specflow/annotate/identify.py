@@ -1,0 +1,35 @@
+"""Identified phases in a run's ``specflow`` block: which library phase each segment shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Candidates kept per segment in the metadata.
+TOP = 3
+
+
+def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, Any]:
+    """``specflow.identified`` of a run: for each segment present (``before``, ``during``,
+    ``after`` from the phase model's ``labels``) the best library phase with its formula,
+    space group, score, the segment's pressure range and the top candidates; ``names`` lists
+    the best phases (a Tiled ``Contains`` query finds runs by name)."""
+    result = identifier.identify_run(ds, labels=labels, top=TOP)
+    block: dict[str, Any] = {"library_version": result["library_version"],
+                             "method": result["method"], "names": []}
+    for segment, ranked in result["segments"].items():
+        lo, hi = result["pressure"][segment]
+        block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,
+                          "candidates": ranked}
+        if ranked[0]["name"] not in block["names"]:
+            block["names"].append(ranked[0]["name"])
+    return block
+
+
+def published_labels(run: Any) -> np.ndarray | None:
+    """The phase labels of a run's published ``specflow`` node (None when not annotated)."""
+    key = (run.metadata.get("specflow") or {}).get("latest")
+    if not key:
+        return None
+    return np.asarray(run.base["specflow"][key]["label"].read())

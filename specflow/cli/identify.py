@@ -1,0 +1,189 @@
+"""CLI of phase identification: ``specflow library build|add``, ``train-identifier``,
+``identify``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from specflow.annotate.identify import published_labels
+from specflow.cli.options import (
+    DEFAULT_ALIAS,
+    AliasOpt,
+    ApiKeyOpt,
+    JsonOpt,
+    SeedOpt,
+    WorkdirOpt,
+)
+from specflow.cli.tiled import connect
+from specflow.data.io import read_spectra
+from specflow.data.reference import ReferenceLibrary, build_library, cif_entries
+from specflow.ingest.reader import run_to_dataset
+from specflow.learn.identify import (
+    IdentifyConfig,
+    LibraryMatcher,
+    PhaseIdentifier,
+    evaluate_identifier,
+    split_entries,
+)
+from specflow.registry.identifier import (
+    DEFAULT_IDENTIFIER_NAME,
+    load_registered_identifier,
+    register_identifier,
+)
+from specflow.registry.tracking import configure_tracking, quiet_mlflow
+
+library_app = typer.Typer(help="Build or extend the reference library of named phases.",
+                          no_args_is_help=True)
+
+LibraryOpt = Annotated[Path | None, typer.Option(
+    "--library", help="Reference library (.nc from 'specflow library build').")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Trained identifier: a .pt from 'specflow train-identifier' or a "
+    "registered one, models:/specflow-identify@champion; without it --library is matched "
+    "by cosine with a strain scan (no learning).")]
+
+
+@library_app.command("build")
+def library_build(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Library file (.nc).")],
+    prototypes: Annotated[int | None, typer.Option(
+        min=1, help="Only the first N AFLOW prototypes (default: all 288).")] = None,
+    substitutions: Annotated[int, typer.Option(
+        min=0, help="Element-substituted variants per prototype.")] = 3,
+    cif: Annotated[list[Path] | None, typer.Option("--cif", help="Also these CIF files.")
+                   ] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Build the library: specflow's phases, AFLOW prototypes (+ substitutions), CIFs."""
+    library = build_library(substitutions, seed, prototypes, list(cif or []))
+    library.save(out)
+    Console().print(f"{len(library)} phases, version {library.version} -> {out}")
+
+
+@library_app.command("add")
+def library_add(
+    library: Annotated[Path, typer.Argument(help="Library file (.nc) to extend.")],
+    cifs: Annotated[list[Path], typer.Argument(help="CIF files.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write here (default: a new file beside, never in place).")
+    ] = None,
+) -> None:
+    """Add phases from CIF files; writes a new library file (the old one is kept)."""
+    old = ReferenceLibrary.load(library)
+    new = old.add(cif_entries(cifs))
+    target = out or library.with_name(f"{library.stem}-{new.version}.nc")
+    if target.resolve() == library.resolve():
+        raise typer.BadParameter("--out must differ from the library: libraries are "
+                                 "versioned, not edited in place", param_hint="--out")
+    new.save(target)
+    Console().print(f"{len(new) - len(old)} phases added ({len(new)} in all), version "
+                    f"{new.version} -> {target}")
+
+
+def train_identifier(
+    library: Annotated[Path, typer.Option("--library", help="Reference library (.nc).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Trained identifier (.pt).")],
+    steps: Annotated[int, typer.Option(min=1, help="Training mini-batches.")] = 1500,
+    holdout: Annotated[float, typer.Option(
+        min=0.0, max=0.5, help="Fraction of structure groups held out to report top-1/top-5 "
+        "(0: train on every phase).")] = 0.15,
+    loss: Annotated[str, typer.Option(help="adacos or cosface.")] = "adacos",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: SeedOpt = 0,
+    register: Annotated[bool, typer.Option(
+        "--register/--no-register", help="Also track it in MLflow and register a version "
+        "(alias moved to it)")] = False,
+    name: Annotated[str, typer.Option("--name", help="Registered model name.")
+                    ] = DEFAULT_IDENTIFIER_NAME,
+    alias: AliasOpt = DEFAULT_ALIAS,
+    workdir: WorkdirOpt = Path("work"),
+) -> None:
+    """Train the RegNet1D + AdaCos identifier on physics-augmented library patterns."""
+    lib = ReferenceLibrary.load(library)
+    train, test = (split_entries(lib, "structure", holdout, seed) if holdout > 0
+                   else (None, []))
+    ident = PhaseIdentifier(IdentifyConfig(steps=steps, loss=loss, device=device, seed=seed))
+    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.3f}")) as progress:
+        task = progress.add_task("steps", total=steps, loss=float("nan"))
+        ident.fit(lib, train, on_step=lambda i, v: progress.update(task, advance=1, loss=v))
+    ident.save(out)
+    console = Console()
+    scores: dict[str, float] = {}
+    if len(test):
+        scores = evaluate_identifier(ident, test)
+        console.print(f"held-out structures ({len(test)} phases, {scores['queries']} "
+                      f"queries): top-1 {scores['model_top1']:.1%}, top-5 "
+                      f"{scores['model_top5']:.1%} (library cosine: "
+                      f"{scores['raw_top1']:.1%} / {scores['raw_top5']:.1%})")
+    console.print(f"identifier ({ident.train_seconds_:.0f} s) -> {out}")
+    if register:
+        configure_tracking(workdir)
+        with quiet_mlflow():
+            version = register_identifier(ident, scores, name, alias)
+        console.print(f"registered {name} version {version}"
+                      + (f", {name}@{alias} -> version {version}" if alias else ""))
+
+
+def load_identifier(model: str | Path | None, library: Path | None,
+                    workdir: Path = Path("work")) -> Any:
+    """A trained identifier (file or registered), or the library matcher; a usage error
+    without either."""
+    if model is not None and str(model).startswith("models:/"):
+        configure_tracking(workdir, must_exist=True)
+        return load_registered_identifier(str(model))
+    if model is not None:
+        return PhaseIdentifier.load(model)
+    if library is not None:
+        return LibraryMatcher(ReferenceLibrary.load(library))
+    raise typer.BadParameter("give --model (a trained identifier) or --library (match by "
+                             "cosine); build a library with 'specflow library build'")
+
+
+def identify(
+    source: Annotated[str, typer.Argument(
+        help="Spectra file, or a run uid with --tiled-uri.")],
+    tiled_uri: Annotated[str | None, typer.Option(
+        "--tiled-uri", envvar="TILED_URI", help="Read the run from this Tiled server.")
+    ] = None,
+    api_key: ApiKeyOpt = None,
+    model: ModelOpt = None,
+    library: LibraryOpt = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Candidates per segment.")] = 5,
+    per_curve: Annotated[bool, typer.Option(
+        "--per-curve", help="Also the 'during' segment and the candidates of every curve.")
+    ] = False,
+    json_out: JsonOpt = None,
+    workdir: WorkdirOpt = Path("work"),
+) -> None:
+    """Name the phases of a run: top candidates before and after the transition."""
+    identifier = load_identifier(model, library, workdir)
+    labels = None
+    if tiled_uri:
+        run = connect(tiled_uri, api_key)[source]
+        ds = run_to_dataset(run)
+        labels = published_labels(run)  # the phase model's segments when annotated
+    else:
+        ds = read_spectra(source)
+    result = identifier.identify_run(ds, labels=labels, top=top, per_curve=per_curve)
+    if not per_curve:
+        result["segments"].pop("during", None)
+    console = Console()
+    for segment, ranked in result["segments"].items():
+        lo, hi = result["pressure"][segment]
+        table = Table("rank", "phase", "formula", "space group", "score",
+                      title=f"{segment} ({lo:.1f}–{hi:.1f} GPa)")
+        for i, c in enumerate(ranked, 1):
+            table.add_row(str(i), c["name"], c["formula"], c["space_group"],
+                          f"{c['score']:.3f}")
+        console.print(table)
+    console.print(f"library {result['library_version']}, method {result['method']}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,281 @@
+"""The reference library for phase identification: stick patterns (Q, intensity) of named
+crystal phases, computed offline with pymatgen's XRDCalculator.
+
+Entries come from three sources, all available without network:
+
+* ``aflow``: pymatgen's bundled AFLOW prototype library (288 prototypes), each with its own
+  species and ``substitutions`` variants where every element is replaced by one of the same
+  periodic-table group (lattice scaled by the atomic-radius ratio);
+* ``specflow``: the phases of the simulator's built-in transitions (``Fe bcc (Im-3m)``,
+  ``FeO rB1 (R-3m)``, ...) at their reference pressure;
+* ``cif``: user CIF files (``specflow library add *.cif``).
+
+Every entry carries a ``prototype`` group: polymorphs of one composition are separate entries,
+while an AFLOW prototype and all its substituted variants share a group, so a train/test split
+by group never puts near-duplicates on both sides. Patterns are stored as sticks in Q (Å⁻¹),
+independent of the beam energy; :mod:`specflow.data.patterns` renders them on a grid.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version as _version
+from pathlib import Path
+
+import numpy as np
+import pymatgen.analysis.prototypes as _prototypes
+import xarray as xr
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from pymatgen.core import Element, Structure
+from pymatgen.util.provenance import StructureNL
+
+from specflow.data.schema import energy_to_wavelength
+from specflow.data.transitions import TRANSITIONS, read_cif
+
+#: Q range (Å⁻¹) the library covers: 2θ 5–25° at 25.6 keV is Q 1.13–5.6.
+Q_MAX = 6.5
+#: The wavelength's only role is the Lorentz-polarisation factor pymatgen applies; this is
+#: the simulator's default beam (25.6 keV).
+REFERENCE_ENERGY_KEV = 25.6
+MIN_RELATIVE_INTENSITY = 0.005
+LIBRARY_FORMAT = "specflow-reference/1"
+AFLOW_FILE = Path(_prototypes.__file__).parent / "aflow_prototypes.json.gz"
+NOBLE = {"He", "Ne", "Ar", "Kr", "Xe", "Rn", "Og"}
+
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """One named phase: sticks at Q (Å⁻¹) with intensities scaled to a maximum of 1."""
+
+    name: str
+    formula: str
+    space_group: str
+    prototype: str
+    source: str
+    q: np.ndarray
+    intensity: np.ndarray
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "formula": self.formula, "space_group": self.space_group}
+
+
+def stick_pattern(structure: Structure, q_max: float = Q_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, intensity) of ``structure`` up to ``q_max`` from pymatgen's XRDCalculator, the
+    strongest peak 1, peaks weaker than 0.5 % dropped."""
+    wavelength = energy_to_wavelength(REFERENCE_ENERGY_KEV)
+    two_theta_max = float(np.degrees(2 * np.arcsin(min(q_max * wavelength / (4 * np.pi), 1.0))))
+    pattern = XRDCalculator(wavelength=wavelength).get_pattern(
+        structure, scaled=False, two_theta_range=(0.5, two_theta_max))
+    q = 4 * np.pi * np.sin(np.radians(np.asarray(pattern.x) / 2)) / wavelength
+    intensity = np.asarray(pattern.y, dtype=float)
+    if intensity.size == 0 or intensity.max() <= 0:
+        raise ValueError(f"{structure.composition.reduced_formula}: no reflections below "
+                         f"Q = {q_max} Å⁻¹")
+    intensity = intensity / intensity.max()
+    keep = intensity >= MIN_RELATIVE_INTENSITY
+    return q[keep].astype(np.float32), intensity[keep].astype(np.float32)
+
+
+def _space_group(structure: Structure) -> str:
+    return structure.get_space_group_info(symprec=0.1)[0]
+
+
+def entry_from_structure(structure: Structure, name: str, prototype: str, source: str,
+                         space_group: str | None = None) -> ReferenceEntry:
+    """A library entry for ``structure`` (space group from spglib unless given)."""
+    q, intensity = stick_pattern(structure)
+    return ReferenceEntry(name, structure.composition.reduced_formula,
+                          space_group or _space_group(structure), prototype, source, q,
+                          intensity)
+
+
+def _substitute(structure: Structure, rng: np.random.Generator) -> Structure | None:
+    """``structure`` with every element replaced by another of its periodic-table group (and
+    the lattice scaled by the cube of the mean atomic-radius ratio), or None."""
+    mapping: dict[str, str] = {}
+    for element in structure.composition.elements:
+        options = [e.symbol for e in Element if e.group == element.group and e.Z <= 83
+                   and e.symbol not in NOBLE and e != element and e.atomic_radius is not None
+                   and e.symbol not in mapping.values()]
+        if not options or element.atomic_radius is None:
+            return None
+        mapping[element.symbol] = str(rng.choice(options))
+    ratio = np.mean([float(Element(mapping[s.specie.symbol]).atomic_radius)
+                     / float(s.specie.atomic_radius) for s in structure])
+    new = structure.copy()
+    new.replace_species(mapping)
+    new.scale_lattice(structure.volume * ratio**3)
+    return new
+
+
+def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = None
+                  ) -> list[ReferenceEntry]:
+    """Entries of the bundled AFLOW prototypes (the first ``limit``), each with up to
+    ``substitutions`` element-substituted variants in its group."""
+    with gzip.open(AFLOW_FILE) as handle:
+        records = json.loads(handle.read())[:limit]
+    rng = np.random.default_rng(seed)
+    out: list[ReferenceEntry] = []
+    for record in records:
+        tags = record["tags"]
+        structure = StructureNL.from_dict(record["snl"]).structure
+        group = f"aflow:{tags['aflow']}"
+        label = next(str(tags[k]) for k in ("strukturbericht", "mineral", "pearson")
+                     if str(tags.get(k) or "None") != "None")
+        space_group = _space_group(structure)
+        variants = [structure] + [_substitute(structure, rng) for _ in range(substitutions)]
+        for variant in variants:
+            if variant is None:
+                continue
+            formula = variant.composition.reduced_formula
+            try:
+                out.append(entry_from_structure(variant, f"{formula} {label} ({space_group})",
+                                                group, "aflow", space_group))
+            except ValueError:
+                continue  # no reflections in range
+    return out
+
+
+def specflow_entries() -> list[ReferenceEntry]:
+    """The built-in transitions' phases at their reference pressure, with the space group
+    their name gives (spglib's tolerance would call a slightly distorted rB1 cubic)."""
+    out = []
+    for name, transition in TRANSITIONS.items():
+        for phase in (transition.low, transition.high):
+            params = phase.lattice(np.array([phase.reference_pressure]))[0]
+            structure = phase.structure(params)
+            named = phase.name.rsplit("(", 1)[-1].rstrip(")") if "(" in phase.name else None
+            out.append(entry_from_structure(structure, phase.name, f"specflow:{phase.name}",
+                                            f"specflow:{name}", named))
+    return out
+
+
+def cif_entries(paths: Iterable[str | Path]) -> list[ReferenceEntry]:
+    """One entry per CIF file (its first structure), named ``<formula> (<space group>)``."""
+    out = []
+    for path in paths:
+        structure = read_cif(path)
+        space_group = _space_group(structure)
+        formula = structure.composition.reduced_formula
+        out.append(entry_from_structure(structure, f"{formula} ({space_group})",
+                                        f"cif:{Path(path).name}", f"cif:{Path(path).name}",
+                                        space_group))
+    return out
+
+
+class ReferenceLibrary:
+    """Named stick patterns with provenance; unique by (formula, space group).
+
+    ``version`` is a short hash of the content (names, groups and sticks), so a model trained
+    on a library and a Tiled annotation made with it name exactly the same library.
+    """
+
+    def __init__(self, entries: Sequence[ReferenceEntry], provenance: dict | None = None):
+        seen: set[tuple[str, str]] = set()
+        kept = []
+        for entry in entries:
+            key = (entry.formula, entry.space_group)
+            if key not in seen:  # the first source wins: specflow phases before prototypes
+                seen.add(key)
+                kept.append(entry)
+        if not kept:
+            raise ValueError("a reference library needs at least one entry")
+        self.entries: list[ReferenceEntry] = kept
+        self.provenance = dict(provenance or {})
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    @property
+    def groups(self) -> np.ndarray:
+        return np.array([e.prototype for e in self.entries])
+
+    @property
+    def version(self) -> str:
+        digest = hashlib.sha256()
+        for e in self.entries:
+            digest.update(f"{e.name}|{e.prototype}|{e.space_group}".encode())
+            digest.update(np.round(e.q, 4).tobytes())
+            digest.update(np.round(e.intensity, 4).tobytes())
+        return digest.hexdigest()[:12]
+
+    def index(self, name: str) -> int:
+        """Position of the entry called ``name`` (KeyError listing close names)."""
+        for i, e in enumerate(self.entries):
+            if e.name == name:
+                return i
+        close = [n for n in self.names if name.split()[0] in n][:8]
+        raise KeyError(f"no library entry {name!r}; similar: {close}")
+
+    def add(self, entries: Sequence[ReferenceEntry]) -> ReferenceLibrary:
+        """A new library with ``entries`` appended (duplicates of existing phases skipped)."""
+        sources = sorted({*self.provenance.get("sources", []), *(e.source.split(":")[0]
+                                                                for e in entries)})
+        return ReferenceLibrary([*self.entries, *entries], {**self.provenance,
+                                                            "sources": sources})
+
+    def to_dataset(self) -> xr.Dataset:
+        """NetCDF-ready: sticks padded with NaN on (entry, peak), strings as coords."""
+        width = max(len(e.q) for e in self.entries)
+        q = np.full((len(self), width), np.nan, np.float32)
+        intensity = np.full_like(q, np.nan)
+        for i, e in enumerate(self.entries):
+            q[i, : len(e.q)], intensity[i, : len(e.q)] = e.q, e.intensity
+        coords = {key: ("entry", [getattr(e, key) for e in self.entries])
+                  for key in ("name", "formula", "space_group", "prototype", "source")}
+        attrs = {"format": LIBRARY_FORMAT, "version": self.version,
+                 "provenance": json.dumps(self.provenance)}
+        return xr.Dataset({"q": (("entry", "peak"), q, {"units": "1/angstrom"}),
+                           "intensity": (("entry", "peak"), intensity)}, coords=coords,
+                          attrs=attrs)
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> ReferenceLibrary:
+        if ds.attrs.get("format") != LIBRARY_FORMAT:
+            raise ValueError(f"not a specflow reference library (format "
+                             f"{ds.attrs.get('format')!r}, expected {LIBRARY_FORMAT!r})")
+        entries = []
+        for i in range(ds.sizes["entry"]):
+            q, intensity = ds["q"].values[i], ds["intensity"].values[i]
+            keep = ~np.isnan(q)
+            entries.append(ReferenceEntry(
+                *(str(ds[key].values[i]) for key in ("name", "formula", "space_group",
+                                                      "prototype", "source")),
+                q[keep], intensity[keep]))
+        return cls(entries, json.loads(ds.attrs.get("provenance", "{}")))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.to_dataset().to_netcdf(path, engine="h5netcdf")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceLibrary:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return cls.from_dataset(ds.load())
+
+
+def build_library(substitutions: int = 3, seed: int = 0, prototypes: int | None = None,
+                  cifs: Sequence[str | Path] = ()) -> ReferenceLibrary:
+    """The default library: specflow's phases, the AFLOW prototypes (the first
+    ``prototypes``; all 288 by default) with substitutions, and ``cifs``."""
+    entries = [*specflow_entries(), *aflow_entries(substitutions, seed, prototypes),
+               *cif_entries(cifs)]
+    provenance = {
+        "sources": sorted({e.source.split(":")[0] for e in entries}),
+        "aflow_file": AFLOW_FILE.name, "prototypes": prototypes or "all",
+        "substitutions": substitutions, "seed": seed, "q_max": Q_MAX,
+        "reference_energy_kev": REFERENCE_ENERGY_KEV,
+        "pymatgen": _version("pymatgen"), "created": _dt.datetime.now(_dt.UTC).isoformat(),
+    }
+    return ReferenceLibrary(entries, provenance)
