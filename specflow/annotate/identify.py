@@ -8,16 +8,26 @@ import numpy as np
 
 #: Candidates kept per segment in the metadata.
 TOP = 3
+SEGMENTS = ("before", "during", "after")
 
 
 def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, Any]:
-    """``specflow.identified`` of a run: for each segment present (``before``, ``during``,
-    ``after`` from the phase model's ``labels``) the best library phase with its formula,
-    space group, score, the segment's pressure range and the top candidates; ``names`` lists
-    the best phases (a Tiled ``Contains`` query finds runs by name)."""
-    result = identifier.identify_run(ds, labels=labels, top=TOP)
+    """``specflow.identified`` of a run: for each segment (``before``, ``during``, ``after``
+    from the phase model's ``labels``) the best library phase with its formula, space group,
+    score, the segment's pressure range and the top candidates — None for a segment the run
+    does not have, so a re-annotation replaces every segment (Tiled merges metadata). ``names``
+    lists the best phases (a Tiled ``Contains`` query finds runs by exact name). A run the
+    identifier cannot read (e.g. outside its Q range) gets ``{"error": ...}`` and keeps its
+    phase labels."""
+    try:
+        result = identifier.identify_run(ds, labels=labels, top=TOP)
+    except ValueError as exc:
+        return {"error": str(exc), "library_version": identifier.library_.version,
+                "method": identifier.method, "names": [],
+                **dict.fromkeys(SEGMENTS)}
     block: dict[str, Any] = {"library_version": result["library_version"],
-                             "method": result["method"], "names": []}
+                             "method": result["method"], "names": [],
+                             **dict.fromkeys(SEGMENTS)}
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,

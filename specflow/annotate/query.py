@@ -61,7 +61,8 @@ class PhaseRecord:
         """A segment identified as ``phase`` (case-insensitive part of its name, e.g.
         ``"Fe hcp"``) whose pressures reach ``above`` GPa."""
         return any(phase.lower() in str(found.get("name", "")).lower()
-                   and (above is None or (found.get("pressure_max") or -1e9) >= above)
+                   and (above is None or (found.get("pressure_max") is not None
+                                          and found["pressure_max"] >= above))
                    for found in self.identified.values())
 
 

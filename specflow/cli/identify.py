@@ -105,7 +105,10 @@ def train_identifier(
     alias: AliasOpt = DEFAULT_ALIAS,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
-    """Train the RegNet1D + AdaCos identifier on physics-augmented library patterns."""
+    """Train the RegNet1D + AdaCos identifier on physics-augmented library patterns.
+
+    With --holdout, the structure groups held out to report top-1/top-5 are not trained on
+    (the saved model never saw them); --holdout 0 trains on every phase for deployment."""
     lib = ReferenceLibrary.load(library)
     train, test = (split_entries(lib, "structure", holdout, seed) if holdout > 0
                    else (None, []))
@@ -175,6 +178,7 @@ def identify(
     result = identifier.identify_run(ds, labels=labels, top=top, per_curve=per_curve)
     if not per_curve:
         result["segments"].pop("during", None)
+        result["pressure"].pop("during", None)
     console = Console()
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]

@@ -11,8 +11,9 @@ The augmentations are what a diamond-anvil-cell measurement does to a reference 
 * **grain sparkle**: a few single-bin spikes on the rings of a coarse-grained sample;
 * peak width, a smooth background, Poisson noise and the Q window the detector covers.
 
-Rendered curves then go through the same preprocessing as measured ones
-(:func:`specflow.data.preprocess.subtract_baseline` and :func:`~specflow.data.preprocess.minmax`).
+Rendered curves then go through the same last steps as measured ones
+(:func:`specflow.data.preprocess.finish_on_grid`: baseline removal, min–max over the covered
+bins), after the same edge hold.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specflow.data.preprocess import minmax, subtract_baseline
+from specflow.data.preprocess import Preprocessing, finish_on_grid, minmax
 
 #: The identification grid: Q 1.0–6.5 Å⁻¹ in 1024 points (2θ 5–25° at 25.6 keV is 1.13–5.6).
 Q_GRID = (1.0, 6.5, 1024)
@@ -84,13 +85,17 @@ def augment_sticks(q: np.ndarray, intensity: np.ndarray, aug: PatternAugmentatio
 
 def augmented_curves(sticks: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray,
                      aug: PatternAugmentation, rng: np.random.Generator,
-                     baseline: str | None = "snip", baseline_width: float = 0.12
-                     ) -> np.ndarray:
-    """One augmented, preprocessed curve (rows, float32 in [0, 1]) per ``(q, intensity)``.
-
-    ``baseline``/``baseline_width`` (Å⁻¹) as in :class:`~specflow.data.preprocess.Preprocessing`.
-    """
+                     preprocessing: Preprocessing | None = None, with_coverage: bool = False
+                     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """One augmented curve (rows, float32 in [0, 1]) per ``(q, intensity)``, prepared as
+    :func:`~specflow.data.preprocess.prepare_curves` prepares measured ones: outside the
+    covered Q window the edge value is held, ``preprocessing``'s baseline subtracted, and each
+    row min–max scaled over its covered bins (0 elsewhere). ``preprocessing`` None: min–max
+    only. ``with_coverage``: also the (rows, grid) mask of covered bins. (Despiking, which
+    measured curves get on their fine raw grid, is not applied: on this coarse grid it would
+    cut the tops of sharp peaks; grain-sparkle spikes stay in as augmentation.)"""
     out = np.empty((len(sticks), grid.size), dtype=np.float32)
+    covered = np.ones(out.shape, dtype=bool)
     x = (grid - grid[0]) / (grid[-1] - grid[0])
     for i, (q, intensity) in enumerate(sticks):
         q, intensity = augment_sticks(q, intensity, aug, rng)
@@ -108,22 +113,22 @@ def augmented_curves(sticks: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.n
             curve = rng.poisson(np.clip(curve / max(curve.max(), 1e-12), 0, None)
                                 * counts).astype(float) / counts
         lo, hi = rng.uniform(*aug.coverage[:2]), rng.uniform(*aug.coverage[2:])
-        curve[(grid < lo) | (grid > hi)] = np.nan  # what the detector did not cover
+        inside = np.flatnonzero((grid >= lo) & (grid <= hi))
+        if inside.size < 2:
+            inside = np.arange(grid.size)
+        first, last = inside[0], inside[-1]
+        curve[:first], curve[last + 1:] = curve[first], curve[last]  # edge held, as interp
+        covered[i, :first] = covered[i, last + 1:] = False
         out[i] = curve
-    missing = np.isnan(out)
-    out = np.where(missing, np.nanmin(np.where(missing, np.inf, out), axis=1, keepdims=True),
-                   out)
-    if baseline is not None and (aug.background > 0 or aug.counts[1] > 0):
-        step = (grid[-1] - grid[0]) / (grid.size - 1)
-        out = subtract_baseline(out, max(int(round(baseline_width / step)), 1), baseline)
-    out = minmax(np.clip(out, 0, None))
-    out[missing] = 0.0  # as prepare_curves leaves bins outside the data
-    return out.astype(np.float32)
+    if preprocessing is None:
+        result = minmax(out, where=covered).astype(np.float32)
+    else:
+        result = finish_on_grid(out, covered, preprocessing, grid)
+    return (result, covered) if with_coverage else result
 
 
-def clean_curves(sticks: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray
-                 ) -> np.ndarray:
-    """Noise-free renders (the library's own patterns), min–max scaled."""
-    aug = PatternAugmentation.none()
-    rng = np.random.default_rng(0)
-    return augmented_curves(sticks, grid, aug, rng, baseline=None)
+def clean_curves(sticks: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray,
+                 preprocessing: Preprocessing | None = None) -> np.ndarray:
+    """Noise-free renders (the library's own patterns), prepared like measured curves."""
+    return augmented_curves(sticks, grid, PatternAugmentation.none(),
+                            np.random.default_rng(0), preprocessing)

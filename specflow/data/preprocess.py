@@ -21,12 +21,18 @@ from specflow.data.schema import CURVE, INTENSITY, TWO_THETA, validate
 DEFAULT_Q_GRID = (1.3, 6.0, 2048)  # Å⁻¹: first, last, points
 
 
-def minmax(x: Any, eps: float = 1e-12) -> Any:
+def minmax(x: Any, eps: float = 1e-12, where: np.ndarray | None = None) -> Any:
     """Per-curve min–max normalisation to [0, 1] along the last axis (numpy or torch).
 
     The one normalisation of specflow: training, augmentation and serving all call it. A
-    flat curve (range below ``eps``) maps to zeros instead of dividing by zero.
+    flat curve (range below ``eps``) maps to zeros instead of dividing by zero. ``where``
+    (numpy, a mask broadcast to ``x``): scale over those bins only, 0 elsewhere.
     """
+    if isinstance(x, np.ndarray) and where is not None:
+        where = np.broadcast_to(where, x.shape)
+        lo = np.where(where, x, np.inf).min(-1, keepdims=True)
+        hi = np.where(where, x, -np.inf).max(-1, keepdims=True)
+        return np.where(where, (x - lo) / np.maximum(hi - lo, eps), 0.0)
     if isinstance(x, np.ndarray):
         lo = x.min(-1, keepdims=True)
         return (x - lo) / np.maximum(x.max(-1, keepdims=True) - lo, eps)
@@ -303,10 +309,16 @@ def prepare_curves(
         )
     x = despike(fill_gaps(x), cfg.despike)
     on_grid = interp_curves(x, axis, target)
+    return PreparedCurves(finish_on_grid(on_grid, covered, cfg, target), target, covered)
+
+
+def finish_on_grid(on_grid: np.ndarray, covered: np.ndarray, cfg: Preprocessing,
+                   grid: np.ndarray) -> np.ndarray:
+    """The last steps of :func:`prepare_curves`, shared with rendered training curves
+    (:mod:`specflow.data.patterns`): ``cfg``'s baseline removal, then min–max of each row over
+    its ``covered`` bins (a mask for all rows, or one per row), 0 elsewhere."""
     if cfg.baseline:
-        step = float(np.median(np.diff(target)))
+        step = float(np.median(np.diff(grid)))
         on_grid = subtract_baseline(on_grid, max(2, round(cfg.baseline_width / step)),
                                     cfg.baseline)
-    out = np.zeros_like(on_grid)
-    out[:, covered] = minmax(on_grid[:, covered])
-    return PreparedCurves(out.astype(np.float32), target, covered)
+    return minmax(on_grid, where=covered).astype(np.float32)

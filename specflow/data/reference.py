@@ -10,9 +10,11 @@ Entries come from three sources, all available without network:
   ``FeO rB1 (R-3m)``, ...) at their reference pressure;
 * ``cif``: user CIF files (``specflow library add *.cif``).
 
-Every entry carries a ``prototype`` group: polymorphs of one composition are separate entries,
-while an AFLOW prototype and all its substituted variants share a group, so a train/test split
-by group never puts near-duplicates on both sides. Patterns are stored as sticks in Q (Å⁻¹),
+Every entry carries a structure group (``prototype``, :func:`structure_type`): polymorphs of one
+composition are separate entries, while every entry of one structure type — an AFLOW prototype,
+its substituted variants, and the specflow or CIF phases of that type (Fe bcc with the A2
+prototype, all rocksalts together) — shares a group, so a train/test split by group keeps
+them on one side. Patterns are stored as sticks in Q (Å⁻¹),
 independent of the beam energy; :mod:`specflow.data.patterns` renders them on a grid.
 """
 
@@ -32,6 +34,7 @@ import pymatgen.analysis.prototypes as _prototypes
 import xarray as xr
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Element, Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from pymatgen.util.provenance import StructureNL
 
 from specflow.data.schema import energy_to_wavelength
@@ -85,18 +88,32 @@ def _space_group(structure: Structure) -> str:
     return structure.get_space_group_info(symprec=0.1)[0]
 
 
-def entry_from_structure(structure: Structure, name: str, prototype: str, source: str,
-                         space_group: str | None = None) -> ReferenceEntry:
-    """A library entry for ``structure`` (space group from spglib unless given)."""
+def structure_type(structure: Structure) -> str:
+    """The structure group of a split: anonymised formula, space-group number and atoms in
+    the conventional cell (spglib, tolerance 0.1 Å), e.g. ``type:AB_225_8`` for every
+    rocksalt (NaCl, FeO, the AFLOW B1 prototype and its substitutions) and ``type:A_229_2``
+    for every bcc element. A slightly distorted cell (FeO rB1) falls into its parent's group:
+    near-duplicates stay on one side of a split."""
+    sga = SpacegroupAnalyzer(structure, symprec=0.1)
+    conventional = sga.get_conventional_standard_structure()
+    return (f"type:{structure.composition.anonymized_formula}_"
+            f"{sga.get_space_group_number()}_{len(conventional)}")
+
+
+def entry_from_structure(structure: Structure, name: str, source: str,
+                         space_group: str | None = None, group: str | None = None
+                         ) -> ReferenceEntry:
+    """A library entry for ``structure`` (space group from spglib and structure group from
+    :func:`structure_type` unless given)."""
     q, intensity = stick_pattern(structure)
     return ReferenceEntry(name, structure.composition.reduced_formula,
-                          space_group or _space_group(structure), prototype, source, q,
-                          intensity)
+                          space_group or _space_group(structure),
+                          group or structure_type(structure), source, q, intensity)
 
 
 def _substitute(structure: Structure, rng: np.random.Generator) -> Structure | None:
-    """``structure`` with every element replaced by another of its periodic-table group (and
-    the lattice scaled by the cube of the mean atomic-radius ratio), or None."""
+    """``structure`` with every element replaced by another of its periodic-table group (the
+    volume scaled by the cube of the mean atomic-radius ratio), or None."""
     mapping: dict[str, str] = {}
     for element in structure.composition.elements:
         options = [e.symbol for e in Element if e.group == element.group and e.Z <= 83
@@ -124,7 +141,7 @@ def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = Non
     for record in records:
         tags = record["tags"]
         structure = StructureNL.from_dict(record["snl"]).structure
-        group = f"aflow:{tags['aflow']}"
+        group = structure_type(structure)  # variants keep it: substitution keeps the type
         label = next(str(tags[k]) for k in ("strukturbericht", "mineral", "pearson")
                      if str(tags.get(k) or "None") != "None")
         space_group = _space_group(structure)
@@ -135,7 +152,7 @@ def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = Non
             formula = variant.composition.reduced_formula
             try:
                 out.append(entry_from_structure(variant, f"{formula} {label} ({space_group})",
-                                                group, "aflow", space_group))
+                                                "aflow", space_group, group))
             except ValueError:
                 continue  # no reflections in range
     return out
@@ -150,8 +167,7 @@ def specflow_entries() -> list[ReferenceEntry]:
             params = phase.lattice(np.array([phase.reference_pressure]))[0]
             structure = phase.structure(params)
             named = phase.name.rsplit("(", 1)[-1].rstrip(")") if "(" in phase.name else None
-            out.append(entry_from_structure(structure, phase.name, f"specflow:{phase.name}",
-                                            f"specflow:{name}", named))
+            out.append(entry_from_structure(structure, phase.name, f"specflow:{name}", named))
     return out
 
 
@@ -163,8 +179,7 @@ def cif_entries(paths: Iterable[str | Path]) -> list[ReferenceEntry]:
         space_group = _space_group(structure)
         formula = structure.composition.reduced_formula
         out.append(entry_from_structure(structure, f"{formula} ({space_group})",
-                                        f"cif:{Path(path).name}", f"cif:{Path(path).name}",
-                                        space_group))
+                                        f"cif:{Path(path).name}", space_group))
     return out
 
 

@@ -24,8 +24,14 @@ import torch.nn.functional as F
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
-from specflow.data.patterns import Q_GRID, PatternAugmentation, augmented_curves, q_grid
-from specflow.data.preprocess import Preprocessing, prepare_curves
+from specflow.data.patterns import (
+    Q_GRID,
+    PatternAugmentation,
+    augmented_curves,
+    clean_curves,
+    q_grid,
+)
+from specflow.data.preprocess import PreparedCurves, Preprocessing, prepare_curves
 from specflow.data.reference import ReferenceLibrary
 from specflow.data.schema import INTENSITY, PRESSURE, TWO_THETA
 from specflow.learn.data import wavelength_of
@@ -101,7 +107,8 @@ class _RunIdentification:
     library_: ReferenceLibrary
     baseline: str | None = "snip"
 
-    def scores(self, curves: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None
+               ) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def preprocessing(self) -> Preprocessing:
@@ -109,10 +116,14 @@ class _RunIdentification:
         return Preprocessing(axis="q", grid=Q_GRID, baseline=self.baseline,
                              baseline_width=0.12, min_coverage=0.3)
 
-    def prepare(self, ds: xr.Dataset) -> np.ndarray:
+    def prepared(self, ds: xr.Dataset) -> PreparedCurves:
         """A run's curves on the identification Q grid (the shared preprocessing)."""
         return prepare_curves(ds[INTENSITY].values, ds[TWO_THETA].values,
-                              self.preprocessing(), wavelength_of(ds)).x
+                              self.preprocessing(), wavelength_of(ds))
+
+    def prepare(self, ds: xr.Dataset) -> np.ndarray:
+        """:meth:`prepared` curves only."""
+        return self.prepared(ds).x
 
     def rank(self, scores: np.ndarray, top: int = 5) -> list[Candidate]:
         """The ``top`` entries of one score vector."""
@@ -132,7 +143,8 @@ class _RunIdentification:
         "library_version", "method"}`` plus ``"curves"`` (ranked per curve) with
         ``per_curve``.
         """
-        scores = self.scores(self.prepare(ds))
+        prepared = self.prepared(ds)
+        scores = self.scores(prepared.x, prepared.covered)
         if labels is None:
             labels = segments_from_scores(scores, ds[PRESSURE].values)
         labels = np.asarray(labels)
@@ -161,8 +173,10 @@ class LibraryMatcher(_RunIdentification):
         self.library_ = library
         self.baseline = baseline
 
-    def scores(self, curves: np.ndarray) -> np.ndarray:
-        return raw_cosine_scores(self.library_, np.asarray(curves, dtype=np.float32))
+    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
+        """Cosine (n, entries) over each curve's ``covered`` bins (default: all)."""
+        return raw_cosine_scores(self.library_, np.asarray(curves, dtype=np.float32), covered,
+                                 self.preprocessing())
 
 
 class PhaseIdentifier(_RunIdentification):
@@ -205,7 +219,7 @@ class PhaseIdentifier(_RunIdentification):
         for step in range(cfg.steps):
             pick = rng.integers(0, len(train), cfg.batch_size)
             x = augmented_curves([sticks[i] for i in pick], grid, cfg.augmentation, rng,
-                                 cfg.baseline)
+                                 self.preprocessing())
             y = torch.as_tensor(pick, device=device)
             h = encoder(torch.as_tensor(x, device=device))
             if cfg.loss == "adacos":
@@ -233,14 +247,13 @@ class PhaseIdentifier(_RunIdentification):
         curves, so the reference should look like them too."""
         sticks = _sticks(self.library_, range(len(self.library_)))
         grid = q_grid()
-        clean = self._embed(augmented_curves(sticks, grid, PatternAugmentation.none(),
-                                             np.random.default_rng(0), None))
+        clean = self._embed(clean_curves(sticks, grid, self.preprocessing()))
         views = self.config.gallery_views
         if views < 1:
             return clean
         rng = np.random.default_rng(self.config.seed + 7)
         mean = torch.stack([self._embed(augmented_curves(
-            sticks, grid, self.config.augmentation, rng, self.config.baseline))
+            sticks, grid, self.config.augmentation, rng, self.preprocessing()))
             for _ in range(views)]).mean(0)
         return F.normalize(clean + mean, dim=1)
 
@@ -256,14 +269,16 @@ class PhaseIdentifier(_RunIdentification):
         if getattr(self, "encoder_", None) is None:
             raise RuntimeError("this PhaseIdentifier is not fitted yet: call fit() first")
 
-    def scores(self, curves: np.ndarray) -> np.ndarray:
-        """Cosine similarity (n, entries) of prepared curves (n, Q grid) to every entry."""
+    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity (n, entries) of prepared curves' embeddings (n, Q grid) to
+        every entry's (``covered`` is not needed: the network saw windows in training)."""
         self._check()
         return (self._embed(np.asarray(curves, dtype=np.float32)) @ self.gallery_.T).numpy()
 
     # ----------------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
-        """Weights, settings and the library (tensors and plain values: weights_only)."""
+        """Weights, settings, the library and the gallery embeddings (tensors and plain
+        values: loads with weights_only)."""
         self._check()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +291,9 @@ class PhaseIdentifier(_RunIdentification):
                                 **{k: [str(v) for v in lib[k].values] for k in (
                                     "name", "formula", "space_group", "prototype", "source")},
                                 "attrs": dict(lib.attrs)},
-                    "train_entries": torch.as_tensor(self.train_entries_)}, path)
+                    "train_entries": torch.as_tensor(self.train_entries_),
+                    "gallery": self.gallery_, "history": list(self.history_),
+                    "train_seconds": float(self.train_seconds_)}, path)
         return path
 
     @classmethod
@@ -303,34 +320,46 @@ class PhaseIdentifier(_RunIdentification):
                         attrs=lib["attrs"])
         ident.library_ = ReferenceLibrary.from_dataset(ds)
         ident.train_entries_ = saved["train_entries"].numpy()
-        ident.gallery_ = ident._gallery()
+        ident.gallery_ = saved["gallery"]  # as trained: no drift with library versions
+        ident.history_ = list(saved["history"])
+        ident.train_seconds_ = float(saved["train_seconds"])
         return ident
 
 
 def segments_from_scores(scores: np.ndarray, pressure: np.ndarray | None = None,
-                         edge: float = 0.1) -> np.ndarray:
+                         edge: float = 0.1, margin: float = 0.02) -> np.ndarray:
     """Segment labels (0 before, 1 during, 2 after) from per-curve scores alone.
 
-    On the compression leg (up to the highest ``pressure``), the best entry of the first and
-    of the last ``edge`` of the curves are compared: the same entry means one segment,
-    ``before``. Otherwise ``d`` = score(first entry) − score(last entry), smoothed, is positive
-    on the leading stretch (before) and negative on the trailing one (after); the rest is
-    ``during``. Curves after the pressure maximum (decompression) take 0 or 2 by the sign of
-    ``d``. (The analyzer uses the phase model's labels instead.)
+    On the compression leg (up to the last curve at the highest ``pressure``), the best entry
+    of the first and of the last ``edge`` of the curves are compared. One segment, ``before``,
+    unless they differ **and** each wins its own window by more than ``margin`` (two
+    near-identical entries trading places is noise, not a transition). Then ``d`` =
+    score(first) − score(last), smoothed, marks ``before`` where ``d > margin`` (leading),
+    ``after`` where ``d < −margin`` (trailing) and ``during`` in between. Curves after the
+    pressure maximum (decompression) take 0 or 2 by the sign of ``d``. (The analyzer uses the
+    phase model's labels instead.)
     """
     n = len(scores)
-    up = int(np.argmax(pressure)) + 1 if pressure is not None and len(pressure) == n else n
-    k = max(3, int(edge * up))
-    first, last = scores[:k].mean(0).argmax(), scores[max(up - k, 0):up].mean(0).argmax()
     labels = np.zeros(n, dtype=np.int8)
-    if first == last:
+    if n < 3:
+        return labels
+    if pressure is not None and len(pressure) == n:
+        p = np.asarray(pressure, dtype=float)
+        up = int(np.flatnonzero(p >= np.nanmax(p) - 0.1)[-1]) + 1  # a hold stays on the leg
+    else:
+        up = n
+    up = max(up, 3)
+    k = max(1, min(int(edge * up), up // 2) or 1)
+    head, tail = scores[:k].mean(0), scores[up - k:up].mean(0)
+    first, last = int(head.argmax()), int(tail.argmax())
+    if first == last or head[first] - head[last] <= margin or tail[last] - tail[first] <= margin:
         return labels
     d = scores[:, first] - scores[:, last]
-    width = max(3, up // 20)
-    smooth = np.convolve(d, np.ones(width) / width, mode="same")
+    width = min(max(3, up // 20), n)
+    smooth = np.convolve(d, np.ones(width) / width, mode="same")[:n]
     leg = smooth[:up]
-    lead = int(np.argmax(leg <= 0)) if (leg <= 0).any() else up
-    trail = int(np.argmax(leg[::-1] >= 0)) if (leg >= 0).any() else up
+    lead = int(np.argmax(leg <= margin)) if (leg <= margin).any() else up
+    trail = int(np.argmax(leg[::-1] >= -margin)) if (leg >= -margin).any() else up
     labels[lead:up] = 1
     labels[up - trail:up] = 2
     labels[up:] = np.where(smooth[up:] > 0, 0, 2)
@@ -349,33 +378,40 @@ def topk_accuracy(scores: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1,
 def evaluate_identifier(ident: PhaseIdentifier, test: Sequence[int], views: int = 4,
                         seed: int = 1) -> dict[str, float]:
     """Top-1/top-5 of fresh augmented renders of the ``test`` entries, ranked over the whole
-    library, for the identifier and for the raw-curve control (cosine of the preprocessed
-    curves to the clean renders, best over a ±6 % strain scan)."""
+    library, for the identifier and for the library-cosine control (:class:`LibraryMatcher`:
+    cosine to each entry's clean render over the covered bins, best over a −2…+6 % strain
+    scan)."""
     lib = ident.library_
     rng = np.random.default_rng(seed)
     idx = np.repeat(np.asarray(test), views)
-    x = augmented_curves(_sticks(lib, idx), q_grid(), ident.config.augmentation, rng,
-                         ident.config.baseline)
+    x, covered = augmented_curves(_sticks(lib, idx), q_grid(), ident.config.augmentation, rng,
+                                  ident.preprocessing(), with_coverage=True)
     out = {f"model_{k}": v for k, v in topk_accuracy(ident.scores(x), idx).items()}
-    out |= {f"raw_{k}": v for k, v in topk_accuracy(raw_cosine_scores(lib, x), idx).items()}
+    raw = LibraryMatcher(lib, ident.config.baseline).scores(x, covered)
+    out |= {f"raw_{k}": v for k, v in topk_accuracy(raw, idx).items()}
     out["queries"] = len(idx)
     return out
 
 
 def raw_cosine_scores(library: ReferenceLibrary, curves: np.ndarray,
+                      covered: np.ndarray | None = None,
+                      preprocessing: Preprocessing | None = None,
                       strains: np.ndarray | None = None) -> np.ndarray:
-    """Control: cosine of curves to each entry's clean render, maximised over a strain scan
-    (Q scaled by 0.98–1.06 in 0.25 % steps, finer than a peak), on the bins each curve
-    covers (its non-zero bins). No learning."""
+    """Control: cosine of curves to each entry's clean render (prepared with
+    ``preprocessing``), maximised over a strain scan (Q scaled by 0.98–1.06 in 0.25 % steps,
+    finer than a peak), both restricted to the bins each curve ``covered`` (a mask for all
+    curves or one per curve; default: every bin). No learning."""
     grid = q_grid()
     strains = np.arange(-0.02, 0.0601, 0.0025) if strains is None else strains
     curves = np.asarray(curves, dtype=np.float32)
-    mask = (curves > 0).astype(np.float32)
+    mask = np.broadcast_to(np.ones(grid.size, bool) if covered is None else covered,
+                           curves.shape).astype(np.float32)
+    curves = curves * mask
     norm_c = np.linalg.norm(curves, axis=1)[:, None] + 1e-12
     best = np.full((len(curves), len(library)), -1.0, dtype=np.float32)
     for s in strains:
-        refs = augmented_curves([(e.q * (1 + s), e.intensity) for e in library.entries], grid,
-                                PatternAugmentation.none(), np.random.default_rng(0), None)
+        refs = clean_curves([(e.q * (1 + s), e.intensity) for e in library.entries], grid,
+                            preprocessing)
         norm_r = np.sqrt(mask @ (refs * refs).T) + 1e-12  # each ref on each curve's bins
         np.maximum(best, (curves @ refs.T) / (norm_c * norm_r), out=best)
     return best

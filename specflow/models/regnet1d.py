@@ -105,12 +105,15 @@ class AdaCos(nn.Module):
 
     ``forward(x)`` returns the cosines (N, C); ``forward(x, labels)`` updates the scale from
     this batch, without gradient, s ← log(B_avg) / cos(min(π/4, θ_med)), where B_avg is the
-    mean over the batch of Σ_{j≠y} exp(s·cos θ_j) and θ_med the median angle to the true class,
-    and returns s · cos θ.
+    mean over the batch of Σ_{j≠y} exp(s·cos θ_j) (a log-sum-exp, so it cannot overflow) and
+    θ_med the median angle to the true class, and returns s · cos θ. The scale is kept in
+    [1, 100].
     """
 
     def __init__(self, dim: int, n_classes: int) -> None:
         super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"AdaCos needs at least 2 classes, got {n_classes}")
         self.weight = nn.Parameter(torch.empty(n_classes, dim))
         nn.init.xavier_uniform_(self.weight)
         self.register_buffer("scale", torch.tensor(math.sqrt(2) * math.log(max(n_classes - 1,
@@ -126,11 +129,12 @@ class AdaCos(nn.Module):
         with torch.no_grad():
             theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
             target = F.one_hot(labels, cos.shape[1]).bool()
-            b_avg = torch.where(target, torch.zeros_like(cos),
-                                torch.exp(self.scale * cos)).sum(1).mean()
+            # log B_avg = log(mean over the batch of Σ_{j≠y} e^{s·cos}), without overflow
+            others = (self.scale * cos).masked_fill(target, float("-inf"))
+            log_b_avg = torch.logsumexp(others.flatten(), 0) - math.log(len(cos))
             theta_med = theta[target].median()
-            self.scale.copy_(torch.log(b_avg) / torch.cos(torch.clamp(theta_med,
-                                                                       max=math.pi / 4)))
+            new = log_b_avg / torch.cos(torch.clamp(theta_med, max=math.pi / 4))
+            self.scale.copy_(new.clamp(1.0, 100.0))  # finite even if features collapse
         return self.scale * cos
 
 
