@@ -44,13 +44,7 @@ def _layer(path: Path) -> str:
 
 
 def specflow_imports(path: Path) -> set[str]:
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return {m.split(".")[1] for m in out if m.startswith("specflow.")}
+    return {m.split(".")[1] for m in _modules(path) if m.startswith("specflow.")}
 
 
 def allowed(importer: str, target: str) -> bool:

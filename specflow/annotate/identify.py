@@ -19,15 +19,13 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
     lists the best phases (a Tiled ``Contains`` query finds runs by exact name). A run the
     identifier cannot read (e.g. outside its Q range) gets ``{"error": ...}`` and keeps its
     phase labels."""
+    block: dict[str, Any] = {"library_version": identifier.library_.version,
+                             "method": identifier.method, "names": [],
+                             **dict.fromkeys(SEGMENTS)}
     try:
         result = identifier.identify_run(ds, labels=labels, top=TOP)
     except ValueError as exc:
-        return {"error": str(exc), "library_version": identifier.library_.version,
-                "method": identifier.method, "names": [],
-                **dict.fromkeys(SEGMENTS)}
-    block: dict[str, Any] = {"library_version": result["library_version"],
-                             "method": result["method"], "names": [],
-                             **dict.fromkeys(SEGMENTS)}
+        return {**block, "error": str(exc)}
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,

@@ -172,11 +172,15 @@ class LibraryMatcher(_RunIdentification):
     def __init__(self, library: ReferenceLibrary, baseline: str | None = "snip") -> None:
         self.library_ = library
         self.baseline = baseline
+        self._references: list[np.ndarray] | None = None
 
     def scores(self, curves: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
-        """Cosine (n, entries) over each curve's ``covered`` bins (default: all)."""
+        """Cosine (n, entries) over each curve's ``covered`` bins (default: all). The
+        strained references are rendered once per matcher, not once per run."""
+        if self._references is None:
+            self._references = strained_references(self.library_, self.preprocessing())
         return raw_cosine_scores(self.library_, np.asarray(curves, dtype=np.float32), covered,
-                                 self.preprocessing())
+                                 references=self._references)
 
 
 class PhaseIdentifier(_RunIdentification):
@@ -193,7 +197,10 @@ class PhaseIdentifier(_RunIdentification):
 
     def __init__(self, config: IdentifyConfig | None = None) -> None:
         self.config = config or IdentifyConfig()
-        self.baseline = self.config.baseline
+
+    @property
+    def baseline(self) -> str | None:  # type: ignore[override]
+        return self.config.baseline
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, library: ReferenceLibrary, train: Sequence[int] | None = None,
@@ -393,25 +400,36 @@ def evaluate_identifier(ident: PhaseIdentifier, test: Sequence[int], views: int 
     return out
 
 
+STRAINS = np.arange(-0.02, 0.0601, 0.0025)
+
+
+def strained_references(library: ReferenceLibrary, preprocessing: Preprocessing | None = None,
+                        strains: np.ndarray = STRAINS) -> list[np.ndarray]:
+    """Each entry's clean render (prepared with ``preprocessing``), one array per strain of
+    the scan (Q scaled by 1 + strain)."""
+    return [clean_curves([(e.q * (1 + s), e.intensity) for e in library.entries], q_grid(),
+                         preprocessing) for s in strains]
+
+
 def raw_cosine_scores(library: ReferenceLibrary, curves: np.ndarray,
                       covered: np.ndarray | None = None,
                       preprocessing: Preprocessing | None = None,
-                      strains: np.ndarray | None = None) -> np.ndarray:
+                      references: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Control: cosine of curves to each entry's clean render (prepared with
     ``preprocessing``), maximised over a strain scan (Q scaled by 0.98–1.06 in 0.25 % steps,
-    finer than a peak), both restricted to the bins each curve ``covered`` (a mask for all
-    curves or one per curve; default: every bin). No learning."""
+    finer than a peak; ``references`` from :func:`strained_references` if already rendered),
+    both restricted to the bins each curve ``covered`` (a mask for all curves or one per
+    curve; default: every bin). No learning."""
     grid = q_grid()
-    strains = np.arange(-0.02, 0.0601, 0.0025) if strains is None else strains
+    references = (strained_references(library, preprocessing) if references is None
+                  else references)
     curves = np.asarray(curves, dtype=np.float32)
     mask = np.broadcast_to(np.ones(grid.size, bool) if covered is None else covered,
                            curves.shape).astype(np.float32)
     curves = curves * mask
     norm_c = np.linalg.norm(curves, axis=1)[:, None] + 1e-12
     best = np.full((len(curves), len(library)), -1.0, dtype=np.float32)
-    for s in strains:
-        refs = clean_curves([(e.q * (1 + s), e.intensity) for e in library.entries], grid,
-                            preprocessing)
+    for refs in references:
         norm_r = np.sqrt(mask @ (refs * refs).T) + 1e-12  # each ref on each curve's bins
         np.maximum(best, (curves @ refs.T) / (norm_c * norm_r), out=best)
     return best
