@@ -19,6 +19,14 @@ from pymatgen.io.cif import CifWriter
 
 import specflow
 from specflow.annotate import annotate, find_phases
+from specflow.data.compression import (
+    HARD_K0,
+    SLACK,
+    SOFT_K0,
+    UNKNOWN_PRESSURE,
+    compression_window,
+    stretch_curves,
+)
 from specflow.data.patterns import (
     PatternAugmentation,
     augmented_curves,
@@ -27,12 +35,20 @@ from specflow.data.patterns import (
     render,
 )
 from specflow.data.preprocess import prepare_curves, subtract_baseline
-from specflow.data.reference import ReferenceEntry, ReferenceLibrary, build_library, cif_entries
+from specflow.data.reference import (
+    ReferenceEntry,
+    ReferenceLibrary,
+    build_library,
+    cif_entries,
+    parse_elements,
+)
+from specflow.data.transitions import TRANSITIONS
 from specflow.learn.identify import (
     IdentifyConfig,
     LibraryMatcher,
     PhaseIdentifier,
     evaluate_identifier,
+    sample_elements,
     segments_from_scores,
     split_entries,
 )
@@ -238,6 +254,10 @@ def test_identifier_trains_evaluates_and_round_trips(library, tmp_path):
     scores = evaluate_identifier(ident, test, views=2)
     assert {"model_top1", "model_top5", "raw_top1", "raw_top5"} <= set(scores)
     assert scores["queries"] == 2 * len(test)
+    control = evaluate_identifier(None, test, views=2, library=library)  # no training needed
+    assert control == {k: v for k, v in scores.items() if not k.startswith("model_")}
+    with pytest.raises(ValueError, match="a library"):
+        evaluate_identifier(None, test)
     again = PhaseIdentifier.load(ident.save(tmp_path / "ident.pt"))
     fe = specflow.simulate("Fe", curves=30, seed=1)
     x = ident.prepare(fe)
@@ -277,6 +297,17 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     assert {"before", "after"} <= set(per["segments"])
     out = cli(["identify", fe], exit_code=2)
     assert "--library" in out
+    cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "Fe", "--json",
+         tmp_path / "e.json"])
+    got = json.loads((tmp_path / "e.json").read_text())
+    assert got["elements"] == ["Fe"] and got["segments"]["before"][0]["name"] == "Fe bcc (Im-3m)"
+    assert {c["formula"] for r in got["segments"].values() for c in r} == {"Fe"}
+    out = cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "iron"],
+              exit_code=2)
+    assert "--elements" in out and "not a chemical formula" in " ".join(out.split())
+    out = cli(["annotate", "--tiled-uri", "http://127.0.0.1:9", "--all", "--elements", "Fe"],
+              exit_code=2)
+    assert "--identifier or" in " ".join(out.split())
 
 
 @pytest.mark.slow
@@ -287,13 +318,16 @@ def test_annotator_writes_identified_phases_that_tiled_queries_find(
     uid = record_ramp(tiled_client, stop=30.0, num=40, seed=21, md={"sample": sample})
     low = record_ramp(tiled_client, stop=8.0, num=20, seed=22, md={"sample": sample})
     results = annotate(tiled_client, [uid, low], model_uri=mlflow_store.champion,
-                       identifier=LibraryMatcher(library))
+                       identifier=LibraryMatcher(library, elements="auto"))
     assert [r.status for r in results] == ["written", "written"]
     run = tiled_client[uid]
     block = run.metadata["specflow"]["identified"]
     assert block["library_version"] == library.version and block["method"] == "raw"
+    assert block["elements"] == ["Fe"]  # the run's material, not its free-text sample name
     assert block["after"]["name"] == "Fe hcp (P6_3/mmc)" and block["after"]["pressure_max"] > 20
-    assert block["after"]["space_group"] == "P6_3/mmc" and len(block["after"]["candidates"]) == 3
+    assert block["after"]["space_group"] == "P6_3/mmc"
+    fe_phases = int(library.within({"Fe"}).sum())  # only those are candidates for an Fe run
+    assert len(block["after"]["candidates"]) == min(3, fe_phases) >= 2
     assert "Fe hcp (P6_3/mmc)" in block["names"]
     node = run.base["specflow"][run.metadata["specflow"]["latest"]]
     assert node.metadata["summary"]["identified"]["after"]["name"] == "Fe hcp (P6_3/mmc)"
@@ -336,8 +370,113 @@ def test_identifier_is_registered_served_and_loaded_from_mlflow(cli, library, tm
     local = PhaseIdentifier.load(tmp_path / "ident.pt")
     expected = [c.name for c in local.rank(local.scores(local.prepare(fe))[0], 3)]
     assert served[served["curve"] == 0]["name"].tolist() == expected  # serving = training
+    pressure = fe["pressure"].values.tolist()
+    served = mlflow.pyfunc.load_model("models:/specflow-identify@champion").predict(
+        fe["intensity"].values.astype(np.float32),
+        params={"two_theta": fe["two_theta"].values.tolist(),
+                "wavelength": float(fe.attrs["wavelength"]), "top": 3,
+                "pressure": pressure, "elements": "Fe"})
+    prepared = local.prepared(fe)
+    scores = local.scores(prepared.x, prepared.covered, fe["pressure"].values)
+    scores[:, ~library.within({"Fe"})] = -np.inf
+    last = len(fe["curve"]) - 1
+    assert served[served["curve"] == last]["name"].tolist() == [
+        c.name for c in local.rank(scores[last], 3)]
+    assert set(served["formula"]) == {"Fe"}
     fe_path = tmp_path / "fe.nc"
     specflow.write_spectra(fe, fe_path)
     cli(["identify", fe_path, "--model", "models:/specflow-identify@champion", "--workdir",
          tmp_path, "--json", tmp_path / "r.json"])
     assert json.loads((tmp_path / "r.json").read_text())["method"] == "regnet"
+
+
+def test_compression_window_bounds_every_built_in_phase():
+    """Every built-in phase's own EOS stays inside the window its pressure gives, from its
+    reference pressure; the window widens with pressure and an unknown pressure gets the
+    fixed one."""
+    pressure = np.array([0.0, 5.0, 15.0, 30.0, 60.0, np.nan])
+    for transition in TRANSITIONS.values():
+        for phase in (transition.low, transition.high):
+            p_ref = phase.reference_pressure
+            lo, hi = compression_window(pressure, len(pressure), np.array([p_ref]))
+            true = np.cbrt(phase.eos.volume(p_ref) / phase.eos.volume(pressure[:-1])) - 1
+            assert (lo[:-1, 0] < true).all() and (true < hi[:-1, 0]).all(), phase.name
+            assert (lo[:-1, 0] + SLACK < true + 0.01).all()  # not a vacuous window
+    lo, hi = compression_window(pressure, len(pressure), np.zeros(1))
+    assert np.diff(hi[:-1, 0]).min() > 0 and (lo[-1, 0], hi[-1, 0]) == UNKNOWN_PRESSURE
+    assert lo[0, 0] == pytest.approx(-SLACK) and hi[0, 0] == pytest.approx(SLACK)
+    assert SOFT_K0 < 17.5 < 250 < HARD_K0  # softer than KCl, harder than AlN
+    with pytest.raises(ValueError, match="expected 6 pressures"):
+        compression_window(pressure[:3], 6, np.zeros(1))
+
+
+def test_stretching_a_compressed_curve_back_matches_the_reference():
+    grid = q_grid()
+    q, intensity = np.array([2.0, 3.1, 4.4, 5.9]), np.array([1.0, 0.6, 0.4, 0.3])
+    reference = render(q, intensity, grid, 0.015)[None]
+    compressed = render(q * 1.08, intensity, grid, 0.015)[None]
+    back, mask = stretch_curves(compressed, grid, 0.08)
+    cosine = float((back * reference).sum() / np.linalg.norm(back) / np.linalg.norm(reference))
+    assert cosine > 0.98 and float((compressed * reference).sum()) < 0.2 * float(
+        (reference * reference).sum())
+    assert not mask[0, -1] and mask[0, 0] and mask[0].mean() > 0.85  # Q·1.08 > 6.5 is unseen
+    same, full = stretch_curves(compressed, grid, 0.0)
+    np.testing.assert_array_equal(same, compressed.astype(np.float32))
+    assert full.all()
+
+
+def test_compression_scan_names_nacl_b2_far_beyond_the_fixed_window(library):
+    """NaCl B2 near 40 GPa sits ~10 % above its reference in Q: outside the −2…+6 % scan of
+    an unknown pressure, found within the window its pressure gives."""
+    nacl = specflow.simulate("NaCl", curves=60, seed=5, stop=45.0)
+    matcher = LibraryMatcher(library)
+    res = matcher.identify_run(nacl, labels=nacl["label"].values, elements="auto")
+    assert res["elements"] == ["Cl", "Na"]
+    assert res["segments"]["before"][0]["name"] == "NaCl B1 rocksalt (Fm-3m)"
+    assert res["segments"]["after"][0]["name"] == "NaCl B2 CsCl-type (Pm-3m)"
+    unknown = nacl.assign_coords(pressure=("curve", np.full(nacl.sizes["curve"], np.nan)))
+    blind = matcher.identify_run(unknown, labels=nacl["label"].values, elements="auto")
+    assert blind["segments"]["after"][0]["name"] != "NaCl B2 CsCl-type (Pm-3m)"
+
+
+def test_elements_restrict_candidates_to_the_samples_chemistry(library):
+    assert parse_elements("Fe0.95O") == parse_elements("Fe, O") == {"Fe", "O"}
+    for bad in ("my sample", "", "Xx2"):
+        with pytest.raises(ValueError, match="formula|element"):
+            parse_elements(bad)
+    assert sample_elements({"sample": "FeO run 3", "material": "FeO"}) == {"Fe", "O"}
+    assert sample_elements({"sample": "loading 7"}) is None
+    within = library.within({"Fe", "O"})
+    assert within.any() and (~within).any()
+    assert all(e.elements <= {"Fe", "O"} for e, ok in zip(library.entries, within,
+                                                                   strict=True) if ok)
+    feo = specflow.simulate("FeO", curves=40, seed=3, energy_kev=40.0)
+    matcher = LibraryMatcher(library, elements="Fe,O")
+    res = matcher.identify_run(feo, labels=feo["label"].values, top=50)
+    formulas = {c["formula"] for ranked in res["segments"].values() for c in ranked}
+    assert {"Fe", "FeO"} <= formulas and res["elements"] == ["Fe", "O"]
+    assert all(parse_elements(f) <= {"Fe", "O"} for f in formulas)
+    wide = matcher.identify_run(feo, labels=feo["label"].values, top=50, elements=["Fe", "O",
+                                                                                     "Ni"])
+    assert wide["elements"] == ["Fe", "Ni", "O"]
+    named = LibraryMatcher(library).identify_run(feo.assign_attrs(sample="loading 7",
+                                                                  material=""),
+                                                 labels=feo["label"].values, elements="auto")
+    assert named["elements"] is None  # not a formula: the whole library
+    with pytest.raises(ValueError, match="no library phase is made only of"):
+        matcher.identify_run(feo, elements="Xe")
+
+
+def test_compressed_intensities_keep_one_textured_peak_from_deciding():
+    """Texture makes one reflection of phase A dominate; B shares only that reflection. The
+    plain cosine names B, the default square-root comparison names A."""
+    a = ReferenceEntry("A", "A", "P1", "g1", "test", np.array([2.0, 3.0, 4.0]),
+                       np.array([1.0, 0.5, 0.5]))
+    b = ReferenceEntry("B", "B", "P1", "g2", "test", np.array([2.0, 3.5]), np.array([1.0, 0.3]))
+    lib = ReferenceLibrary([a, b])
+    textured = clean_curves([(a.q, np.array([1.0, 0.15, 0.15]))], q_grid())
+    plain = LibraryMatcher(lib, baseline=None, power=1.0, floor=0.0).scores(textured)[0]
+    default = LibraryMatcher(lib, baseline=None).scores(textured)[0]
+    assert plain[1] > plain[0] and default[0] > default[1] + 0.1
+    with pytest.raises(ValueError, match="power"):
+        LibraryMatcher(lib, power=0.0)

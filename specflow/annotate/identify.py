@@ -16,16 +16,18 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
     from the phase model's ``labels``) the best library phase with its formula, space group,
     score, the segment's pressure range and the top candidates — None for a segment the run
     does not have, so a re-annotation replaces every segment (Tiled merges metadata). ``names``
-    lists the best phases (a Tiled ``Contains`` query finds runs by exact name). A run the
+    lists the best phases (a Tiled ``Contains`` query finds runs by exact name), ``elements``
+    the sample-chemistry filter used (None: the whole library). A run the
     identifier cannot read (e.g. outside its Q range) gets ``{"error": ...}`` and keeps its
     phase labels."""
     block: dict[str, Any] = {"library_version": identifier.library_.version,
-                             "method": identifier.method, "names": [],
+                             "method": identifier.method, "names": [], "elements": None,
                              **dict.fromkeys(SEGMENTS)}
     try:
         result = identifier.identify_run(ds, labels=labels, top=TOP)
     except ValueError as exc:
         return {**block, "error": str(exc)}
+    block["elements"] = result.get("elements")
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,

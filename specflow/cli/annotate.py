@@ -17,7 +17,7 @@ from specflow.annotate.query import find_phases
 from specflow.annotate.retry import AnnotationError, TiledUnreachable
 from specflow.annotate.suggest import suggest_labels
 from specflow.annotate.watch import Watcher
-from specflow.cli.identify import load_identifier
+from specflow.cli.identify import ElementsOpt, load_identifier
 from specflow.cli.options import (
     DEFAULT_MODEL_URI,
     ApiKeyOpt,
@@ -64,17 +64,22 @@ def annotate_cmd(
     library: Annotated[Path | None, typer.Option(
         "--library", help="Also name each segment's phase by cosine match to this "
         "reference library (.nc)")] = None,
+    elements: ElementsOpt = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Label runs in Tiled with the registered phase model and write the labels back."""
     console = Console()
     if not (run or query or all_runs):
         raise typer.BadParameter("give --run UID, --query KEY=VALUE or --all")
+    if elements and not (identifier or library):
+        raise typer.BadParameter("--elements filters identification: give --identifier or "
+                                 "--library too", param_hint="--elements")
     client = connect(tiled_uri, api_key)
     configure_tracking(workdir, must_exist=True)
     loaded = load_model(model)
     console.print(f"model {loaded.uri} ({model}, run {loaded.run_id})")
-    named = load_identifier(identifier, library, workdir) if identifier or library else None
+    named = (load_identifier(identifier, library, workdir, elements)
+             if identifier or library else None)
     try:
         uids = select_runs(client, run, parse_query(query), all_runs)
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),

@@ -23,7 +23,12 @@ from specflow.cli.options import (
 )
 from specflow.cli.tiled import connect
 from specflow.data.io import read_spectra
-from specflow.data.reference import ReferenceLibrary, build_library, cif_entries
+from specflow.data.reference import (
+    ReferenceLibrary,
+    build_library,
+    cif_entries,
+    parse_elements,
+)
 from specflow.ingest.reader import run_to_dataset
 from specflow.learn.identify import (
     IdentifyConfig,
@@ -44,6 +49,10 @@ library_app = typer.Typer(help="Build or extend the reference library of named p
 
 LibraryOpt = Annotated[Path | None, typer.Option(
     "--library", help="Reference library (.nc from 'specflow library build').")]
+ElementsOpt = Annotated[str | None, typer.Option(
+    "--elements", help="Rank only phases made of the sample's elements: a formula or list "
+    "('FeO', 'Fe,O'), or 'auto' for each run's own material/sample when it is a formula. "
+    "Leave it out to also see gasket or pressure-medium phases.")]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Trained identifier: a .pt from 'specflow train-identifier' or a "
     "registered one, models:/specflow-identify@champion; without it --library is matched "
@@ -136,18 +145,26 @@ def train_identifier(
 
 
 def load_identifier(model: str | Path | None, library: Path | None,
-                    workdir: Path = Path("work")) -> Any:
-    """A trained identifier (file or registered), or the library matcher; a usage error
-    without either."""
+                    workdir: Path = Path("work"), elements: str | None = None) -> Any:
+    """A trained identifier (file or registered), or the library matcher, filtering by
+    ``elements``; a usage error without either or for elements that are not a formula."""
+    if elements not in (None, "auto"):
+        try:
+            parse_elements(elements)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--elements") from exc
     if model is not None and str(model).startswith("models:/"):
         configure_tracking(workdir, must_exist=True)
-        return load_registered_identifier(str(model))
-    if model is not None:
-        return PhaseIdentifier.load(model)
-    if library is not None:
-        return LibraryMatcher(ReferenceLibrary.load(library))
-    raise typer.BadParameter("give --model (a trained identifier) or --library (match by "
-                             "cosine); build a library with 'specflow library build'")
+        identifier = load_registered_identifier(str(model))
+    elif model is not None:
+        identifier = PhaseIdentifier.load(model)
+    elif library is not None:
+        identifier = LibraryMatcher(ReferenceLibrary.load(library))
+    else:
+        raise typer.BadParameter("give --model (a trained identifier) or --library (match by "
+                                 "cosine); build a library with 'specflow library build'")
+    identifier.elements = elements
+    return identifier
 
 
 def identify(
@@ -163,11 +180,12 @@ def identify(
     per_curve: Annotated[bool, typer.Option(
         "--per-curve", help="Also the 'during' segment and the candidates of every curve.")
     ] = False,
+    elements: ElementsOpt = None,
     json_out: JsonOpt = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Name the phases of a run: top candidates before and after the transition."""
-    identifier = load_identifier(model, library, workdir)
+    identifier = load_identifier(model, library, workdir, elements)
     labels = None
     if tiled_uri:
         run = connect(tiled_uri, api_key)[source]
@@ -188,6 +206,8 @@ def identify(
             table.add_row(str(i), c["name"], c["formula"], c["space_group"],
                           f"{c['score']:.3f}")
         console.print(table)
-    console.print(f"library {result['library_version']}, method {result['method']}")
+    console.print(f"library {result['library_version']}, method {result['method']}"
+                  + (f", elements {','.join(result['elements'])}" if result["elements"]
+                     else ""))
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2))

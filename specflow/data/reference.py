@@ -33,7 +33,7 @@ import numpy as np
 import pymatgen.analysis.prototypes as _prototypes
 import xarray as xr
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
-from pymatgen.core import Element, Structure
+from pymatgen.core import Composition, Element, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from pymatgen.util.provenance import StructureNL
 
@@ -53,7 +53,8 @@ NOBLE = {"He", "Ne", "Ar", "Kr", "Xe", "Rn", "Og"}
 
 @dataclass(frozen=True)
 class ReferenceEntry:
-    """One named phase: sticks at Q (Å⁻¹) with intensities scaled to a maximum of 1."""
+    """One named phase: sticks at Q (Å⁻¹) with intensities scaled to a maximum of 1, for
+    the lattice at ``pressure`` (GPa; 0 for ambient structures such as the prototypes)."""
 
     name: str
     formula: str
@@ -62,9 +63,15 @@ class ReferenceEntry:
     source: str
     q: np.ndarray
     intensity: np.ndarray
+    pressure: float = 0.0
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "formula": self.formula, "space_group": self.space_group}
+
+    @property
+    def elements(self) -> frozenset[str]:
+        """The chemical elements of the phase (``{"Fe", "O"}`` for FeO)."""
+        return frozenset(str(e) for e in Composition(self.formula).elements)
 
 
 def stick_pattern(structure: Structure, q_max: float = Q_MAX) -> tuple[np.ndarray, np.ndarray]:
@@ -101,14 +108,15 @@ def structure_type(structure: Structure) -> str:
 
 
 def entry_from_structure(structure: Structure, name: str, source: str,
-                         space_group: str | None = None, group: str | None = None
-                         ) -> ReferenceEntry:
-    """A library entry for ``structure`` (space group from spglib and structure group from
-    :func:`structure_type` unless given)."""
+                         space_group: str | None = None, group: str | None = None,
+                         pressure: float = 0.0) -> ReferenceEntry:
+    """A library entry for ``structure`` at ``pressure`` GPa (space group from spglib and
+    structure group from :func:`structure_type` unless given)."""
     q, intensity = stick_pattern(structure)
     return ReferenceEntry(name, structure.composition.reduced_formula,
                           space_group or _space_group(structure),
-                          group or structure_type(structure), source, q, intensity)
+                          group or structure_type(structure), source, q, intensity,
+                          float(pressure))
 
 
 def _substitute(structure: Structure, rng: np.random.Generator) -> Structure | None:
@@ -167,20 +175,40 @@ def specflow_entries() -> list[ReferenceEntry]:
             params = phase.lattice(np.array([phase.reference_pressure]))[0]
             structure = phase.structure(params)
             named = phase.name.rsplit("(", 1)[-1].rstrip(")") if "(" in phase.name else None
-            out.append(entry_from_structure(structure, phase.name, f"specflow:{name}", named))
+            out.append(entry_from_structure(structure, phase.name, f"specflow:{name}", named,
+                                            pressure=phase.reference_pressure))
     return out
 
 
-def cif_entries(paths: Iterable[str | Path]) -> list[ReferenceEntry]:
-    """One entry per CIF file (its first structure), named ``<formula> (<space group>)``."""
+def cif_entries(paths: Iterable[str | Path], pressure: float = 0.0) -> list[ReferenceEntry]:
+    """One entry per CIF file (its first structure), named ``<formula> (<space group>)``;
+    ``pressure``: the GPa at which the CIF's lattice was measured (0: ambient)."""
     out = []
     for path in paths:
         structure = read_cif(path)
         space_group = _space_group(structure)
         formula = structure.composition.reduced_formula
         out.append(entry_from_structure(structure, f"{formula} ({space_group})",
-                                        f"cif:{Path(path).name}", space_group))
+                                        f"cif:{Path(path).name}", space_group,
+                                        pressure=pressure))
     return out
+
+
+def parse_elements(text: str) -> frozenset[str]:
+    """The elements of a sample given as a formula (``FeO``, ``Fe0.95O``) or a list
+    (``Fe,O``); ValueError when it is neither."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    problem = f"{text!r} is not a chemical formula or a list of elements (e.g. 'FeO' or 'Fe,O')"
+    try:
+        elements = frozenset(str(getattr(e, "symbol", e)) for part in parts
+                             for e in Composition(part).elements)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(problem) from exc
+    if not all(Element.is_valid_symbol(e) for e in elements):
+        raise ValueError(problem)  # pymatgen reads unknown symbols as dummy species
+    if not elements:
+        raise ValueError(f"{text!r} names no chemical element")
+    return elements
 
 
 class ReferenceLibrary:
@@ -215,10 +243,21 @@ class ReferenceLibrary:
         return np.array([e.prototype for e in self.entries])
 
     @property
+    def pressures(self) -> np.ndarray:
+        """Each entry's lattice pressure (GPa)."""
+        return np.array([e.pressure for e in self.entries], dtype=float)
+
+    def within(self, elements: Iterable[str]) -> np.ndarray:
+        """Mask of the entries made only of ``elements`` (a sample's chemistry: ``{"Fe",
+        "O"}`` keeps Fe, FeO, Fe2O3, ... and drops NiO)."""
+        allowed = {str(Element(e.strip().capitalize())) for e in elements}
+        return np.array([e.elements <= allowed for e in self.entries])
+
+    @property
     def version(self) -> str:
         digest = hashlib.sha256()
         for e in self.entries:
-            digest.update(f"{e.name}|{e.prototype}|{e.space_group}".encode())
+            digest.update(f"{e.name}|{e.prototype}|{e.space_group}|{e.pressure:g}".encode())
             digest.update(np.round(e.q, 4).tobytes())
             digest.update(np.round(e.intensity, 4).tobytes())
         return digest.hexdigest()[:12]
@@ -247,6 +286,7 @@ class ReferenceLibrary:
             q[i, : len(e.q)], intensity[i, : len(e.q)] = e.q, e.intensity
         coords = {key: ("entry", [getattr(e, key) for e in self.entries])
                   for key in ("name", "formula", "space_group", "prototype", "source")}
+        coords["pressure"] = ("entry", self.pressures, {"units": "GPa"})
         attrs = {"format": LIBRARY_FORMAT, "version": self.version,
                  "provenance": json.dumps(self.provenance)}
         return xr.Dataset({"q": (("entry", "peak"), q, {"units": "1/angstrom"}),
@@ -265,7 +305,8 @@ class ReferenceLibrary:
             entries.append(ReferenceEntry(
                 *(str(ds[key].values[i]) for key in ("name", "formula", "space_group",
                                                       "prototype", "source")),
-                q[keep], intensity[keep]))
+                q[keep], intensity[keep],
+                float(ds["pressure"].values[i]) if "pressure" in ds.coords else 0.0))
         return cls(entries, json.loads(ds.attrs.get("provenance", "{}")))
 
     def save(self, path: str | Path) -> Path:

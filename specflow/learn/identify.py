@@ -13,7 +13,7 @@ that are also trained on) for comparison.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
+from specflow.data.compression import compression_window, stretch_curves
 from specflow.data.patterns import (
     Q_GRID,
     PatternAugmentation,
@@ -32,7 +33,7 @@ from specflow.data.patterns import (
     q_grid,
 )
 from specflow.data.preprocess import PreparedCurves, Preprocessing, prepare_curves
-from specflow.data.reference import ReferenceLibrary
+from specflow.data.reference import ReferenceLibrary, parse_elements
 from specflow.data.schema import INTENSITY, PRESSURE, TWO_THETA
 from specflow.learn.data import wavelength_of
 from specflow.learn.devices import check_device, resolve_device
@@ -101,15 +102,56 @@ class Candidate:
 
 
 class _RunIdentification:
-    """Shared by the identifiers: preparing a run's curves, ranking, segments."""
+    """Shared by the identifiers: preparing a run's curves, the compression scan, ranking,
+    segments.
+
+    :meth:`scores` stretches each curve back over its compression window
+    (:func:`~specflow.data.compression.compression_window`: the curve's pressure against each
+    entry's lattice pressure) on a grid of ``scan_step`` and keeps each entry's best raw
+    score (:meth:`_raw_scores`) where the stretch is plausible. A raw score that already
+    tolerates a strain range itself (``tolerance``: the model's training strains) needs a
+    coarser grid: a stretch counts where its tolerated range overlaps the window by more
+    than ``min_overlap``.
+    """
 
     method: str
     library_: ReferenceLibrary
     baseline: str | None = "snip"
+    scan_step: float = 0.0025  # finer than a peak
+    tolerance: tuple[float, float] = (0.0, 0.0)
+    min_overlap: float = -1e-9  # a point scan: the stretch lies inside the window
+    #: The sample-chemistry filter :meth:`identify_run` applies when given none (see
+    #: :meth:`allowed`); None: every entry.
+    elements: str | Iterable[str] | None = None
 
-    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None
-               ) -> np.ndarray:  # pragma: no cover - abstract
+    def _raw_scores(self, curves: np.ndarray, covered: np.ndarray
+                    ) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None,
+               pressure: np.ndarray | None = None) -> np.ndarray:
+        """Scores (n, entries) of prepared curves (n, Q grid), best over each curve's
+        compression window; ``covered``: the bins each curve measured (default all);
+        ``pressure``: GPa per curve (None or NaN: unknown, a −2…+6 % window)."""
+        curves = np.asarray(curves, dtype=np.float32)
+        covered = np.broadcast_to(np.ones(curves.shape[1], bool) if covered is None
+                                  else covered, curves.shape)
+        lo, hi = compression_window(pressure, len(curves), self.library_.pressures)
+        t0, t1 = self.tolerance
+        best = np.full(lo.shape, -np.inf, dtype=np.float32)
+        grid = q_grid()
+        first = int(np.ceil((lo.min() - t1) / self.scan_step - 1e-9))
+        last = int(np.floor((hi.max() - t0) / self.scan_step + 1e-9))
+        for k in range(first, last + 1):
+            strain = k * self.scan_step
+            ok = np.minimum(hi, strain + t1) - np.maximum(lo, strain + t0) > self.min_overlap
+            rows = np.flatnonzero(ok.any(1))
+            if rows.size == 0:
+                continue
+            x, mask = stretch_curves(curves[rows], grid, strain, covered[rows])
+            raw = self._raw_scores(x, mask)
+            best[rows] = np.where(ok[rows], np.maximum(best[rows], raw), best[rows])
+        return best
 
     def preprocessing(self) -> Preprocessing:
         """How measured curves are prepared (the renders' own path)."""
@@ -125,39 +167,69 @@ class _RunIdentification:
         """:meth:`prepared` curves only."""
         return self.prepared(ds).x
 
+    def allowed(self, elements: str | Iterable[str] | None, ds: xr.Dataset | None = None
+                ) -> tuple[np.ndarray | None, list[str] | None]:
+        """(mask of the entries made only of the sample's ``elements``, those elements).
+        ``elements``: a formula or list (``"FeO"``, ``"Fe,O"``, ``["Fe", "O"]``), ``"auto"``
+        for the run's own (:func:`sample_elements`), or None (every entry)."""
+        if elements is None:
+            return None, None
+        if isinstance(elements, str) and elements == "auto":
+            chosen = sample_elements(ds.attrs if ds is not None else {})
+            if chosen is None:
+                return None, None  # the sample is not named by a formula: every entry
+        elif isinstance(elements, str):
+            chosen = parse_elements(elements)
+        else:
+            chosen = frozenset(elements)
+        mask = self.library_.within(chosen)
+        if not mask.any():
+            raise ValueError(f"no library phase is made only of {sorted(chosen)}; add one "
+                             f"('specflow library add') or drop the element filter")
+        return mask, sorted(chosen)
+
     def rank(self, scores: np.ndarray, top: int = 5) -> list[Candidate]:
-        """The ``top`` entries of one score vector."""
-        order = np.argsort(-scores)[:top]
+        """The ``top`` entries of one score vector (entries scored −inf are left out)."""
+        order = [i for i in np.argsort(-scores)[:top] if np.isfinite(scores[i])]
         return [Candidate(self.library_.entries[i].name, self.library_.entries[i].formula,
                           self.library_.entries[i].space_group, float(scores[i]))
                 for i in order]
 
     def identify_run(self, ds: xr.Dataset, labels: np.ndarray | None = None, top: int = 5,
-                     per_curve: bool = False) -> dict[str, Any]:
+                     per_curve: bool = False, elements: str | Iterable[str] | None = None
+                     ) -> dict[str, Any]:
         """Top candidates per segment of a run.
 
+        Each curve is matched within its compression window (from the run's pressure).
         Segments are ``before``/``during``/``after`` from ``labels`` (0/1/2 per curve, e.g.
         the phase model's), or from the run's own curves when not given
         (:func:`segments_from_scores`); a segment's scores are the mean over its curves.
+        ``elements`` restricts the candidates to the sample's chemistry (:meth:`allowed`;
+        default: the identifier's ``elements`` setting).
         Returns ``{"segments": {name: [candidate dicts]}, "pressure": {name: [min, max]},
-        "library_version", "method"}`` plus ``"curves"`` (ranked per curve) with
+        "library_version", "method", "elements"}`` plus ``"curves"`` (ranked per curve) with
         ``per_curve``.
         """
+        mask, chosen = self.allowed(self.elements if elements is None else elements, ds)
         prepared = self.prepared(ds)
-        scores = self.scores(prepared.x, prepared.covered)
+        pressure = ds[PRESSURE].values
+        scores = self.scores(prepared.x, prepared.covered, pressure)
+        if mask is not None:
+            scores[:, ~mask] = -np.inf
         if labels is None:
-            labels = segments_from_scores(scores, ds[PRESSURE].values)
+            labels = segments_from_scores(scores, pressure)
         labels = np.asarray(labels)
         result: dict[str, Any] = {"segments": {}, "pressure": {},
                                   "library_version": self.library_.version,
-                                  "method": self.method}
+                                  "method": self.method, "elements": chosen}
         for code, segment in enumerate(SEGMENTS):
             members = labels == code
             if members.any():
                 ranked = self.rank(scores[members].mean(0), top)
                 result["segments"][segment] = [c.as_dict() for c in ranked]
-                pressure = ds[PRESSURE].values[members]
-                result["pressure"][segment] = [float(pressure.min()), float(pressure.max())]
+                pressure_in = pressure[members]
+                result["pressure"][segment] = [float(pressure_in.min()),
+                                               float(pressure_in.max())]
         if per_curve:
             result["curves"] = [[c.as_dict() for c in self.rank(row, top)] for row in scores]
         return result
@@ -165,22 +237,37 @@ class _RunIdentification:
 
 class LibraryMatcher(_RunIdentification):
     """The no-learning control: cosine of each prepared curve to every entry's clean
-    render, best over a strain scan (:func:`raw_cosine_scores`)."""
+    render on the bins the curve covers, best over the compression scan.
+
+    Intensities are compared compressed, ``max(x − floor, 0) ** power`` (default: the square
+    root above 2 % of the strongest peak), so that one peak grown by texture cannot decide
+    the match alone and the weaker reflections, which tell structures apart, count; the
+    floor keeps the noise out. ``power=1, floor=0`` is the plain cosine.
+    """
 
     method = "raw"
 
-    def __init__(self, library: ReferenceLibrary, baseline: str | None = "snip") -> None:
+    def __init__(self, library: ReferenceLibrary, baseline: str | None = "snip",
+                 elements: str | Iterable[str] | None = None, power: float = 0.5,
+                 floor: float = 0.02) -> None:
+        if not (0 < power <= 1 and 0 <= floor < 1):
+            raise ValueError(f"need 0 < power <= 1 and 0 <= floor < 1, got {power}, {floor}")
         self.library_ = library
         self.baseline = baseline
-        self._references: list[np.ndarray] | None = None
+        self.elements = elements
+        self.power, self.floor = power, floor
+        self._references: np.ndarray | None = None
 
-    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
-        """Cosine (n, entries) over each curve's ``covered`` bins (default: all). The
-        strained references are rendered once per matcher, not once per run."""
-        if self._references is None:
-            self._references = strained_references(self.library_, self.preprocessing())
-        return raw_cosine_scores(self.library_, np.asarray(curves, dtype=np.float32), covered,
-                                 references=self._references)
+    def compress(self, x: np.ndarray) -> np.ndarray:
+        """Intensities as the cosine compares them (see the class docstring)."""
+        return (np.clip(x - self.floor, 0, None) ** self.power).astype(np.float32)
+
+    def _raw_scores(self, curves: np.ndarray, covered: np.ndarray) -> np.ndarray:
+        if self._references is None:  # rendered once per matcher, not once per run
+            self._references = self.compress(clean_curves(
+                _sticks(self.library_, range(len(self.library_))), q_grid(),
+                self.preprocessing()))
+        return masked_cosine(self.compress(curves), covered, self._references)
 
 
 class PhaseIdentifier(_RunIdentification):
@@ -276,11 +363,26 @@ class PhaseIdentifier(_RunIdentification):
         if getattr(self, "encoder_", None) is None:
             raise RuntimeError("this PhaseIdentifier is not fitted yet: call fit() first")
 
-    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
-        """Cosine similarity (n, entries) of prepared curves' embeddings (n, Q grid) to
-        every entry's (``covered`` is not needed: the network saw windows in training)."""
+    @property
+    def tolerance(self) -> tuple[float, float]:  # type: ignore[override]
+        """The strains the network was trained on: one stretch covers this range."""
+        return self.config.augmentation.strain
+
+    @property
+    def scan_step(self) -> float:  # type: ignore[override]
+        return self.tolerance[1] - self.tolerance[0]  # stretches tile the strain axis
+
+    min_overlap = 0.01  # a stretch whose range barely touches the window is not used
+
+    def _raw_scores(self, curves: np.ndarray, covered: np.ndarray) -> np.ndarray:
+        """Cosine of embeddings to every entry's gallery embedding (``covered`` is not
+        needed: the network saw windows in training)."""
+        return (self._embed(curves) @ self.gallery_.T).numpy()
+
+    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None,
+               pressure: np.ndarray | None = None) -> np.ndarray:
         self._check()
-        return (self._embed(np.asarray(curves, dtype=np.float32)) @ self.gallery_.T).numpy()
+        return super().scores(curves, covered, pressure)
 
     # ----------------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
@@ -297,6 +399,7 @@ class PhaseIdentifier(_RunIdentification):
                                 "intensity": torch.as_tensor(lib["intensity"].values),
                                 **{k: [str(v) for v in lib[k].values] for k in (
                                     "name", "formula", "space_group", "prototype", "source")},
+                                "pressure": torch.as_tensor(lib["pressure"].values),
                                 "attrs": dict(lib.attrs)},
                     "train_entries": torch.as_tensor(self.train_entries_),
                     "gallery": self.gallery_, "history": list(self.history_),
@@ -325,12 +428,25 @@ class PhaseIdentifier(_RunIdentification):
                         coords={k: ("entry", lib[k]) for k in (
                             "name", "formula", "space_group", "prototype", "source")},
                         attrs=lib["attrs"])
+        if "pressure" in lib:  # identifiers saved before entries had a lattice pressure: 0
+            ds = ds.assign_coords(pressure=("entry", lib["pressure"].numpy()))
         ident.library_ = ReferenceLibrary.from_dataset(ds)
         ident.train_entries_ = saved["train_entries"].numpy()
         ident.gallery_ = saved["gallery"]  # as trained: no drift with library versions
         ident.history_ = list(saved["history"])
         ident.train_seconds_ = float(saved["train_seconds"])
         return ident
+
+
+def sample_elements(attrs: dict[str, Any]) -> frozenset[str] | None:
+    """The elements of a run's sample from its ``formula``, ``material`` or ``sample``
+    attribute (the first that is a chemical formula), or None."""
+    for key in ("formula", "material", "sample"):
+        try:
+            return parse_elements(str(attrs.get(key) or ""))
+        except ValueError:
+            continue
+    return None
 
 
 def segments_from_scores(scores: np.ndarray, pressure: np.ndarray | None = None,
@@ -382,54 +498,38 @@ def topk_accuracy(scores: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1,
             for k in ks}
 
 
-def evaluate_identifier(ident: PhaseIdentifier, test: Sequence[int], views: int = 4,
-                        seed: int = 1) -> dict[str, float]:
+def evaluate_identifier(ident: PhaseIdentifier | None, test: Sequence[int], views: int = 4,
+                        seed: int = 1, library: ReferenceLibrary | None = None
+                        ) -> dict[str, float]:
     """Top-1/top-5 of fresh augmented renders of the ``test`` entries, ranked over the whole
     library, for the identifier and for the library-cosine control (:class:`LibraryMatcher`:
-    cosine to each entry's clean render over the covered bins, best over a −2…+6 % strain
-    scan)."""
-    lib = ident.library_
+    cosine to each entry's clean render over the covered bins, best over the −2…+6 % strain
+    scan of an unknown pressure). ``ident`` None: the control alone, on ``library`` with the
+    default augmentation."""
+    if ident is None and library is None:
+        raise ValueError("give a fitted identifier or, for the control alone, a library")
+    lib = ident.library_ if ident is not None else library
+    config = ident.config if ident is not None else IdentifyConfig(device="cpu")
+    matcher = LibraryMatcher(lib, config.baseline)
     rng = np.random.default_rng(seed)
     idx = np.repeat(np.asarray(test), views)
-    x, covered = augmented_curves(_sticks(lib, idx), q_grid(), ident.config.augmentation, rng,
-                                  ident.preprocessing(), with_coverage=True)
-    out = {f"model_{k}": v for k, v in topk_accuracy(ident.scores(x), idx).items()}
-    raw = LibraryMatcher(lib, ident.config.baseline).scores(x, covered)
-    out |= {f"raw_{k}": v for k, v in topk_accuracy(raw, idx).items()}
+    x, covered = augmented_curves(_sticks(lib, idx), q_grid(), config.augmentation, rng,
+                                  matcher.preprocessing(), with_coverage=True)
+    out: dict[str, float] = {}
+    if ident is not None:
+        out |= {f"model_{k}": v for k, v in topk_accuracy(ident.scores(x), idx).items()}
+    out |= {f"raw_{k}": v for k, v in topk_accuracy(matcher.scores(x, covered), idx).items()}
     out["queries"] = len(idx)
     return out
 
 
-STRAINS = np.arange(-0.02, 0.0601, 0.0025)
-
-
-def strained_references(library: ReferenceLibrary, preprocessing: Preprocessing | None = None,
-                        strains: np.ndarray = STRAINS) -> list[np.ndarray]:
-    """Each entry's clean render (prepared with ``preprocessing``), one array per strain of
-    the scan (Q scaled by 1 + strain)."""
-    return [clean_curves([(e.q * (1 + s), e.intensity) for e in library.entries], q_grid(),
-                         preprocessing) for s in strains]
-
-
-def raw_cosine_scores(library: ReferenceLibrary, curves: np.ndarray,
-                      covered: np.ndarray | None = None,
-                      preprocessing: Preprocessing | None = None,
-                      references: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """Control: cosine of curves to each entry's clean render (prepared with
-    ``preprocessing``), maximised over a strain scan (Q scaled by 0.98–1.06 in 0.25 % steps,
-    finer than a peak; ``references`` from :func:`strained_references` if already rendered),
-    both restricted to the bins each curve ``covered`` (a mask for all curves or one per
-    curve; default: every bin). No learning."""
-    grid = q_grid()
-    references = (strained_references(library, preprocessing) if references is None
-                  else references)
-    curves = np.asarray(curves, dtype=np.float32)
-    mask = np.broadcast_to(np.ones(grid.size, bool) if covered is None else covered,
-                           curves.shape).astype(np.float32)
-    curves = curves * mask
+def masked_cosine(curves: np.ndarray, covered: np.ndarray, references: np.ndarray
+                  ) -> np.ndarray:
+    """Cosine (n, entries) of each curve to each reference, both restricted to the bins the
+    curve ``covered`` (a reference is not penalised for peaks outside the measured window,
+    but is for peaks inside it that the curve lacks)."""
+    mask = np.broadcast_to(covered, curves.shape).astype(np.float32)
+    curves = np.asarray(curves, dtype=np.float32) * mask
     norm_c = np.linalg.norm(curves, axis=1)[:, None] + 1e-12
-    best = np.full((len(curves), len(library)), -1.0, dtype=np.float32)
-    for refs in references:
-        norm_r = np.sqrt(mask @ (refs * refs).T) + 1e-12  # each ref on each curve's bins
-        np.maximum(best, (curves @ refs.T) / (norm_c * norm_r), out=best)
-    return best
+    norm_r = np.sqrt(mask @ (references * references).T) + 1e-12
+    return (curves @ references.T) / (norm_c * norm_r)

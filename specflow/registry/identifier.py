@@ -24,7 +24,8 @@ EXPERIMENT = "specflow-identify"
 
 
 def identifier_signature() -> ModelSignature:
-    """float32 curves (n, L); params two_theta, wavelength, top; a ranked long table."""
+    """float32 curves (n, L); params two_theta, wavelength, top, pressure, elements; a
+    ranked long table."""
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
         outputs=Schema([ColSpec("long", "curve"), ColSpec("long", "rank"),
@@ -32,7 +33,9 @@ def identifier_signature() -> ModelSignature:
                         ColSpec("string", "space_group"), ColSpec("double", "score")]),
         params=ParamSchema([ParamSpec("two_theta", "double", [], (-1,)),
                             ParamSpec("wavelength", "double", 0.0),
-                            ParamSpec("top", "long", 5)]),
+                            ParamSpec("top", "long", 5),
+                            ParamSpec("pressure", "double", [], (-1,)),
+                            ParamSpec("elements", "string", "")]),
     )
 
 
