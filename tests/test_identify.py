@@ -52,7 +52,10 @@ from specflow.learn.identify import (
     segments_from_scores,
     split_entries,
 )
+from specflow.learn.mixture import phase_shares
 from specflow.models.regnet1d import AdaCos, RegNet1D, cosface_loss
+from specflow.registry.identifier import register_identifier, score_on_runs
+from specflow.registry.promotion import PromotionRefused
 
 warnings.filterwarnings("ignore", message="No Pauling electronegativity")
 
@@ -295,6 +298,9 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     per = json.loads((tmp_path / "p.json").read_text())
     assert len(per["curves"]) == 60 and all(len(c) == 5 for c in per["curves"])
     assert {"before", "after"} <= set(per["segments"])
+    assert per["shares"]["phases"] == [per["segments"]["before"][0]["name"],
+                                       per["segments"]["after"][0]["name"]]
+    assert len(per["shares"]["share"]) == 60 and per["shares"]["share"][-1] > 0.8
     out = cli(["identify", fe], exit_code=2)
     assert "--library" in out
     cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "Fe", "--json",
@@ -388,6 +394,29 @@ def test_identifier_is_registered_served_and_loaded_from_mlflow(cli, library, tm
     cli(["identify", fe_path, "--model", "models:/specflow-identify@champion", "--workdir",
          tmp_path, "--json", tmp_path / "r.json"])
     assert json.loads((tmp_path / "r.json").read_text())["method"] == "regnet"
+    assert mv.tags["gate.champion.result"] == "passed"  # the first version: no holder
+
+    # the gate: a copy whose Fe bcc and Fe hcp gallery rows are swapped names the Fe
+    # segments differently; the alias goes to it only if it is no worse on the gate runs
+    gate = [specflow.simulate("Fe", curves=60, seed=8)]
+    swapped = PhaseIdentifier.load(tmp_path / "ident.pt")
+    i, j = library.index("Fe bcc (Im-3m)"), library.index("Fe hcp (P6_3/mmc)")
+    swapped.gallery_[[i, j]] = swapped.gallery_[[j, i]]
+    good, bad = score_on_runs(local, gate)["top1"], score_on_runs(swapped, gate)["top1"]
+    assert good != bad or good == 0.0
+    if good > bad:
+        with pytest.raises(PromotionRefused, match="not promoted"):
+            register_identifier(swapped, gate_runs=gate)
+        expected_holder, verdict = "1", "refused"
+    else:
+        register_identifier(swapped, gate_runs=gate)
+        expected_holder, verdict = "2", "passed"
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("specflow-identify", "champion").version) == \
+        expected_holder
+    tags = client.get_model_version("specflow-identify", "2").tags
+    assert tags["gate.champion.result"] == verdict and tags["gate.champion.vs_version"] == "1"
+    assert float(tags["gate.champion.top1"]) == pytest.approx(bad, abs=1e-4)
 
 
 def test_compression_window_bounds_every_built_in_phase():
@@ -480,3 +509,20 @@ def test_compressed_intensities_keep_one_textured_peak_from_deciding():
     assert plain[1] > plain[0] and default[0] > default[1] + 0.1
     with pytest.raises(ValueError, match="power"):
         LibraryMatcher(lib, power=0.0)
+
+
+def test_phase_shares_follow_the_true_fraction_through_the_transition(library):
+    fe = specflow.simulate("Fe", curves=80, seed=6)
+    shares = phase_shares(library, fe, "Fe bcc (Im-3m)", "Fe hcp (P6_3/mmc)")
+    share, fraction = shares["share"].values, fe["phase_fraction"].values
+    during = (fraction > 0.02) & (fraction < 0.98)
+    assert during.sum() >= 5 and np.corrcoef(share[during], fraction[during])[0, 1] > 0.6
+    assert np.mean(np.abs(share[during] - fraction[during])) < 0.3  # an estimate: see bench
+    before, after = np.nanmean(share[fraction == 0]), np.nanmean(share[fraction == 1])
+    assert before < 0.1 and after > 0.5 and after - before > 0.5  # overlapping peaks bias it
+    assert np.nanmedian(shares["fit"].values) > 0.5 and list(shares["phase"].values) == [
+        "Fe bcc (Im-3m)", "Fe hcp (P6_3/mmc)"]
+    hcp = shares["strain"].sel(phase="Fe hcp (P6_3/mmc)").values
+    assert hcp[-1] > hcp[fraction > 0.5][0]  # compressed further as pressure rises
+    with pytest.raises(ValueError, match="two different"):
+        phase_shares(library, fe, "Fe bcc (Im-3m)", "Fe bcc (Im-3m)")

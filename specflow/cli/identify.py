@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -37,11 +38,13 @@ from specflow.learn.identify import (
     evaluate_identifier,
     split_entries,
 )
+from specflow.learn.mixture import phase_shares
 from specflow.registry.identifier import (
     DEFAULT_IDENTIFIER_NAME,
     load_registered_identifier,
     register_identifier,
 )
+from specflow.registry.promotion import PromotionRefused
 from specflow.registry.tracking import configure_tracking, quiet_mlflow
 
 library_app = typer.Typer(help="Build or extend the reference library of named phases.",
@@ -107,11 +110,15 @@ def train_identifier(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: SeedOpt = 0,
     register: Annotated[bool, typer.Option(
-        "--register/--no-register", help="Also track it in MLflow and register a version "
-        "(alias moved to it)")] = False,
+        "--register/--no-register", help="Also track it in MLflow and register a version; "
+        "the alias moves to it if it names the gate runs' phases no worse than the holder")
+    ] = False,
     name: Annotated[str, typer.Option("--name", help="Registered model name.")
                     ] = DEFAULT_IDENTIFIER_NAME,
     alias: AliasOpt = DEFAULT_ALIAS,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Move the alias even if the gate runs say it names phases worse "
+        "than the holder.")] = False,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Train the RegNet1D + AdaCos identifier on physics-augmented library patterns.
@@ -138,8 +145,12 @@ def train_identifier(
     console.print(f"identifier ({ident.train_seconds_:.0f} s) -> {out}")
     if register:
         configure_tracking(workdir)
-        with quiet_mlflow():
-            version = register_identifier(ident, scores, name, alias)
+        try:
+            with quiet_mlflow():
+                version = register_identifier(ident, scores, name, alias, force=force)
+        except PromotionRefused as err:
+            console.print(f"registered, but [red]refused:[/red] {err}")
+            raise typer.Exit(1) from None
         console.print(f"registered {name} version {version}"
                       + (f", {name}@{alias} -> version {version}" if alias else ""))
 
@@ -178,8 +189,8 @@ def identify(
     library: LibraryOpt = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Candidates per segment.")] = 5,
     per_curve: Annotated[bool, typer.Option(
-        "--per-curve", help="Also the 'during' segment and the candidates of every curve.")
-    ] = False,
+        "--per-curve", help="Also the 'during' segment, the candidates of every curve and "
+        "each curve's share of the after phase (two-phase fit).")] = False,
     elements: ElementsOpt = None,
     json_out: JsonOpt = None,
     workdir: WorkdirOpt = Path("work"),
@@ -194,6 +205,14 @@ def identify(
     else:
         ds = read_spectra(source)
     result = identifier.identify_run(ds, labels=labels, top=top, per_curve=per_curve)
+    segments = result["segments"]
+    if per_curve and segments.get("before") and segments.get("after"):
+        pair = segments["before"][0]["name"], segments["after"][0]["name"]
+        if pair[0] != pair[1]:
+            shares = phase_shares(identifier.library_, ds, *pair)
+            result["shares"] = {"phases": list(pair), **{
+                key: [None if np.isnan(v) else round(float(v), 4) for v in shares[key].values]
+                for key in ("share", "fit")}}
     if not per_curve:
         result["segments"].pop("during", None)
         result["pressure"].pop("during", None)

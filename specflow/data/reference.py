@@ -329,7 +329,8 @@ def build_library(substitutions: int = 3, seed: int = 0, prototypes: int | None 
                *cif_entries(cifs)]
     provenance = {
         "sources": sorted({e.source.split(":")[0] for e in entries}),
-        "aflow_file": AFLOW_FILE.name, "prototypes": prototypes or "all",
+        "aflow_file": AFLOW_FILE.name,
+        "prototypes": "all" if prototypes is None else prototypes,
         "substitutions": substitutions, "seed": seed, "q_max": Q_MAX,
         "reference_energy_kev": REFERENCE_ENERGY_KEV,
         "pymatgen": _version("pymatgen"), "created": _dt.datetime.now(_dt.UTC).isoformat(),

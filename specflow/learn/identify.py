@@ -133,12 +133,18 @@ class _RunIdentification:
         """Scores (n, entries) of prepared curves (n, Q grid), best over each curve's
         compression window; ``covered``: the bins each curve measured (default all);
         ``pressure``: GPa per curve (None or NaN: unknown, a −2…+6 % window)."""
+        return self.scan(curves, covered, pressure)[0]
+
+    def scan(self, curves: np.ndarray, covered: np.ndarray | None = None,
+             pressure: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`scores`, the stretch (Q scale − 1) at which each score was reached)."""
         curves = np.asarray(curves, dtype=np.float32)
         covered = np.broadcast_to(np.ones(curves.shape[1], bool) if covered is None
                                   else covered, curves.shape)
         lo, hi = compression_window(pressure, len(curves), self.library_.pressures)
         t0, t1 = self.tolerance
         best = np.full(lo.shape, -np.inf, dtype=np.float32)
+        at = np.zeros(lo.shape, dtype=np.float32)
         grid = q_grid()
         first = int(np.ceil((lo.min() - t1) / self.scan_step - 1e-9))
         last = int(np.floor((hi.max() - t0) / self.scan_step + 1e-9))
@@ -150,8 +156,10 @@ class _RunIdentification:
                 continue
             x, mask = stretch_curves(curves[rows], grid, strain, covered[rows])
             raw = self._raw_scores(x, mask)
-            best[rows] = np.where(ok[rows], np.maximum(best[rows], raw), best[rows])
-        return best
+            better = ok[rows] & (raw > best[rows])
+            best[rows] = np.where(better, raw, best[rows])
+            at[rows] = np.where(better, strain, at[rows])
+        return best, at
 
     def preprocessing(self) -> Preprocessing:
         """How measured curves are prepared (the renders' own path)."""
@@ -379,10 +387,10 @@ class PhaseIdentifier(_RunIdentification):
         needed: the network saw windows in training)."""
         return (self._embed(curves) @ self.gallery_.T).numpy()
 
-    def scores(self, curves: np.ndarray, covered: np.ndarray | None = None,
-               pressure: np.ndarray | None = None) -> np.ndarray:
+    def scan(self, curves: np.ndarray, covered: np.ndarray | None = None,
+             pressure: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         self._check()
-        return super().scores(curves, covered, pressure)
+        return super().scan(curves, covered, pressure)
 
     # ----------------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
