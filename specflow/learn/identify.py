@@ -380,7 +380,9 @@ class PhaseIdentifier(_RunIdentification):
     def scan_step(self) -> float:  # type: ignore[override]
         return self.tolerance[1] - self.tolerance[0]  # stretches tile the strain axis
 
-    min_overlap = 0.01  # a stretch whose range barely touches the window is not used
+    #: A stretch whose range overlaps the window by 1 % or less is not used (+ float slack:
+    #: the window of an unknown pressure then needs this one stretch only).
+    min_overlap = 0.0101
 
     def _raw_scores(self, curves: np.ndarray, covered: np.ndarray) -> np.ndarray:
         """Cosine of embeddings to every entry's gallery embedding (``covered`` is not
