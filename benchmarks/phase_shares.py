@@ -77,7 +77,10 @@ def main() -> None:
             ramp = pressure_ramp(ds["pressure"].values, during)
             row["fit_mae"].append(float(np.nanmean(np.abs(share[during] - fraction[during]))))
             row["ramp_mae"].append(float(np.mean(np.abs(ramp - fraction[during]))))
-            row["fit_corr"].append(float(np.corrcoef(share[during], fraction[during])[0, 1]))
+            ok = np.isfinite(share[during])
+            corr = (np.corrcoef(share[during][ok], fraction[during][ok])[0, 1]
+                    if ok.sum() > 2 and np.ptp(share[during][ok]) > 0 else np.nan)
+            row["fit_corr"].append(float(corr) if np.isfinite(corr) else None)
             row["curves"].append(int(during.size))
     print(f"share of the high-pressure phase on two-phase curves vs the true fraction "
           f"({args.runs} runs per transition, realistic preset, run seed {args.run_seed})")
@@ -90,7 +93,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / f"phase_shares{'_quick' if args.quick else ''}.json").write_text(json.dumps(
         {"args": vars(args), "rows": rows, "ms_per_curve": 1000 * float(np.mean(seconds))},
-        indent=1))
+        indent=1, allow_nan=False))
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

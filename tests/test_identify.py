@@ -98,6 +98,10 @@ def test_library_builds_offline_with_named_phases_and_round_trips(library, tmp_p
     grown = library.add(cif_entries([cif]))
     assert len(grown) == len(library) + 1 and grown.version != library.version
     assert grown.entries[-1].name == "MgAg (Pm-3m)" and grown.entries[-1].source == "cif:AgMg.cif"
+    assert {e.name: e.pressure for e in library.entries}["Fe hcp (P6_3/mmc)"] == 13.0
+    legacy = library.to_dataset().drop_vars("pressure")  # saved before entries had one
+    np.testing.assert_array_equal(ReferenceLibrary.from_dataset(legacy).pressures,
+                                  library.pressures)
 
 
 def test_splits_by_structure_never_share_a_group(library):
@@ -284,6 +288,9 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     assert "1 phases added" in out
     cli(["library", "add", tmp_path / "lib.nc", cif, "--out", tmp_path / "lib.nc"],
         exit_code=2)  # never in place
+    cli(["library", "add", tmp_path / "lib.nc", cif, "--out", tmp_path / "lib3.nc",
+         "--pressure", "20"])
+    assert ReferenceLibrary.load(tmp_path / "lib3.nc").entries[-1].pressure == 20.0
     fe = tmp_path / "fe.nc"
     specflow.write_spectra(specflow.simulate("Fe", curves=60, seed=3), fe)
     cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--top", "5", "--json",
@@ -311,6 +318,9 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     got = json.loads((tmp_path / "e.json").read_text())
     assert got["elements"] == ["Fe"] and got["segments"]["before"][0]["name"] == "Fe bcc (Im-3m)"
     assert {c["formula"] for r in got["segments"].values() for c in r} == {"Fe"}
+    out = cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "Xe"],
+              exit_code=2)
+    assert "no library phase is made only of" in " ".join(out.split())
     out = cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "iron"],
               exit_code=2)
     assert "--elements" in out and "not a chemical formula" in " ".join(out.split())
@@ -477,7 +487,7 @@ def test_elements_restrict_candidates_to_the_samples_chemistry(library):
         with pytest.raises(ValueError, match="formula|element"):
             parse_elements(bad)
     assert sample_elements({"sample": "FeO run 3", "material": "FeO"}) == {"Fe", "O"}
-    assert sample_elements({"sample": "loading 7"}) is None
+    assert sample_elements({"sample": "S1"}) is None  # a label, not sulfur
     within = library.within({"Fe", "O"})
     assert within.any() and (~within).any()
     assert all(e.elements <= {"Fe", "O"} for e, ok in zip(library.entries, within,
@@ -497,6 +507,14 @@ def test_elements_restrict_candidates_to_the_samples_chemistry(library):
     assert named["elements"] is None  # not a formula: the whole library
     with pytest.raises(ValueError, match="no library phase is made only of"):
         matcher.identify_run(feo, elements="Xe")
+    unfiltered = matcher.identify_run(feo, labels=feo["label"].values, elements=None)
+    assert unfiltered["elements"] is None  # None overrides the standing setting
+    xe = LibraryMatcher(library).identify_run(feo.assign_attrs(material="Xe"), elements="auto")
+    assert xe["elements"] is None  # 'auto' with no phase of those elements: whole library
+    blind = feo.assign_coords(pressure=("curve", np.full(feo.sizes["curve"], np.nan)))
+    res = matcher.identify_run(blind, labels=feo["label"].values)
+    assert res["pressure"]["before"] == [None, None]
+    assert set(matcher.identify_run(blind)["segments"]) <= {"before", "during", "after"}
 
 
 def test_compressed_intensities_keep_one_textured_peak_from_deciding():

@@ -86,10 +86,13 @@ def library_add(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Write here (default: a new file beside, never in place).")
     ] = None,
+    pressure: Annotated[float, typer.Option(
+        "--pressure", min=0.0, help="GPa at which the CIFs' lattices were measured (their "
+        "compression window starts there).")] = 0.0,
 ) -> None:
     """Add phases from CIF files; writes a new library file (the old one is kept)."""
     old = ReferenceLibrary.load(library)
-    new = old.add(cif_entries(cifs))
+    new = old.add(cif_entries(cifs, pressure))
     target = out or library.with_name(f"{library.stem}-{new.version}.nc")
     if target.resolve() == library.resolve():
         raise typer.BadParameter("--out must differ from the library: libraries are "
@@ -174,6 +177,11 @@ def load_identifier(model: str | Path | None, library: Path | None,
     else:
         raise typer.BadParameter("give --model (a trained identifier) or --library (match by "
                                  "cosine); build a library with 'specflow library build'")
+    if elements not in (None, "auto"):
+        try:
+            identifier.allowed(elements)
+        except ValueError as exc:  # no library phase of these elements
+            raise typer.BadParameter(str(exc), param_hint="--elements") from exc
     identifier.elements = elements
     return identifier
 
@@ -209,7 +217,7 @@ def identify(
     if per_curve and segments.get("before") and segments.get("after"):
         pair = segments["before"][0]["name"], segments["after"][0]["name"]
         if pair[0] != pair[1]:
-            shares = phase_shares(identifier.library_, ds, *pair)
+            shares = phase_shares(identifier.library_, ds, *pair, identifier.baseline)
             result["shares"] = {"phases": list(pair), **{
                 key: [None if np.isnan(v) else round(float(v), 4) for v in shares[key].values]
                 for key in ("share", "fit")}}
@@ -219,8 +227,9 @@ def identify(
     console = Console()
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
+        span = f"{lo:.1f}–{hi:.1f} GPa" if lo is not None else "pressure unknown"
         table = Table("rank", "phase", "formula", "space group", "score",
-                      title=f"{segment} ({lo:.1f}–{hi:.1f} GPa)")
+                      title=f"{segment} ({span})")
         for i, c in enumerate(ranked, 1):
             table.add_row(str(i), c["name"], c["formula"], c["space_group"],
                           f"{c['score']:.3f}")

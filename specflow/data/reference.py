@@ -194,6 +194,17 @@ def cif_entries(paths: Iterable[str | Path], pressure: float = 0.0) -> list[Refe
     return out
 
 
+def _legacy_pressure(source: str, name: str) -> float:
+    """The lattice pressure of an entry saved before entries recorded it: the simulator's
+    phases were rendered at their reference pressure, everything else at ambient."""
+    transition = TRANSITIONS.get(source.removeprefix("specflow:")) if source.startswith(
+        "specflow:") else None
+    for phase in (transition.low, transition.high) if transition else ():
+        if phase.name == name:
+            return float(phase.reference_pressure)
+    return 0.0
+
+
 def parse_elements(text: str) -> frozenset[str]:
     """The elements of a sample given as a formula (``FeO``, ``Fe0.95O``) or a list
     (``Fe,O``); ValueError when it is neither."""
@@ -306,7 +317,8 @@ class ReferenceLibrary:
                 *(str(ds[key].values[i]) for key in ("name", "formula", "space_group",
                                                       "prototype", "source")),
                 q[keep], intensity[keep],
-                float(ds["pressure"].values[i]) if "pressure" in ds.coords else 0.0))
+                float(ds["pressure"].values[i]) if "pressure" in ds.coords
+                else _legacy_pressure(str(ds["source"].values[i]), str(ds["name"].values[i]))))
         return cls(entries, json.loads(ds.attrs.get("provenance", "{}")))
 
     def save(self, path: str | Path) -> Path:

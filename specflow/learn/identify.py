@@ -179,13 +179,14 @@ class _RunIdentification:
                 ) -> tuple[np.ndarray | None, list[str] | None]:
         """(mask of the entries made only of the sample's ``elements``, those elements).
         ``elements``: a formula or list (``"FeO"``, ``"Fe,O"``, ``["Fe", "O"]``), ``"auto"``
-        for the run's own (:func:`sample_elements`), or None (every entry)."""
+        for the run's own (:func:`sample_elements`; the whole library when it has none or
+        the library holds no phase of them), or None (every entry)."""
         if elements is None:
             return None, None
         if isinstance(elements, str) and elements == "auto":
             chosen = sample_elements(ds.attrs if ds is not None else {})
-            if chosen is None:
-                return None, None  # the sample is not named by a formula: every entry
+            if chosen is None or not self.library_.within(chosen).any():
+                return None, None  # no formula, or one the library lacks: every entry
         elif isinstance(elements, str):
             chosen = parse_elements(elements)
         else:
@@ -204,8 +205,8 @@ class _RunIdentification:
                 for i in order]
 
     def identify_run(self, ds: xr.Dataset, labels: np.ndarray | None = None, top: int = 5,
-                     per_curve: bool = False, elements: str | Iterable[str] | None = None
-                     ) -> dict[str, Any]:
+                     per_curve: bool = False,
+                     elements: str | Iterable[str] | None = "setting") -> dict[str, Any]:
         """Top candidates per segment of a run.
 
         Each curve is matched within its compression window (from the run's pressure).
@@ -213,12 +214,12 @@ class _RunIdentification:
         the phase model's), or from the run's own curves when not given
         (:func:`segments_from_scores`); a segment's scores are the mean over its curves.
         ``elements`` restricts the candidates to the sample's chemistry (:meth:`allowed`;
-        default: the identifier's ``elements`` setting).
+        ``"setting"``, the default: the identifier's ``elements``; None: every entry).
         Returns ``{"segments": {name: [candidate dicts]}, "pressure": {name: [min, max]},
         "library_version", "method", "elements"}`` plus ``"curves"`` (ranked per curve) with
         ``per_curve``.
         """
-        mask, chosen = self.allowed(self.elements if elements is None else elements, ds)
+        mask, chosen = self.allowed(self.elements if elements == "setting" else elements, ds)
         prepared = self.prepared(ds)
         pressure = ds[PRESSURE].values
         scores = self.scores(prepared.x, prepared.covered, pressure)
@@ -235,9 +236,9 @@ class _RunIdentification:
             if members.any():
                 ranked = self.rank(scores[members].mean(0), top)
                 result["segments"][segment] = [c.as_dict() for c in ranked]
-                pressure_in = pressure[members]
-                result["pressure"][segment] = [float(pressure_in.min()),
-                                               float(pressure_in.max())]
+                known = pressure[members][np.isfinite(pressure[members])]
+                result["pressure"][segment] = ([float(known.min()), float(known.max())]
+                                               if known.size else [None, None])
         if per_curve:
             result["curves"] = [[c.as_dict() for c in self.rank(row, top)] for row in scores]
         return result
@@ -378,7 +379,7 @@ class PhaseIdentifier(_RunIdentification):
 
     @property
     def scan_step(self) -> float:  # type: ignore[override]
-        return self.tolerance[1] - self.tolerance[0]  # stretches tile the strain axis
+        return max(self.tolerance[1] - self.tolerance[0], 0.0025)  # tiles of the strain axis
 
     #: A stretch whose range overlaps the window by 1 % or less is not used (+ float slack:
     #: the window of an unknown pressure then needs this one stretch only).
@@ -449,9 +450,10 @@ class PhaseIdentifier(_RunIdentification):
 
 
 def sample_elements(attrs: dict[str, Any]) -> frozenset[str] | None:
-    """The elements of a run's sample from its ``formula``, ``material`` or ``sample``
-    attribute (the first that is a chemical formula), or None."""
-    for key in ("formula", "material", "sample"):
+    """The elements of a run's sample from its ``formula`` or ``material`` attribute (the
+    first that is a chemical formula), or None. The free-text ``sample`` name is not read:
+    labels such as ``S1`` or ``B2`` parse as formulas."""
+    for key in ("formula", "material"):
         try:
             return parse_elements(str(attrs.get(key) or ""))
         except ValueError:
@@ -476,7 +478,7 @@ def segments_from_scores(scores: np.ndarray, pressure: np.ndarray | None = None,
     labels = np.zeros(n, dtype=np.int8)
     if n < 3:
         return labels
-    if pressure is not None and len(pressure) == n:
+    if pressure is not None and len(pressure) == n and np.isfinite(pressure).any():
         p = np.asarray(pressure, dtype=float)
         up = int(np.flatnonzero(p >= np.nanmax(p) - 0.1)[-1]) + 1  # a hold stays on the leg
     else:
