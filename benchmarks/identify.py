@@ -28,12 +28,13 @@ import numpy as np
 
 from specflow.data.reference import build_library
 from specflow.data.simulate import simulate_family
-from specflow.data.transitions import TRANSITIONS, get_transition
+from specflow.data.transitions import TRANSITIONS
 from specflow.learn.identify import (
     IdentifyConfig,
     LibraryMatcher,
     PhaseIdentifier,
     evaluate_identifier,
+    segment_hits,
     split_entries,
 )
 from specflow.learn.metrics import mean_interval
@@ -76,23 +77,14 @@ def run_table(library, args) -> dict:
     out: dict[str, dict] = {}
     for material in args.transitions:
         runs = simulate_family(material, args.runs, n_curves=(120, 200), seed=args.run_seed)
-        t = get_transition(material)
-        names = {"before": t.low.name, "after": t.high.name}
         for who, identifier in sorted(identifiers.items()):
             for mode, elements in (("any", None), ("known", "auto")):
                 hits: dict[str, dict[str, list[float]]] = {}
                 for ds in runs:
-                    truth = ds["true_label"].values if "true_label" in ds else ds["label"].values
-                    res = identifier.identify_run(ds, labels=truth, top=5, elements=elements)
-                    for seg, ranked in res["segments"].items():
-                        got = [c["name"] for c in ranked]
+                    for seg, found in segment_hits(identifier, ds, elements).items():
                         row = hits.setdefault(seg, {"top1": [], "top5": [], "both": []})
-                        if seg in names:
-                            row["top1"].append(float(got[0] == names[seg]))
-                            row["top5"].append(float(names[seg] in got))
-                        else:  # during: are both phases among the top 5?
-                            row["both"].append(float(names["before"] in got
-                                                     and names["after"] in got))
+                        for key, value in found.items():
+                            row[key].append(value)
                 energies = sorted({round(float(ds.attrs.get("energy", 0)), 1) for ds in runs})
                 pressures = [round(float(ds["pressure"].max()), 1) for ds in runs]
                 out[f"{material}/{who}/{mode}"] = {"hits": hits, "energies": energies,

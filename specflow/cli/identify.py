@@ -24,12 +24,7 @@ from specflow.cli.options import (
 )
 from specflow.cli.tiled import connect
 from specflow.data.io import read_spectra
-from specflow.data.reference import (
-    ReferenceLibrary,
-    build_library,
-    cif_entries,
-    parse_elements,
-)
+from specflow.data.reference import ReferenceLibrary, build_library, cif_entries
 from specflow.ingest.reader import run_to_dataset
 from specflow.learn.identify import (
     IdentifyConfig,
@@ -161,12 +156,8 @@ def train_identifier(
 def load_identifier(model: str | Path | None, library: Path | None,
                     workdir: Path = Path("work"), elements: str | None = None) -> Any:
     """A trained identifier (file or registered), or the library matcher, filtering by
-    ``elements``; a usage error without either or for elements that are not a formula."""
-    if elements not in (None, "auto"):
-        try:
-            parse_elements(elements)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--elements") from exc
+    ``elements``; a usage error without either, or for elements that are not a formula or
+    that no library phase is made of."""
     if model is not None and str(model).startswith("models:/"):
         configure_tracking(workdir, must_exist=True)
         identifier = load_registered_identifier(str(model))
@@ -179,8 +170,8 @@ def load_identifier(model: str | Path | None, library: Path | None,
                                  "cosine); build a library with 'specflow library build'")
     if elements not in (None, "auto"):
         try:
-            identifier.allowed(elements)
-        except ValueError as exc:  # no library phase of these elements
+            identifier.allowed(elements)  # parses them and checks the library has a phase
+        except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--elements") from exc
     identifier.elements = elements
     return identifier

@@ -26,6 +26,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import version as _version
 from pathlib import Path
 
@@ -68,9 +69,10 @@ class ReferenceEntry:
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "formula": self.formula, "space_group": self.space_group}
 
-    @property
+    @cached_property
     def elements(self) -> frozenset[str]:
-        """The chemical elements of the phase (``{"Fe", "O"}`` for FeO)."""
+        """The chemical elements of the phase (``{"Fe", "O"}`` for FeO; parsed once, as
+        every chemistry-filtered run asks every entry)."""
         return frozenset(str(e) for e in Composition(self.formula).elements)
 
 

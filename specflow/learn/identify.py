@@ -35,6 +35,7 @@ from specflow.data.patterns import (
 from specflow.data.preprocess import PreparedCurves, Preprocessing, prepare_curves
 from specflow.data.reference import ReferenceLibrary, parse_elements
 from specflow.data.schema import INTENSITY, PRESSURE, TWO_THETA
+from specflow.data.transitions import get_transition
 from specflow.learn.data import wavelength_of
 from specflow.learn.devices import check_device, resolve_device
 from specflow.models.regnet1d import AdaCos, RegNet1D, cosface_loss
@@ -183,15 +184,18 @@ class _RunIdentification:
         the library holds no phase of them), or None (every entry)."""
         if elements is None:
             return None, None
-        if isinstance(elements, str) and elements == "auto":
+        auto = isinstance(elements, str) and elements == "auto"
+        if auto:
             chosen = sample_elements(ds.attrs if ds is not None else {})
-            if chosen is None or not self.library_.within(chosen).any():
-                return None, None  # no formula, or one the library lacks: every entry
+            if chosen is None:
+                return None, None  # the run names no formula: every entry
         elif isinstance(elements, str):
             chosen = parse_elements(elements)
         else:
             chosen = frozenset(elements)
         mask = self.library_.within(chosen)
+        if auto and not mask.any():
+            return None, None  # a formula the library has no phase of: every entry
         if not mask.any():
             raise ValueError(f"no library phase is made only of {sorted(chosen)}; add one "
                              f"('specflow library add') or drop the element filter")
@@ -439,7 +443,7 @@ class PhaseIdentifier(_RunIdentification):
                         coords={k: ("entry", lib[k]) for k in (
                             "name", "formula", "space_group", "prototype", "source")},
                         attrs=lib["attrs"])
-        if "pressure" in lib:  # identifiers saved before entries had a lattice pressure: 0
+        if "pressure" in lib:  # else from_dataset supplies the legacy pressures
             ds = ds.assign_coords(pressure=("entry", lib["pressure"].numpy()))
         ident.library_ = ReferenceLibrary.from_dataset(ds)
         ident.train_entries_ = saved["train_entries"].numpy()
@@ -499,6 +503,28 @@ def segments_from_scores(scores: np.ndarray, pressure: np.ndarray | None = None,
     labels[up - trail:up] = 2
     labels[up:] = np.where(smooth[up:] > 0, 0, 2)
     return labels
+
+
+def segment_hits(identifier: _RunIdentification, ds: xr.Dataset,
+                 elements: str | Iterable[str] | None = "setting"
+                 ) -> dict[str, dict[str, float]]:
+    """How ``identifier`` names the true segments of a simulated run (its ``material``
+    names the transition, its true labels the segments): for ``before`` and ``after``,
+    ``top1``/``top5`` (1.0 when the true phase is first / in the first five); for
+    ``during``, ``both`` (both phases in the first five)."""
+    transition = get_transition(str(ds.attrs["material"]))
+    names = {"before": transition.low.name, "after": transition.high.name}
+    truth = ds["true_label"].values if "true_label" in ds else ds["label"].values
+    result = identifier.identify_run(ds, labels=truth, top=5, elements=elements)
+    hits: dict[str, dict[str, float]] = {}
+    for segment, ranked in result["segments"].items():
+        got = [c["name"] for c in ranked]
+        if segment in names:
+            hits[segment] = {"top1": float(bool(got) and got[0] == names[segment]),
+                             "top5": float(names[segment] in got)}
+        else:
+            hits[segment] = {"both": float(names["before"] in got and names["after"] in got)}
+    return hits
 
 
 def topk_accuracy(scores: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 5)

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 from specflow.data.simulate import simulate_family
-from specflow.data.transitions import TRANSITIONS, get_transition
-from specflow.learn.identify import PhaseIdentifier
+from specflow.data.transitions import TRANSITIONS
+from specflow.learn.identify import PhaseIdentifier, segment_hits
 from specflow.registry.promotion import (
     PACKAGE_DIR,
     PromotionRefused,
@@ -102,19 +102,12 @@ def score_on_runs(identifier: Any, runs: Sequence[xr.Dataset], elements: str | N
     """Over the true before/after segments of simulated ``runs`` (their ``material`` names
     the transition): the fraction whose true phase ``identifier`` ranks first (``top1``) and
     in the first five (``top5``), ranking only the sample's elements by default."""
-    hits: list[tuple[bool, bool]] = []
-    for ds in runs:
-        transition = get_transition(str(ds.attrs["material"]))
-        truth = ds["true_label"].values if "true_label" in ds else ds["label"].values
-        result = identifier.identify_run(ds, labels=truth, top=5, elements=elements)
-        for segment, want in (("before", transition.low.name), ("after", transition.high.name)):
-            got = [c["name"] for c in result["segments"].get(segment, [])]
-            if got:
-                hits.append((got[0] == want, want in got))
+    hits = [found for ds in runs for segment, found in segment_hits(
+        identifier, ds, elements).items() if segment != "during"]
     if not hits:
         raise ValueError("the gate runs have no before/after segment to score")
-    return {"top1": float(np.mean([h[0] for h in hits])),
-            "top5": float(np.mean([h[1] for h in hits])), "segments": float(len(hits))}
+    return {"top1": float(np.mean([h["top1"] for h in hits])),
+            "top5": float(np.mean([h["top5"] for h in hits])), "segments": float(len(hits))}
 
 
 def promote_identifier(ident: PhaseIdentifier, name: str, version: str, alias: str,
