@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORK ?= work
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean postgres
 
 $(BIN)/specflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,18 @@ setup: $(BIN)/specflow
 demo: setup
 	$(BIN)/specflow demo --workdir $(WORK)
 
-test: setup
+# The PostgreSQL tests need the server binaries: Debian's package, installed here when
+# missing (needs root or sudo); the tests then start their own throwaway server on loopback.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { echo "installing Debian's postgresql (server binaries for the tests)"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
+
+test: setup postgres
 	$(BIN)/ruff check specflow tests benchmarks
-	$(BIN)/python -m pytest
+	SPECFLOW_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python benchmarks/data.py

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,3 +225,66 @@ def record_ramp(client: Any, *, material: str = "Fe", start: float = 0.0, stop: 
     (uid,) = engine(compression_ramp(cell, det, start, stop, num, decompress_to=decompress_to,
                                      md=md or {}))
     return uid
+
+
+# --------------------------------------------------------------- servers in processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_mlflow(directory: Path, backend_uri: str, timeout: float = 120.0) -> Iterator[str]:
+    """A real ``mlflow server`` process on loopback (artifacts in ``directory/artifacts``)
+    over ``backend_uri`` (SQLite or PostgreSQL); yields its URL, stops its process group."""
+    import mlflow
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", backend_uri,
+           "--artifacts-destination", str(directory / "artifacts"), "--workers", "1"]
+    log_path = directory / "server.log"
+    log = open(log_path, "w")  # noqa: SIM115 - the server outlives this block
+    proc = subprocess.Popen(cmd, cwd=directory, stdout=subprocess.DEVNULL, stderr=log,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(log_path.read_text()[-2000:]) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server runs helper processes: stop the group
+        proc.wait(timeout=30)
+        log.close()
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL server on loopback (:mod:`specflow.ingest.postgres`).
+
+    Skipped where the machine has no PostgreSQL, except under ``SPECFLOW_REQUIRE_POSTGRES=1``
+    (``make test`` sets it, so CI fails instead of skipping).
+    """
+    from specflow.ingest.postgres import PostgresUnavailable, postgres_server
+
+    try:
+        find = postgres_server()
+        server = find.__enter__()
+    except PostgresUnavailable as exc:
+        if os.environ.get("SPECFLOW_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"SPECFLOW_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        find.__exit__(None, None, None)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 import torch
+from conftest import serve_mlflow
 from mlflow.tracking import MlflowClient
 
 from specflow.data.io import write_netcdf
@@ -30,12 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def small_bundle(grid: np.ndarray):
     """An untrained but complete bundle: enough to exercise the server round trip."""
     torch.manual_seed(0)
@@ -47,37 +38,15 @@ def small_bundle(grid: np.ndarray):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-           "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server outlives this block
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError((tmp_path / "server.log").read_text()[-2000:]) from None
-                time.sleep(0.5)
+    with serve_mlflow(tmp_path, f"sqlite:///{tmp_path / 'server.db'}") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server runs helper processes: stop the group
-        proc.wait(timeout=30)
-        log.close()
-        mlflow.set_tracking_uri(None)
 
 
-def test_register_promote_and_load_through_mlflow_server(mlflow_server, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_registry_uri(mlflow_server)
+def register_promote_and_load(url: str, tmp_path: Path) -> str:
+    """Log, register and promote a model through the server at ``url``; load it back by
+    alias and check its predictions; return the promoted version."""
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
     ensure_experiment("server-test")
     ds = simulate_run("Fe", 40, seed=1, two_theta=np.linspace(5, 25, 800))
     with mlflow.start_run():
@@ -91,6 +60,13 @@ def test_register_promote_and_load_through_mlflow_server(mlflow_server, tmp_path
     assert len(out) == 40 and set(out["label"]) <= {0, 1, 2}
     assert any((tmp_path / "artifacts").rglob("bundle.pt"))  # stored by the server
     assert not (tmp_path / "mlruns").exists()
+    return version
+
+
+def test_register_promote_and_load_through_mlflow_server(mlflow_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    register_promote_and_load(mlflow_server, tmp_path)
 
 
 def test_mlproject_pretrain_entry_point_runs_for_real(tmp_path, monkeypatch):
@@ -121,3 +97,17 @@ def test_mlproject_pretrain_entry_point_runs_for_real(tmp_path, monkeypatch):
     assert names == {"checkpoint/pretrain.pt"}
     assert not (tmp_path / "mlruns").exists()
     mlflow.set_tracking_uri(None)
+
+
+def test_postgres_backed_mlflow_server_registers_promotes_and_serves(postgres, tmp_path,
+                                                                     monkeypatch):
+    """The facility deployment: tracking and registry in PostgreSQL (deploy/mlflow)."""
+    monkeypatch.chdir(tmp_path)
+    backend = postgres.create_database("mlflow")
+    with serve_mlflow(tmp_path, backend) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        version = register_promote_and_load(url, tmp_path)
+    # the registry lives in PostgreSQL: the alias row is there, not in a local file
+    rows = postgres.sql("mlflow", "SELECT name, alias, version FROM registered_model_aliases")
+    assert rows.strip() == f"server-model|champion|{version}"
+    assert not list(tmp_path.glob("*.db"))

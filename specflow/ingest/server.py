@@ -1,4 +1,4 @@
-"""An embedded, writable Tiled server for demos and tests (SQLite catalog + local files).
+"""An embedded, writable Tiled server for demos and tests (SQLite or PostgreSQL catalog).
 
 Starts in well under a second: the catalog is initialised in-process (as
 ``tiled serve catalog --temp`` does) instead of through the ``tiled catalog init``
@@ -80,18 +80,31 @@ def init_catalog(database_uri: str) -> None:
         stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, database_uri)
 
 
-def build_tiled_app(directory: Path, api_key: str):
-    """The ASGI app: Bluesky-aware root, SQLite catalog, zarr + DuckDB storage, json-seq."""
+def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = None,
+                    tables_uri: str | None = None):
+    """The ASGI app: Bluesky-aware root, catalog, zarr + table storage, json-seq.
+
+    Defaults: SQLite catalog ``directory/catalog.db`` and DuckDB tables
+    ``directory/storage.duckdb``. ``catalog_uri``/``tables_uri`` put either in PostgreSQL
+    (``postgresql://user:password@host:port/db``); Tiled creates its tables on first use.
+    """
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
-    database = directory / CATALOG_FILENAME
-    if not database.exists():
-        init_catalog(f"sqlite:///{database}")
+    init = False
+    if catalog_uri is None:
+        database = directory / CATALOG_FILENAME
+        catalog_uri = f"sqlite:///{database}"
+        if not database.exists():
+            init_catalog(catalog_uri)
+    else:
+        init = True  # tiled's own `catalog init --if-not-exists` (a short subprocess)
     catalog = catalog_from_uri(
-        f"sqlite:///{database}",
+        catalog_uri,
         specs=[{"name": name, "version": v} for name, v in BLUESKY_SPECS],
-        writable_storage=[directory / "data", f"duckdb:///{directory / 'storage.duckdb'}"],
+        writable_storage=[directory / "data",
+                          tables_uri or f"duckdb:///{directory / 'storage.duckdb'}"],
+        init_if_not_exists=init,
         cache_config=StreamingCacheConfig(uri="memory").model_dump(),
     )
     serializers = copy.deepcopy(default_serialization_registry)
@@ -129,18 +142,21 @@ def _quiet_log_config(directory: Path) -> dict:
 
 @contextmanager
 def tiled_server(
-    directory: str | Path, api_key: str | None = None, port: int = 0, timeout: float = 20.0
+    directory: str | Path, api_key: str | None = None, port: int = 0, timeout: float = 20.0,
+    catalog_uri: str | None = None, tables_uri: str | None = None,
 ) -> Iterator[TiledServerInfo]:
     """Serve a writable Tiled catalog from ``directory`` on 127.0.0.1 while in the block.
 
     Layout under ``directory``: ``catalog.db`` (SQLite), ``data/`` (zarr), ``storage.duckdb``
     (appendable tables), ``access.log``/``error.log``. Reusing a directory keeps its runs.
+    ``catalog_uri``/``tables_uri`` move the catalog and the tables to PostgreSQL (see
+    :func:`build_tiled_app`); the arrays stay under ``directory/data``.
     The server thread is a daemon and is always stopped on exit, so a failing caller cannot
     hang the interpreter.
     """
     directory = Path(directory).resolve()
     api_key = api_key or secrets.token_hex(16)
-    app = build_tiled_app(directory, api_key)
+    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
                             log_config=_quiet_log_config(directory))
     server = uvicorn.Server(config)

@@ -1,0 +1,58 @@
+"""Tiled with its catalog and tables in a real PostgreSQL server (the facility deployment):
+ingest through a RunEngine, read back, annotate, search, restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import record_ramp
+from tiled.queries import Key
+
+from specflow.annotate import annotate, find_phases
+from specflow.ingest import run_to_dataset, tiled_server
+from specflow.ingest.catalog import search
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def pg_tiled(postgres, tmp_path_factory):
+    """(catalog URI, tables URI, directory) of a Tiled deployment kept in PostgreSQL."""
+    catalog = postgres.create_database("tiled")
+    tables = postgres.create_database("tiled_tables")
+    return catalog, tables, tmp_path_factory.mktemp("pg-tiled")
+
+
+def test_postgres_catalog_ingests_annotates_searches_and_survives_restart(
+        postgres, pg_tiled, mlflow_store):
+    catalog, tables, directory = pg_tiled
+    with tiled_server(directory, catalog_uri=catalog, tables_uri=tables) as info:
+        client = info.client()
+        fe = record_ramp(client, stop=30.0, num=40, seed=5, md={"sample": "pg-fe"})
+        flat = record_ramp(client, stop=8.0, num=12, seed=6, md={"sample": "pg-flat"})
+        ds = run_to_dataset(client[fe])
+        assert ds.sizes == {"curve": 40, "two_theta": 4000}
+        assert np.all(np.diff(ds["pressure"].values) > 0)
+        results = annotate(client, [fe, flat], model_uri=mlflow_store.champion)
+        assert [r.status for r in results] == ["written", "written"]
+        onset = client[fe].metadata["specflow"]["transition"]["onset_pressure"]
+        assert onset is not None and 5 < onset < 25
+        hits = find_phases(client, onset_between=(onset - 1, onset + 1))
+        assert [r.uid for r in hits] == [fe]
+        # numbers compare as numbers in PostgreSQL's JSONB (SQLite compares their text)
+        assert set(search(client, Key("specflow.n_curves") > 20)) == {fe}
+        assert set(search(client, Key("specflow.n_curves") < 20)) == {flat}
+    # everything lives in the databases: tables (events) in one, nodes in the other
+    assert int(postgres.sql("tiled", "SELECT count(*) FROM nodes")) > 10
+    assert postgres.sql("tiled_tables", "SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_schema = 'public'").strip() != "0"
+    assert not (directory / "catalog.db").exists()
+    with tiled_server(directory, catalog_uri=catalog, tables_uri=tables) as info:
+        client = info.client()
+        assert {fe, flat} <= set(client)
+        again = run_to_dataset(client[fe])
+        np.testing.assert_array_equal(again["intensity"].values, ds["intensity"].values)
+        node = client[fe]["specflow"][client[fe].metadata["specflow"]["latest"]]
+        assert node["label"].read().shape == (40,)
+        skipped = annotate(client, [fe], model_uri=mlflow_store.champion)
+        assert skipped[0].status == "skipped"
