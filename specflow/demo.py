@@ -12,14 +12,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from tiled.client import from_uri
 
-from specflow.annotate import annotate, find_phases
+from specflow.annotate import annotate, find_phases, read_labels
 from specflow.ingest import record_compressions, run_to_dataset, tiled_server
 from specflow.learn.evaluate import default_config
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
@@ -169,8 +168,8 @@ def _run_demo(cfg: DemoConfig, workdir: Path, console: Console) -> dict:
         for record in find_phases(client):
             run = client[record.uid]
             truth = run_to_dataset(run)
-            node = run.base["specflow"][record.node]
-            predicted = np.asarray(node["label"].read())
+            node = read_labels(run, record.node)
+            predicted = node["label"].values
             accuracy = float((predicted == truth["label"].values).mean())
             rows.append({**asdict(record), "accuracy": accuracy})
             _figure(truth, node, workdir / "figures" / f"{truth.attrs.get('sample')}_"
@@ -185,8 +184,8 @@ def _run_demo(cfg: DemoConfig, workdir: Path, console: Console) -> dict:
 
 
 def _figure(truth, node, path: Path) -> None:
-    probs = np.asarray(node["probabilities"].read())
-    save_contour(truth, path, predicted=np.asarray(node["label"].read()),
+    probs = node["probabilities"].values
+    save_contour(truth, path, predicted=node["label"].values,
                  probabilities=probs, y_axis="curve",
                  title=f"{truth.attrs.get('sample')}: truth vs predicted phases")
 

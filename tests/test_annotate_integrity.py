@@ -216,3 +216,34 @@ def test_two_names_with_one_key_do_not_collide(tiled_client, phase_registry, mlf
     nodes = complete_nodes(tiled_client, uid)
     assert nodes["twin_model-v1"]["model_name"] == "twin.model"
     assert nodes["twin_model-v1-r2"]["model_name"] == "twin_model"
+
+
+def test_nodes_of_the_previous_layout_are_read_and_never_rewritten(tiled_client, mlflow_store):
+    """Catalogs annotated before spec version 3 hold containers (three arrays + the table):
+    they still count as done and read back the same way."""
+    import pandas as pd
+
+    from specflow.annotate import read_labels
+
+    (uid,) = ramps(tiled_client, 1, seed=49)
+    model = load_model(mlflow_store.champion)
+    run = tiled_client[uid]
+    old = run.base.create_container("specflow").create_container(
+        K1, metadata={"status": "complete", "model_name": PHASE_MODEL,
+                      "summary": {"n_curves": 20, "status": "complete",
+                                  "timestamp": "2026-01-01T00:00:00+00:00"}})
+    table = pd.DataFrame({"seq_num": np.arange(1, 21), "time": np.arange(20.0),
+                          "pressure": np.linspace(0, 30, 20),
+                          "label": np.repeat(np.array([0, 1, 2], np.int8), [8, 2, 10]),
+                          "p0": np.ones(20, np.float32), "p1": np.zeros(20, np.float32),
+                          "p2": np.zeros(20, np.float32), "ood_score": np.zeros(20, np.float32)})
+    old.write_array(table["label"].to_numpy(), key="label")
+    old.write_table(table, key="phases")
+    result = annotate_run(tiled_client, uid, model)
+    assert result.node == K1 and "restored from existing node" in result.reason  # not rewritten
+    assert set(tiled_client[uid].base["specflow"]) == {K1}
+    labels = read_labels(tiled_client[uid], K1)
+    np.testing.assert_array_equal(labels["label"].values, table["label"].to_numpy())
+    assert labels["probabilities"].shape == (20, 3)
+    with pytest.raises(KeyError):
+        read_labels(tiled_client[ramps(tiled_client, 1, seed=50)[0]])

@@ -11,6 +11,7 @@ from .analyzer import (
 from .model import LoadedModel, load_model, parse_model_uri
 from .query import PhaseRecord, find_phases, search
 from .summary import transition_summary
+from .writer import read_labels
 
 __all__ = [
     "AnnotationError",
@@ -24,6 +25,7 @@ __all__ = [
     "load_model",
     "parse_model_uri",
     "publish_rule",
+    "read_labels",
     "search",
     "transition_summary",
 ]

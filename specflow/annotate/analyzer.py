@@ -165,7 +165,8 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
                    ) -> AnnotationResult:
 
     run = client[uid]
-    container = writer.specflow_container(run.base)
+    children = dict(run.base.items())  # one listing: the streams and the specflow container
+    container = children.get(writer.CONTAINER)
     nodes, taken = writer.model_nodes(container, model.name, model.version)
     ours = [n for n in nodes if n.complete and n.written_by(me)]
     if ours:  # an earlier attempt of this call finished it (a retry after a lost answer)
@@ -187,7 +188,7 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
                        int(summary.get("n_curves", 0)), "summary restored from existing node",
                        wrote=False)
     try:
-        ds = run_to_dataset(run, stream)
+        ds = run_to_dataset(run, stream, node=children.get(stream))
     except SpectraValidationError as exc:
         return AnnotationResult(uid, "failed", f"validation: {'; '.join(exc.problems)}")
     except KeyError as exc:
@@ -207,9 +208,9 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     key = writer.node_key(model.name, model.version, revision)
     summary["latest"] = key
     if container is None:
-        container = writer.specflow_container(run.base, create=True)
+        container = writer.create_specflow_container(run.base)
     try:
-        node = writer.create_node(container, key, summary, me)
+        node = writer.create_node(container, key, table, summary, me)
     except Exception as exc:
         if writer.status_code(exc) != 409:
             raise
@@ -217,7 +218,8 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
         if not writer.written_by(node.metadata, me):
             return AnnotationResult(uid, "skipped", "another annotator is writing this "
                                     "model's node", key)
-    writer.fill_node(node, table, summary)
+        writer.fill_node(node, table)
+    writer.complete_node(node, summary)
     reason = ("replaced an abandoned partial node" if dropped else
               f"revision {revision} (forced)" if revision > 1 and done else "")
     return _finish(client, uid, summary, key, model, publish, len(table), reason, wrote=True)

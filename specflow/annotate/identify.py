@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .writer import read_labels
+
 #: Candidates kept per segment in the metadata.
 TOP = 3
 SEGMENTS = ("before", "during", "after")
@@ -39,7 +41,6 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
 
 def published_labels(run: Any) -> np.ndarray | None:
     """The phase labels of a run's published ``specflow`` node (None when not annotated)."""
-    key = (run.metadata.get("specflow") or {}).get("latest")
-    if not key:
+    if not (run.metadata.get("specflow") or {}).get("latest"):
         return None
-    return np.asarray(run.base["specflow"][key]["label"].read())
+    return read_labels(run)["label"].values

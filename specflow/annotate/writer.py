@@ -1,9 +1,13 @@
 """The derived-data nodes beside a run: ``<run>/specflow/<model>-v<version>[-r<n>]``.
 
-One node per model name, version and (forced) revision, spec ``SpecflowPhases``. Nodes are
-never rewritten in place: a node is created ``partial`` under a writer's lease, filled, then
-marked ``complete``; a forced re-annotation writes the next revision beside it. Only a
-``partial`` node whose lease has expired (its writer died) is ever deleted.
+One node per model name, version and (forced) revision, spec ``SpecflowPhases``: since
+spec version 3 a single table (seq_num, time, pressure, label, p0, p1, p2, ood_score),
+written in three requests (create with its data's structure, write the data, mark it
+complete). Version 2 nodes (a container of three arrays and that table) stay readable
+(:func:`read_node`). Nodes are never rewritten in place: a node is created ``partial``
+under a writer's lease, filled, then marked ``complete``; a forced re-annotation writes the
+next revision beside it. Only a ``partial`` node whose lease has expired (its writer died)
+is ever deleted.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from tiled.structures.core import Spec
 
 CONTAINER = "specflow"
 SPEC_NAME = "SpecflowPhases"
-SPEC_VERSION = "2"
+SPEC_VERSION = "3"  # 3: one table node; 2: container of arrays + table
 COMPLETE = "complete"
 PARTIAL = "partial"
 LEASE_SECONDS = 300.0
@@ -106,19 +111,15 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def specflow_container(run_base: Any, create: bool = False) -> Any | None:
-    """The run's ``specflow`` container (created on first use when ``create``)."""
-    try:
-        return run_base[CONTAINER]  # one request, found or not
-    except KeyError:
-        if not create:
-            return None
+def create_specflow_container(run_base: Any) -> Any:
+    """Create the run's ``specflow`` container (one request; if another annotator was
+    first, Tiled answers 409 and theirs is used)."""
     try:
         return run_base.create_container(
             CONTAINER, metadata={"description": "specflow phase annotations, one node per "
                                  "model, version and revision; the run's metadata "
                                  "'specflow.latest' names the published one"})
-    except Exception as exc:  # another annotator created it first
+    except Exception as exc:
         if status_code(exc) == 409:
             return run_base[CONTAINER]
         raise
@@ -186,30 +187,74 @@ def phase_table(seq_num: np.ndarray, time: np.ndarray, pressure: np.ndarray,
     })
 
 
-def create_node(container: Any, key: str, summary: dict[str, Any], me: Writer) -> Any:
-    """Create node ``key`` as partial under ``me``'s lease (409 if someone was first)."""
+#: What each column of the phase table means (the node's ``columns`` metadata).
+COLUMNS = {
+    "seq_num": "event sequence number of the curve in the run's stream",
+    "time": "event time, s since the epoch",
+    "pressure": "pressure readback, GPa",
+    "label": "0 before, 1 during, 2 after the transition (decoded along the run)",
+    "p0": "calibrated probability of 'before'",
+    "p1": "calibrated probability of 'during'",
+    "p2": "calibrated probability of 'after'",
+    "ood_score": "scaled Mahalanobis distance; >1 is beyond the training set's 99th percentile",
+}
+
+
+def create_node(container: Any, key: str, table: pd.DataFrame, summary: dict[str, Any],
+                me: Writer) -> Any:
+    """Create node ``key`` (the phase table) as partial under ``me``'s lease and write its
+    rows: two requests. Raises Tiled's 409 if someone else created the key first."""
 
     model = summary["model"]
-    return container.create_container(
-        key, metadata={"status": PARTIAL, "model": model, "model_name": model["name"],
-                       "writer": me.lease()},
+    return container.write_table(
+        table, key=key,
+        metadata={"status": PARTIAL, "model": model, "model_name": model["name"],
+                  "writer": me.lease(), "columns": COLUMNS,
+                  "flag_values": [0, 1, 2], "flag_meanings": "before during after"},
         specs=[Spec(SPEC_NAME, version=SPEC_VERSION)])
 
 
-def fill_node(node: Any, table: pd.DataFrame, summary: dict[str, Any]) -> Any:
-    """Write the arrays and the table into a partial node, then mark it complete.
+def fill_node(node: Any, table: pd.DataFrame) -> Any:
+    """Write the rows of a node whose creation succeeded but whose data may be missing
+    (our own create answered 409 after a lost response)."""
+    node.write(table)
+    return node
+
+
+def complete_node(node: Any, summary: dict[str, Any]) -> Any:
+    """Mark a written node complete and attach the run summary (one request).
 
     Readers (and a retry) can therefore tell a half-written node from a finished one.
     """
-    probs = table[["p0", "p1", "p2"]].to_numpy(dtype=np.float32)
-    node.write_array(table["label"].to_numpy(dtype=np.int8), key="label", dims=["curve"],
-                     metadata={"flag_values": [0, 1, 2],
-                               "flag_meanings": "before during after"})
-    node.write_array(probs, key="probabilities", dims=["curve", "phase"],
-                     metadata={"phase": ["before", "during", "after"]})
-    node.write_array(table["ood_score"].to_numpy(dtype=np.float32), key="ood_score",
-                     dims=["curve"], metadata={"meaning": "scaled Mahalanobis distance; >1 is "
-                                               "beyond the training set's 99th percentile"})
-    node.write_table(table, key="phases")
     node.update_metadata({"status": COMPLETE, "summary": summary}, drop_revision=True)
     return node
+
+
+def read_node(node: Any) -> pd.DataFrame:
+    """The phase table of an annotation node, either layout (spec version 3 or 2)."""
+    if node.structure_family == "table":
+        return node.read()
+    return node["phases"].read()  # version 2: container with the same table inside
+
+
+def read_labels(run: Any, key: str | None = None) -> xr.Dataset:
+    """A run's phase labels from Tiled as xarray: ``label``, ``probabilities`` (curve,
+    phase), ``ood_score`` and ``seq_num`` over ``curve``, with ``pressure``/``time`` coords.
+
+    ``key`` names the node (default: the published one, ``specflow.latest``). Raises
+    KeyError when the run has no such annotation.
+    """
+    key = key or (run.metadata.get("specflow") or {}).get("latest")
+    if not key:
+        raise KeyError("the run has no published specflow annotation; pass key=")
+    table = read_node(run.base[CONTAINER][key])
+    probs = table[["p0", "p1", "p2"]].to_numpy(dtype=np.float32)
+    return xr.Dataset(
+        {"label": ("curve", table["label"].to_numpy(dtype=np.int8)),
+         "probabilities": (("curve", "phase"), probs),
+         "ood_score": ("curve", table["ood_score"].to_numpy(dtype=np.float32)),
+         "seq_num": ("curve", table["seq_num"].to_numpy())},
+        coords={"pressure": ("curve", table["pressure"].to_numpy(dtype=float)),
+                "time": ("curve", table["time"].to_numpy(dtype=float)),
+                "phase": ["before", "during", "after"]},
+        attrs={"node": key})
