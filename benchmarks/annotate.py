@@ -1,17 +1,30 @@
-"""Annotation speed: one 460-curve run end to end, and bulk re-annotation of a catalog.
+"""Annotation speed: requests per run, the write and read paths before/after, bulk
+annotation in this process and on a Dask LocalCluster of 1 and 2 worker processes.
 
-Run: ``python benchmarks/annotate.py [--runs 50] [--run-curves 60]`` (from the repo root).
-Uses a real Tiled server and a throwaway MLflow SQLite store with two registered versions
-of a small phase model (random frozen encoder + trained probe: same cost as a trained one).
+Run: ``python benchmarks/annotate.py [--runs 40] [--run-curves 60] [--quick]`` (repo root).
+
+The Tiled server (SQLite catalog, the embedded one) runs in its own process, as at a
+facility, so client and server do not share one interpreter lock. MLflow is a throwaway
+SQLite store with three versions of a small phase model (random frozen encoder + trained
+probe: the same cost as a trained one). "before" is the write/read sequence of spec
+version 2 (a container with three arrays and the table; the stream read part by part),
+reproduced here so both are timed in one run on the same server.
+
+Goals (issue #16): per-run overhead <= 0.1 s on loopback, >= 2,000 curves/s for 60-curve runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +38,34 @@ from specflow.ingest import (  # noqa: E402
     IntegratedDetector,
     compression_ramp,
     run_to_dataset,
-    tiled_server,
 )
 
 NAME = "specflow-phase-bench"
+GOAL_RUN_S, GOAL_CURVES_S = 0.1, 2000.0
+SERVE = """
+import sys, time
+from specflow.ingest import tiled_server
+with tiled_server(sys.argv[1], api_key=sys.argv[2]) as info:
+    print(info.api_uri, flush=True)
+    while True:
+        time.sleep(3600)
+"""
+
+
+@contextmanager
+def tiled_process(directory: Path):
+    """The embedded Tiled server in a child process; yields (api_uri, api_key)."""
+    key = secrets.token_hex(8)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(directory), key],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        uri = proc.stdout.readline().strip()
+        if not uri:
+            raise RuntimeError("Tiled server process did not start")
+        yield uri, key, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def register_models(workdir: Path) -> list[str]:
@@ -56,7 +93,7 @@ def register_models(workdir: Path) -> list[str]:
     h = encode(encoder, curves.x, device="cpu")
     bundle = build_bundle(encoder, train_probe(h, curves.label), grid, h)
     versions = []
-    for _ in range(3):
+    for _ in range(4):
         with mlflow.start_run():
             info = log_phase_model(bundle)
         versions.append(str(register(info.model_uri, NAME).version))
@@ -78,63 +115,195 @@ def ingest(client, n_runs: int, n_curves: int, seed: int = 0) -> list[str]:
     return uids
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=50, help="runs in the bulk catalog")
-    parser.add_argument("--run-curves", type=int, default=60, help="curves per bulk run")
-    parser.add_argument("--workers", type=int, default=4, help="parallel runs (last row)")
-    parser.add_argument("--repeat", type=int, default=3, help="repeats of the single run")
-    args = parser.parse_args()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    from specflow.annotate import annotate, annotate_run, load_model
+
+def requests_in(log: Path, since: int) -> int:
+    return len(log.read_text().splitlines()) - since
+
+
+def log_lines(log: Path) -> int:
+    return len(log.read_text().splitlines())
+
+
+# ------------------------------------------------------------------ before (spec v2)
+def write_v2(container, key: str, table, summary: dict, me) -> None:
+    """The previous node layout: container + three arrays + the table, then complete."""
+    from tiled.structures.core import Spec
+
+    model = summary["model"]
+    node = container.create_container(
+        key, metadata={"status": "partial", "model": model, "model_name": model["name"],
+                       "writer": me.lease()}, specs=[Spec("SpecflowPhases", version="2")])
+    probs = table[["p0", "p1", "p2"]].to_numpy(dtype=np.float32)
+    node.write_array(table["label"].to_numpy(dtype=np.int8), key="label", dims=["curve"])
+    node.write_array(probs, key="probabilities", dims=["curve", "phase"])
+    node.write_array(table["ood_score"].to_numpy(dtype=np.float32), key="ood_score",
+                     dims=["curve"])
+    node.write_table(table, key="phases")
+    node.update_metadata({"status": "complete", "summary": summary}, drop_revision=True)
+
+
+def read_v2(run) -> None:
+    """The previous read: the stream, then its array and table one request each."""
+    node = run["primary"]
+    base = node.base
+    np.asarray(base["xrd_spectrum"].read())
+    base["internal"].read(["seq_num", "time", "pressure"])
+
+
+def write_v3(container, key: str, table, summary: dict, me) -> None:
+    from specflow.annotate import writer
+
+    node = writer.create_node(container, key, table, summary, me)
+    writer.complete_node(node, summary)
+
+
+def read_v3(run) -> None:
+    node = dict(run.base.items())["primary"]
+    parts = dict(getattr(node, "base", node).items())
+    np.asarray(parts["xrd_spectrum"].read())
+    parts["internal"].read(["seq_num", "time", "pressure"])
+
+
+def paths_before_after(client, uids: list[str], log: Path, model) -> dict:
+    """Seconds and requests per run of the write and read paths, v2 and v3 alternating."""
+    from specflow.annotate import writer
+    from specflow.annotate.analyzer import build_summary
+
+    me = writer.Writer()
+    out = {k: {"s": [], "requests": []} for k in
+           ("write before", "write after", "read before", "read after")}
+    for i, uid in enumerate(uids):
+        run = client[uid]
+        ds = run_to_dataset(run)
+        pred = model.predict(ds["intensity"].values, ds["two_theta"].values,
+                             ds["pressure"].values)
+        summary = build_summary(ds, pred, model, "primary")
+        table = writer.phase_table(ds["seq_num"].values, ds["time"].values,
+                                   ds["pressure"].values, pred)
+        container = writer.create_specflow_container(run.base)
+        for label, fn, key in (("write before", write_v2, f"bench-v2-{i}"),
+                               ("write after", write_v3, f"bench-v3-{i}")):
+            n0, t0 = log_lines(log), time.perf_counter()
+            fn(container, key, table, summary, me)
+            out[label]["s"].append(time.perf_counter() - t0)
+            out[label]["requests"].append(requests_in(log, n0))
+        for label, fn in (("read before", read_v2), ("read after", read_v3)):
+            fresh = client[uid]
+            n0, t0 = log_lines(log), time.perf_counter()
+            fn(fresh)
+            out[label]["s"].append(time.perf_counter() - t0)
+            out[label]["requests"].append(requests_in(log, n0))
+    return {k: {"s": statistics.median(v["s"]), "requests": statistics.median(v["requests"])}
+            for k, v in out.items()}
+
+
+def request_floor(client, uri: str, uid: str, repeats: int = 30) -> float:
+    """Median seconds of the cheapest useful request: a run's metadata."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        client.context.http_client.get(f"{uri}/metadata/{uid}").raise_for_status()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=40, help="runs in the bulk catalog")
+    parser.add_argument("--run-curves", type=int, default=60, help="curves per bulk run")
+    parser.add_argument("--quick", action="store_true", help="24 runs, fewer repeats")
+    parser.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs = 24
+
+    from tiled.client import from_uri
+
+    from specflow.annotate import annotate, load_model
+    from specflow.annotate.distributed import (
+        ModelRef,
+        annotate_on_dask,
+        dask_client,
+        worker_model,
+    )
 
     console = Console()
-    with tempfile.TemporaryDirectory() as tmp, tiled_server(Path(tmp) / "tiled") as info:
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "tiled"
+        log = directory / "access.log"
         versions = register_models(Path(tmp) / "work")
-        client = info.client()
-        v1 = load_model(f"models:/{NAME}@champion")
-        big = ingest(client, args.repeat, 460, seed=100)
-        stages = {"read (run_to_dataset)": [], "predict": [], "end to end": []}
-        for uid in big:
-            t0 = time.perf_counter()
-            ds = run_to_dataset(client[uid])
-            t1 = time.perf_counter()
-            v1.predict(ds["intensity"].values, ds["two_theta"].values)
-            t2 = time.perf_counter()
-            result = annotate_run(client, uid, v1)
-            t3 = time.perf_counter()
-            assert result.status == "written", result
-            stages["read (run_to_dataset)"].append(t1 - t0)
-            stages["predict"].append(t2 - t1)
-            stages["end to end"].append(t3 - t2)
-        console.print(f"ingesting {args.runs} runs x {args.run_curves} curves ...")
-        uids = ingest(client, args.runs, args.run_curves)
-        t0 = time.perf_counter()
-        first = annotate(client, uids, model=v1)
-        t_first = time.perf_counter() - t0
-        v2 = load_model(f"models:/{NAME}/{versions[1]}")
-        t0 = time.perf_counter()
-        again = annotate(client, uids, model=v2)
-        t_again = time.perf_counter() - t0
-        v3 = load_model(f"models:/{NAME}/{versions[2]}")
-        t0 = time.perf_counter()
-        parallel = annotate(client, uids, model=v3, workers=args.workers)
-        t_par = time.perf_counter() - t0
-        assert {r.status for r in first + again + parallel} == {"written"}
-        n = sum(r.n_curves for r in again)
+        os.environ["MLFLOW_TRACKING_URI"] = __import__("mlflow").get_tracking_uri()
+        with tiled_process(directory) as (uri, key, server_pid):
+            client = from_uri(uri, api_key=key)
+            console.print(f"ingesting {args.runs} runs x {args.run_curves} curves ...")
+            uids = ingest(client, args.runs, args.run_curves)
+            n = args.runs * args.run_curves
+            models = [load_model(f"models:/{NAME}/{v}") for v in versions]
+            rows["request floor"] = {"s": request_floor(client, uri, uids[0])}
+            rows.update(paths_before_after(client, uids[: 3 if args.quick else 8], log,
+                                           models[0]))
+            n0, c0, t0 = log_lines(log), cpu_seconds(server_pid), time.perf_counter()
+            results = annotate(client, uids, model=models[0])
+            dt = time.perf_counter() - t0
+            assert {r.status for r in results} == {"written"}, results
+            rows["bulk, this process"] = {
+                "s": dt, "per_run": dt / args.runs, "curves_s": n / dt,
+                "requests": requests_in(log, n0) / args.runs,
+                "server_cpu": (cpu_seconds(server_pid) - c0) / args.runs}
+            for workers, model in ((1, models[1]), (2, models[2])):
+                with dask_client(workers=workers) as dc:
+                    t0 = time.perf_counter()
+                    dc.run(worker_model, ModelRef.of(model))  # each worker loads it once
+                    load = time.perf_counter() - t0
+                    n0, c0, t0 = log_lines(log), cpu_seconds(server_pid), time.perf_counter()
+                    results = annotate_on_dask(uri, key, uids, model, client=dc)
+                    dt = time.perf_counter() - t0
+                assert {r.status for r in results} == {"written"}, results
+                rows[f"bulk, Dask {workers} worker(s)"] = {
+                    "s": dt, "per_run": dt / args.runs, "curves_s": n / dt, "load": load,
+                    "requests": requests_in(log, n0) / args.runs,
+                    "server_cpu": (cpu_seconds(server_pid) - c0) / args.runs}
 
-    table = Table("measurement", "value", title="specflow annotate (2 CPU cores)")
-    for stage, times in stages.items():
-        table.add_row(f"460-curve run: {stage}",
-                      f"{statistics.median(times):.2f} s (median of {len(times)})")
-    table.add_row(f"bulk annotate {args.runs} runs ({n} curves), model v1",
-                  f"{t_first:.1f} s, {n / t_first:.0f} curves/s")
-    table.add_row(f"bulk re-annotate {args.runs} runs, model v2 (new nodes)",
-                  f"{t_again:.1f} s, {n / t_again:.0f} curves/s, "
-                  f"{t_again / args.runs:.2f} s/run")
-    table.add_row(f"bulk re-annotate {args.runs} runs, model v3, workers={args.workers}",
-                  f"{t_par:.1f} s, {n / t_par:.0f} curves/s")
+    table = Table("measurement", "value", "requests/run", "server CPU/run",
+                  title=f"specflow annotate ({os.cpu_count()} CPU cores, Tiled server in its "
+                  "own process)")
+    table.add_row("one request (GET a run's metadata), median",
+                  f"{rows['request floor']['s'] * 1e3:.0f} ms", "1", "")
+    for what in ("write", "read"):
+        before, after = rows[f"{what} before"], rows[f"{what} after"]
+        table.add_row(f"{what} path, before (spec v2)", f"{before['s']:.3f} s/run",
+                      f"{before['requests']:.0f}", "")
+        table.add_row(f"{what} path, after (spec v3)", f"{after['s']:.3f} s/run "
+                      f"({before['s'] / after['s']:.2f}x faster)", f"{after['requests']:.0f}",
+                      "")
+    for label in ("bulk, this process", "bulk, Dask 1 worker(s)", "bulk, Dask 2 worker(s)"):
+        r = rows[label]
+        load = f" (+{r['load']:.1f} s model load)" if "load" in r else ""
+        table.add_row(f"{label}: {args.runs} runs x {args.run_curves} curves",
+                      f"{r['per_run']:.3f} s/run, {r['curves_s']:.0f} curves/s{load}",
+                      f"{r['requests']:.1f}", f"{r['server_cpu']:.3f} s")
+    one, two = rows["bulk, Dask 1 worker(s)"], rows["bulk, Dask 2 worker(s)"]
+    table.add_row("Dask 2 workers / 1 worker", f"{two['curves_s'] / one['curves_s']:.2f}x",
+                  "", "")
+    cpu = statistics.median(r["server_cpu"] for k, r in rows.items() if k.startswith("bulk"))
+    table.add_row("ceiling of one server process (1 core / server CPU per run)",
+                  f"{1 / cpu:.1f} runs/s = {args.run_curves / cpu:.0f} curves/s", "", "")
+    best = max(r["curves_s"] for k, r in rows.items() if k.startswith("bulk"))
+    table.add_row("goal: per-run overhead", f"<= {GOAL_RUN_S} s; best "
+                  f"{min(r['per_run'] for k, r in rows.items() if k.startswith('bulk')):.3f} s",
+                  "", "")
+    table.add_row("goal: bulk throughput", f">= {GOAL_CURVES_S:.0f} curves/s; best "
+                  f"{best:.0f} ({best / GOAL_CURVES_S:.0%} of the goal)", "", "")
     console.print(table)
+    if args.out:
+        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                        "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

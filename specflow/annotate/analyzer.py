@@ -10,10 +10,8 @@ half-written one whose writer is gone is rewritten, a complete one is never dele
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -284,7 +282,6 @@ def annotate(
     publish: bool = True,
     retry: RetryPolicy | None = None,
     on_result: Callable[[AnnotationResult], Any] | None = None,
-    workers: int = 1,
     identifier: Any = None,
 ) -> list[AnnotationResult]:
     """Label runs in Tiled with one registered model version and write the labels back.
@@ -308,8 +305,6 @@ def annotate(
         Per-run retries of transient Tiled failures (bounded in tries and time).
     on_result : callable, optional
         Called with each run's result as it completes.
-    workers : int
-        Runs annotated at once.
     identifier : PhaseIdentifier or LibraryMatcher, optional
         Also name the library phase of each segment (``specflow.identified``).
 
@@ -341,37 +336,21 @@ def annotate(
         raise
 
     me = writer.Writer()
-    tripped = threading.Event()
     results: list[AnnotationResult] = []
-
-    def one(uid: str) -> AnnotationResult | None:
-        if tripped.is_set():
-            return None
+    for uid in selected:  # in parallel: specflow.annotate.distributed (Dask)
         result = annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
                               retry=retry, me=me, identifier=identifier)
-        if result.unreachable:
-            tripped.set()
         results.append(result)
         if on_result is not None:
             on_result(result)
-        return result
-
-    if workers <= 1:
-        for uid in selected:
-            one(uid)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, selected))
-    if tripped.is_set():
-        failed = next(r for r in results if r.unreachable)
-        written = sum(r.status == "written" for r in results)
-        raise TiledUnreachable(
-            f"Tiled could not be reached ({failed.reason}); stopped after {len(results)} of "
-            f"{len(selected)} runs ({written} written, {len(selected) - len(results)} not "
-            "started). Complete nodes are kept; run the same command again to resume.",
-            results=results)
-    order = {uid: i for i, uid in enumerate(selected)}
-    return sorted(results, key=lambda r: order[r.uid])
+        if result.unreachable:
+            written = sum(r.status == "written" for r in results)
+            raise TiledUnreachable(
+                f"Tiled could not be reached ({result.reason}); stopped after {len(results)} "
+                f"of {len(selected)} runs ({written} written, {len(selected) - len(results)} "
+                "not started). Complete nodes are kept; run the same command again to resume.",
+                results=results)
+    return results
 
 
 __all__ = ["AnnotationError", "AnnotationResult", "TiledUnreachable", "annotate",

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from specflow.annotate.analyzer import annotate, select_runs
+from specflow.annotate.distributed import annotate_on_dask
 from specflow.annotate.model import load_model
 from specflow.annotate.query import find_phases
 from specflow.annotate.retry import AnnotationError, TiledUnreachable
@@ -56,7 +57,13 @@ def annotate_cmd(
         "--publish/--no-publish", help="Copy the summary into the run's metadata (what "
         "'specflow phases' and catalog searches see); --no-publish only writes the node")
     ] = True,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Runs at once")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Annotate on a local Dask cluster of this many processes "
+        "(1: in this process)")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Annotate on the Dask cluster at this address, e.g. "
+        "tcp://host:8786 (its workers need specflow and must reach Tiled and MLflow)")
+    ] = None,
     identifier: Annotated[str | None, typer.Option(
         "--identifier", help="Also name each segment's phase with this trained identifier "
         "(.pt from 'specflow train-identifier', or models:/specflow-identify@champion)")
@@ -85,9 +92,15 @@ def annotate_cmd(
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             task = progress.add_task("runs", total=len(uids))
-            results = annotate(client, uids, model=loaded, force=force, publish=publish,
-                               workers=workers, on_result=lambda r: progress.advance(task),
-                               identifier=named)
+            advance = lambda _: progress.advance(task)  # noqa: E731
+            if scheduler or workers > 1:
+                results = annotate_on_dask(tiled_uri, api_key, uids, loaded,
+                                           scheduler=scheduler, workers=workers, force=force,
+                                           publish=publish, identifier=named,
+                                           on_result=advance)
+            else:
+                results = annotate(client, uids, model=loaded, force=force, publish=publish,
+                                   on_result=advance, identifier=named)
     except TiledUnreachable as exc:
         console.print(_results_table(exc.results))
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)

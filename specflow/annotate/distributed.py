@@ -1,0 +1,203 @@
+"""Bulk (re-)annotation on a Dask distributed cluster.
+
+The client resolves the model once (an alias moving meanwhile does not split the batch
+between versions), cuts the runs into batches and submits them; every worker process
+loads the model and opens its Tiled client once and keeps them for all its batches. Each
+run is annotated by :func:`~.analyzer.annotate_run` (same idempotence, leases and
+publishing rule as a local batch; the lease names the worker's host and pid). A batch
+whose task raises is re-run by Dask (``retries``); runs reported failed for a reason that
+may pass (server unreachable, a transient error) are submitted again in later rounds with
+backoff; validation failures are final.
+
+``LocalCluster`` (``workers=N``): N processes of one thread on this machine.
+``scheduler="tcp://host:8786"``: an existing cluster whose workers have specflow installed
+and can reach the Tiled server and the MLflow tracking URI (a server or a shared path).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from dask.distributed import Client, LocalCluster, as_completed
+from tiled.client import from_uri
+
+from . import writer
+from .analyzer import AnnotationError, AnnotationResult, annotate_run
+from .model import LoadedModel
+
+#: Per worker process: loaded models, Tiled clients, the writer identity, load counts.
+_WORKER: dict[str, Any] = {"models": {}, "clients": {}, "loads": 0}
+FINAL_REASONS = ("validation:", "no stream")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model version and where to load it from (picklable, sent to workers)."""
+
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+    tracking_uri: str
+    registry_uri: str
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> ModelRef:
+        return cls(model.name, model.version, model.alias, model.run_id,
+                   mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+
+
+def worker_model(ref: ModelRef) -> LoadedModel:
+    """This process's copy of ``ref`` (loaded on first use, then kept)."""
+    key = f"{ref.registry_uri}|{ref.name}|{ref.version}"
+    if key not in _WORKER["models"]:
+        mlflow.set_tracking_uri(ref.tracking_uri)
+        mlflow.set_registry_uri(ref.registry_uri)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{ref.name}/{ref.version}")
+        _WORKER["models"][key] = LoadedModel(pyfunc, ref.name, ref.version, ref.alias,
+                                             ref.run_id)
+        _WORKER["loads"] += 1
+    return _WORKER["models"][key]
+
+
+def worker_client(tiled_uri: str, api_key: str | None) -> Any:
+    """This process's Tiled client of ``tiled_uri`` (opened once)."""
+    key = f"{tiled_uri}|{api_key}"
+    if key not in _WORKER["clients"]:
+        _WORKER["clients"][key] = from_uri(tiled_uri, api_key=api_key)
+    return _WORKER["clients"][key]
+
+
+def worker_state() -> dict[str, Any]:
+    """What a worker holds: model versions loaded and how many loads it made."""
+    return {"models": sorted(_WORKER["models"]), "loads": _WORKER["loads"]}
+
+
+def annotate_batch(tiled_uri: str, api_key: str | None, uids: Sequence[str], ref: ModelRef,
+                   writer_id: str, stream: str = "primary", force: bool = False,
+                   publish: bool = True, identifier: Any = None) -> list[AnnotationResult]:
+    """Annotate ``uids`` in this worker process (the task Dask runs).
+
+    All workers of one call write under the same writer id (with their own host and pid
+    in the lease), so a run retried on another worker may take over its own partial node.
+    """
+    client = worker_client(tiled_uri, api_key)
+    model = worker_model(ref)
+    me = writer.Writer(id=writer_id)
+    return [annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
+                         me=me, identifier=identifier) for uid in uids]
+
+
+def retryable(result: AnnotationResult) -> bool:
+    """A failed run that another try may fix (not bad data)."""
+    return result.status == "failed" and not result.reason.startswith(FINAL_REASONS)
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int = 2) -> Iterator[Client]:
+    """A client of the cluster at ``scheduler``, or of a LocalCluster of ``workers``
+    single-threaded processes started (and stopped) here."""
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def annotate_on_dask(
+    tiled_uri: str,
+    api_key: str | None,
+    uids: Sequence[str],
+    model: LoadedModel,
+    *,
+    scheduler: str | None = None,
+    workers: int = 2,
+    client: Client | None = None,
+    stream: str = "primary",
+    force: bool = False,
+    publish: bool = True,
+    identifier: Any = None,
+    batch_size: int = 4,
+    task_retries: int = 2,
+    rounds: int = 3,
+    backoff: float = 1.0,
+    on_result: Callable[[AnnotationResult], Any] | None = None,
+) -> list[AnnotationResult]:
+    """Annotate ``uids`` on a Dask cluster; one result per run, in the given order.
+
+    Parameters
+    ----------
+    tiled_uri, api_key : str
+        The Tiled server as the workers reach it.
+    model : LoadedModel
+        The resolved version (:func:`~.model.load_model`); workers load
+        ``models:/<name>/<version>`` from this process's MLflow tracking/registry URIs.
+    scheduler : str, optional
+        ``tcp://host:8786`` of a running cluster; otherwise a LocalCluster of ``workers``.
+    client : dask.distributed.Client, optional
+        An open client to use instead (neither started nor closed here).
+    batch_size : int
+        Runs per task (fewer tasks, one model load per worker either way).
+    task_retries : int
+        Dask re-runs of a task that raised (e.g. its worker died).
+    rounds, backoff : int, float
+        Runs that failed retryably are submitted again, up to ``rounds`` times in all,
+        after ``backoff * 2**k`` seconds.
+
+    Raises
+    ------
+    AnnotationError
+        Bad credentials (401/403): every run would fail.
+    """
+    if client is None:
+        with dask_client(scheduler, workers) as owned:
+            return annotate_on_dask(tiled_uri, api_key, uids, model, client=owned,
+                                    stream=stream, force=force, publish=publish,
+                                    identifier=identifier, batch_size=batch_size,
+                                    task_retries=task_retries, rounds=rounds,
+                                    backoff=backoff, on_result=on_result)
+    ref = ModelRef.of(model)
+    writer_id = writer.Writer().id
+    shared = client.scatter(identifier, broadcast=True) if identifier is not None else None
+    final: dict[str, AnnotationResult] = {}
+    pending = list(dict.fromkeys(uids))
+    for k in range(max(1, rounds)):
+        if k:
+            time.sleep(backoff * 2 ** (k - 1))
+        batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
+        futures = {client.submit(annotate_batch, tiled_uri, api_key, batch, ref, writer_id,
+                                 stream, force, publish, shared, retries=task_retries,
+                                 pure=False):
+                   batch for batch in batches}
+        again: list[str] = []
+        for future in as_completed(futures):
+            batch = futures[future]
+            try:
+                results = future.result()
+            except AnnotationError:
+                client.cancel(list(futures))
+                raise
+            except Exception as exc:  # the task kept failing (e.g. KilledWorker)
+                results = [AnnotationResult(uid, "failed", f"{type(exc).__name__}: {exc}")
+                           for uid in batch]
+            for result in results:
+                final[result.uid] = result
+                if retryable(result) and k + 1 < rounds:
+                    again.append(result.uid)
+                elif on_result is not None:
+                    on_result(result)
+        if not again:
+            break
+        pending = again
+    return [final[uid] for uid in dict.fromkeys(uids)]
+
+
+__all__ = ["ModelRef", "annotate_batch", "annotate_on_dask", "dask_client", "retryable",
+           "worker_state"]
