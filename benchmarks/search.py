@@ -1,15 +1,18 @@
 """Catalog search at scale: ``find_phases`` (what ``specflow phases`` runs) latency, p50 and
-p95, over N annotated runs in the embedded Tiled server (SQLite catalog, loopback HTTP, server
-and client in one process).
+p95, over N annotated runs in the embedded Tiled server (loopback HTTP, server and client in
+one process), with the catalog in SQLite and in PostgreSQL.
 
 Runs are metadata only (no arrays): each has a ``start`` document and a published
 ``specflow`` block shaped like the annotator's (phases, transition onset/end, model,
 identified phases). About 20 % have no transition. The catalog is grown from the smaller N to
-the larger one and every query is timed at both sizes in one run; the last column is the
-ratio. PostgreSQL is not measured: this machine has no PostgreSQL server.
+the larger one and every query is timed at both sizes in one run; the ratio column compares
+them. On PostgreSQL the larger size is timed again after ``specflow admin create-indexes``
+(:mod:`specflow.annotate.indexes`). PostgreSQL is a throwaway local server
+(:mod:`specflow.ingest.postgres`, fsync off), not a tuned facility instance.
 
-    python benchmarks/search.py --quick      # 1,000 and 3,000 runs (~3 min)
+    python benchmarks/search.py --quick      # 1,000 and 3,000 runs
     python benchmarks/search.py              # 1,000 and 10,000 runs
+    python benchmarks/search.py --backend sqlite
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from specflow.annotate import find_phases
+from specflow.annotate.indexes import create_indexes
 from specflow.ingest import tiled_server
+from specflow.ingest.postgres import postgres_server
 
 OUT = Path(__file__).parent / "results"
 SAMPLES = {"Fe": ("Fe bcc (Im-3m)", "Fe hcp (P6_3/mmc)"),
@@ -82,39 +87,76 @@ def latency(client, kwargs: dict, repeats: int) -> tuple[float, float, int]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 95)), hits
 
 
+def measure(client, sizes: list[int], repeats: int, rng: np.random.Generator,
+            after_largest=None) -> dict[str, dict]:
+    """Grow the catalog through ``sizes`` and time every query at each size;
+    ``after_largest()`` (e.g. creating indexes) runs before a final, extra timing."""
+    results: dict[str, dict] = {}
+    done = 0
+    for n in sizes:
+        rate = populate(client, done, n, rng)
+        done = n
+        print(f"{n} runs in the catalog (created at {rate:.0f} runs/s)", flush=True)
+        stages = [str(n)] + (["indexed"] if after_largest and n == sizes[-1] else [])
+        for stage in stages:
+            if stage == "indexed":
+                after_largest()
+            for name, kwargs in QUERIES.items():
+                p50, p95, hits = latency(client, kwargs, repeats)
+                results.setdefault(name, {})[stage] = {"p50_ms": p50, "p95_ms": p95,
+                                                       "hits": hits}
+    return results
+
+
+def report(backend: str, results: dict, sizes: list[int], repeats: int) -> None:
+    small, large = (str(n) for n in sizes)
+    print(f"\nfind_phases latency, embedded Tiled ({backend}), {repeats} repeats")
+    indexed = any("indexed" in row for row in results.values())
+    head = f"{'query':<36} {'hits':>12} {'p50 ms':>18} {'p95 ms':>18} {'p50 ratio':>10}"
+    print(head + (f" {'indexed p50':>12} {'ratio':>6}" if indexed else ""))
+    for name, row in results.items():
+        a, b = row[small], row[large]
+        line = (f"{name:<36} {a['hits']:>5} → {b['hits']:<5} {a['p50_ms']:>7.0f} → "
+                f"{b['p50_ms']:<7.0f} {a['p95_ms']:>7.0f} → {b['p95_ms']:<7.0f} "
+                f"{b['p50_ms'] / a['p50_ms']:>9.1f}x")
+        if indexed:
+            c = row["indexed"]
+            line += f" {c['p50_ms']:>12.0f} {b['p50_ms'] / c['p50_ms']:>5.2f}x"
+        print(line)
+    print(f"(sizes {small} → {large} runs" + ("; indexed: the larger size after "
+                                               "'specflow admin create-indexes')" if indexed
+                                               else ")"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,000 and 3,000 runs, 5 repeats")
     ap.add_argument("--sizes", type=int, nargs=2, default=[1000, 10000])
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.repeats = [1000, 3000], 5
-    rng = np.random.default_rng(0)
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp, tiled_server(tmp) as srv:
-        client = srv.client()
-        done = 0
-        for n in args.sizes:
-            rate = populate(client, done, n, rng)
-            done = n
-            print(f"{n} runs in the catalog (created at {rate:.0f} runs/s)", flush=True)
-            for name, kwargs in QUERIES.items():
-                p50, p95, hits = latency(client, kwargs, args.repeats)
-                results.setdefault(name, {})[str(n)] = {"p50_ms": p50, "p95_ms": p95,
-                                                        "hits": hits}
-    small, large = (str(n) for n in args.sizes)
-    print(f"\nfind_phases latency, embedded Tiled (SQLite), {args.repeats} repeats")
-    print(f"{'query':<36} {'hits':>12} {'p50 ms':>18} {'p95 ms':>18} {'p50 ratio':>10}")
-    for name, row in results.items():
-        a, b = row[small], row[large]
-        print(f"{name:<36} {a['hits']:>5} → {b['hits']:<5} {a['p50_ms']:>7.0f} → "
-              f"{b['p50_ms']:<7.0f} {a['p95_ms']:>7.0f} → {b['p95_ms']:<7.0f} "
-              f"{b['p50_ms'] / a['p50_ms']:>9.1f}x")
-    print(f"(sizes {small} → {large} runs)")
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    out: dict[str, dict] = {}
+    for backend in backends:
+        rng = np.random.default_rng(0)  # the same catalog on both backends
+        with tempfile.TemporaryDirectory() as tmp:
+            if backend == "sqlite":
+                with tiled_server(tmp) as srv:
+                    out[backend] = measure(srv.client(), args.sizes, args.repeats, rng)
+            else:
+                with postgres_server() as pg:
+                    catalog = pg.create_database("tiled")
+                    with tiled_server(tmp, catalog_uri=catalog,
+                                      tables_uri=pg.create_database("tables")) as srv:
+                        out[backend] = measure(srv.client(), args.sizes, args.repeats, rng,
+                                               after_largest=lambda c=catalog:
+                                               create_indexes(c))
+        report(backend, out[backend], args.sizes, args.repeats)
     OUT.mkdir(exist_ok=True)
-    (OUT / f"search{'_quick' if args.quick else ''}.json").write_text(json.dumps(
-        {"args": vars(args), "results": results}, indent=1))
+    name = f"search{'_quick' if args.quick else ''}.json"
+    (OUT / name).write_text(json.dumps({"args": vars(args), "results": out}, indent=1))
 
 
 if __name__ == "__main__":

@@ -56,3 +56,31 @@ def test_postgres_catalog_ingests_annotates_searches_and_survives_restart(
         assert node["label"].read().shape == (40,)
         skipped = annotate(client, [fe], model_uri=mlflow_store.champion)
         assert skipped[0].status == "skipped"
+
+
+def test_postgres_indexes_serve_the_onset_range_query_tiled_emits(postgres, pg_tiled, cli):
+    """`specflow admin create-indexes` creates expression indexes that the planner uses
+    for the SQL Tiled sends for a find_phases onset range (path and value as parameters)."""
+    catalog, tables, directory = pg_tiled
+    with tiled_server(directory, catalog_uri=catalog, tables_uri=tables):
+        pass  # the catalog's tables exist (also when this test runs alone)
+    out = cli(["admin", "create-indexes", "--database", catalog])
+    assert "specflow_onset_pressure" in out
+    cli(["admin", "create-indexes", "--database", catalog])  # idempotent
+    cli(["admin", "create-indexes", "--database", "sqlite:///x.db"], exit_code=2)
+    # The statement Tiled's comparison compiles to on PostgreSQL (asyncpg, custom plans):
+    #   WHERE (nodes.metadata #> $1) >= $2::JSONB
+    plan = postgres.sql("tiled", """
+        SET plan_cache_mode = force_custom_plan;
+        SET enable_seqscan = off;
+        PREPARE onset(text[], jsonb) AS SELECT id FROM nodes WHERE (metadata #> $1) >= $2;
+        EXPLAIN EXECUTE onset('{specflow,transition,onset_pressure}', '10');""")
+    assert "specflow_onset_pressure" in plan, plan
+    present = postgres.sql("tiled", """
+        SET enable_seqscan = off;
+        EXPLAIN SELECT id FROM nodes WHERE parent = 0
+          AND (metadata #> CAST('{specflow,latest}' AS TEXT[])) IS NOT NULL;""")
+    assert "specflow_annotated" in present, present
+    setting = postgres.sql("tiled", "SELECT setconfig FROM pg_db_role_setting s JOIN "
+                           "pg_database d ON d.oid = s.setdatabase WHERE datname = 'tiled'")
+    assert "plan_cache_mode=force_custom_plan" in setting

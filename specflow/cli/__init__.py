@@ -65,6 +65,8 @@ COMMANDS: dict[str, Entry] = {
                               "identifier on physics-augmented library patterns."),
     "identify": Entry("identify", "identify", "Name the phases of a run: top candidates "
                       "before and after the transition."),
+    "admin": Entry("admin", "admin_app", "Operate a deployment: database indexes for "
+                   "catalog searches."),
 }
 
 
