@@ -161,3 +161,81 @@ def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog)
     finally:
         done.set()
         thread.join(15)
+
+
+def test_new_runs_go_before_the_reannotation_backlog(own_server, mlflow_store):
+    """After an alias move the old version's runs are a backlog: a run that finishes
+    meanwhile is annotated next, not after the whole backlog."""
+    from mlflow.tracking import MlflowClient
+
+    from specflow.annotate import annotate
+
+    client = own_server.client()
+    old = [record_ramp(client, stop=20.0, num=12, seed=70 + i) for i in range(5)]
+    annotate(client, old, model_uri=mlflow_store.champion)  # version 1's runs
+    order: list[str] = []
+    new: list[str] = []
+    started, recorded = threading.Event(), threading.Event()
+
+    def on_result(result) -> None:  # in the watcher's thread
+        order.append(result.uid)
+        if result.uid in old and not started.is_set():  # the backlog has started ...
+            started.set()
+            recorded.wait(60)  # ... and a run finishes now (recorded by the test's thread)
+            time.sleep(0.5)  # its stop document reaches the subscription
+
+    watcher = Watcher(client, mlflow_store.champion, mode="subscribe", registry_interval=0.2,
+                      on_result=on_result)
+    thread = start(watcher)
+    try:
+        wait_for(lambda: watcher.subscribed)
+        MlflowClient().set_registered_model_alias(mlflow_store.name, "champion",
+                                                  mlflow_store.versions[1])
+        wait_for(started.is_set, timeout=60)
+        new.append(record_ramp(client, stop=20.0, num=12, seed=79))  # RunEngine: main thread
+        recorded.set()
+        wait_for(lambda: set(old) | set(new) <= {r.uid for r in watcher.results
+                                                 if r.node == K2}, timeout=90)
+    finally:
+        recorded.set()
+        watcher.stop()
+        thread.join(10)
+        MlflowClient().set_registered_model_alias(mlflow_store.name, "champion",
+                                                  mlflow_store.versions[0])
+    backlog = [uid for uid in order if uid in old]
+    assert order.index(new[0]) < order.index(backlog[-1])  # not behind the whole backlog
+    assert watcher.backlog == 0
+
+
+def test_failed_runs_are_tried_again_with_backoff(own_server, mlflow_store, monkeypatch):
+    """A run that failed for a passing reason is retried after the backoff, up to
+    max_attempts; bad data are not retried."""
+    import specflow.annotate.watch as watch
+    from specflow.annotate.analyzer import AnnotationResult
+
+    client = own_server.client()
+    flaky = record_ramp(client, stop=20.0, num=12, seed=81)
+    real = watch.annotate_run
+    calls: list[tuple[str, float]] = []
+
+    def sometimes_down(client, uid, model, **kw):
+        calls.append((uid, time.monotonic()))
+        if uid == flaky and len([c for c in calls if c[0] == flaky]) <= 2:
+            return AnnotationResult(uid, "failed", "ConnectError: server restarting")
+        return real(client, uid, model, **kw)
+
+    monkeypatch.setattr(watch, "annotate_run", sometimes_down)
+    watcher = Watcher(client, mlflow_store.champion, mode="poll", poll_interval=0.1,
+                      registry_interval=60, backoff=0.5, max_attempts=5)
+    thread = start(watcher)
+    try:
+        wait_for(lambda: nodes_of(watcher, flaky) == [K1], timeout=60)
+    finally:
+        watcher.stop()
+        thread.join(10)
+    tries = [t for uid, t in calls if uid == flaky]
+    assert len(tries) == 3  # failed, failed, written: polling did not retry it early
+    assert tries[1] - tries[0] >= 0.5 and tries[2] - tries[1] >= 1.0  # 0.5 s, then 1 s
+    reasons = [r.reason for r in watcher.results if r.uid == flaky and r.status == "failed"]
+    assert reasons[0].endswith("(try 1; again in 0.5 s)") and "(try 2; again in 1 s)" in reasons[1]
+    assert watch.retryable(AnnotationResult("x", "failed", "validation: no pressure")) is False

@@ -56,6 +56,15 @@ class AnnotationResult:
     unreachable: bool = False  # failed because Tiled could not be reached
 
 
+#: Failure reasons another try cannot fix (the run's data are bad or absent).
+FINAL_REASONS = ("validation:", "no stream")
+
+
+def retryable(result: AnnotationResult) -> bool:
+    """A failed run that another try may fix (server trouble, not bad data)."""
+    return result.status == "failed" and not result.reason.startswith(FINAL_REASONS)
+
+
 def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str,
                   identifier: Any = None) -> dict[str, Any]:
     """The ``specflow`` metadata block of a run (every key always present, so that Tiled's
@@ -354,4 +363,4 @@ def annotate(
 
 
 __all__ = ["AnnotationError", "AnnotationResult", "TiledUnreachable", "annotate",
-           "annotate_run", "build_summary", "publish_rule", "select_runs"]
+           "annotate_run", "build_summary", "publish_rule", "retryable", "select_runs"]

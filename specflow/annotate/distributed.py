@@ -27,12 +27,11 @@ from dask.distributed import Client, LocalCluster, as_completed
 from tiled.client import from_uri
 
 from . import writer
-from .analyzer import AnnotationError, AnnotationResult, annotate_run
+from .analyzer import AnnotationError, AnnotationResult, annotate_run, retryable
 from .model import LoadedModel
 
 #: Per worker process: loaded models, Tiled clients, the writer identity, load counts.
 _WORKER: dict[str, Any] = {"models": {}, "clients": {}, "loads": 0}
-FINAL_REASONS = ("validation:", "no stream")
 
 
 @dataclass(frozen=True)
@@ -91,11 +90,6 @@ def annotate_batch(tiled_uri: str, api_key: str | None, uids: Sequence[str], ref
     me = writer.Writer(id=writer_id)
     return [annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
                          me=me, identifier=identifier) for uid in uids]
-
-
-def retryable(result: AnnotationResult) -> bool:
-    """A failed run that another try may fix (not bad data)."""
-    return result.status == "failed" and not result.reason.startswith(FINAL_REASONS)
 
 
 @contextmanager
@@ -199,5 +193,4 @@ def annotate_on_dask(
     return [final[uid] for uid in dict.fromkeys(uids)]
 
 
-__all__ = ["ModelRef", "annotate_batch", "annotate_on_dask", "dask_client", "retryable",
-           "worker_state"]
+__all__ = ["ModelRef", "annotate_batch", "annotate_on_dask", "dask_client", "worker_state"]

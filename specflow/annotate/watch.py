@@ -3,7 +3,10 @@ the registry alias moves to another version.
 
 New runs are found through Tiled's websocket subscription (``child_metadata_updated``
 carrying ``stop``) where the server has a streaming cache, else by polling. The champion
-alias is polled every ``registry_interval`` seconds.
+alias is polled every ``registry_interval`` seconds. Runs to re-annotate after an alias move
+wait in a backlog that is worked through between new runs (a new run is never queued
+behind the backlog). A run that failed for a reason another try may fix is tried again
+after ``backoff * 2**(n-1)`` seconds (at most ``max_backoff``), up to ``max_attempts`` times.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from tiled.queries import Key, KeyPresent
 
-from .analyzer import AnnotationResult, annotate_run
+from .analyzer import AnnotationResult, annotate_run, retryable
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model, resolve_version
 from .query import search
 from .retry import RetryPolicy
@@ -50,7 +53,8 @@ class Watcher:
                  registry_interval: float = 10.0, stream: str = "primary",
                  retry: RetryPolicy | None = None,
                  on_result: Callable[[AnnotationResult], Any] | None = None,
-                 console: Any = None) -> None:
+                 console: Any = None, max_attempts: int = 5, backoff: float = 10.0,
+                 max_backoff: float = 600.0) -> None:
         self.client = client
         self.model_uri = model_uri
         self.mode = mode
@@ -64,8 +68,17 @@ class Watcher:
         self.model: LoadedModel | None = None
         self.subscribed = False
         self._stop = threading.Event()
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._failed: set[tuple[str, str]] = set()  # (uid, version) not to retry forever
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._queue: queue.Queue[str] = queue.Queue()  # new runs: first
+        self._queued: set[str] = set()  # what _queue holds (subscription thread + loop)
+        self._lock = threading.Lock()
+        self._backlog: deque[str] = deque()  # re-annotation after an alias move: between them
+        self._in_backlog: set[str] = set()
+        self._attempts: dict[tuple[str, str], int] = {}  # (uid, version) -> failed tries
+        self._due: dict[tuple[str, str], float] = {}  # (uid, version) -> next try (monotonic)
+        self._failed: set[tuple[str, str]] = set()  # (uid, version) given up on
         self._writer = Writer()  # one identity, so our own leases never block our retries
 
     def stop(self) -> None:
@@ -73,12 +86,17 @@ class Watcher:
         self._stop.set()
 
     # -------------------------------------------------------------- discovery
+    def _waiting(self, uid: str) -> bool:
+        """Given up on, or waiting for its next try: not queued by discovery."""
+        key = (uid, self.model.version)
+        return key in self._failed or key in self._due
+
     def _on_metadata(self, update: Any) -> None:
         md = getattr(update, "metadata", None) or {}
         model = self.model
         if (model is not None and needs_annotation(md, model.name, model.version)
-                and (update.key, model.version) not in self._failed):
-            self._queue.put(update.key)
+                and not self._waiting(update.key)):
+            self._enqueue(update.key)
 
     def _subscribe(self) -> Any | None:
         if self.mode == "poll":
@@ -106,8 +124,8 @@ class Watcher:
         try:
             hits = search(self.client, KeyPresent("stop"), KeyPresent(listed, exists=False))
             for uid in hits:
-                if (uid, self.model.version) not in self._failed:
-                    self._queue.put(uid)
+                if not self._waiting(uid) and uid not in self._in_backlog:
+                    self._enqueue(uid)
         except Exception as exc:
             logger.warning("polling Tiled failed: %s", exc)
 
@@ -126,19 +144,53 @@ class Watcher:
         uids = list(search(self.client, Key("specflow.model.name") == self.model.name,
                            Key("specflow.model.version") == int(old)))
         self._say(f"[bold]alias moved[/]: {self.model_uri} is now version {version}; "
-                  f"re-annotating {len(uids)} run(s) labelled by version {old}")
-        self._reannotate(uids)
+                  f"re-annotating {len(uids)} run(s) labelled by version {old}, between "
+                  "new runs")
+        fresh = [uid for uid in uids if uid not in self._in_backlog]
+        self._backlog.extend(fresh)
+        self._in_backlog.update(fresh)
 
-    def _reannotate(self, uids: list[str]) -> None:
+    def _queue_due_retries(self, now: float) -> None:
+        for key, due in list(self._due.items()):
+            if due <= now:
+                del self._due[key]
+                if key[1] == self.model.version:
+                    self._enqueue(key[0])
 
-        with Progress(TextColumn("re-annotating"), BarColumn(), MofNCompleteColumn(),
-                      console=self.console, transient=True) as progress:
-            task = progress.add_task("runs", total=len(uids))
-            for uid in uids:
-                if self._stop.is_set():
-                    return
-                self._handle(uid)
-                progress.advance(task)
+    def _enqueue(self, uid: str) -> None:
+        """Queue a run once (polling and subscription may both report it)."""
+        with self._lock:
+            if uid in self._queued:
+                return
+            self._queued.add(uid)
+        self._queue.put(uid)
+
+    def _take(self, block: bool) -> str | None:
+        try:
+            uid = self._queue.get(timeout=0.1) if block else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        with self._lock:
+            self._queued.discard(uid)
+        return uid
+
+    def _next(self) -> str | None:
+        """A new run if one is queued, else the next backlog run, else wait briefly."""
+        uid = self._take(block=False)
+        if uid is not None:
+            return uid
+        if self._backlog:
+            uid = self._backlog.popleft()
+            self._in_backlog.discard(uid)
+            if not self._backlog:
+                self._say("re-annotation backlog done")
+            return uid
+        return self._take(block=True)
+
+    @property
+    def backlog(self) -> int:
+        """Runs still waiting to be re-annotated after an alias move."""
+        return len(self._backlog)
 
     # -------------------------------------------------------------- processing
     def _say(self, text: str) -> None:
@@ -148,8 +200,19 @@ class Watcher:
     def _handle(self, uid: str) -> None:
         result = annotate_run(self.client, uid, self.model, stream=self.stream,
                               me=self._writer, retry=self.retry)
+        key = (uid, self.model.version)
         if result.status == "failed":
-            self._failed.add((uid, self.model.version))
+            attempts = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempts
+            if retryable(result) and attempts < self.max_attempts:
+                wait = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
+                self._due[key] = time.monotonic() + wait
+                result = AnnotationResult(**{**result.__dict__, "reason": f"{result.reason} "
+                                             f"(try {attempts}; again in {wait:.3g} s)"})
+            else:
+                self._failed.add(key)
+        else:
+            self._attempts.pop(key, None)
         self.results.append(result)
         self._say(f"{uid[:8]}  {result.status}  {result.node or ''}  {result.reason}")
         if self.on_result is not None:
@@ -177,9 +240,9 @@ class Watcher:
                 if sub is None and now >= next_poll:
                     self._poll()
                     next_poll = now + self.poll_interval
-                try:
-                    uid = self._queue.get(timeout=0.1)
-                except queue.Empty:
+                self._queue_due_retries(now)
+                uid = self._next()
+                if uid is None or self._waiting(uid):  # e.g. failed since it was queued
                     continue
                 try:
                     md = self.client[uid].metadata
