@@ -106,8 +106,8 @@ def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
         lo, hi = sorted(onset_between)
         queries += [Key("specflow.transition.onset_pressure") >= lo,
                     Key("specflow.transition.onset_pressure") <= hi]
-    if phase is not None:
-        queries.append(Contains("specflow.phases", int(phase)))
+    if phase is not None:  # as text: Tiled's integer Contains fails on PostgreSQL (HTTP 500)
+        queries.append(Contains("specflow.phases", str(int(phase))))
     if sample is not None:
         queries.append(Key("start.sample") == sample)
     if model_version is not None:
