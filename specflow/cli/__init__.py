@@ -55,6 +55,8 @@ COMMANDS: dict[str, Entry] = {
                       "phase model and write the labels back."),
     "watch": Entry("annotate", "watch_cmd", "Follow the catalog: annotate runs as they "
                    "finish, re-annotate when the alias moves."),
+    "live": Entry("annotate", "live_cmd", "Label curves live as a RunEngine in another "
+                  "process publishes them (0MQ or Kafka)."),
     "phases": Entry("annotate", "phases_cmd", "List annotated runs with their phases and "
                     "transition pressures."),
     "suggest-labels": Entry("annotate", "suggest_cmd", "Curves to label next: where the "

@@ -1,4 +1,4 @@
-"""CLI commands of the annotate stage: annotate, watch, phases, suggest-labels."""
+"""CLI commands of the annotate stage: annotate, watch, live, phases, suggest-labels."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from rich.table import Table
 
 from specflow.annotate.analyzer import annotate, select_runs
 from specflow.annotate.distributed import annotate_on_dask
+from specflow.annotate.live import LivePhaseMonitor
 from specflow.annotate.model import load_model
 from specflow.annotate.query import find_phases
+from specflow.annotate.remote import follow_kafka, follow_zmq, kafka_topic
 from specflow.annotate.retry import AnnotationError, TiledUnreachable
 from specflow.annotate.suggest import suggest_labels
 from specflow.annotate.watch import Watcher
@@ -149,6 +151,49 @@ def watch_cmd(
 
 def _pm(value: float | None, unc: float | None) -> str:
     return "" if value is None else f"{value:.2f} ± {unc or 0:.2f}"
+
+
+def live_cmd(
+    zmq: Annotated[str | None, typer.Option(
+        "--zmq", help="A bluesky 0MQ proxy's out address, host:port (bluesky-0MQ-proxy "
+        "5577 5578 -> localhost:5578)")] = None,
+    kafka: Annotated[str | None, typer.Option(
+        "--kafka", help="Kafka bootstrap servers, host:9092 (needs specflow[kafka])")] = None,
+    beamline: Annotated[str | None, typer.Option(
+        "--beamline", help="With --kafka: topic <beamline>.bluesky.runengine.documents")
+    ] = None,
+    model: ModelUriOpt = DEFAULT_MODEL_URI,
+    stream: Annotated[str, typer.Option("--stream", help="Event stream with the curves")
+                      ] = "primary",
+    max_runs: Annotated[int | None, typer.Option(
+        "--max-runs", min=1, help="Stop after this many runs have ended (default: never)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0.0, help="Stop after this many seconds (default: never)")] = None,
+    workdir: WorkdirOpt = Path("work"),
+) -> None:
+    """Label curves live as a RunEngine in another process publishes them (0MQ or Kafka).
+
+    One line per curve: pressure, phase, probability, and an out-of-distribution flag.
+    Labels are per curve and provisional; annotating the finished run (watch/annotate)
+    decodes them along the whole run and stores them."""
+    if (zmq is None) == (kafka is None):
+        raise typer.BadParameter("give one source: --zmq HOST:PORT or --kafka HOST:PORT")
+    if kafka is not None and not beamline:
+        raise typer.BadParameter("--kafka needs --beamline (the topic's prefix)",
+                                 param_hint="--beamline")
+    console = Console()
+    configure_tracking(workdir, must_exist=True)
+    loaded = load_model(model)
+    monitor = LivePhaseMonitor(loaded, stream=stream, console=console)
+    source = f"0MQ proxy {zmq}" if zmq else f"Kafka {kafka} topic {kafka_topic(beamline)}"
+    console.print(f"labelling curves from {source} with {loaded.uri} (Ctrl+C to stop)")
+    if zmq is not None:
+        runs = follow_zmq(zmq, monitor, max_runs=max_runs, timeout=timeout)
+    else:
+        runs = follow_kafka(kafka, beamline, monitor, max_runs=max_runs, timeout=timeout)
+    curves = sum(len(v) for v in monitor.predictions.values())
+    console.print(f"{runs} run(s) ended; {curves} curve(s) labelled")
 
 
 def phases_cmd(
