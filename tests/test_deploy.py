@@ -38,6 +38,9 @@ def cli_of(program: str) -> Any:
     if program == "mlflow":
         from mlflow.cli import cli
         return cli
+    if program == "prefect":
+        from prefect.cli._app import _app  # cyclopts
+        return _app
     if program == "dask":
         from distributed.cli import dask_scheduler, dask_worker
         return click.Group("dask", commands={"scheduler": dask_scheduler.main,
@@ -46,7 +49,16 @@ def cli_of(program: str) -> Any:
 
 
 def parse(command: Any, args: list[str], name: str) -> Any:
-    """Parse ``args`` down to the leaf command as click would, without running it."""
+    """Parse ``args`` down to the leaf command as its CLI would, without running it (click
+    and typer: a context; cyclopts: the bound arguments)."""
+    if hasattr(command, "parse_args") and not hasattr(command, "make_context"):  # cyclopts
+        import types
+
+        import prefect.cli.worker  # noqa: F401 - registers the worker commands
+        leaf, bound, _ = command.parse_args(list(args), exit_on_error=False,
+                                            print_error=False)
+        return types.SimpleNamespace(args=[], command=types.SimpleNamespace(
+            name=leaf.__name__), params=bound.arguments)
     ctx = command.make_context(name, list(args))
     while hasattr(ctx.command, "resolve_command"):  # a group (click's or typer's own)
         pending = [*getattr(ctx, "_protected_args", []), *ctx.args]
@@ -76,7 +88,7 @@ def test_compose_service_commands_parse_with_the_real_clis(monkeypatch):
         for key in env:
             monkeypatch.delenv(key)
     assert sorted(checked) == ["dask scheduler", "dask worker", "mlflow server",
-                               "specflow watch", "tiled config"]
+                               "prefect start", "specflow watch", "tiled config"]
     assert services["tiled"]["build"]["dockerfile"] == "deploy/Dockerfile"
     assert (REPO / "deploy" / "Dockerfile").exists()
     with pytest.raises(Exception, match="No such option"):  # the check can fail

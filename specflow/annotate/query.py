@@ -18,9 +18,11 @@ Sort on the client: Tiled on SQLite sorts metadata as text ("100" < "5").
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tiled.client.utils import handle_error
 from tiled.queries import Contains, Key, KeyPresent
 
 from specflow.ingest.catalog import parse_key_values, search
@@ -28,6 +30,23 @@ from specflow.ingest.catalog import parse_key_values, search
 __all__ = ["PhaseRecord", "find_phases", "parse_key_values", "search"]
 
 SEGMENTS = ("before", "during", "after")
+#: What find_phases needs of each run, cut on the server (JMESPath): not the whole
+#: start/stop documents, descriptors or structure.
+SELECT = "{start: {sample: start.sample}, specflow: specflow}"
+PAGE = 300  # Tiled 0.2's largest page
+
+
+def matching_metadata(hits: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key, trimmed metadata) of every node of a searched Tiled container, in pages of
+    :data:`PAGE` with only the fields :class:`PhaseRecord` reads (one request per page)."""
+    url = f"{hits.item['links']['search']}?page[offset]=0&page[limit]={PAGE}"
+    params = {**hits._queries_as_params, "fields": "metadata", "select_metadata": SELECT}
+    while url is not None:
+        page = handle_error(hits.context.http_client.get(url, params=params)).json()
+        for item in page["data"]:
+            md = item["attributes"]["metadata"] or {}
+            yield item["id"], md.get("selected", md)  # select_metadata wraps its result
+        url = page["links"].get("next")
 
 
 @dataclass(frozen=True)
@@ -50,7 +69,7 @@ class PhaseRecord:
         block = md.get("specflow") or {}
         tr = block.get("transition") or {}
         named = block.get("identified") or {}
-        return cls(uid, str((md.get("start") or {}).get("sample", "")),
+        return cls(uid, str((md.get("start") or {}).get("sample") or ""),
                    list(block.get("phases") or []), tr.get("onset_pressure"),
                    tr.get("onset_uncertainty"), tr.get("end_pressure"),
                    tr.get("end_uncertainty"), (block.get("model") or {}).get("version"),
@@ -115,7 +134,7 @@ def find_phases(client: Any, onset_between: tuple[float, float] | None = None,
     if identified is not None:  # the server narrows to identified runs, names match here
         queries.append(KeyPresent("specflow.identified.library_version"))
     hits = search(client, *queries)
-    records = [PhaseRecord.from_metadata(uid, node.metadata) for uid, node in hits.items()]
+    records = [PhaseRecord.from_metadata(uid, md) for uid, md in matching_metadata(hits)]
     if identified is not None:
         records = [r for r in records if r.shows(identified, above)]
     return sorted(records, key=lambda r: (r.onset_pressure is None, r.onset_pressure or 0.0,
