@@ -142,6 +142,16 @@ def test_find_phases(tiled_client, runs, annotated, sample):
     assert flat and flat[0].onset_pressure is None and 2 not in flat[0].phases
 
 
+def test_find_phases_reads_every_page(tiled_client, runs, annotated, sample, monkeypatch):
+    import specflow.annotate.query as query
+
+    whole = find_phases(tiled_client, sample=sample)
+    monkeypatch.setattr(query, "PAGE", 1)  # one run per request: three pages
+    paged = find_phases(tiled_client, sample=sample)
+    assert [r.uid for r in paged] == [r.uid for r in whole] and len(paged) == 3
+    assert paged[0].sample == sample and paged[0].model_version == 1
+
+
 def annotated_onset(client, uid) -> float:
     return client[uid].metadata["specflow"]["transition"]["onset_pressure"]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from tiled.client.utils import handle_error
 from tiled.queries import Contains, Key, KeyPresent
@@ -40,9 +41,12 @@ def matching_metadata(hits: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """(key, trimmed metadata) of every node of a searched Tiled container, in pages of
     :data:`PAGE` with only the fields :class:`PhaseRecord` reads (one request per page)."""
     url = f"{hits.item['links']['search']}?page[offset]=0&page[limit]={PAGE}"
-    params = {**hits._queries_as_params, "fields": "metadata", "select_metadata": SELECT}
+    extra = {**hits._queries_as_params, "fields": "metadata", "select_metadata": SELECT}
     while url is not None:
-        page = handle_error(hits.context.http_client.get(url, params=params)).json()
+        # httpx replaces a URL's query with params=: carry the page/cursor over explicitly
+        params = {**parse_qs(urlparse(url).query), **extra}
+        page = handle_error(hits.context.http_client.get(url.split("?")[0],
+                                                          params=params)).json()
         for item in page["data"]:
             md = item["attributes"]["metadata"] or {}
             yield item["id"], md.get("selected", md)  # select_metadata wraps its result
