@@ -247,3 +247,25 @@ def test_nodes_of_the_previous_layout_are_read_and_never_rewritten(tiled_client,
     assert labels["probabilities"].shape == (20, 3)
     with pytest.raises(KeyError):
         read_labels(tiled_client[ramps(tiled_client, 1, seed=50)[0]])
+
+
+def test_a_node_created_without_its_rows_is_replaced(tiled_client, mlflow_store):
+    """A writer that died between creating its table node and writing the rows leaves a
+    node with no data file; deleting it makes Tiled answer 500, then 404 to the retry."""
+    import pandas as pd
+    from tiled.structures.core import StructureFamily
+    from tiled.structures.data_source import DataSource
+    from tiled.structures.table import TableStructure
+
+    (uid,) = ramps(tiled_client, 1, seed=51)
+    model = load_model(mlflow_store.champion)
+    container = tiled_client[uid].base.create_container("specflow")
+    frame = pd.DataFrame({"label": np.zeros(3, np.int8)})
+    container.new(StructureFamily.table,
+                  [DataSource(structure=TableStructure.from_pandas(frame),
+                              structure_family=StructureFamily.table)],
+                  key=K1, metadata={"status": "partial", "model_name": PHASE_MODEL})
+    result = annotate_run(tiled_client, uid, model)
+    assert result.status == "written" and "abandoned" in result.reason, result
+    node = tiled_client[uid].base["specflow"][K1]
+    assert node.metadata["status"] == "complete" and len(node.read()) == 20

@@ -38,10 +38,11 @@ def test_live_command_labels_curves_from_a_zmq_proxy(mlflow_store, tmp_path):
     try:
         first = live.stdout.readline()
         assert "labelling curves from 0MQ proxy" in first, first + live.stdout.read()
-        time.sleep(1.5)  # let the subscriber connect before the run starts (0MQ slow joiner)
         truth: list[float] = []
         engine = RunEngine({}, call_returns_result=False)
-        engine.subscribe(Publisher(f"127.0.0.1:{port_in}"))
+        publisher = Publisher(f"127.0.0.1:{port_in}")
+        engine.subscribe(publisher)
+        time.sleep(2.0)  # both 0MQ links up before the run starts (the slow joiner)
         engine.subscribe(lambda name, doc: truth.append(doc["data"]["xrd_phase_fraction"]),
                          "event")
         cell = DiamondAnvilCell(seed=17)
@@ -51,6 +52,8 @@ def test_live_command_labels_curves_from_a_zmq_proxy(mlflow_store, tmp_path):
         live.kill()
         proxy.kill()
         proxy.wait(10)
+        if "publisher" in locals():
+            publisher.close()  # else 0MQ's context waits for it at interpreter exit
     assert live.returncode == 0, out
     lines = [line for line in out.splitlines() if re.match(r"#\d+", line)]
     assert len(lines) == 30 and "1 run(s) ended; 30 curve(s) labelled" in out

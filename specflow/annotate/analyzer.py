@@ -57,7 +57,7 @@ class AnnotationResult:
 
 
 #: Failure reasons another try cannot fix (the run's data are bad or absent).
-FINAL_REASONS = ("validation:", "no stream")
+FINAL_REASONS = ("validation:", "no stream", "no such run")
 
 
 def retryable(result: AnnotationResult) -> bool:
@@ -171,11 +171,14 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
                    publish: bool, me: writer.Writer, identifier: Any = None
                    ) -> AnnotationResult:
 
-    run = client[uid]
+    try:
+        run = client[uid]
+    except KeyError:
+        return AnnotationResult(uid, "failed", f"no such run {uid!r} in the catalog")
     children = dict(run.base.items())  # one listing: the streams and the specflow container
     container = children.get(writer.CONTAINER)
     nodes, taken = writer.model_nodes(container, model.name, model.version)
-    ours = [n for n in nodes if n.complete and n.written_by(me)]
+    ours = [n for n in nodes if n.finished_by_call(me)]
     if ours:  # an earlier attempt of this call finished it (a retry after a lost answer)
         summary = ours[-1].metadata["summary"]
         return _finish(client, uid, summary, ours[-1].key, model, publish,

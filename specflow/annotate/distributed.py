@@ -16,6 +16,7 @@ and can reach the Tiled server and the MLflow tracking URI (a server or a shared
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,9 +30,10 @@ from tiled.client import from_uri
 from . import writer
 from .analyzer import AnnotationError, AnnotationResult, annotate_run, retryable
 from .model import LoadedModel
+from .retry import TiledUnreachable
 
 #: Per worker process: loaded models, Tiled clients, the writer identity, load counts.
-_WORKER: dict[str, Any] = {"models": {}, "clients": {}, "loads": 0}
+_WORKER: dict[str, Any] = {"models": {}, "clients": {}, "writers": {}, "loads": 0}
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,16 @@ class ModelRef:
 
 
 def worker_model(ref: ModelRef) -> LoadedModel:
-    """This process's copy of ``ref`` (loaded on first use, then kept)."""
-    key = f"{ref.registry_uri}|{ref.name}|{ref.version}"
+    """This process's copy of ``ref`` (loaded on first use, then kept). A worker's own
+    ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` win over the client's (a remote cluster
+    may reach the registry by another address than the submitting machine)."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or ref.tracking_uri
+    registry = os.environ.get("MLFLOW_REGISTRY_URI") or (
+        tracking if os.environ.get("MLFLOW_TRACKING_URI") else ref.registry_uri)
+    key = f"{registry}|{ref.name}|{ref.version}"
     if key not in _WORKER["models"]:
-        mlflow.set_tracking_uri(ref.tracking_uri)
-        mlflow.set_registry_uri(ref.registry_uri)
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
         pyfunc = mlflow.pyfunc.load_model(f"models:/{ref.name}/{ref.version}")
         _WORKER["models"][key] = LoadedModel(pyfunc, ref.name, ref.version, ref.alias,
                                              ref.run_id)
@@ -78,18 +85,25 @@ def worker_state() -> dict[str, Any]:
 
 
 def annotate_batch(tiled_uri: str, api_key: str | None, uids: Sequence[str], ref: ModelRef,
-                   writer_id: str, stream: str = "primary", force: bool = False,
+                   call: str, stream: str = "primary", force: bool = False,
                    publish: bool = True, identifier: Any = None) -> list[AnnotationResult]:
-    """Annotate ``uids`` in this worker process (the task Dask runs).
+    """Annotate ``uids`` in this worker process (the task Dask runs); stops at the first
+    run that found Tiled unreachable (the rest of the batch is not tried).
 
-    All workers of one call write under the same writer id (with their own host and pid
-    in the lease), so a run retried on another worker may take over its own partial node.
+    Each worker process leases nodes under its own writer id; ``call`` (one per
+    :func:`annotate_on_dask`) lets a run retried on another worker recognise a node this
+    call already completed.
     """
     client = worker_client(tiled_uri, api_key)
     model = worker_model(ref)
-    me = writer.Writer(id=writer_id)
-    return [annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
-                         me=me, identifier=identifier) for uid in uids]
+    me = _WORKER["writers"].setdefault(call, writer.Writer(call=call))
+    results = []
+    for uid in uids:
+        results.append(annotate_run(client, uid, model, stream=stream, force=force,
+                                    publish=publish, me=me, identifier=identifier))
+        if results[-1].unreachable:
+            break
+    return results
 
 
 @contextmanager
@@ -149,6 +163,9 @@ def annotate_on_dask(
     ------
     AnnotationError
         Bad credentials (401/403): every run would fail.
+    TiledUnreachable
+        A worker could not reach Tiled through a run's retries: the call stopped; its
+        ``results`` hold what was done, and the same call resumes it.
     """
     if client is None:
         with dask_client(scheduler, workers) as owned:
@@ -157,8 +174,10 @@ def annotate_on_dask(
                                     identifier=identifier, batch_size=batch_size,
                                     task_retries=task_retries, rounds=rounds,
                                     backoff=backoff, on_result=on_result)
+    if not uids:
+        return []
     ref = ModelRef.of(model)
-    writer_id = writer.Writer().id
+    call = writer.Writer().id
     shared = client.scatter(identifier, broadcast=True) if identifier is not None else None
     final: dict[str, AnnotationResult] = {}
     pending = list(dict.fromkeys(uids))
@@ -166,7 +185,7 @@ def annotate_on_dask(
         if k:
             time.sleep(backoff * 2 ** (k - 1))
         batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
-        futures = {client.submit(annotate_batch, tiled_uri, api_key, batch, ref, writer_id,
+        futures = {client.submit(annotate_batch, tiled_uri, api_key, batch, ref, call,
                                  stream, force, publish, shared, retries=task_retries,
                                  pure=False):
                    batch for batch in batches}
@@ -183,10 +202,18 @@ def annotate_on_dask(
                            for uid in batch]
             for result in results:
                 final[result.uid] = result
-                if retryable(result) and k + 1 < rounds:
+                if retryable(result) and k + 1 < rounds and not result.unreachable:
                     again.append(result.uid)
                 elif on_result is not None:
                     on_result(result)
+            if any(r.unreachable for r in results):  # as annotate(): stop, say how far
+                client.cancel(list(futures))
+                done = list(final.values())
+                raise TiledUnreachable(
+                    f"Tiled could not be reached from the workers; stopped after "
+                    f"{len(done)} of {len(uids)} runs ({sum(r.status == 'written' for r in done)}"
+                    " written). Complete nodes are kept; run the same command again to resume.",
+                    results=done)
         if not again:
             break
         pending = again

@@ -5,7 +5,9 @@ model version); onset-pressure ranges and "is annotated" tests are range and pre
 predicates on JSON paths, which that index cannot serve. :func:`create_indexes` adds one
 expression index per such path (matching the SQL Tiled emits, ``metadata #> '{...}'``) and
 makes the database plan each query with its actual path (``plan_cache_mode =
-force_custom_plan``: a generic plan cannot match an expression index). Safe to run again.
+force_custom_plan``: a generic plan cannot match an expression index; it applies to new
+connections, so restart Tiled afterwards). Indexes are built ``CONCURRENTLY``: a live
+catalog keeps taking writes meanwhile. Safe to run again.
 SQLite catalogs need nothing (tiled keeps them small and local).
 """
 
@@ -13,24 +15,29 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-#: name -> CREATE INDEX statement (paths as Tiled's queries spell them)
-INDEXES = {
-    "specflow_onset_pressure": "CREATE INDEX IF NOT EXISTS specflow_onset_pressure ON nodes "
-    "((metadata #> '{specflow,transition,onset_pressure}'::text[]))",
-    "specflow_end_pressure": "CREATE INDEX IF NOT EXISTS specflow_end_pressure ON nodes "
-    "((metadata #> '{specflow,transition,end_pressure}'::text[]))",
-    "specflow_annotated": "CREATE INDEX IF NOT EXISTS specflow_annotated ON nodes (parent, id) "
-    "WHERE (metadata #> '{specflow,latest}'::text[]) IS NOT NULL",
-    "specflow_identified": "CREATE INDEX IF NOT EXISTS specflow_identified ON nodes "
-    "(parent, id) WHERE (metadata #> '{specflow,identified,library_version}'::text[]) "
-    "IS NOT NULL",
+#: name -> (indexed expression or columns, partial-index condition or None); the paths are
+#: spelled as Tiled's queries spell them (``metadata #> '{...}'::text[]``)
+PATHS = {
+    "specflow_onset_pressure": ("(metadata #> '{specflow,transition,onset_pressure}'::text[])",
+                                None),
+    "specflow_end_pressure": ("(metadata #> '{specflow,transition,end_pressure}'::text[])",
+                              None),
+    "specflow_annotated": ("parent, id", "(metadata #> '{specflow,latest}'::text[]) IS NOT NULL"),
+    "specflow_identified": ("parent, id", "(metadata #> '{specflow,identified,"
+                            "library_version}'::text[]) IS NOT NULL"),
 }
+INDEXES = {name: f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON nodes ({what})"
+           + (f" WHERE {where}" if where else "") for name, (what, where) in PATHS.items()}
 
 
 def sync_uri(database_uri: str) -> str:
     """``postgresql[+asyncpg]://...`` as a synchronous (psycopg2) SQLAlchemy URI."""
-    url = make_url(database_uri)
+    try:
+        url = make_url(database_uri)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URI: {database_uri!r}") from exc
     if url.get_backend_name() != "postgresql":
         raise ValueError(f"{url.get_backend_name()} catalog: specflow's indexes are for "
                          "PostgreSQL (a SQLite catalog needs none)")

@@ -6,7 +6,8 @@ carrying ``stop``) where the server has a streaming cache, else by polling. The 
 alias is polled every ``registry_interval`` seconds. Runs to re-annotate after an alias move
 wait in a backlog that is worked through between new runs (a new run is never queued
 behind the backlog). A run that failed for a reason another try may fix is tried again
-after ``backoff * 2**(n-1)`` seconds (at most ``max_backoff``), up to ``max_attempts`` times.
+after ``backoff * 2**(n-1)`` seconds (at most ``max_backoff``), up to ``max_attempts`` times;
+while Tiled is unreachable there is no try limit, so an outage never drops a run.
 """
 
 from __future__ import annotations
@@ -200,23 +201,33 @@ class Watcher:
     def _handle(self, uid: str) -> None:
         result = annotate_run(self.client, uid, self.model, stream=self.stream,
                               me=self._writer, retry=self.retry)
-        key = (uid, self.model.version)
         if result.status == "failed":
-            attempts = self._attempts.get(key, 0) + 1
-            self._attempts[key] = attempts
-            if retryable(result) and attempts < self.max_attempts:
-                wait = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
-                self._due[key] = time.monotonic() + wait
+            wait = self._schedule_retry(uid, retryable(result), result.unreachable)
+            if wait is not None:
                 result = AnnotationResult(**{**result.__dict__, "reason": f"{result.reason} "
-                                             f"(try {attempts}; again in {wait:.3g} s)"})
-            else:
-                self._failed.add(key)
+                                             f"(try {self._attempts[(uid, self.model.version)]}"
+                                             f"; again in {wait:.3g} s)"})
         else:
-            self._attempts.pop(key, None)
+            self._attempts.pop((uid, self.model.version), None)
         self.results.append(result)
         self._say(f"{uid[:8]}  {result.status}  {result.node or ''}  {result.reason}")
         if self.on_result is not None:
             self.on_result(result)
+
+    def _schedule_retry(self, uid: str, may_pass: bool = True, unreachable: bool = False
+                        ) -> float | None:
+        """Count a failed try of ``uid``; return the wait before the next one, or None when
+        the watcher gives up on it. Tiled being unreachable has no try limit (an outage
+        must not drop runs); other passing failures get ``max_attempts`` tries."""
+        key = (uid, self.model.version)
+        attempts = self._attempts.get(key, 0) + 1
+        self._attempts[key] = attempts
+        if not may_pass or (attempts >= self.max_attempts and not unreachable):
+            self._failed.add(key)
+            return None
+        wait = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
+        self._due[key] = time.monotonic() + wait
+        return wait
 
     def _done(self, max_events: int | None, deadline: float) -> bool:
         return (self._stop.is_set() or time.monotonic() > deadline
@@ -246,8 +257,9 @@ class Watcher:
                     continue
                 try:
                     md = self.client[uid].metadata
-                except Exception as exc:  # e.g. Tiled restarting: the poll finds it later
-                    logger.warning("cannot read run %s: %s", uid, exc)
+                except Exception as exc:  # e.g. Tiled restarting: tried again later
+                    wait = self._schedule_retry(uid, unreachable=True)
+                    logger.warning("cannot read run %s (%s); again in %.3g s", uid, exc, wait)
                     continue
                 if needs_annotation(md, self.model.name, self.model.version):
                     self._handle(uid)

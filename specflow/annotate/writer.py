@@ -48,16 +48,22 @@ def node_key(model_name: str, version: str | int, revision: int = 1) -> str:
 
 @dataclass(frozen=True)
 class Writer:
-    """Who is writing: recorded in a partial node so other annotators leave it alone."""
+    """Who is writing: recorded in a partial node so other annotators leave it alone.
+
+    ``id`` is one process's (the lease); ``call`` names a whole bulk call whose runs may be
+    retried in other processes (Dask workers): it lets a retry recognise a node that call
+    already *completed*, never take over a partial one another live process is filling.
+    """
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     lease_seconds: float = LEASE_SECONDS
+    call: str | None = None
 
     def lease(self) -> dict[str, Any]:
         now = datetime.now(UTC)
-        return {"id": self.id, "host": self.host, "pid": self.pid,
+        return {"id": self.id, "call": self.call, "host": self.host, "pid": self.pid,
                 "since": now.isoformat(timespec="seconds"),
                 "expires": (now + timedelta(seconds=self.lease_seconds)).isoformat(
                     timespec="seconds")}
@@ -95,6 +101,12 @@ class Node:
 
     def written_by(self, me: Writer) -> bool:
         return written_by(self.metadata, me)
+
+    def finished_by_call(self, me: Writer) -> bool:
+        """Complete, and written by ``me`` or by another process of ``me``'s call."""
+        lease = self.metadata.get("writer") or {}
+        return self.complete and (lease.get("id") == me.id or (
+            me.call is not None and lease.get("call") == me.call))
 
     def describe_writer(self) -> str:
         lease = self.metadata.get("writer") or {}
@@ -169,8 +181,14 @@ def status_code(exc: BaseException) -> int | None:
 
 
 def drop_node(container: Any, key: str) -> None:
-    """Delete an abandoned partial node (its arrays and table too)."""
-    container.delete_contents(key, recursive=True, external_only=False)
+    """Delete an abandoned partial node (its arrays and table too). A node whose rows were
+    never written makes Tiled's delete fail after the catalog entry is gone (the client's
+    retry then gets 404): that counts as deleted."""
+    try:
+        container.delete_contents(key, recursive=True, external_only=False)
+    except Exception as exc:
+        if status_code(exc) != 404:
+            raise
 
 
 def phase_table(seq_num: np.ndarray, time: np.ndarray, pressure: np.ndarray,
@@ -247,7 +265,11 @@ def read_labels(run: Any, key: str | None = None) -> xr.Dataset:
     key = key or (run.metadata.get("specflow") or {}).get("latest")
     if not key:
         raise KeyError("the run has no published specflow annotation; pass key=")
-    table = read_node(run.base[CONTAINER][key])
+    node = run.base[CONTAINER][key]
+    if node.metadata.get("status") != COMPLETE:
+        raise KeyError(f"annotation node {key!r} is not complete (still being written, or "
+                       "abandoned)")
+    table = read_node(node)
     probs = table[["p0", "p1", "p2"]].to_numpy(dtype=np.float32)
     return xr.Dataset(
         {"label": ("curve", table["label"].to_numpy(dtype=np.int8)),

@@ -64,7 +64,8 @@ def annotate_cmd(
         "(1: in this process)")] = 1,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Annotate on the Dask cluster at this address, e.g. "
-        "tcp://host:8786 (its workers need specflow and must reach Tiled and MLflow)")
+        "tcp://host:8786 (its workers need specflow and must reach Tiled and MLflow; "
+        "--workers is then the cluster's business)")
     ] = None,
     identifier: Annotated[str | None, typer.Option(
         "--identifier", help="Also name each segment's phase with this trained identifier "
@@ -95,7 +96,7 @@ def annotate_cmd(
                       console=console) as progress:
             task = progress.add_task("runs", total=len(uids))
             advance = lambda _: progress.advance(task)  # noqa: E731
-            if scheduler or workers > 1:
+            if uids and (scheduler or workers > 1):
                 results = annotate_on_dask(tiled_uri, api_key, uids, loaded,
                                            scheduler=scheduler, workers=workers, force=force,
                                            publish=publish, identifier=named,

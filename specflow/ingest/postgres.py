@@ -12,6 +12,7 @@ URIs :class:`PostgresServer` hands out have the same shape as those.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -133,19 +134,20 @@ def postgres_server(timeout: float = 60.0) -> Iterator[PostgresServer]:
         if owner is not None:
             os.chown(root, owner.pw_uid, owner.pw_gid)
     port = _free_port()
-    started = False
+    pg_ctl = str(bindir / "pg_ctl")
     try:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
               "-E", "UTF8", "--locale=C", "--no-sync"])
         options = (f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-              "-w", "-t", str(int(timeout)), "start"], log)
-        started = True
-        yield PostgresServer("127.0.0.1", port, SUPERUSER, root, bindir)
+        try:
+            _run([pg_ctl, "-D", str(data), "-l", str(log), "-o", options,
+                  "-w", "-t", str(int(timeout)), "start"], log)
+            yield PostgresServer("127.0.0.1", port, SUPERUSER, root, bindir)
+        finally:  # also after a start that timed out: a postmaster may be running
+            with contextlib.suppress(Exception):
+                _run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"])
     finally:
-        if started:
-            _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
         shutil.rmtree(root, ignore_errors=True)
 
 
