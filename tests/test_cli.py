@@ -26,7 +26,7 @@ def test_every_command_is_listed_without_imports_and_loads_with_its_help(cli):
     assert set(COMMANDS) == {
         "simulate", "plot", "demo", "ingest-demo", "evaluate", "pretrain", "probe",
         "register", "promote", "pipeline", "annotate", "watch", "phases", "suggest-labels",
-        "library", "train-identifier", "identify"}
+        "library", "train-identifier", "identify", "live", "admin"}
     listing = " ".join(cli(["--help"]).split())
     for name, entry in COMMANDS.items():
         command = load_command(name)
