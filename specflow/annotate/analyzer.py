@@ -356,14 +356,20 @@ def annotate(
         if on_result is not None:
             on_result(result)
         if result.unreachable:
-            written = sum(r.status == "written" for r in results)
-            raise TiledUnreachable(
-                f"Tiled could not be reached ({result.reason}); stopped after {len(results)} "
-                f"of {len(selected)} runs ({written} written, {len(selected) - len(results)} "
-                "not started). Complete nodes are kept; run the same command again to resume.",
-                results=results)
+            raise stopped_unreachable(result.reason, results, len(selected))
     return results
 
 
+def stopped_unreachable(reason: str, results: list[AnnotationResult],
+                        total: int) -> TiledUnreachable:
+    """The error that stops a batch when Tiled stayed unreachable, saying how far it got."""
+    written = sum(r.status == "written" for r in results)
+    return TiledUnreachable(
+        f"Tiled could not be reached ({reason}); stopped after {len(results)} of {total} runs "
+        f"({written} written, {total - len(results)} not started). Complete nodes are kept; "
+        "run the same command again to resume.", results=results)
+
+
 __all__ = ["AnnotationError", "AnnotationResult", "TiledUnreachable", "annotate",
-           "annotate_run", "build_summary", "publish_rule", "retryable", "select_runs"]
+           "annotate_run", "build_summary", "publish_rule", "retryable", "select_runs",
+           "stopped_unreachable"]

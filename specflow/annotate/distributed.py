@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,9 +29,14 @@ from dask.distributed import Client, LocalCluster, as_completed
 from tiled.client import from_uri
 
 from . import writer
-from .analyzer import AnnotationError, AnnotationResult, annotate_run, retryable
+from .analyzer import (
+    AnnotationError,
+    AnnotationResult,
+    annotate_run,
+    retryable,
+    stopped_unreachable,
+)
 from .model import LoadedModel
-from .retry import TiledUnreachable
 
 #: Per worker process: loaded models, Tiled clients, the writer identity, load counts.
 _WORKER: dict[str, Any] = {"models": {}, "clients": {}, "writers": {}, "loads": 0}
@@ -146,7 +152,8 @@ def annotate_on_dask(
         The Tiled server as the workers reach it.
     model : LoadedModel
         The resolved version (:func:`~.model.load_model`); workers load
-        ``models:/<name>/<version>`` from this process's MLflow tracking/registry URIs.
+        ``models:/<name>/<version>`` from their own ``MLFLOW_TRACKING_URI`` when set, else
+        from this process's tracking/registry URIs (:func:`worker_model`).
     scheduler : str, optional
         ``tcp://host:8786`` of a running cluster; otherwise a LocalCluster of ``workers``.
     client : dask.distributed.Client, optional
@@ -167,6 +174,8 @@ def annotate_on_dask(
         A worker could not reach Tiled through a run's retries: the call stopped; its
         ``results`` hold what was done, and the same call resumes it.
     """
+    if not uids:
+        return []
     if client is None:
         with dask_client(scheduler, workers) as owned:
             return annotate_on_dask(tiled_uri, api_key, uids, model, client=owned,
@@ -174,13 +183,12 @@ def annotate_on_dask(
                                     identifier=identifier, batch_size=batch_size,
                                     task_retries=task_retries, rounds=rounds,
                                     backoff=backoff, on_result=on_result)
-    if not uids:
-        return []
     ref = ModelRef.of(model)
-    call = writer.Writer().id
+    call = uuid.uuid4().hex
     shared = client.scatter(identifier, broadcast=True) if identifier is not None else None
     final: dict[str, AnnotationResult] = {}
-    pending = list(dict.fromkeys(uids))
+    runs = list(dict.fromkeys(uids))
+    pending = runs
     for k in range(max(1, rounds)):
         if k:
             time.sleep(backoff * 2 ** (k - 1))
@@ -206,18 +214,14 @@ def annotate_on_dask(
                     again.append(result.uid)
                 elif on_result is not None:
                     on_result(result)
-            if any(r.unreachable for r in results):  # as annotate(): stop, say how far
+            down = next((r for r in results if r.unreachable), None)
+            if down is not None:  # as annotate(): stop, say how far
                 client.cancel(list(futures))
-                done = list(final.values())
-                raise TiledUnreachable(
-                    f"Tiled could not be reached from the workers; stopped after "
-                    f"{len(done)} of {len(uids)} runs ({sum(r.status == 'written' for r in done)}"
-                    " written). Complete nodes are kept; run the same command again to resume.",
-                    results=done)
+                raise stopped_unreachable(down.reason, list(final.values()), len(runs))
         if not again:
             break
         pending = again
-    return [final[uid] for uid in dict.fromkeys(uids)]
+    return [final[uid] for uid in runs]
 
 
 __all__ = ["ModelRef", "annotate_batch", "annotate_on_dask", "dask_client", "worker_state"]

@@ -225,7 +225,8 @@ class Watcher:
         if not may_pass or (attempts >= self.max_attempts and not unreachable):
             self._failed.add(key)
             return None
-        wait = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
+        # the exponent is capped: unlimited tries (an outage) must not overflow a float
+        wait = min(self.max_backoff, self.backoff * 2 ** min(attempts - 1, 40))
         self._due[key] = time.monotonic() + wait
         return wait
 

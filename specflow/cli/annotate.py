@@ -29,6 +29,7 @@ from specflow.cli.options import (
     QueryOpt,
     RunOpt,
     TiledServerOpt,
+    TimeoutOpt,
     WorkdirOpt,
 )
 from specflow.cli.tiled import connect, parse_query
@@ -127,8 +128,7 @@ def watch_cmd(
     max_runs: Annotated[int | None, typer.Option(
         "--max-runs", min=1, help="Stop after this many annotation results (default: never)")
     ] = None,
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", min=0.0, help="Stop after this many seconds (default: never)")] = None,
+    timeout: TimeoutOpt = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Follow the catalog: annotate runs as they finish, re-annotate when the alias moves.
@@ -169,8 +169,7 @@ def live_cmd(
     max_runs: Annotated[int | None, typer.Option(
         "--max-runs", min=1, help="Stop after this many runs have ended (default: never)")
     ] = None,
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", min=0.0, help="Stop after this many seconds (default: never)")] = None,
+    timeout: TimeoutOpt = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Label curves live as a RunEngine in another process publishes them (0MQ or Kafka).

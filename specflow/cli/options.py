@@ -78,3 +78,5 @@ ModelUriOpt = Annotated[str, typer.Option(
 WorkdirOpt = Annotated[Path, typer.Option(
     "--workdir", help="Embedded MLflow store location when MLFLOW_TRACKING_URI is unset.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", min=0.0, help="Stop after this many seconds (default: never)")]
