@@ -1,5 +1,7 @@
 """Normalisation, regridding and background removal on the canonical layout."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +111,23 @@ def test_prepare_curves_fills_gaps_removes_spikes_and_rejects_bad_input():
         prepare_curves(np.where(np.isnan(damaged), np.inf, damaged), tt, cfg, lam)
     with pytest.raises(ValueError, match="cover"):
         prepare_curves(x, tt, Preprocessing(grid=(8.0, 12.0, 256)), lam)
+
+
+@pytest.mark.parametrize("half_window", [1, 2, 13, 52, 5000])
+def test_batched_snip_equals_pybaselines_curve_by_curve(half_window):
+    from pybaselines import Baseline
+
+    from specflow.data.preprocess import snip_baselines, subtract_baseline
+
+    x = simulate_run("FeO", 7, seed=4)["intensity"].values[:, :600]  # 5000: clipped window
+    x = x + np.linspace(0, 50, x.shape[1])  # a sloped background at the edges
+    fitter = Baseline(np.arange(x.shape[1], dtype=float))
+    # pybaselines warns that a window beyond half the curve acts as half the curve
+    with pytest.warns() if half_window > 299 else contextlib.nullcontext():
+        expected = np.stack([fitter.snip(y.astype(float), max_half_window=half_window)[0]
+                             for y in x])
+    got = snip_baselines(x, half_window, chunk=3)  # chunks that do not divide the rows
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9 * np.abs(x).max())
+    assert not np.allclose(got, x)  # it did clip peaks
+    removed = subtract_baseline(x.astype(np.float32), half_window)
+    np.testing.assert_allclose(removed, x - expected, rtol=1e-5, atol=1e-3)

@@ -247,3 +247,43 @@ def test_pipeline_without_pretraining_registers_a_servable_model(store, runs, tm
                                 "wavelength": wavelength_of(ds),
                                 "pressure": ds["pressure"].values.tolist()})
     assert (out["label"].to_numpy() == ds["label"].values).mean() > 0.8
+
+
+def test_onnx_backend_labels_like_torch(trained, runs):
+    from specflow.models.export import OnnxEncoder
+
+    eager, onnx = PhasePredictor(trained), PhasePredictor(trained, backend="onnx")
+    assert isinstance(onnx.encoder, OnnxEncoder)
+    for ds in runs:
+        args = (ds["intensity"].values, ds["two_theta"].values, wavelength_of(ds),
+                ds["pressure"].values)
+        a, b = eager.predict(*args), onnx.predict(*args)
+        assert np.array_equal(a["label"], b["label"])
+        assert np.array_equal(a["label_raw"], b["label_raw"])
+        np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=1e-5)
+        np.testing.assert_allclose(b["ood_score"], a["ood_score"], rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown inference backend"):
+        PhasePredictor(trained, backend="tensorrt")
+
+
+def test_registered_model_loads_with_onnx_backend(store, trained, runs):
+    from specflow.annotate.model import load_model
+
+    version = log_version(trained)
+    ds = runs[1]
+    args = (ds["intensity"].values, ds["two_theta"].values, ds["pressure"].values,
+            wavelength_of(ds))
+    eager = load_model(f"models:/{NAME}/{version}")
+    onnx = load_model(f"models:/{NAME}/{version}", backend="onnx")
+    assert onnx.pyfunc.unwrap_python_model().predictor.backend == "onnx"
+    assert eager.pyfunc.unwrap_python_model().predictor.backend == "torch"
+    a, b = eager.predict(*args), onnx.predict(*args)
+    assert a["label"].tolist() == b["label"].tolist()
+    np.testing.assert_allclose(b[["p0", "p1", "p2"]], a[["p0", "p1", "p2"]], atol=1e-5)
+    # a deployment-wide switch (watcher, Dask workers) through MLflow's own variable
+    os.environ["MLFLOW_PYFUNC_INFERENCE_CONFIG"] = json.dumps({"backend": "onnx"})
+    try:
+        by_env = load_model(f"models:/{NAME}/{version}")
+    finally:
+        del os.environ["MLFLOW_PYFUNC_INFERENCE_CONFIG"]
+    assert by_env.pyfunc.unwrap_python_model().predictor.backend == "onnx"

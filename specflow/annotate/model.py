@@ -73,7 +73,7 @@ class LoadedModel:
                 torch.set_num_threads(before)
 
 
-def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
+def load_model(uri: str = DEFAULT_MODEL_URI, backend: str | None = None) -> LoadedModel:
     """Load a registered phase model, pinned to the version its alias points at now.
 
     Parameters
@@ -81,6 +81,9 @@ def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
     uri : str
         ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` in the MLflow registry
         of ``MLFLOW_TRACKING_URI``.
+    backend : str, optional
+        ``"onnx"``: run the encoder with ONNX Runtime (``specflow[onnx]``; CPU); default
+        PyTorch. benchmarks/speed.py measured no whole-path gain from it on a 2-core CPU.
 
     Returns
     -------
@@ -93,5 +96,11 @@ def load_model(uri: str = DEFAULT_MODEL_URI) -> LoadedModel:
     >>> model = load_model("models:/specflow-phase@champion")  # doctest: +SKIP
     """
     name, version, alias, run_id = resolve_version(uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    config = {"backend": backend} if backend else None
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}", model_config=config)
+    predictor = getattr(pyfunc.unwrap_python_model(), "predictor", None)
+    if backend and getattr(predictor, "backend", "torch") != backend:
+        raise ValueError(f"{name} version {version} was logged before inference backends "
+                         f"could be chosen; it runs with PyTorch only (log it again for "
+                         f"backend {backend!r})")
     return LoadedModel(pyfunc, name, version, alias, run_id)

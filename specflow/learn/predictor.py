@@ -22,6 +22,7 @@ from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.learn.decode import Decoded, DecoderConfig, decode
 from specflow.learn.supervised import network_outputs
 from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
+from specflow.models.export import onnx_encoder
 from specflow.models.supervised import ARCHITECTURES, build_network
 
 BUNDLE_FORMAT = "specflow-phase-bundle/2"
@@ -29,6 +30,9 @@ LEGACY_FORMAT = "specflow-phase-bundle/1"  # 2θ grid, min–max only, no decode
 N_CLASSES = 3
 OOD_THRESHOLD = 1.0  # a run is out of distribution when its median curve score exceeds this
 OOD_MARGIN = 1.5  # score 1 = this × the largest held-out training run's median distance
+#: How the encoder runs: PyTorch (eager, BatchNorm folded) or ONNX Runtime (``specflow[onnx]``)
+BACKENDS = ("torch", "onnx")
+ONNX_BATCH_SIZE = 64  # curves per ONNX Runtime call: 8–64 within noise (benchmarks/speed.py)
 
 
 def encoder_kwargs(encoder: torch.nn.Module) -> dict[str, int]:
@@ -161,13 +165,17 @@ class PhasePredictor:
 
     Curves are taken in the given order as one run: a sequence model (LSTM, Transformer,
     ConvSCT; :mod:`specflow.models.supervised`) reads them as one sequence, so its labels
-    depend on the other curves passed with them.
+    depend on the other curves passed with them. ``backend="onnx"`` runs a ConvSC encoder
+    with ONNX Runtime (CPU; same labels, features equal to float rounding).
     """
 
-    def __init__(self, bundle: dict[str, Any], device: str = "cpu"):
+    def __init__(self, bundle: dict[str, Any], device: str = "cpu", backend: str = "torch"):
         fmt = bundle.get("format")
         if fmt not in (BUNDLE_FORMAT, LEGACY_FORMAT):
             raise ValueError(f"not a specflow phase bundle (format {fmt!r})")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown inference backend {backend!r}; use one of {BACKENDS}")
+        self.backend = backend
         self.device = torch.device(device)
         self.batch_size = inference_batch_size(self.device)
         self.encoder = self.network = None
@@ -177,11 +185,20 @@ class PhasePredictor:
             self.network.load_state_dict(spec["state"])
             self.network.eval().to(self.device)
             self.batch_size = 64 if self.device.type == "cpu" else 4096
+            if backend != "torch":
+                raise ValueError(f"backend {backend!r} runs ConvSC-encoder models; this one "
+                                 f"is a supervised {spec['arch']} network: use 'torch'")
         elif bundle.get("encoder_state") is not None:
             encoder = ConvSCEncoder(**bundle["encoder_kwargs"], init="pytorch")
             encoder.load_state_dict(bundle["encoder_state"])
             # BatchNorm folded into the convolutions: same outputs, fewer memory passes
             self.encoder = FusedConvSC(encoder.eval()).eval().to(self.device)
+            if backend == "onnx":  # the same encoder as an ONNX graph for the model's grid
+                if self.device.type != "cpu":
+                    raise ValueError("the ONNX backend runs on the CPU; use backend='torch' "
+                                     f"on {self.device}")
+                self.encoder = onnx_encoder(self.encoder, len(bundle["grid"]))
+                self.batch_size = ONNX_BATCH_SIZE
         self.context_window = context_window(bundle)  # curves read together (0: one by one)
         self.grid = bundle["grid"].numpy()
         self.preprocessing = (Preprocessing.from_dict(bundle["preprocessing"])
@@ -197,8 +214,10 @@ class PhasePredictor:
         self.ood_scale = float(bundle["ood_scale"])
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> PhasePredictor:
-        return cls(torch.load(Path(path), map_location="cpu", weights_only=True), device)
+    def load(cls, path: str | Path, device: str = "cpu", backend: str = "torch"
+             ) -> PhasePredictor:
+        return cls(torch.load(Path(path), map_location="cpu", weights_only=True), device,
+                   backend)
 
     def prepare(self, curves: np.ndarray, two_theta: np.ndarray | None,
                 wavelength: float | None = None) -> np.ndarray:

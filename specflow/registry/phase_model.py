@@ -29,8 +29,11 @@ class PhaseModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc serving a bundle logged as artifact ``bundle``."""
 
     def load_context(self, context) -> None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.predictor = PhasePredictor.load(context.artifacts["bundle"], device)
+        """Load the bundle on CUDA when there is one; ``model_config={"backend": "onnx"}``
+        (``mlflow.pyfunc.load_model``) runs the encoder with ONNX Runtime on the CPU."""
+        backend = (getattr(context, "model_config", None) or {}).get("backend", "torch")
+        device = "cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"
+        self.predictor = PhasePredictor.load(context.artifacts["bundle"], device, backend)
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None
                 ) -> pd.DataFrame:

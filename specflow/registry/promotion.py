@@ -104,6 +104,9 @@ def log_phase_model(bundle: dict[str, Any], name: str = "model", method: str | N
             artifacts={"bundle": str(path)},
             code_paths=[str(PACKAGE_DIR)],
             signature=signature(),
+            # overridable at load: mlflow.pyfunc.load_model(..., model_config={"backend":
+            # "onnx"}) or the MLFLOW_PYFUNC_INFERENCE_CONFIG environment variable
+            model_config={"backend": "torch"},
             pip_requirements=pip_requirements(),
             metadata={"specflow": {"format": bundle["format"], "method": method,
                                    "preprocessing": bundle.get("preprocessing"),
