@@ -1,6 +1,10 @@
-"""Ingest throughput: the live SpectraCollector alone, and RunEngine → TiledWriter end to end.
+"""Ingest throughput: the live SpectraCollector alone, and RunEngine → TiledWriter end to end
+(section ``curves``); area-detector frames (section ``frames``): frames registered in Tiled
+as external HDF5 against curves written as event rows, pyFAI integration of 1-Mpixel frames
+by engine, and frame → live label latency.
 
-Run: ``python benchmarks/ingest.py [--curves 20000] [--run-curves 300]`` (from the repo root).
+Run: ``python benchmarks/ingest.py [--sections curves frames] [--curves 20000]
+[--run-curves 300] [--frames 200] [--pixels 1024]`` (from the repo root).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +50,11 @@ def synthetic_docs(n: int, page: int | None, as_lists: bool = False) -> list[tup
         name="primary", validate=False,
         data_keys={"xrd_spectrum": {"dtype": "array", "shape": [N_POINTS], "source": "b"},
                    "pressure": {"dtype": "number", "shape": [], "source": "b"}},
-        configuration={"xrd": {"data": {"xrd_two_theta": np.linspace(5, 25, N_POINTS)}}})
+        configuration={"xrd": {
+            "data": {"xrd_two_theta": np.linspace(5, 25, N_POINTS)},
+            "timestamps": {"xrd_two_theta": time.time()},
+            "data_keys": {"xrd_two_theta": {"dtype": "array", "shape": [N_POINTS],
+                                            "source": "b"}}}})
     docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
     now = time.time()
     if page is None:
@@ -106,12 +115,256 @@ def time_detector(curves: int) -> float:
     return time.perf_counter() - t0
 
 
+# --- area-detector frames ---------------------------------------------------------------
+
+FRAME_GOALS = {"register": 5000.0, "integrate": 100.0, "latency_ms": 100.0}
+
+
+def write_frames(path: Path, geometry, n: int) -> None:
+    """``n`` simulated frames in an HDF5 file as the detector writes them (not timed)."""
+    from specflow.data.simulate import XRDSimulator
+    from specflow.ingest.area import FrameRenderer
+    from specflow.ingest.frames import FrameFile
+
+    sim = XRDSimulator(material="Fe", energy_kev=geometry.energy_kev, seed=0)
+    renderer = FrameRenderer(geometry, sim.two_theta, counts=0.05, seed=0)
+    patterns = sim.curves(np.linspace(0, 30, 8))
+    out = FrameFile(path, geometry.shape)
+    for i in range(n):
+        out.append(renderer.render(patterns[i % len(patterns)]))
+    out.close()
+
+
+def external_docs(path: Path, shape: tuple[int, int], n: int,
+                  block: int = 1) -> list[tuple[str, dict]]:
+    """One run whose ``n`` frames live in ``path``: StreamResource, then a StreamDatum and an
+    event (pressure only) per frame, as a RunEngine emits them for AreaDetector in a step
+    scan (``block=1``); or one StreamDatum and one event page per ``block`` frames, as a
+    fly scan's ``collect`` emits them."""
+    from event_model import ComposeStreamResource
+
+    from specflow.ingest.frames import FRAMES_DATASET, HDF5_MIMETYPE, file_uri
+
+    run = compose_run(metadata={"sample": "bench"})
+    desc = run.compose_descriptor(
+        name="primary", validate=False,
+        data_keys={"det_image": {"dtype": "array", "dtype_numpy": "<u4", "shape": list(shape),
+                                 "source": "b", "external": "STREAM:"},
+                   "pressure": {"dtype": "number", "shape": [], "source": "b"}})
+    bundle = ComposeStreamResource(start=run.start_doc)(
+        HDF5_MIMETYPE, file_uri(path), "det_image",
+        {"dataset": FRAMES_DATASET, "chunk_shape": (1, *shape)})
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc),
+            ("stream_resource", bundle.stream_resource_doc)]
+    now = time.time()
+    for i in range(0, n, block):
+        k = min(block, n - i)
+        docs.append(("stream_datum", bundle.compose_stream_datum(
+            {"start": i, "stop": i + k}, {"start": i + 1, "stop": i + k + 1},
+            desc.descriptor_doc)))
+        if block == 1:
+            docs.append(("event", desc.compose_event(
+                data={"pressure": 0.1 * i}, timestamps={"pressure": now}, seq_num=i + 1,
+                time=now + i, validate=False)))
+        else:
+            docs.append(("event_page", desc.compose_event_page(
+                data={"pressure": [0.1 * j for j in range(i, i + k)]},
+                timestamps={"pressure": [now] * k}, seq_num=list(range(i + 1, i + k + 1)),
+                time=[now + j for j in range(i, i + k)], validate=False)))
+    docs.append(("stop", run.compose_stop()))
+    return docs
+
+
+def time_writer(client, docs: list[tuple[str, dict]], repeats: int = 3) -> float:
+    """Median seconds for TiledWriter to take one run's documents."""
+    from bluesky_tiled_plugins import TiledWriter
+
+    times = []
+    for _ in range(repeats):
+        writer = TiledWriter(client, batch_size=TILED_BATCH_SIZE)
+        fresh = [(name, {**doc, "uid": str(uuid.uuid4())} if name in ("start",) else doc)
+                 for name, doc in docs]
+        start_uid = fresh[0][1]["uid"]
+        t0 = time.perf_counter()
+        for name, doc in fresh:
+            if name == "stop":
+                doc = {**doc, "run_start": start_uid, "uid": str(uuid.uuid4())}
+            elif name in ("descriptor", "stream_resource"):
+                doc = {**doc, "run_start": start_uid}
+            writer(name, doc)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def integration_rows(geometry, frame: np.ndarray, mask: np.ndarray, n: int) -> list[tuple]:
+    """pyFAI integration of one 1-Mpixel frame by method: setup (first call) and frames/s."""
+    from specflow.ingest.integrate import FrameIntegrator, IntegrationSettings
+
+    rows = []
+    for method in (("no", "csr", "cython"), ("bbox", "csr", "cython"),
+                   ("full", "csr", "cython"), ("no", "histogram", "cython")):
+        integrator = FrameIntegrator(geometry.integrator(), mask,
+                                     IntegrationSettings(npt=2000, method=method))
+        t0 = time.perf_counter()
+        integrator.integrate(frame)
+        setup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(n):
+            integrator.integrate(frame)
+        rows.append(("/".join(method), setup, n / (time.perf_counter() - t0)))
+    return rows
+
+
+class Replay:
+    """A renderer handing out frames rendered beforehand, in turn: the detector then costs
+    what real hardware costs the host (writing the HDF5 file), not the simulation."""
+
+    def __init__(self, frames: np.ndarray, mask: np.ndarray) -> None:
+        self.frames, self.mask, self.i = frames, mask, 0
+
+    def render(self, pattern: np.ndarray) -> np.ndarray:
+        self.i += 1
+        return self.frames[self.i % len(self.frames)]
+
+
+def live_latency(client, frames_dir: Path, geometry, n: int,
+                 replay: np.ndarray | None = None) -> dict:
+    """RunEngine → AreaDetector → IntegratingRouter → TiledWriter + live labels: seconds
+    from each frame's event to its label, and the frames per second the chain sustains.
+    ``replay``: frames the detector hands out instead of simulating each."""
+    from bluesky import RunEngine
+    from bluesky_tiled_plugins import TiledWriter
+
+    from specflow.annotate.live import LivePhaseMonitor
+    from specflow.ingest.frames import INTEGRATED_STREAM, AreaDetector, IntegratingRouter
+    from specflow.learn.predictor import PhasePredictor
+
+    latency: list[float] = []
+
+    def labelled(name: str, doc: dict) -> None:  # after the labeller: the label exists
+        if name == "event" and "det_curve" in doc["data"]:
+            latency.append(time.time() - doc["time"])
+
+    monitor = LivePhaseMonitor(PhasePredictor(small_bundle()), stream=INTEGRATED_STREAM)
+    router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), monitor,
+                               labelled)
+    engine = RunEngine({}, call_returns_result=False)
+    engine.subscribe(router)
+    cell = DiamondAnvilCell(seed=0)
+    det = AreaDetector(name="det", cell=cell, directory=frames_dir, geometry=geometry,
+                       seed=0)
+    if replay is not None:
+        det.renderer = Replay(replay, det.renderer.mask)
+    t0 = time.perf_counter()
+    (uid,) = engine(compression_ramp(cell, det, 0.0, 30.0, n))
+    seconds = time.perf_counter() - t0
+    labels = monitor.labels(uid)
+    return {"frames": n, "seconds": seconds, "labels": len(labels),
+            "p50_ms": 1e3 * float(np.median(latency)),
+            "p95_ms": 1e3 * float(np.percentile(latency, 95))}
+
+
+def small_bundle() -> dict:
+    """A deployable phase model (seeded encoder + probe on 20 % labels, Q grid): the
+    labeller's cost is what is measured, not its accuracy."""
+    import torch
+
+    from specflow.data.preprocess import Preprocessing
+    from specflow.data.simulate import simulate_run
+    from specflow.learn.data import to_curves
+    from specflow.learn.decode import DecoderConfig
+    from specflow.learn.evaluate import pick_probe_labels
+    from specflow.learn.pretrain import encode
+    from specflow.learn.probe import train_probe
+    from specflow.models.convsc import ConvSCEncoder
+    from specflow.registry.phase_model import build_bundle
+
+    runs = [simulate_run("Fe", 120, seed=11), simulate_run("FeO", 120, seed=12)]
+    torch.manual_seed(0)
+    encoder = ConvSCEncoder(init="pytorch").eval()
+    prep = Preprocessing()
+    curves = to_curves(runs, preprocessing=prep)
+    h = encode(encoder, curves.x, device="cpu")
+    picked = pick_probe_labels(curves, 0.2, strategy="stratified")
+    return build_bundle(encoder, train_probe(h[picked], curves.label[picked]), curves.grid, h,
+                        prep, DecoderConfig())
+
+
+def frames_section(n: int, pixels: int, console: Console) -> None:
+    from specflow.ingest.area import DetectorGeometry, detector_mask
+
+    scale = pixels / 1024
+    geometry = DetectorGeometry(shape=(pixels, pixels), pixel_size=75e-6 / scale,
+                                beam_center=(512.0 * scale, 200.0 * scale))
+    table = Table(title=f"area-detector frames ({pixels}×{pixels} pixels, uint32, "
+                        f"Bitshuffle-LZ4 HDF5)")
+    for col in ("path", "count", "seconds", "per second", "vs event rows", "goal"):
+        table.add_column(col, justify="left" if col in ("path", "goal") else "right")
+    with tempfile.TemporaryDirectory() as tmp, tiled_server(tmp) as server:
+        client = server.client()
+        path = server.frames / "bench.h5"
+        t0 = time.perf_counter()
+        write_frames(path, geometry, n)
+        table.add_row("simulate + render + write frames (detector side)", str(n),
+                      f"{time.perf_counter() - t0:.2f}",
+                      f"{n / (time.perf_counter() - t0):,.1f}", "", "")
+        # registration reads no pixels: a file declaring `reg` frames stands for a long run
+        reg = max(n, 2000)
+        declared = server.frames / "declared.h5"
+        import h5py
+
+        with h5py.File(declared, "w") as h5:
+            h5.create_dataset("/entry/data/data", shape=(reg, *geometry.shape),
+                              chunks=(1, *geometry.shape), dtype="<u4")
+        rows_s = time_writer(client, synthetic_docs(reg, None))
+        table.add_row("curves as event rows → TiledWriter", str(reg), f"{rows_s:.2f}",
+                      f"{reg / rows_s:,.0f}", "1.00", "")
+        goal = FRAME_GOALS["register"]
+        for label, block in (("step scan: a StreamDatum + event per frame", 1),
+                             ("fly scan: a StreamDatum + event page per 100 frames", 100)):
+            ext_s = time_writer(client, external_docs(declared, geometry.shape, reg, block))
+            table.add_row(f"frames as external HDF5 → TiledWriter, {label}", str(reg),
+                          f"{ext_s:.2f}", f"{reg / ext_s:,.0f}", f"{rows_s / ext_s:.1f}",
+                          f"≥ {goal:,.0f}/s: {'met' if reg / ext_s >= goal else 'NOT met'}")
+        with h5py.File(path, "r") as h5:
+            frame = h5["/entry/data/data"][0]
+            bank = h5["/entry/data/data"][:8]
+        for method, setup, fps in integration_rows(geometry, frame, detector_mask(geometry),
+                                                   max(10, n // 10)):
+            goal = FRAME_GOALS["integrate"]
+            table.add_row(f"pyFAI integrate1d {method} (setup {setup:.2f} s)", "", "",
+                          f"{fps:,.1f}", "", f"≥ {goal:.0f}/s: "
+                          f"{'met' if fps >= goal else 'NOT met'}")
+        goal = FRAME_GOALS["latency_ms"]
+        for label, replay in (("simulated detector", None), ("replayed frames", bank)):
+            live = live_latency(client, server.frames, geometry, max(20, n // 4), replay)
+            rate = live["frames"] / live["seconds"]
+            met = live["p50_ms"] <= goal and rate >= 10
+            table.add_row(f"RunEngine → {label} → HDF5 → Tiled + integrate + live label "
+                          f"(p95 {live['p95_ms']:.0f} ms)", str(live["frames"]),
+                          f"{live['seconds']:.2f}", f"{rate:,.1f}", "",
+                          f"frame → label p50 {live['p50_ms']:.0f} ms ≤ {goal:.0f} ms at "
+                          f"≥ 10 frames/s: {'met' if met else 'NOT met'}")
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sections", nargs="+", default=["curves", "frames"],
+                        choices=["curves", "frames"])
     parser.add_argument("--curves", type=int, default=20000, help="curves for collector runs")
     parser.add_argument("--run-curves", type=int, default=300, help="curves per RunEngine run")
+    parser.add_argument("--frames", type=int, default=200, help="frames for the frames section")
+    parser.add_argument("--pixels", type=int, default=1024, help="detector side (pixels)")
     args = parser.parse_args()
-    n, m = args.curves, args.run_curves
+    console = Console(width=140)
+    if "curves" in args.sections:
+        curves_section(args.curves, args.run_curves, console)
+    if "frames" in args.sections:
+        frames_section(args.frames, args.pixels, console)
+
+
+def curves_section(n: int, m: int, console: Console) -> None:
     table = Table(title=f"specflow ingest throughput ({N_POINTS}-point float32 curves)")
     for col in ("path", "curves", "seconds", "curves/s"):
         table.add_column(col, justify="left" if col == "path" else "right")
@@ -143,7 +396,7 @@ def main() -> None:
         t0 = time.perf_counter()
         run_to_dataset(client[uid])
         row("run_to_dataset (read back from Tiled)", m, time.perf_counter() - t0)
-    Console(width=110).print(table)
+    console.print(table)
 
 
 if __name__ == "__main__":

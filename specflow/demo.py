@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -19,7 +20,11 @@ from rich.table import Table
 from tiled.client import from_uri
 
 from specflow.annotate import annotate, find_phases, read_labels
+from specflow.annotate.live import LivePhaseMonitor
+from specflow.annotate.model import load_model
 from specflow.ingest import record_compressions, run_to_dataset, tiled_server
+from specflow.ingest.area import DetectorGeometry
+from specflow.ingest.frames import INTEGRATED_STREAM, record_frame_compressions, uri_path
 from specflow.learn.evaluate import default_config
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
 from specflow.plots import save_contour
@@ -115,6 +120,7 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     fresh: bool = True
+    area_frames: int = 40  # one area-detector run (512×512 frames) labelled live; 0: skip
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
@@ -175,12 +181,40 @@ def _run_demo(cfg: DemoConfig, workdir: Path, console: Console) -> dict:
             _figure(truth, node, workdir / "figures" / f"{truth.attrs.get('sample')}_"
                     f"{record.uid[:8]}.png")
         onset_hits = [r.uid for r in find_phases(client, onset_between=(10.0, 15.0))]
+        area = _area_detector_run(cfg, server, writer, client, console) if cfg.area_frames \
+            else None
     finish_workdir(workdir)  # the server has stopped: the stores are as the demo left them
     _print_table(console, rows)
     console.print("runs whose transition starts between 10 and 15 GPa: "
                   f"{[uid[:8] for uid in onset_hits]}")
     console.print(f"figures in {workdir / 'figures'}; done in {time.perf_counter() - t0:.0f} s")
-    return {"runs": rows, "onset_10_15": onset_hits}
+    return {"runs": rows, "onset_10_15": onset_hits, "area": area}
+
+
+def _area_detector_run(cfg: DemoConfig, server, writer, client, console: Console) -> dict:
+    """Step 5: one run recorded as 2-D frames (HDF5 registered in Tiled, not copied),
+    integrated with pyFAI on the way and labelled live by the champion."""
+    console.rule("5 · area detector: frames → HDF5 → Tiled (external) → pyFAI → live labels")
+    monitor = LivePhaseMonitor(load_model(f"models:/{MODEL_NAME}@{DEFAULT_ALIAS}"),
+                               stream=INTEGRATED_STREAM)
+    geometry = DetectorGeometry(shape=(512, 512), pixel_size=150e-6,
+                                beam_center=(256.0, 100.0))
+    (uid,), router = record_frame_compressions(writer, server.frames, 1, cfg.area_frames,
+                                               "Fe", cfg.seed + 7, geometry, [monitor])
+    run = client[uid]
+    truth = run_to_dataset(run, stream=INTEGRATED_STREAM)
+    live = monitor.labels(uid)
+    agree = float((live == truth["label"].values).mean())
+    latency = 1e3 * float(np.median(router.latency))
+    (source,) = run["primary"]["det_image"].data_sources()
+    console.print(
+        f"run {uid[:8]}: {len(live)} frames of 512×512 pixels in "
+        f"{uri_path(source.assets[0].data_uri)} ({source.management} "
+        f"data in Tiled), integrated into stream '{INTEGRATED_STREAM}'; per-curve live labels "
+        f"match the simulator's truth on {agree:.0%}; frame → curve, stored and labelled: "
+        f"median {latency:.0f} ms")
+    return {"uid": uid, "frames": len(live), "live_agreement": agree,
+            "latency_ms": latency}
 
 
 def _figure(truth, node, path: Path) -> None:

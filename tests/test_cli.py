@@ -24,7 +24,7 @@ MLPROJECT = yaml.safe_load((REPO / "mlflow_projects" / "MLproject").read_text())
 
 def test_every_command_is_listed_without_imports_and_loads_with_its_help(cli):
     assert set(COMMANDS) == {
-        "simulate", "plot", "demo", "ingest-demo", "evaluate", "pretrain", "probe",
+        "simulate", "plot", "demo", "ingest-demo", "integrate", "evaluate", "pretrain", "probe",
         "register", "promote", "pipeline", "annotate", "watch", "phases", "suggest-labels",
         "library", "train-identifier", "identify", "live", "admin"}
     listing = " ".join(cli(["--help"]).split())
@@ -136,8 +136,10 @@ def test_demo_runs_end_to_end_without_library_noise(cli, tmp_path, embedded_trac
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         out = cli(["demo", "--runs", "1", "--curves", "40", "--workdir", tmp_path / "demo"])
-    for stage in ("1 · ingest", "2 · learn", "3 · annotate", "4 · query phases"):
+    for stage in ("1 · ingest", "2 · learn", "3 · annotate", "4 · query phases",
+                  "5 · area detector"):
         assert stage in out
+    assert "external data in Tiled" in out and "40 frames of 512×512" in out
     assert "registered specflow-phase version 1" in out and "done in" in out
     assert len(list((tmp_path / "demo" / "figures").glob("*.png"))) >= 2
     for noise in ("INFO mlflow", "Successfully registered", "Downloading artifacts",

@@ -39,6 +39,8 @@ COMMANDS: dict[str, Entry] = {
                   "promote, annotate, query."),
     "ingest-demo": Entry("ingest", "ingest_demo", "Run simulated diamond-anvil-cell "
                          "compressions and write them to Tiled; print run uids."),
+    "integrate": Entry("integrate", "integrate_cmd", "Integrate detector images azimuthally "
+                       "(pyFAI) into a spectra file, one curve per frame."),
     "evaluate": Entry("learn", "evaluate_command", "Score a method with few labels: within "
                       "each run, or with --test on unseen runs.", "ManyValuesCommand"),
     "pretrain": Entry("registry", "pretrain_cmd", "Self-supervised pretraining on unlabelled "

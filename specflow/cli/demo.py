@@ -25,6 +25,8 @@ def demo(
                                          help="Fraction of curves with labels (0 < f ≤ 1)."),
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    area_frames: int = typer.Option(40, min=0, help="Frames of the area-detector run "
+                                    "(step 5: HDF5 → Tiled → pyFAI → live labels); 0 skips it."),
     keep: bool = typer.Option(False, help="Keep an existing demo work dir instead of "
                               "starting fresh (fresh removes only the demo's own tiled/, "
                               "mlflow/ and figures/, and never touches a directory the demo "
@@ -35,7 +37,7 @@ def demo(
         run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves,
                             method=method.value, epochs=epochs,
                             label_fraction=label_fraction, seed=seed, device=device,
-                            fresh=not keep), Console())
+                            fresh=not keep, area_frames=area_frames), Console())
     except WorkdirNotOurs as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

@@ -1,16 +1,30 @@
-"""``specflow ingest-demo``: simulated compression runs through a RunEngine into Tiled."""
+"""``specflow ingest-demo``: simulated compression runs through a RunEngine into Tiled,
+as integrated curves or as area-detector frames in HDF5."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specflow.cli.options import ApiKeyOpt, SeedOpt, TiledServerOpt
+from specflow.annotate.live import LivePhaseMonitor
+from specflow.annotate.model import load_model
+from specflow.cli.options import ApiKeyOpt, SeedOpt, TiledServerOpt, WorkdirOpt
 from specflow.cli.tiled import connect
+from specflow.ingest.area import DetectorGeometry
 from specflow.ingest.compressions import record_compressions
+from specflow.ingest.frames import INTEGRATED_STREAM, record_frame_compressions
+from specflow.registry.tracking import configure_tracking
+
+
+class DetectorKind(StrEnum):
+    curve = "curve"
+    area = "area"
 
 
 def ingest_demo(
@@ -19,7 +33,21 @@ def ingest_demo(
     runs: Annotated[int, typer.Option("--runs", min=1, help="Simulated experiments")] = 3,
     curves: Annotated[int, typer.Option("--curves", min=2, help="Curves per run")] = 300,
     material: Annotated[str, typer.Option("--material", help="Fe or FeO")] = "Fe",
+    detector: Annotated[DetectorKind, typer.Option(
+        "--detector", help="curve: integrated curves event by event; area: 2-D frames "
+        "written to HDF5 (--frames), registered in Tiled as external data and integrated "
+        "with pyFAI into an 'integrated' stream")] = DetectorKind.curve,
+    frames: Annotated[Path | None, typer.Option(
+        "--frames", help="With --detector area: folder for the HDF5 frames; the Tiled "
+        "server must be allowed to read it (readable_storage)")] = None,
+    pixels: Annotated[int, typer.Option(
+        "--pixels", min=64, help="With --detector area: detector side in pixels (1024: "
+        "1 Mpixel, ~0.6 MB per compressed frame)")] = 1024,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="With --detector area: label the integrated curves live with this "
+        "registered model, e.g. models:/specflow-phase@champion")] = None,
     seed: SeedOpt = 0,
+    workdir: WorkdirOpt = Path("work"),
 ) -> list[str]:
     """Run simulated diamond-anvil-cell compressions and write them to Tiled; print run uids.
 
@@ -27,13 +55,47 @@ def ingest_demo(
     so the data contain the transition and its hysteresis.
     """
     console = Console()
+    if detector is DetectorKind.curve and (frames or model):
+        raise typer.BadParameter("--frames and --model go with --detector area")
+    if detector is DetectorKind.area and frames is None:
+        raise typer.BadParameter("--detector area needs --frames DIR (a folder the Tiled "
+                                 "server may read)", param_hint="--frames")
     client = connect(tiled_uri, api_key)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"{material} runs", total=runs * curves)
-        uids = record_compressions(client, runs, curves, material, seed,
-                                   on_event=lambda: progress.advance(task))
+        advance = lambda: progress.advance(task)  # noqa: E731
+        if detector is DetectorKind.curve:
+            uids = record_compressions(client, runs, curves, material, seed, on_event=advance)
+        else:
+            uids = _record_area(client, frames, runs, curves, material, seed, pixels, model,
+                                workdir, advance, console)
     for uid in uids:
         console.print(uid)
     return uids
+
+
+def _record_area(client, frames, runs, curves, material, seed, pixels, model, workdir,
+                 advance, console) -> list[str]:
+    callbacks = []
+    monitor = None
+    if model:
+        configure_tracking(workdir, must_exist=True)
+        monitor = LivePhaseMonitor(load_model(model), stream=INTEGRATED_STREAM)
+        callbacks.append(monitor)
+    scale = pixels / 1024
+    geometry = DetectorGeometry(shape=(pixels, pixels), pixel_size=75e-6 / scale,
+                                beam_center=(512.0 * scale, 200.0 * scale))
+    uids, router = record_frame_compressions(client, frames, runs, curves, material, seed,
+                                             geometry, callbacks, on_event=advance)
+    if router.latency:
+        median = 1e3 * float(np.median(router.latency))
+        console.print(f"frame → curve, stored and labelled: median {median:.0f} ms")
+    if monitor is not None:
+        for uid in uids:
+            labels = monitor.labels(uid)
+            console.print(f"{uid}: {len(labels)} curves labelled live, phases "
+                          f"{sorted(set(labels.tolist()))}")
+    return uids
+

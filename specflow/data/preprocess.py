@@ -206,13 +206,17 @@ def snip_baselines(x: np.ndarray, half_window: int, chunk: int = 32,
     defaults (filter order 2, increasing windows 1..``half_window``, no smoothing, edges padded
     by a straight line fitted to the ``half_window`` end points) — the same numbers (tests),
     without a Python call per curve. Blocks of ``chunk`` rows stay in cache and are shared
-    out to ``threads`` threads (default: up to 4 cores; numpy releases the GIL)."""
+    out to ``threads`` threads (default: up to 4 of the cores this process may use; numpy
+    releases the GIL)."""
     x = np.asarray(x, dtype=np.float64)
     n, length = x.shape
-    w = int(min(max(half_window, 1), (length - 1) // 2))
+    if half_window < 1 or length < 3:
+        raise ValueError(f"SNIP needs a half window ≥ 1 and curves of ≥ 3 points, got "
+                         f"{half_window} and {length}")
+    w = int(min(half_window, (length - 1) // 2))
     out = np.empty_like(x)
     starts = range(0, n, chunk)
-    workers = min(threads or min(4, os.cpu_count() or 1), len(starts))
+    workers = min(threads or min(4, len(os.sched_getaffinity(0))), len(starts))
     if workers <= 1:
         for start in starts:
             _snip_block(x[start:start + chunk], w, out[start:start + chunk])

@@ -1,5 +1,7 @@
 """Simulated compression runs through a real RunEngine into Tiled (bluesky-tiled-plugins'
-TiledWriter): the embedded data source of the demo and the ingest tests."""
+TiledWriter): the embedded data source of the demo and the ingest tests — curves event by
+event (:func:`record_compressions`); area-detector frames:
+:func:`specflow.ingest.frames.record_frame_compressions`."""
 
 from __future__ import annotations
 
@@ -67,3 +69,4 @@ def record_compressions(
             decompress_num=max(1, curves - n_up), md={"demo_index": i, "seed": seed + i},
         )))
     return uids
+

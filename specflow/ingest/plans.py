@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bluesky import plans as bp
@@ -11,6 +11,9 @@ from bluesky import plans as bp
 from specflow.data.schema import energy_to_wavelength
 
 from .devices import DiamondAnvilCell, IntegratedDetector
+
+if TYPE_CHECKING:
+    from .frames import AreaDetector
 
 
 def pressure_path(
@@ -27,7 +30,7 @@ def pressure_path(
 
 def compression_ramp(
     cell: DiamondAnvilCell,
-    detector: IntegratedDetector,
+    detector: IntegratedDetector | AreaDetector,
     start: float,
     stop: float,
     num: int,
@@ -47,7 +50,9 @@ def compression_ramp(
     path = pressure_path(start, stop, num, decompress_to, decompress_num)
     energy = float(detector.energy.get())
     material = getattr(detector, "material", None)
-    grid = np.asarray(detector.two_theta.get(), dtype=float)
+    simulator = getattr(detector, "simulator", None)  # the simulated patterns' 2θ range
+    grid = np.asarray(simulator.two_theta if simulator is not None
+                      else detector.two_theta.get(), dtype=float)
     if description is None:
         description = f"{material} in a diamond-anvil cell, compression {start:g}→{stop:g} GPa"
         if decompress_to is not None:

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from tiled.server.settings import get_settings
 from tiled.utils import ensure_specified_sql_driver, import_object
 
 CATALOG_FILENAME = "catalog.db"
+FRAMES_DIRNAME = "frames"  # detector files the server may read (external data)
 BLUESKY_SPECS = [("CatalogOfBlueskyRuns", "3.0")]
 JSON_SEQ_EXPORTER = "bluesky_tiled_plugins.exporters:json_seq_exporter"
 
@@ -55,6 +56,11 @@ class TiledServerInfo:
     @property
     def uri(self) -> str:
         return f"{self.api_uri}?api_key={quote_plus(self.api_key)}"
+
+    @property
+    def frames(self) -> Path:
+        """Where detectors may write files that the server registers as external data."""
+        return self.directory / FRAMES_DIRNAME
 
     def client(self):  # -> tiled.client.container.Container
         """A fresh Tiled client (``CatalogOfBlueskyRuns`` at the root)."""
@@ -81,16 +87,19 @@ def init_catalog(database_uri: str) -> None:
 
 
 def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = None,
-                    tables_uri: str | None = None):
+                    tables_uri: str | None = None, readable: Sequence[str | Path] = ()):
     """The ASGI app: Bluesky-aware root, catalog, zarr + table storage, json-seq.
 
     Defaults: SQLite catalog ``directory/catalog.db`` and DuckDB tables
     ``directory/storage.duckdb``. ``catalog_uri``/``tables_uri`` put either in PostgreSQL
     (``postgresql://user:password@host:port/db``); Tiled creates its tables on first use.
+    Externally written files (detector HDF5 registered by TiledWriter) are served from
+    ``directory/frames`` and the ``readable`` folders.
     """
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
+    (directory / FRAMES_DIRNAME).mkdir(exist_ok=True)
     init = False
     if catalog_uri is None:
         database = directory / CATALOG_FILENAME
@@ -104,6 +113,7 @@ def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = Non
         specs=[{"name": name, "version": v} for name, v in BLUESKY_SPECS],
         writable_storage=[directory / "data",
                           tables_uri or f"duckdb:///{directory / 'storage.duckdb'}"],
+        readable_storage=[directory / FRAMES_DIRNAME, *map(Path, readable)],
         init_if_not_exists=init,
         cache_config=StreamingCacheConfig(uri="memory").model_dump(),
     )
@@ -144,19 +154,22 @@ def _quiet_log_config(directory: Path) -> dict:
 def tiled_server(
     directory: str | Path, api_key: str | None = None, port: int = 0, timeout: float = 20.0,
     catalog_uri: str | None = None, tables_uri: str | None = None,
+    readable: Sequence[str | Path] = (),
 ) -> Iterator[TiledServerInfo]:
     """Serve a writable Tiled catalog from ``directory`` on 127.0.0.1 while in the block.
 
     Layout under ``directory``: ``catalog.db`` (SQLite), ``data/`` (zarr), ``storage.duckdb``
     (appendable tables), ``access.log``/``error.log``. Reusing a directory keeps its runs.
     ``catalog_uri``/``tables_uri`` move the catalog and the tables to PostgreSQL (see
-    :func:`build_tiled_app`); the arrays stay under ``directory/data``.
+    :func:`build_tiled_app`); the arrays stay under ``directory/data``. Detector files
+    under ``directory/frames`` (:attr:`TiledServerInfo.frames`) or ``readable`` can be
+    registered as external data.
     The server thread is a daemon and is always stopped on exit, so a failing caller cannot
     hang the interpreter.
     """
     directory = Path(directory).resolve()
     api_key = api_key or secrets.token_hex(16)
-    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri)
+    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri, readable)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
                             log_config=_quiet_log_config(directory))
     server = uvicorn.Server(config)
