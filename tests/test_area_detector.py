@@ -133,6 +133,7 @@ def test_frames_in_hdf5_registered_in_tiled_integrated_and_labelled_live(
     (uid,) = engine(compression_ramp(cell, det, 0.0, 30.0, 16))
     run = tiled_client[uid]
     assert set(run) == {"primary", INTEGRATED_STREAM}
+    assert run.metadata["stop"]["num_events"] == {"primary": 16, INTEGRATED_STREAM: 16}
     image = run["primary"]["det_image"]
     (source,) = image.data_sources()
     assert source.management == "external" and source.mimetype == "application/x-hdf5"
@@ -252,3 +253,4 @@ def test_router_keys_frames_by_data_key_waits_for_late_datums_and_rereads_geomet
         grid = desc["configuration"]["det"]["data"]["det_two_theta"]
         np.testing.assert_allclose(grid, expected.two_theta)  # this run's own geometry
         assert mine[-1][0] == "stop" and not router.problems
+        assert mine[-1][1]["num_events"][INTEGRATED_STREAM] == 3

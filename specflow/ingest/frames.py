@@ -240,7 +240,9 @@ class IntegratingRouter(DocumentRouter):
         if name == "stop":
             try:
                 self._flush_waiting()
-                self.emit(name, doc)
+                added = {name: n - 1 for name, n in self._counters.items()}  # next seq_num
+                counts = {**(doc.get("num_events") or {}), **added}
+                self.emit(name, {**doc, "num_events": counts})  # the added streams counted
             finally:
                 self._close()
             return None
