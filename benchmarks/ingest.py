@@ -294,9 +294,7 @@ def small_bundle() -> dict:
 def frames_section(n: int, pixels: int, console: Console) -> None:
     from specflow.ingest.area import DetectorGeometry, detector_mask
 
-    scale = pixels / 1024
-    geometry = DetectorGeometry(shape=(pixels, pixels), pixel_size=75e-6 / scale,
-                                beam_center=(512.0 * scale, 200.0 * scale))
+    geometry = DetectorGeometry.square(pixels)
     table = Table(title=f"area-detector frames ({pixels}×{pixels} pixels, uint32, "
                         f"Bitshuffle-LZ4 HDF5)")
     for col in ("path", "count", "seconds", "per second", "vs event rows", "goal"):

@@ -197,10 +197,9 @@ def _area_detector_run(cfg: DemoConfig, server, writer, client, console: Console
     console.rule("5 · area detector: frames → HDF5 → Tiled (external) → pyFAI → live labels")
     monitor = LivePhaseMonitor(load_model(f"models:/{MODEL_NAME}@{DEFAULT_ALIAS}"),
                                stream=INTEGRATED_STREAM)
-    geometry = DetectorGeometry(shape=(512, 512), pixel_size=150e-6,
-                                beam_center=(256.0, 100.0))
     (uid,), router = record_frame_compressions(writer, server.frames, 1, cfg.area_frames,
-                                               "Fe", cfg.seed + 7, geometry, [monitor])
+                                               "Fe", cfg.seed + 7,
+                                               DetectorGeometry.square(512), [monitor])
     run = client[uid]
     truth = run_to_dataset(run, stream=INTEGRATED_STREAM)
     live = monitor.labels(uid)

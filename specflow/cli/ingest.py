@@ -84,11 +84,9 @@ def _record_area(client, frames, runs, curves, material, seed, pixels, model, wo
         configure_tracking(workdir, must_exist=True)
         monitor = LivePhaseMonitor(load_model(model), stream=INTEGRATED_STREAM)
         callbacks.append(monitor)
-    scale = pixels / 1024
-    geometry = DetectorGeometry(shape=(pixels, pixels), pixel_size=75e-6 / scale,
-                                beam_center=(512.0 * scale, 200.0 * scale))
     uids, router = record_frame_compressions(client, frames, runs, curves, material, seed,
-                                             geometry, callbacks, on_event=advance)
+                                             DetectorGeometry.square(pixels), callbacks,
+                                             on_event=advance)
     if router.latency:
         median = 1e3 * float(np.median(router.latency))
         console.print(f"frame → curve, stored and labelled: median {median:.0f} ms")

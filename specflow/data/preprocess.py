@@ -182,6 +182,8 @@ def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip") -> 
     about 150x slower; any pybaselines method taking ``max_half_window``/``half_window``
     works). ``half_window`` in bins: wider than a peak, narrower than a hump."""
 
+    if method == "snip":  # the same algorithm, every curve at once (tests: equal to pybaselines)
+        return (x - snip_baselines(x, half_window)).astype(np.float32)
     fitter = Baseline(np.arange(x.shape[1], dtype=float))
     try:
         fit = getattr(fitter, method)
@@ -191,9 +193,7 @@ def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip") -> 
         options = {"freq_cutoff": min(0.49, 1 / (4 * max(half_window, 1))), "lam_0": 0.5,
                    "lam_1": 5.0, "lam_2": 4.0, "asymmetry": 6.0}
     else:
-        options = {"max_half_window" if method == "snip" else "half_window": half_window}
-    if method == "snip":  # the same algorithm, every curve at once (tests: equal to pybaselines)
-        return (x - snip_baselines(x, half_window)).astype(np.float32)
+        options = {"half_window": half_window}
     out = np.empty_like(x, dtype=np.float32)
     for i, y in enumerate(x):
         out[i] = y - fit(y.astype(float), **options)[0]

@@ -11,7 +11,6 @@ to HDF5.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +48,14 @@ class DetectorGeometry:
             dist=self.distance, poni1=(row + 0.5) * self.pixel_size,
             poni2=(col + 0.5) * self.pixel_size, rot1=self.tilt, rot2=self.tilt, rot3=0.0,
             detector=detector, wavelength=energy_to_wavelength(self.energy_kev) * 1e-10)
+
+    @classmethod
+    def square(cls, pixels: int) -> DetectorGeometry:
+        """The default detector's field of view on ``pixels`` × ``pixels`` larger pixels
+        (1024: the default itself)."""
+        scale = pixels / 1024
+        return cls(shape=(pixels, pixels), pixel_size=75e-6 / scale,
+                   beam_center=(512.0 * scale, 200.0 * scale))
 
     def write_poni(self, path: str | Path) -> Path:
         """Write the geometry as a pyFAI ``.poni`` file (replacing any file there)."""
@@ -100,18 +107,12 @@ class FrameRenderer:
         self.counts = float(counts)
         shape = geometry.shape
         tth = self.integrator.center_array(shape, unit="2th_deg")
-        lo, hi = self.two_theta[0], self.two_theta[-1]
-        if tth.min() < lo or tth.max() > hi:  # pixels outside the pattern get no signal
-            self.inside = (tth >= lo) & (tth <= hi)
-        else:
-            self.inside = None
         texture = np.exp(sparkle * self.rng.standard_normal(shape) - sparkle ** 2 / 2)
         # solid angle and polarisation (pyFAI's own arrays) times the grains, masked
         weight = (self.integrator.solidAngleArray(shape)
                   * self.integrator.polarization(shape, POLARIZATION) * texture)
         weight[self.mask != 0] = 0.0
-        if self.inside is not None:
-            weight[~self.inside] = 0.0
+        weight[(tth < self.two_theta[0]) | (tth > self.two_theta[-1])] = 0.0  # beyond pattern
         self._tth, self._weight = tth.astype(np.float64), weight.astype(np.float64)
 
     def expected(self, pattern: np.ndarray) -> np.ndarray:
@@ -128,10 +129,4 @@ class FrameRenderer:
         return self.rng.poisson(lam).astype(np.uint32)
 
 
-def max_two_theta(geometry: DetectorGeometry) -> float:
-    """Largest 2θ (deg) on the detector: where a simulated pattern must reach."""
-    return math.ceil(geometry.two_theta_range()[1] * 10) / 10
-
-
-__all__ = ["POLARIZATION", "DetectorGeometry", "FrameRenderer", "detector_mask",
-           "max_two_theta"]
+__all__ = ["POLARIZATION", "DetectorGeometry", "FrameRenderer", "detector_mask"]

@@ -52,10 +52,29 @@ def record_compressions(
     list of str
         The run uids, in order.
     """
-    if material not in MATERIALS:
-        raise ValueError(f"unknown material {material!r}: choose from {', '.join(MATERIALS)}")
     engine = RunEngine({}, call_returns_result=False)
     engine.subscribe(TiledWriter(client, batch_size=TILED_BATCH_SIZE))
+    return run_compressions(
+        engine, runs, curves, material, seed,
+        lambda cell, i: IntegratedDetector(name="xrd", cell=cell, material=material,
+                                           seed=seed + i), on_event=on_event)
+
+
+def run_compressions(
+    engine: RunEngine,
+    runs: int,
+    curves: int,
+    material: str,
+    seed: int,
+    detector: Callable[[DiamondAnvilCell, int], Any],
+    md: dict[str, Any] | None = None,
+    on_event: Callable[[], None] | None = None,
+) -> list[str]:
+    """Run ``runs`` compression ramps on ``engine``: run ``i`` uses a cell seeded
+    ``seed + i`` and ``detector(cell, i)``; ``md`` goes into every start document. Each
+    ramp goes 0 → 14 GPa past the transition over ~2/3 of ``curves`` and back to 0."""
+    if material not in MATERIALS:
+        raise ValueError(f"unknown material {material!r}: choose from {', '.join(MATERIALS)}")
     if on_event is not None:
         engine.subscribe(lambda name, doc: on_event(), "event")
     n_up = max(2, round(curves * 2 / 3))
@@ -63,10 +82,9 @@ def record_compressions(
     uids: list[str] = []
     for i in range(runs):
         cell = DiamondAnvilCell(name="pressure", seed=seed + i)
-        detector = IntegratedDetector(name="xrd", cell=cell, material=material, seed=seed + i)
         uids.extend(engine(compression_ramp(
-            cell, detector, 0.0, top, n_up, decompress_to=0.0,
-            decompress_num=max(1, curves - n_up), md={"demo_index": i, "seed": seed + i},
+            cell, detector(cell, i), 0.0, top, n_up, decompress_to=0.0,
+            decompress_num=max(1, curves - n_up),
+            md={"demo_index": i, "seed": seed + i, **(md or {})},
         )))
     return uids
-

@@ -154,14 +154,25 @@ class IntegratedDetector(Device):
 
     def trigger(self) -> Status:
         """Acquire one curve at the present cell pressure; returns a finished status."""
-        path = np.asarray(self.cell.pressure_history, dtype=float)
-        pressure = float(self.cell.readback.get())
-        if path.size == 0 or path[-1] != pressure:
-            path = np.append(path, pressure)
-        fraction = self.simulator.phase_fraction(path)[-1:]
-        curve = self.simulator.curves(np.array([pressure]), phase_fraction=fraction)
-        self.spectrum.put(np.ascontiguousarray(curve[0], dtype=np.float32))
-        self.phase_fraction.put(float(fraction[0]))
-        status = Status(obj=self)
-        status.set_finished()
-        return status
+        curve, fraction = pattern_at_cell(self.simulator, self.cell)
+        self.spectrum.put(np.ascontiguousarray(curve, dtype=np.float32))
+        self.phase_fraction.put(fraction)
+        return finished(self)
+
+
+def pattern_at_cell(simulator: Simulator, cell: DiamondAnvilCell) -> tuple[np.ndarray, float]:
+    """The simulated pattern at the cell's present readback pressure, and its high-pressure
+    phase fraction given the whole pressure path so far (decompression shows hysteresis)."""
+    path = np.asarray(cell.pressure_history, dtype=float)
+    pressure = float(cell.readback.get())
+    if path.size == 0 or path[-1] != pressure:
+        path = np.append(path, pressure)
+    fraction = simulator.phase_fraction(path)[-1:]
+    return simulator.curves(np.array([pressure]), phase_fraction=fraction)[0], float(fraction[0])
+
+
+def finished(device: Device) -> Status:
+    """A status already done: simulated acquisitions complete within ``trigger``."""
+    status = Status(obj=device)
+    status.set_finished()
+    return status

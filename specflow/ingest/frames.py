@@ -32,13 +32,12 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import Status
 
-from specflow.data.simulate import MATERIALS, XRDSimulator
+from specflow.data.simulate import XRDSimulator
 
 from .area import DetectorGeometry, FrameRenderer, detector_mask
-from .compressions import TILED_BATCH_SIZE
-from .devices import DiamondAnvilCell, FractionSignal
+from .compressions import TILED_BATCH_SIZE, run_compressions
+from .devices import DiamondAnvilCell, FractionSignal, finished, pattern_at_cell
 from .integrate import FrameIntegrator, IntegrationSettings
-from .plans import compression_ramp
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +156,6 @@ class AreaDetector(Device):
             self._file = None
         return super().unstage()
 
-    @property
-    def frame_path(self) -> Path | None:
-        """The HDF5 file of the run being recorded (None outside a run)."""
-        return self._file.path if self._file is not None else None
-
     def describe(self) -> dict[str, dict[str, Any]]:
         desc = super().describe()
         desc[self.image_key] = {
@@ -174,18 +168,11 @@ class AreaDetector(Device):
         """Record one frame at the present cell pressure; returns a finished status."""
         if self._file is None:
             raise RuntimeError(f"{self.name} is not staged: frames need a run's HDF5 file")
-        path = np.asarray(self.cell.pressure_history, dtype=float)
-        pressure = float(self.cell.readback.get())
-        if path.size == 0 or path[-1] != pressure:
-            path = np.append(path, pressure)
-        fraction = self.simulator.phase_fraction(path)[-1:]
-        pattern = self.simulator.curves(np.array([pressure]), phase_fraction=fraction)[0]
+        pattern, fraction = pattern_at_cell(self.simulator, self.cell)
         index = self._file.append(self.renderer.render(pattern))
         self._assets.append(("stream_datum", self._datum({"start": index, "stop": index + 1})))
-        self.phase_fraction.put(float(fraction[0]))
-        status = Status(obj=self)
-        status.set_finished()
-        return status
+        self.phase_fraction.put(fraction)
+        return finished(self)
 
     def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
         """StreamResource (first frame of a run) and one StreamDatum per frame."""
@@ -402,24 +389,14 @@ def record_frame_compressions(
     with ``stream="integrated"``). Returns the run uids and the router (its ``latency``
     holds the frame-to-curve delay of every frame).
     """
-    if material not in MATERIALS:
-        raise ValueError(f"unknown material {material!r}: choose from {', '.join(MATERIALS)}")
     engine = RunEngine({}, call_returns_result=False)
     router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), *callbacks)
     engine.subscribe(router)
-    if on_event is not None:
-        engine.subscribe(lambda name, doc: on_event(), "event")
-    n_up = max(2, round(curves * 2 / 3))
-    top = MATERIALS[material].end + 14.0
-    uids: list[str] = []
-    for i in range(runs):
-        cell = DiamondAnvilCell(name="pressure", seed=seed + i)
-        detector = AreaDetector(name="det", cell=cell, directory=frames, geometry=geometry,
-                                material=material, seed=seed + i)
-        uids.extend(engine(compression_ramp(
-            cell, detector, 0.0, top, n_up, decompress_to=0.0,
-            decompress_num=max(1, curves - n_up),
-            md={"demo_index": i, "seed": seed + i, "detector": "area"})))
+    uids = run_compressions(
+        engine, runs, curves, material, seed,
+        lambda cell, i: AreaDetector(name="det", cell=cell, directory=frames,
+                                     geometry=geometry, material=material, seed=seed + i),
+        md={"detector": "area"}, on_event=on_event)
     return uids, router
 
 

@@ -10,7 +10,7 @@ The Bluesky side (frames referenced in HDF5 → an ``integrated`` stream) is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,13 +86,6 @@ class FrameIntegrator:
         if self.two_theta is None:
             self.two_theta = np.asarray(result.radial, dtype=float)
         return np.asarray(result.intensity, dtype=np.float32)
-
-    def integrate_many(self, frames: Iterable[np.ndarray]) -> np.ndarray:
-        """Curves (n, npt) of frames."""
-        curves = [self.integrate(f) for f in frames]
-        if not curves:
-            raise ValueError("no frames to integrate")
-        return np.stack(curves)
 
 
 def load_poni(path: str | Path) -> AzimuthalIntegrator:

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,14 +87,14 @@ def init_catalog(database_uri: str) -> None:
 
 
 def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = None,
-                    tables_uri: str | None = None, readable: Sequence[str | Path] = ()):
+                    tables_uri: str | None = None):
     """The ASGI app: Bluesky-aware root, catalog, zarr + table storage, json-seq.
 
     Defaults: SQLite catalog ``directory/catalog.db`` and DuckDB tables
     ``directory/storage.duckdb``. ``catalog_uri``/``tables_uri`` put either in PostgreSQL
     (``postgresql://user:password@host:port/db``); Tiled creates its tables on first use.
     Externally written files (detector HDF5 registered by TiledWriter) are served from
-    ``directory/frames`` and the ``readable`` folders.
+    ``directory/frames``.
     """
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = Non
         specs=[{"name": name, "version": v} for name, v in BLUESKY_SPECS],
         writable_storage=[directory / "data",
                           tables_uri or f"duckdb:///{directory / 'storage.duckdb'}"],
-        readable_storage=[directory / FRAMES_DIRNAME, *map(Path, readable)],
+        readable_storage=[directory / FRAMES_DIRNAME],
         init_if_not_exists=init,
         cache_config=StreamingCacheConfig(uri="memory").model_dump(),
     )
@@ -154,7 +154,6 @@ def _quiet_log_config(directory: Path) -> dict:
 def tiled_server(
     directory: str | Path, api_key: str | None = None, port: int = 0, timeout: float = 20.0,
     catalog_uri: str | None = None, tables_uri: str | None = None,
-    readable: Sequence[str | Path] = (),
 ) -> Iterator[TiledServerInfo]:
     """Serve a writable Tiled catalog from ``directory`` on 127.0.0.1 while in the block.
 
@@ -162,14 +161,14 @@ def tiled_server(
     (appendable tables), ``access.log``/``error.log``. Reusing a directory keeps its runs.
     ``catalog_uri``/``tables_uri`` move the catalog and the tables to PostgreSQL (see
     :func:`build_tiled_app`); the arrays stay under ``directory/data``. Detector files
-    under ``directory/frames`` (:attr:`TiledServerInfo.frames`) or ``readable`` can be
-    registered as external data.
+    under ``directory/frames`` (:attr:`TiledServerInfo.frames`) can be registered as
+    external data.
     The server thread is a daemon and is always stopped on exit, so a failing caller cannot
     hang the interpreter.
     """
     directory = Path(directory).resolve()
     api_key = api_key or secrets.token_hex(16)
-    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri, readable)
+    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
                             log_config=_quiet_log_config(directory))
     server = uvicorn.Server(config)
