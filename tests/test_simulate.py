@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from specflow.data.eos import BirchMurnaghan3
-from specflow.data.phases import FE_BCC, FE_HCP, FEO_B1, FEO_RB1, SQRT6, feo_c_over_a
+from specflow.data.phases import (
+    FE_BCC,
+    FE_HCP,
+    FEO_B1,
+    FEO_RB1,
+    SQRT6,
+    feo_c_over_a,
+    feo_rhombohedral,
+)
 from specflow.data.schema import validate
 from specflow.data.simulate import (
     MATERIALS,
@@ -54,17 +62,56 @@ def test_peaks_move_to_higher_angle_with_pressure(phase):
 
 
 def test_feo_rhombohedral_distortion_splits_111_but_not_200():
-    assert feo_c_over_a(np.array([10.0, 15.0]))[0] == pytest.approx(SQRT6)
     cubic, _ = FEO_B1.peaks(np.array([25.0]), E, 27.0)
     rhombo, _ = FEO_RB1.peaks(np.array([25.0]), E, 27.0)
     first_cubic = in_range(cubic[0])[0]  # (111)
     near = np.sort(rhombo[0][np.abs(rhombo[0] - first_cubic) < 0.2])
     assert len(near) == 2 and near[1] - near[0] > 0.03  # (003) and (101) split
-    # at the onset the rB1 pattern coincides with B1 (continuous transition)
-    at_onset, _ = FEO_RB1.peaks(np.array([15.0]), E, 27.0)
-    cubic_onset, _ = FEO_B1.peaks(np.array([15.0]), E, 27.0)
-    assert np.allclose(in_range(np.unique(at_onset[0].round(4))),
-                       in_range(np.unique(cubic_onset[0].round(4))))
+    second_cubic = in_range(cubic[0])[1]  # (200) stays one line
+    assert np.ptp(rhombo[0][np.abs(rhombo[0] - second_cubic) < 0.05]) < 1e-6
+
+
+def test_feo_distortion_is_finite_at_each_loadings_own_onset():
+    """rB1 appears already distorted (a sharp, displacive transition) wherever the loading's
+    transition starts, and the distortion grows from there (issue: the strain used to start
+    at a fixed 15 GPa, so early rB1 looked like B1)."""
+    assert feo_c_over_a(np.array([10.0, 15.0]))[0] == pytest.approx(SQRT6 * 1.006)
+    for onset in (11.0, 15.0, 19.0):
+        phase = feo_rhombohedral(onset)
+        at, _ = phase.peaks(np.array([onset]), E, 27.0)
+        cubic, _ = FEO_B1.peaks(np.array([onset]), E, 27.0)
+        first = in_range(cubic[0])[0]
+        split = np.sort(at[0][np.abs(at[0] - first) < 0.2])
+        assert len(split) == 2 and split[1] - split[0] > 0.02
+        later, _ = phase.peaks(np.array([onset + 8]), E, 27.0)
+        grown = np.sort(later[0][np.abs(later[0] - later[0][0]) < 0.3])
+        assert np.ptp(grown) > split[1] - split[0]
+
+
+def test_a_runs_feo_follows_its_own_onset_and_inherits_the_b1_texture():
+    from specflow.data.simulate import simulate_family_parts
+
+    run = simulate_family_parts("FeO", 1, n_curves=40, seed=4)[0]
+    sim = run.simulator
+    assert sim.material.high.reference_pressure == pytest.approx(sim.material.onset + 10,
+                                                                 abs=0.01)
+    low = sim._texture[sim.material.low.name]
+    high = sim._texture[sim.material.high.name]
+    # every rB1 reflection's texture factor is one of B1's (split families keep theirs)
+    assert np.isin(high[0].round(12), low[0].round(12)).all()
+
+
+def test_shifted_preset_draws_conditions_realistic_never_does():
+    from specflow.data.simulate import BEAMLINE_ENERGIES, draw_conditions
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        real = draw_conditions("Fe", "realistic", rng)
+        shifted = draw_conditions("Fe", "shifted", rng)
+        assert real.energy_kev in BEAMLINE_ENERGIES and real.artefacts.marker is None
+        assert 50 <= shifted.energy_kev <= 80 and shifted.artefacts.marker in ("Au", "Pt")
+        assert shifted.instrument.eta >= 0.75 > real.instrument.eta
+        assert abs(shifted.two_theta_offset) <= 0.02 and real.two_theta_offset == 0
 
 
 def test_phase_fraction_compression_and_hysteresis():

@@ -25,6 +25,7 @@ class Cell(StrEnum):
 class Preset(StrEnum):
     clean = "clean"
     realistic = "realistic"
+    shifted = "shifted"
     paper = "paper"
 
 
@@ -36,7 +37,9 @@ def simulate(
     preset: Preset = typer.Option(Preset.clean, help="clean: one fixed instrument, the "
                                   "literature onset, no artefacts; realistic: every run its "
                                   "own energy, grid, counts, background, onset, gauge error "
-                                  "and DAC/detector artefacts; paper: the nine sets D1–D9."),
+                                  "and DAC/detector artefacts; shifted: realistic moved where "
+                                  "it never goes (50–80 keV, broad Lorentzian lines, a Au/Pt "
+                                  "marker, 2θ miscalibration); paper: the nine sets D1–D9."),
     runs: int = typer.Option(1, min=1, help="Loadings of the transition (files run0.nc …)."),
     curves: int = typer.Option(300, min=2, help="Number of curves per run."),
     seed: SeedOpt = 0,

@@ -9,6 +9,7 @@ physics it stands for. The simulator (:mod:`specflow.data.simulate`) draws one s
   background rising with Q);
 * the gasket (Re or W) seen by the tails of the beam, at a fraction of the sample pressure;
 * the pressure medium (Ne, Ar), whose lines appear only once it solidifies;
+* a pressure marker (Au, Pt) mixed with the sample, whose lines move with it;
 * coarse grains: per-curve "sparkle" of reflection intensities, texture that evolves with
   pressure;
 * the detector: module gaps (NaN bins) and hot pixels;
@@ -35,6 +36,18 @@ GASKETS: dict[str, Phase] = {
                 _hexagonal(RE_EOS, 2, lambda p: np.full(np.shape(p), 1.614)),
                 _structure("P6_3/mmc", ["Re"], [[1 / 3, 2 / 3, 0.25]])),
     "W": Phase("W bcc (gasket)", W_EOS, _cubic(W_EOS, 2), _structure("Im-3m", ["W"], [[0, 0, 0]])),
+}
+
+# Pressure markers mixed with the sample (fcc Au, Pt): lines at the sample's pressure through
+# the whole run. Rounded EOS: Au V0 16.96 Å³, K0 167 GPa, K0' 5.9 (e.g. Fei et al. 2007,
+# PNAS); Pt V0 15.10 Å³, K0 277 GPa, K0' 5.08 (Dorogokupets & Oganov 2007, PRB).
+AU_EOS = BirchMurnaghan3(v0=16.96, k0=167.0, k0_prime=5.9)
+PT_EOS = BirchMurnaghan3(v0=15.10, k0=277.0, k0_prime=5.08)
+MARKERS: dict[str, Phase] = {
+    "Au": Phase("Au fcc (marker)", AU_EOS, _cubic(AU_EOS, 4),
+                _structure("Fm-3m", ["Au"], [[0, 0, 0]])),
+    "Pt": Phase("Pt fcc (marker)", PT_EOS, _cubic(PT_EOS, 4),
+                _structure("Fm-3m", ["Pt"], [[0, 0, 0]])),
 }
 
 
@@ -90,6 +103,8 @@ class Artefacts:
     gasket_pressure_ratio: float = 0.5  # gasket pressure / sample pressure (gradient)
     medium: str | None = None  # "Ne" or "Ar"
     medium_amplitude: float = 0.15
+    marker: str | None = None  # "Au" or "Pt": a pressure marker mixed with the sample
+    marker_amplitude: float = 0.2
     sparkle: float = 0.0  # log-normal sigma of per-curve reflection intensities (coarse grains)
     texture_drift: float = 0.0  # change of log texture factors per 10 GPa
     module_gaps: int = 0  # detector gaps: NaN windows in every curve
@@ -102,6 +117,9 @@ class Artefacts:
     def __post_init__(self) -> None:
         if self.gasket is not None and self.gasket not in GASKETS:
             raise ValueError(f"unknown gasket {self.gasket!r}; use one of {list(GASKETS)}")
+        if self.marker is not None and self.marker not in MARKERS:
+            raise ValueError(f"unknown pressure marker {self.marker!r}; use one of "
+                             f"{list(MARKERS)}")
         if self.medium is not None and self.medium not in MEDIA:
             raise ValueError(f"unknown pressure medium {self.medium!r}; use one of {list(MEDIA)}")
         for name in ("diamond_spots", "module_gaps", "hot_pixels"):

@@ -21,7 +21,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
@@ -256,14 +256,25 @@ FE_HCP = Phase(
 )
 
 # FeO (wüstite): cubic B1 (Fm-3m) and rhombohedral rB1 (R-3m, hexagonal setting, 3 f.u./cell).
+# The B1 -> rB1 transition is sharp, reversible and displacive (Shu, Mao, Hu, Fei & Hemley
+# 1998, Neues Jahrb. Mineral. Abh. 172, 309-323, single crystal in helium): rB1 appears
+# already distorted wherever the transition happens in a given loading, and the distortion
+# grows with pressure. Strain values are approximate (rhombohedral angle ≈ 59.7° where rB1
+# first appears, decreasing by a few hundredths of a degree per GPa); docs/transitions.md.
 FEO_EOS = BirchMurnaghan3(v0=20.02, k0=149.0, k0_prime=4.0)
 FEO_ONSET_GPA = 15.0
-FEO_STRAIN_PER_GPA = 1.5e-3  # rhombohedral elongation along [111] above the onset
+FEO_STRAIN_AT_ONSET = 6.0e-3  # elongation along [111] of rB1 where it first appears
+FEO_STRAIN_PER_GPA = 1.0e-3  # growth of that elongation above the run's own onset
 
 
-def feo_c_over_a(p: np.ndarray) -> np.ndarray:
-    """c/a of rB1 FeO in hexagonal axes: √6 (cubic) times 1 + strain growing from the onset."""
-    return SQRT6 * (1 + FEO_STRAIN_PER_GPA * np.clip(np.asarray(p) - FEO_ONSET_GPA, 0, None))
+def feo_c_over_a(p: np.ndarray, onset: float = FEO_ONSET_GPA,
+                 at_onset: float = FEO_STRAIN_AT_ONSET,
+                 per_gpa: float = FEO_STRAIN_PER_GPA) -> np.ndarray:
+    """c/a of rB1 FeO in hexagonal axes: √6 (cubic) × (1 + strain); the strain is
+    ``at_onset`` where rB1 appears (``onset``, the run's own) and grows ``per_gpa`` above
+    it."""
+    above = np.clip(np.asarray(p, dtype=float) - onset, 0, None)
+    return SQRT6 * (1 + at_onset + per_gpa * above)
 
 
 FEO_B1 = Phase(
@@ -272,11 +283,26 @@ FEO_B1 = Phase(
     _cubic(FEO_EOS, 4),
     _structure("Fm-3m", ["Fe", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
 )
-FEO_RB1 = Phase(
-    "FeO rB1 (R-3m)",
-    FEO_EOS,
-    _hexagonal(FEO_EOS, 3, feo_c_over_a),
-    _structure("R-3m", ["Fe", "O"], [[0, 0, 0], [0, 0, 0.5]]),
-    # a distorted reference keeps the split reflection families apart in pymatgen's list
-    reference_pressure=FEO_ONSET_GPA + 10.0,
-)
+
+
+@lru_cache(maxsize=64)
+def _feo_rhombohedral(onset: float, at_onset: float, per_gpa: float) -> Phase:
+    return Phase(
+        "FeO rB1 (R-3m)",
+        FEO_EOS,
+        _hexagonal(FEO_EOS, 3, partial(feo_c_over_a, onset=onset, at_onset=at_onset,
+                                       per_gpa=per_gpa)),
+        _structure("R-3m", ["Fe", "O"], [[0, 0, 0], [0, 0, 0.5]]),
+        # a distorted reference keeps the split reflection families apart in pymatgen's list
+        reference_pressure=onset + 10.0,
+    )
+
+
+def feo_rhombohedral(onset: float = FEO_ONSET_GPA, at_onset: float = FEO_STRAIN_AT_ONSET,
+                     per_gpa: float = FEO_STRAIN_PER_GPA) -> Phase:
+    """rB1 FeO of a loading whose transition starts at ``onset`` (GPa). The simulator before
+    v3 (kept for comparisons) is ``feo_rhombohedral(15.0, 0.0, 1.5e-3)`` at every loading."""
+    return _feo_rhombohedral(round(float(onset), 2), float(at_onset), float(per_gpa))
+
+
+FEO_RB1 = feo_rhombohedral()

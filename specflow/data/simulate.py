@@ -15,8 +15,9 @@ loadings of one transition, the unit of the cross-run benchmark.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ import xarray as xr
 
 from specflow.data.artefacts import (
     GASKETS,
+    MARKERS,
     MEDIA,
     Artefacts,
     beam_intensity,
@@ -32,6 +34,9 @@ from specflow.data.artefacts import (
     labeller_thresholds,
     medium_weight,
 )
+from specflow.data.labels import LABEL_THRESHOLD, labels_from_fraction
+from specflow.data.lines import ExpectedCurves, line_sum, pseudo_voigt_sum
+from specflow.data.observer import visible_labels
 from specflow.data.phases import Phase
 from specflow.data.preprocess import q_to_two_theta, two_theta_to_q
 from specflow.data.schema import energy_to_wavelength, make_spectra
@@ -39,7 +44,6 @@ from specflow.data.transitions import TRANSITIONS, Transition, get_transition
 
 DEFAULT_ENERGY_KEV = 25.6
 DEFAULT_GRID = (5.0, 25.0, 4000)
-LABEL_THRESHOLD = 0.05  # phase fraction below it: before (0); above 1 - it: after (2)
 
 
 Material = Transition  # the simulator's name for a transition (kept for callers)
@@ -69,15 +73,6 @@ def phase_fraction(material: Material, pressure_path: np.ndarray) -> np.ndarray:
         f = min(f, down[i])
         out[i] = f
     return out
-
-
-def labels_from_fraction(fraction: np.ndarray, threshold: float = LABEL_THRESHOLD) -> np.ndarray:
-    """0 (before: fraction < threshold), 2 (after: > 1 - threshold), otherwise 1 (during)."""
-    fraction = np.asarray(fraction)
-    labels = np.ones(fraction.shape, dtype=np.int8)
-    labels[fraction < threshold] = 0
-    labels[fraction > 1 - threshold] = 2
-    return labels
 
 
 @dataclass(frozen=True)
@@ -125,6 +120,8 @@ class XRDSimulator:
             phase.name: self.rng.standard_normal((2, self._n_reflections(phase)))
             for phase in self.phases
         }
+        if self.material.inherits_texture:
+            self._texture[self.material.high.name] = self._inherited_texture()
         # ambient strongest-peak height of the low phase fixes the count scale
         self._scale = {self.material.low.name: 1.0, self.material.high.name: 1.0}
         height = float(self._lines(self.material.low, np.array([0.0]), np.ones(1)).max())
@@ -151,20 +148,25 @@ class XRDSimulator:
 
     @property
     def phases(self) -> list[Phase]:
-        """Sample phases, then gasket and pressure medium when present."""
+        """Sample phases, then gasket, pressure medium and marker when present."""
         out = [self.material.low, self.material.high]
         art = self.artefacts
         if art.gasket:
             out.append(GASKETS[art.gasket])
+        if art.marker:
+            out.append(MARKERS[art.marker])
         if art.medium:
             out.append(MEDIA[art.medium].phase)
         return out
 
     def _environment(self) -> list[tuple[Phase, float, float]]:
-        """(phase, amplitude, reference pressure) of the gasket and the solid medium."""
+        """(phase, amplitude, reference pressure) of the gasket, the marker and the solid
+        medium."""
         art, out = self.artefacts, []
         if art.gasket:
             out.append((GASKETS[art.gasket], art.gasket_amplitude, 0.0))
+        if art.marker:
+            out.append((MARKERS[art.marker], art.marker_amplitude, 0.0))
         if art.medium:
             medium = MEDIA[art.medium]
             out.append((medium.phase, art.medium_amplitude, medium.solidifies + 1.0))
@@ -172,6 +174,20 @@ class XRDSimulator:
 
     def _n_reflections(self, phase: Phase) -> int:
         return len(phase.reflections(self.instrument.energy_kev, self._top)[0])
+
+    def _inherited_texture(self, tolerance: float = 0.02) -> np.ndarray:
+        """Texture factors of the high phase that keep, for each of its reflections, those of
+        the low phase's reflection it splits from (nearest in 2θ at the onset, within a
+        relative ``tolerance``); reflections with no parent keep their own draw."""
+        low, high = self.material.low, self.material.high
+        at = np.array([self.material.onset])
+        parent_pos = self.peaks(low, at)[0][0]
+        own = self._texture[high.name].copy()
+        for j, t in enumerate(self.peaks(high, at)[0][0]):
+            k = int(np.argmin(np.abs(parent_pos - t)))
+            if abs(parent_pos[k] - t) < tolerance * t:
+                own[:, j] = self._texture[low.name][:, k]
+        return own
 
     def _draw_background(self) -> np.ndarray:
         """Smooth background in counts: decaying air/medium scatter, an amorphous hump,
@@ -224,6 +240,8 @@ class XRDSimulator:
         if art.gasket:
             out.append((GASKETS[art.gasket], pressure * art.gasket_pressure_ratio,
                         np.ones_like(pressure)))
+        if art.marker:
+            out.append((MARKERS[art.marker], pressure, np.ones_like(pressure)))
         if art.medium:
             medium = MEDIA[art.medium]
             out.append((medium.phase, pressure, medium_weight(pressure, medium)))
@@ -234,34 +252,47 @@ class XRDSimulator:
         pos, inten = self.peaks(phase, pressure)
         area = inten * weight[:, None] * self._scale[phase.name]
         fwhm = self.instrument.fwhm0 + self.instrument.fwhm_per_gpa * np.clip(pressure, 0, None)
-        return _pseudo_voigt_sum(self.two_theta.astype(np.float32), pos.astype(np.float32),
+        return pseudo_voigt_sum(self.two_theta.astype(np.float32), pos.astype(np.float32),
                                  area.astype(np.float32), fwhm, self.instrument.eta)
 
-    def _signal(self, pressure: np.ndarray, fraction: np.ndarray, chunk: int = 64) -> np.ndarray:
-        """Noise-free diffracted intensity (n, L) before background, in counts."""
+    def expected(self, pressure: np.ndarray, fraction: np.ndarray,
+                 time: np.ndarray | None = None, chunk: int = 64) -> ExpectedCurves:
+        """Noise-free mean counts (n, L) of curves at ``pressure`` with high-phase
+        ``fraction``, by part; ``time`` (s) drives the beam-intensity drift. Each call draws
+        fresh grain sparkle (the per-curve intensity jitter of coarse grains)."""
+        pressure = np.atleast_1d(np.asarray(pressure, dtype=float))
+        fraction = np.atleast_1d(np.asarray(fraction, dtype=float))
         inst, x = self.instrument, self.two_theta.astype(np.float32)
         fwhm = inst.fwhm0 + inst.fwhm_per_gpa * np.clip(pressure, 0, None)
         fwhm = fwhm + self.material.transformation_broadening * 4 * fraction * (1 - fraction)
         sparkle = max(inst.grain_noise, self.artefacts.sparkle)
-        positions, areas = [], []
+        parts = []
         for phase, seen, weight in self._components(pressure, fraction):
             pos, inten = self.peaks(phase, seen)
             if sparkle > 0:
                 inten = inten * np.exp(sparkle * self.rng.standard_normal(inten.shape))
-            positions.append(pos)
-            areas.append(inten * weight[:, None] * self._scale[phase.name])
-        pos = np.concatenate(positions, axis=1).astype(np.float32)
-        area = np.concatenate(areas, axis=1).astype(np.float32)
-        out = np.empty((len(pressure), len(x)), dtype=np.float32)
-        for s in range(0, len(pressure), chunk):
-            out[s : s + chunk] = _pseudo_voigt_sum(
-                x, pos[s : s + chunk], area[s : s + chunk], fwhm[s : s + chunk], inst.eta
-            )
+            parts.append((pos, inten * weight[:, None] * self._scale[phase.name]))
+        low, high = (line_sum(x, [part], fwhm, inst.eta, chunk) for part in parts[:2])
+        other = line_sum(x, parts[2:], fwhm, inst.eta, chunk) + self._background
         spots_pos, spots_height = self._spots
         if spots_pos.size:
             width = np.float32(0.7 * inst.fwhm0)
             d = (x[None, :] - spots_pos[:, None].astype(np.float32)) / (width / 2)
-            out += (spots_height[:, None] * np.exp(-np.log(2) * d**2)).sum(0).astype(np.float32)
+            other += (spots_height[:, None] * np.exp(-np.log(2) * d**2)).sum(0).astype(np.float32)
+        art = self.artefacts
+        if art.beam_drift > 0 and time is not None:
+            beam = beam_intensity(time, art.beam_drift, art.topup_period)[:, None]
+            low, high, other = (a * beam.astype(np.float32) for a in (low, high, other))
+        return ExpectedCurves(low, high, other, fwhm)
+
+    def counts(self, expected: ExpectedCurves) -> np.ndarray:
+        """Curves in counts drawn from ``expected``: Poisson noise, hot pixels, detector gaps
+        (NaN)."""
+        out = self.rng.poisson(expected.total).astype(np.float32)
+        if self._hot.size:
+            out[:, self._hot] = self._hot_values.astype(np.float32)
+        if self._gaps.any():
+            out[:, self._gaps] = np.nan
         return out
 
     def curves(
@@ -276,51 +307,7 @@ class XRDSimulator:
         pressure = np.atleast_1d(np.asarray(pressure, dtype=float))
         if phase_fraction is None:
             phase_fraction = self.phase_fraction(np.maximum.accumulate(pressure))
-        phase_fraction = np.atleast_1d(np.asarray(phase_fraction, dtype=float))
-        mean = self._signal(pressure, phase_fraction) + self._background
-        art = self.artefacts
-        if art.beam_drift > 0 and time is not None:
-            mean *= beam_intensity(time, art.beam_drift, art.topup_period)[:, None].astype(
-                np.float32)
-        out = self.rng.poisson(mean).astype(np.float32)
-        if self._hot.size:
-            out[:, self._hot] = self._hot_values.astype(np.float32)
-        if self._gaps.any():
-            out[:, self._gaps] = np.nan
-        return out
-
-
-def _pseudo_voigt_sum(
-    x: np.ndarray, pos: np.ndarray, area: np.ndarray, fwhm: np.ndarray, eta: float,
-    reach: float = 40.0,
-) -> np.ndarray:
-    """Σ over peaks of area-normalised pseudo-Voigt profiles; (n, m) peaks -> (n, L).
-
-    Each peak is evaluated within ±``reach`` half-widths of its centre (the Lorentzian area
-    left outside is < 2/(π·reach), under 2 %, spread thinly over the rest of the curve), and the
-    windows are summed with one ``bincount``: much faster than the dense (n, m, L) sum.
-    """
-    n, m = pos.shape
-    length = len(x)
-    hw = (np.asarray(fwhm, dtype=np.float32) / 2)[:, None, None]
-    step = float(np.median(np.diff(x))) if length > 1 else 1.0
-    k = int(np.ceil(reach * float(hw.max()) / step))
-    if n == 0 or m == 0:
-        return np.zeros((n, length), dtype=np.float32)
-    if 2 * k + 1 >= length:  # windows as wide as the curve: the dense sum is as cheap
-        idx = np.broadcast_to(np.arange(length), (n, m, length))
-    else:
-        centre = np.searchsorted(x, pos)
-        idx = centre[:, :, None] + np.arange(-k, k + 1)
-    valid = (idx >= 0) & (idx < length)
-    idx = np.clip(idx, 0, length - 1)
-    d2 = ((x[idx] - pos[:, :, None]) / hw) ** 2
-    lorentz = 1 / (np.pi * hw * (1 + d2))
-    gauss = np.sqrt(np.log(2) / np.pi) / hw * np.exp(-np.log(2) * d2)
-    values = area[:, :, None] * (eta * lorentz + (1 - eta) * gauss) * valid
-    rows = np.arange(n)[:, None, None] * length
-    out = np.bincount((rows + idx).ravel(), weights=values.ravel(), minlength=n * length)
-    return out.reshape(n, length).astype(np.float32)
+        return self.counts(self.expected(pressure, phase_fraction, time))
 
 
 # --- pressure paths ---------------------------------------------------------------------------
@@ -363,8 +350,8 @@ def pressure_path(
     return np.concatenate([up, down])
 
 
-SimulationPreset = Literal["clean", "realistic"]
-PRESETS: tuple[str, ...] = ("clean", "realistic")
+SimulationPreset = Literal["clean", "realistic", "shifted"]
+PRESETS: tuple[str, ...] = ("clean", "realistic", "shifted")
 # Beam energies (keV) of DAC diffraction beamlines the realistic preset draws from.
 BEAMLINE_ENERGIES = (25.5, 29.2, 30.0, 33.2, 37.0, 42.7)
 
@@ -387,6 +374,7 @@ class RunConditions:
     readback_noise: float = 0.15
     instrument: Instrument = Instrument()
     artefacts: Artefacts = Artefacts()
+    two_theta_offset: float = 0.0  # recorded 2θ − true 2θ (deg): detector calibration error
 
     def grid(self) -> np.ndarray:
         return np.linspace(self.two_theta[0], self.two_theta[1], int(self.two_theta[2]))
@@ -397,8 +385,7 @@ class RunConditions:
         back = (material.reverse_onset - material.reverse_end) * self.width_scale
         onset = max(material.onset + self.onset_shift, 0.2)
         reverse_onset = max(min(material.reverse_onset + self.onset_shift, onset), back + 0.01)
-        return replace(material, onset=onset, end=onset + width, reverse_onset=reverse_onset,
-                       reverse_end=max(reverse_onset - back, 0.0))
+        return material.at(onset, onset + width, reverse_onset, max(reverse_onset - back, 0.0))
 
     def describe(self) -> dict[str, float | int | str]:
         """Flat attrs (NetCDF-safe) that record this draw."""
@@ -407,7 +394,8 @@ class RunConditions:
             "onset_shift": self.onset_shift, "width_scale": self.width_scale,
             "pressure_gain": self.pressure_gain, "pressure_offset": self.pressure_offset,
             "readback_noise": self.readback_noise, "peak_counts": self.instrument.peak_counts,
-            "fwhm0": self.instrument.fwhm0,
+            "fwhm0": self.instrument.fwhm0, "eta": self.instrument.eta,
+            "two_theta_offset": self.two_theta_offset,
             "artefacts": ", ".join(
                 f"{k}={round(v, 4) if isinstance(v, float) else v}"
                 for k, v in vars(art).items()
@@ -418,6 +406,7 @@ class RunConditions:
 
 # settings that only matter when their artefact is on
 _PARENT = {"diamond_amplitude": "diamond_spots", "gasket_amplitude": "gasket",
+           "marker_amplitude": "marker",
            "gasket_pressure_ratio": "gasket", "medium_amplitude": "medium",
            "gap_width": "module_gaps", "topup_period": "beam_drift"}
 
@@ -433,12 +422,41 @@ def draw_conditions(
 ) -> RunConditions:
     """One run's conditions. ``clean``: fixed instrument, no artefacts, the literature onset;
     ``realistic``: everything varies between runs and every artefact can occur (docs/simulator.md
-    lists the distributions). ``energy_kev`` fixes the beam energy."""
+    lists the distributions); ``shifted``: a realistic draw moved to conditions ``realistic``
+    never produces (:func:`shifted_conditions`), to test models on what their training data
+    never had. ``energy_kev`` fixes the beam energy."""
     mat = get_transition(material) if isinstance(material, str) else material
     if preset == "clean":
         return RunConditions(energy_kev=energy_kev or DEFAULT_ENERGY_KEV)
-    if preset != "realistic":
+    if preset not in PRESETS:
         raise ValueError(f"unknown simulation preset {preset!r}; use one of {PRESETS}")
+    cond = _realistic_conditions(mat, rng, energy_kev)
+    return shifted_conditions(cond, rng, energy_kev) if preset == "shifted" else cond
+
+
+def shifted_conditions(cond: RunConditions, rng: np.random.Generator,
+                       energy_kev: float | None = None) -> RunConditions:
+    """``cond`` moved outside the realistic preset: a high-energy beamline (50–80 keV, Q to
+    7.5–9 Å⁻¹ on 3000–6000 points), broader, more Lorentzian lines (instrumental FWHM × 1.3–1.8,
+    η 0.75–0.95), a pressure marker (Au or Pt) mixed with the sample and a 2θ calibration
+    error of up to ±0.02°."""
+    u = rng.uniform
+    energy = energy_kev or float(u(50.0, 80.0))
+    lam = energy_to_wavelength(energy)
+    lo, hi = (float(q_to_two_theta(u(1.0, 1.4), lam)), float(q_to_two_theta(u(7.5, 9.0), lam)))
+    inst = cond.instrument
+    instrument = replace(inst, energy_kev=energy,
+                         fwhm0=inst.fwhm0 * inst.energy_kev / energy * u(1.3, 1.8),
+                         eta=u(0.75, 0.95))
+    artefacts = replace(cond.artefacts, marker=["Au", "Pt"][int(rng.integers(2))],
+                        marker_amplitude=u(0.1, 0.5))
+    return replace(cond, energy_kev=energy, two_theta=(lo, hi, int(rng.integers(3000, 6001))),
+                   instrument=instrument, artefacts=artefacts,
+                   two_theta_offset=float(u(-0.02, 0.02)))
+
+
+def _realistic_conditions(mat: Material, rng: np.random.Generator,
+                          energy_kev: float | None) -> RunConditions:
     u = rng.uniform
     energy = energy_kev or float(rng.choice(BEAMLINE_ENERGIES))
     # the detector covers Q from ~1 Å⁻¹ to 6.2–7.5 Å⁻¹ at any energy
@@ -507,7 +525,66 @@ def simulate(material: str | Material = "Fe", curves: int = 300, *, seed: int = 
     return simulate_run(material, curves, seed=seed, preset=preset, **kwargs)
 
 
-def simulate_run(
+def _conditions_dict(cond: RunConditions) -> dict[str, Any]:
+    out = asdict(cond)
+    out["two_theta"] = list(cond.two_theta)
+    return out
+
+
+def _conditions_from(values: dict[str, Any]) -> RunConditions:
+    values = dict(values)
+    return RunConditions(
+        **{k: v for k, v in values.items() if k not in ("instrument", "artefacts",
+                                                       "two_theta")},
+        two_theta=tuple(values["two_theta"]),
+        instrument=Instrument(**{k: (tuple(v) if isinstance(v, list) else v)
+                                 for k, v in values["instrument"].items()}),
+        artefacts=Artefacts(**values["artefacts"]))
+
+
+def resimulate(ds: xr.Dataset) -> SimulatedRun | None:
+    """The :class:`SimulatedRun` behind a Dataset specflow simulated from a built-in
+    transition (its ``simulation`` attr), rebuilt and checked curve for curve against the
+    stored intensities; None when it cannot be (another source, a CIF transition, or data
+    changed since)."""
+    recorded = ds.attrs.get("simulation")
+    if not recorded:
+        return None
+    try:
+        kwargs = json.loads(recorded)
+        conditions = _conditions_from(kwargs.pop("conditions"))
+        grid = kwargs.pop("two_theta")
+        run = simulate_run_parts(kwargs.pop("material"), kwargs.pop("n_curves"),
+                                 conditions=conditions,
+                                 two_theta=None if grid is None else np.asarray(grid),
+                                 **kwargs)
+    except (ValueError, TypeError, KeyError):
+        return None
+    same = (run.data["intensity"].shape == ds["intensity"].shape
+            and np.array_equal(run.data["intensity"].values, ds["intensity"].values,
+                               equal_nan=True))
+    return run if same else None
+
+
+@dataclass
+class SimulatedRun:
+    """A simulated run with what made it: the Dataset, the simulator (the loading: phases,
+    texture, artefacts) and the noise-free mean of every curve by part — the truth an ideal
+    observer (:mod:`specflow.data.observer`) is given."""
+
+    data: xr.Dataset
+    simulator: XRDSimulator
+    expected: ExpectedCurves
+
+
+def simulate_run(material: str | Material = "Fe", n_curves: int = 300, **kwargs: Any
+                 ) -> xr.Dataset:
+    """Simulate one pressure run as a canonical spectra Dataset (keywords: those of
+    :func:`simulate_run_parts`)."""
+    return simulate_run_parts(material, n_curves, **kwargs).data
+
+
+def simulate_run_parts(
     material: str | Material = "Fe",
     n_curves: int = 300,
     *,
@@ -526,7 +603,8 @@ def simulate_run(
     conditions: RunConditions | None = None,
     preset: SimulationPreset = "clean",
 ) -> xr.Dataset:
-    """Simulate one pressure run as a canonical spectra Dataset.
+    """Simulate one pressure run: the canonical spectra Dataset with its simulator and
+    noise-free truth (:class:`SimulatedRun`).
 
     ``conditions`` (default: drawn from ``preset`` with ``seed``) set the instrument, the
     run's own onset, the gauge calibration and the artefacts; ``readback_noise``,
@@ -552,7 +630,8 @@ def simulate_run(
     fraction = sim.phase_fraction(true_p)
     dt = np.abs(np.diff(true_p, prepend=true_p[0])).mean() / rate
     time = np.arange(n_curves) * dt
-    intensity = sim.curves(true_p, fraction, time=time)
+    expected = sim.expected(true_p, fraction, time=time)
+    intensity = sim.counts(expected)
     recorded = (cond.pressure_gain * true_p + cond.pressure_offset
                 + noise * rng.standard_normal(n_curves))
     truth = labels_from_fraction(fraction)
@@ -573,21 +652,41 @@ def simulate_run(
     }
     if run_uid:
         attrs["run_uid"] = run_uid
+    if isinstance(material, str) or material.name in TRANSITIONS:  # rebuildable by name
+        attrs["simulation"] = json.dumps({
+            "material": mat.name, "n_curves": n_curves, "seed": seed, "start": start,
+            "stop": stop, "decompress_to": decompress_to, "cell": cell, "rate": rate,
+            "readback_noise": readback_noise, "peak_counts": peak_counts,
+            "energy_kev": energy_kev, "sample": sample, "run_uid": run_uid,
+            "preset": preset, "conditions": _conditions_dict(cond),
+            "two_theta": None if two_theta is None else np.asarray(two_theta).tolist()})
     extra = {"phase_fraction": fraction.astype(np.float32), "true_pressure": true_p}
     if cond.artefacts.label_noise > 0:
         extra["true_label"] = truth
-    return make_spectra(
+    data = make_spectra(
         intensity,
-        sim.two_theta,
+        sim.two_theta + cond.two_theta_offset,
         recorded,
         time=time,
         label=labels_from_fraction(fraction, thresholds),
         attrs=attrs,
         extra=extra,
     )
+    run = SimulatedRun(data, sim, expected)
+    if mat.labels_by_sight:  # the "during" stretch ends where two phases can be seen
+        for name in ("label", "true_label"):
+            if name in data:
+                data[name].values[:] = visible_labels(data[name].values, run)
+    return run
 
 
-def simulate_family(
+def simulate_family(material: str | Material, n_runs: int, **kwargs: Any) -> list[xr.Dataset]:
+    """Several loadings of one transition as Datasets (keywords: those of
+    :func:`simulate_family_parts`)."""
+    return [run.data for run in simulate_family_parts(material, n_runs, **kwargs)]
+
+
+def simulate_family_parts(
     material: str | Material,
     n_runs: int,
     *,
@@ -597,7 +696,7 @@ def simulate_family(
     energy_kev: float | None = None,
     decompress_fraction: float = 0.25,
     mdac_fraction: float = 0.3,
-) -> list[xr.Dataset]:
+) -> list[SimulatedRun]:
     """Several loadings of one transition: ``n_runs`` runs with their own conditions, cell,
     length, ramp rate and (for ``decompress_fraction`` of them) a decompression leg."""
     mat = get_transition(material) if isinstance(material, str) else material
@@ -610,7 +709,7 @@ def simulate_family(
         cond = draw_conditions(mat, preset, np.random.default_rng(run_seed), energy_kev)
         shifted = cond.transition(mat)
         decompress = bool(rng.random() < decompress_fraction)
-        runs.append(simulate_run(
+        runs.append(simulate_run_parts(
             mat, n, seed=run_seed, conditions=cond,
             start=float(rng.uniform(0.3, max(0.5, shifted.onset - 6.0))),
             stop=shifted.end + float(rng.uniform(5.0, 14.0)),
@@ -620,7 +719,7 @@ def simulate_family(
             rate=float(np.exp(rng.uniform(np.log(0.05), np.log(3.0)))),
             sample=f"{mat.name} run {i}", run_uid=f"sim-{mat.name}-{preset}-{seed}-{i}",
         ))
-        runs[-1].attrs["preset"] = preset
+        runs[-1].data.attrs["preset"] = preset
     return runs
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from specflow.data.labels import labels_from_fraction
 from specflow.data.schema import SpectraValidationError, energy_to_wavelength, make_spectra
-from specflow.data.simulate import labels_from_fraction
 
 from . import keys
 
