@@ -1,6 +1,7 @@
 """The embedded end-to-end demo: Tiled + MLflow in a work dir, nothing to install by hand.
 
-simulated beamline → RunEngine → TiledWriter → pretrain + probe (MLflow) → register →
+simulated beamline → RunEngine → TiledWriter → fit the default model (the network trained on
+the Fe + FeO corpus, shipped with specflow, recalibrated on a few labels; MLflow) → register →
 promote → annotate every run in Tiled → query phases → table and figures.
 """
 
@@ -25,7 +26,7 @@ from specflow.annotate.model import load_model
 from specflow.ingest import record_compressions, run_to_dataset, tiled_server
 from specflow.ingest.area import DetectorGeometry
 from specflow.ingest.frames import INTEGRATED_STREAM, record_frame_compressions, uri_path
-from specflow.learn.evaluate import default_config
+from specflow.learn.fitting import default_config
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
 from specflow.plots import save_contour
 from specflow.registry.steps import load_tiled, run_pipeline
@@ -150,7 +151,8 @@ def _run_demo(cfg: DemoConfig, workdir: Path, console: Console) -> dict:
                 uids += record_compressions(writer, cfg.runs_per_material, cfg.curves,
                                             material, cfg.seed + 100 * i,
                                             on_event=lambda t=task: progress.advance(t))
-        console.rule("2 · learn: pretrain → probe → register → promote (MLflow)")
+        console.rule("2 · learn: fit (the corpus network, recalibrated on a few labels) → "
+                     "register → promote (MLflow)")
         res = run_pipeline(
             load_tiled(server.api_uri, server.api_key, uids, []), cfg.method,
             pretrain_config=(default_config(cfg.method, cfg.epochs, cfg.seed, cfg.device,

@@ -18,6 +18,11 @@ import numpy as np
 import pytest
 
 N_POINTS = 4000
+# The authors' released checkpoint lives beside the checkout where it is lent (never in the
+# repository); the library reads it only through $SPECFLOW_REFERENCE_DIR.
+_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+if "SPECFLOW_REFERENCE_DIR" not in os.environ and _REFERENCE.is_dir():
+    os.environ["SPECFLOW_REFERENCE_DIR"] = str(_REFERENCE)
 
 
 def invoke_cli(args: list[Any], exit_code: int = 0, env: dict[str, str] | None = None) -> str:

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow]
 def fitted():
     ds = specflow.simulate("Fe", curves=120, seed=3)
     lab = ds["label"].where(np.arange(120) % 8 == 0, -1)  # 15 evenly spaced labels
-    return PhaseClassifier(method="raw").fit(ds, labels=lab), ds
+    return PhaseClassifier(method="raw", corpus=None).fit(ds, labels=lab), ds
 
 
 def test_fit_predict_contract(fitted):
@@ -42,32 +42,36 @@ def test_save_load_round_trip(fitted, tmp_path):
 def test_every_given_label_is_used_across_runs():
     runs = [specflow.simulate("Fe", curves=60, seed=s) for s in (5, 6)]
     labels = [r["label"].where(np.arange(60) % 5 == 0, -1) for r in runs]
-    clf = PhaseClassifier(method="raw").fit(runs, labels=labels)
+    clf = PhaseClassifier(method="raw", corpus=None).fit(runs, labels=labels)
     assert clf.n_labels_ == sum(int((lab >= 0).sum()) for lab in labels) == 24
 
 
 def test_parameters_and_misuse_fail_early_and_clearly():
     ds = specflow.simulate("Fe", curves=40, seed=1)
     with pytest.raises(ValueError, match="unknown method 'nope'"):
-        PhaseClassifier(method="nope")
+        PhaseClassifier(method="nope").fit(ds)
     with pytest.raises(ValueError, match="epochs"):
-        PhaseClassifier(epochs=0)
+        PhaseClassifier(epochs=0).fit(ds)
     with pytest.raises(RuntimeError, match="not fitted"):
-        PhaseClassifier(method="raw").predict(ds)
+        PhaseClassifier(method="raw", corpus=None).predict(ds)
     with pytest.raises(ValueError, match="39 labels for 40 curves"):
-        PhaseClassifier(method="raw").fit(ds, labels=np.zeros(39, int))
+        PhaseClassifier(method="raw", corpus=None).fit(ds, labels=np.zeros(39, int))
     with pytest.raises(ValueError, match=r"found \[3.0, 255.0\]"):
-        PhaseClassifier(method="raw").fit(ds, labels=np.r_[0, 3, 255, np.zeros(37)])
+        PhaseClassifier(method="raw", corpus=None).fit(ds, labels=np.r_[0, 3, 255, np.zeros(37)])
     masked = ds["label"].where(np.arange(40) % 10 == 0)  # NaN elsewhere: unknown, not 0
-    assert PhaseClassifier(method="raw").fit(ds, labels=masked).n_labels_ == 4
+    assert PhaseClassifier(method="raw", corpus=None).fit(ds, labels=masked).n_labels_ == 4
     with pytest.raises(ValueError, match="no labelled curves"):
-        PhaseClassifier(method="raw").fit(ds, labels=np.full(40, -1))
+        PhaseClassifier(method="raw", corpus=None).fit(ds, labels=np.full(40, -1))
     with pytest.raises(ValueError, match="two phases"):
-        PhaseClassifier(method="raw").fit(ds, labels=np.zeros(40, int))
+        PhaseClassifier(method="raw", corpus=None).fit(ds, labels=np.zeros(40, int))
+    with pytest.raises(ValueError, match="unknown corpus 'Zr'"):
+        PhaseClassifier(corpus="Zr").fit(ds, labels=masked)
 
 
-def test_settings_are_checked_at_construction():
-    """A typo in any string setting fails when the object is made, not minutes into training."""
+def test_settings_are_checked_before_training():
+    """A typo in any string setting fails when the object is made (configs) or fitted (the
+    estimator, which stores its parameters as given, as scikit-learn asks), never minutes
+    into training."""
     from typing import get_args
 
     from specflow.learn.classifier import MethodName
@@ -76,9 +80,10 @@ def test_settings_are_checked_at_construction():
     from specflow.learn.probe import ProbeConfig
     from specflow.learn.supervised import SupervisedConfig
 
-    assert set(get_args(MethodName)) == set(METHODS)  # the type hint lists every method
+    assert set(get_args(MethodName)) == {"auto", *METHODS}  # the hint lists every method
+    ds = specflow.simulate("Fe", curves=20, seed=1)
     bad = [
-        (lambda: PhaseClassifier(device="gpu"), "unknown device 'gpu'"),
+        (lambda: PhaseClassifier(device="gpu").fit(ds), "unknown device 'gpu'"),
         (lambda: ProbeConfig(solver="adam"), "unknown solver 'adam'"),
         (lambda: ProbeConfig(augmentation="physic"), "unknown augmentation group 'physic'"),
         (lambda: SupervisedConfig(augmentation="G9"), "unknown augmentation group 'G9'"),
@@ -91,7 +96,7 @@ def test_settings_are_checked_at_construction():
     for make, message in bad:
         with pytest.raises(ValueError, match=message):
             make()
-    assert PhaseClassifier(device="cuda:1").device == "cuda:1"  # checked without a GPU
+    PhaseClassifier(device="cuda:1")._check_params()  # a device name is checked without a GPU
 
 
 def test_import_specflow_stays_light():

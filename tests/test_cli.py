@@ -120,8 +120,9 @@ def test_lifecycle_step_by_step(cli, data_files, tmp_path, embedded_tracking):
     assert "precision" in out and "recall" in out  # metrics on the held-out labels
     out = cli(["register", "--probe-run", probe_run, "--name", "steps", *work])
     assert "registered steps version 1" in out
-    out = cli(["promote", "--version", "1", "--name", "steps", "--eval-data", data_files[0],
-               *work])
+    gate = write_netcdf(simulate_run("Fe", 64, seed=33, two_theta=np.linspace(5, 25, 1000)),
+                        tmp_path / "gate.nc")  # a run the model was not trained on
+    out = cli(["promote", "--version", "1", "--name", "steps", "--eval-data", gate, *work])
     assert "steps@champion -> version 1" in out
     mv = MlflowClient().get_model_version_by_alias("steps", "champion")
     assert str(mv.version) == "1" and mv.run_id == probe_run

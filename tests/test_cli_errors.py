@@ -67,7 +67,7 @@ def test_missing_file_and_debug_traceback(tmp_path):
     (["evaluate", "--data", "a.nc", "--method", "nope"], "--method"),
     (["evaluate", "--data", "a.nc", "--label-strategy", "nope"], "--label-strategy"),
     (["evaluate", "--data", "a.nc", "--label-fraction", "1.5"], "--label-fraction"),
-    (["evaluate", "--data", "a.nc", "--label-fraction", "0"], "--label-fraction"),
+    (["evaluate", "--data", "a.nc", "--label-fraction", "-0.1"], "--label-fraction"),
     (["pretrain", "--data", "a.nc", "--epochs", "0"], "--epochs"),
     (["pretrain", "--data", "a.nc", "--epochs", "-3"], "--epochs"),
     (["probe", "--pretrain-run", "x", "--data", "a.nc", "--label-fraction", "-1"],
@@ -75,7 +75,7 @@ def test_missing_file_and_debug_traceback(tmp_path):
     (["simulate", "--out", "a.nc", "--cell", "nope"], "--cell"),
     (["simulate", "--out", "s.txt"], "--out"),
     (["promote", "--version", "abc"], "--version"),
-    (["demo", "--label-fraction", "0"], "--label-fraction"),
+    (["demo", "--label-fraction", "1.5"], "--label-fraction"),
 ])
 def test_bad_options_are_usage_errors(args, option):
     out, text = invoke(*args)

@@ -342,7 +342,7 @@ def test_simulator_end_to_end():
 
 def test_cross_run_test_runs_never_reach_pretraining_or_the_probe(monkeypatch):
     """The --test runs are scored only: pretraining and the probe see the --data runs alone."""
-    import specflow.learn.evaluate as ev
+    import specflow.learn.fitting as ev
 
     data = {"a": synthetic_run(96, seed=0), "b": synthetic_run(96, seed=1, onset=0.3)}
     test = {"t": synthetic_run(80, seed=7, onset=0.5, end=0.7)}
@@ -400,3 +400,29 @@ def test_cross_run_cli_contract_with_other_energy_and_grid(tmp_path):
     assert {"pressure", "neighbour", "raw", "untrained"} <= set(saved["baselines"])
     assert all(keys <= set(b) for b in saved["baselines"].values())
     assert saved["overall"]["recall"] > 0.6  # Q grid: peaks line up across energies
+
+
+@pytest.mark.slow
+def test_evaluate_json_contract_v3_paired_and_ceiling(tmp_path, cli):
+    """The yardstick's contract: ``overall`` keeps its keys and adds end error, boundary error
+    and accuracy outside the boundaries; ``--baselines`` adds ``paired`` (method − control
+    with an interval); simulated test runs add the ideal observer's ``ceiling``."""
+    import json
+
+    from specflow.data.io import write_netcdf
+    from specflow.data.simulate import simulate_family
+
+    runs = simulate_family("Fe", 3, n_curves=(70, 90), seed=41)
+    paths = [write_netcdf(r, tmp_path / f"{i}.nc") for i, r in enumerate(runs)]
+    cli(["evaluate", "--data", paths[0], paths[1], "--test", paths[2], "--baselines",
+         "--label-fraction", "0.05", "--json", tmp_path / "v3.json"])
+    res = json.loads((tmp_path / "v3.json").read_text())
+    assert res["method_key"] == "cnn" and res["corpus"]["transitions"] == ["Fe"]
+    keys = {"precision", "recall", "macro_f1", "during_recall", "onset_error_gpa",
+            "end_error_gpa", "boundary_error_curves", "accuracy_outside_boundaries"}
+    assert keys <= set(res["overall"])
+    assert set(res["paired"]) >= {"pressure", "neighbour", "raw", "untrained"}
+    diff = res["paired"]["pressure"]["accuracy"]
+    assert diff["n"] == 1 and diff["mean"] == pytest.approx(
+        res["files"]["2"]["accuracy"] - res["baselines"]["pressure"]["files"]["2"]["accuracy"])
+    assert res["ceiling"]["accuracy"] >= 0.9 and keys <= set(res["ceiling"])

@@ -16,6 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from specflow.data.io import write_netcdf
+from specflow.data.simulate import simulate_run
 from specflow.learn.data import wavelength_of
 from specflow.learn.decode import decode
 from specflow.registry.phase_model import PhasePredictor
@@ -209,14 +210,18 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path, c
              for i, ds in enumerate(runs)]
     # every given label trains the deployed probe, except an explicit hold-out (issue #15)
     data = [a for f in files for a in ("--data", f)]
+    gate = write_netcdf(simulate_run("Fe", 120, seed=77), tmp_path / "gate.nc")
     cli(["pipeline", *data, "--method", "rrmoco", "--epochs", "1", "--device", "cpu",
                "--holdout", "0.25", "--name", "pipeline-model",
-               "--eval-data", str(tmp_path / "0.nc"), "--workdir", str(tmp_path)])
+               "--eval-data", gate, "--workdir", str(tmp_path)])
     client = MlflowClient()
     mv = client.get_model_version_by_alias("pipeline-model", "champion")
     run = client.get_run(mv.run_id)
     assert run.data.tags["specflow.step"] == "pipeline"
-    assert set(k for k in run.data.tags if k.startswith("data.")) == {"data.0.nc", "data.1.nc"}
+    inputs = {k for k in run.data.tags if k.startswith("data.")}
+    assert {k for k in inputs if not k.startswith(("data.content.", "data.uid."))} == {
+        "data.0.nc", "data.1.nc"}
+    assert {"data.content.0", "data.content.1"} <= inputs  # what the gate refuses
     assert "pretrain.loss" in run.data.metrics and run.data.metrics["probe_precision"] > 0.5
     labelled = sum(int((ds["label"].values >= 0).sum()) for ds in runs)
     held_out = sum(round(0.25 * int((ds["label"].values >= 0).sum())) for ds in runs)
@@ -235,9 +240,10 @@ def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path, c
 
 def test_pipeline_without_pretraining_registers_a_servable_model(store, runs, tmp_path, cli):
     files = [str(write_netcdf(ds, tmp_path / f"{i}.nc")) for i, ds in enumerate(runs)]
+    gate = write_netcdf(simulate_run("FeO", 120, seed=78), tmp_path / "gate.nc")
     cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "untrained",
                "--label-fraction", "0.2", "--name", "untrained-model",
-               "--eval-data", str(tmp_path / "0.nc"), "--workdir", str(tmp_path)])
+               "--eval-data", gate, "--workdir", str(tmp_path)])
     mv = MlflowClient().get_model_version_by_alias("untrained-model", "champion")
     assert mv.tags["method"] == "untrained"
     model = mlflow.pyfunc.load_model("models:/untrained-model@champion")
@@ -247,6 +253,26 @@ def test_pipeline_without_pretraining_registers_a_servable_model(store, runs, tm
                                 "wavelength": wavelength_of(ds),
                                 "pressure": ds["pressure"].values.tolist()})
     assert (out["label"].to_numpy() == ds["label"].values).mean() > 0.8
+
+
+def test_the_gate_refuses_runs_the_model_was_trained_on(store, runs, tmp_path, cli):
+    """A model gated on its own training runs would pass any gate: refused before training
+    (pipeline, exit 2, one line) and at promotion (recorded training fingerprints)."""
+    files = [write_netcdf(ds, tmp_path / f"{i}.nc") for i, ds in enumerate(runs)]
+    out = cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "raw",
+               "--label-fraction", "0.2", "--name", "leaky", "--eval-data", files[1],
+               "--workdir", str(tmp_path)], exit_code=2)
+    assert "refused" in out and "is training run 1" in out
+    assert len([line for line in out.splitlines() if line.strip()]) <= 3
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        MlflowClient().get_registered_model("leaky")  # nothing was trained or registered
+    gate = write_netcdf(simulate_run("Fe", 120, seed=79), tmp_path / "gate.nc")
+    cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "raw",
+         "--label-fraction", "0.2", "--name", "leaky", "--eval-data", gate,
+         "--workdir", str(tmp_path)])
+    out = cli(["promote", "--version", "1", "--name", "leaky", "--eval-data", files[0],
+               "--workdir", str(tmp_path)], exit_code=2)
+    assert "is training run 0 of leaky version 1" in out
 
 
 def test_onnx_backend_labels_like_torch(trained, runs):

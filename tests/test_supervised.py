@@ -265,7 +265,7 @@ def test_classifier_fits_saves_and_loads_a_supervised_model(tmp_path):
     assert np.allclose(again["probabilities"], pred["probabilities"], atol=1e-5)
     assert again.attrs["method"] == "binned"
     with pytest.raises(ValueError, match="unknown method"):
-        PhaseClassifier(method="svm")
+        PhaseClassifier(method="svm").fit(ds, labels=lab)
 
 
 @pytest.mark.slow
@@ -281,10 +281,10 @@ def test_pipeline_registers_a_cnn_that_annotate_uses(tiled_client, tmp_path, mon
 
     monkeypatch.chdir(tmp_path)
     files = [str(write_netcdf(simulate_run("Fe", 80, seed=50 + i), tmp_path / f"{i}.nc"))
-             for i in range(2)]
-    cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "cnn",
-         "--label-fraction", "0.25", "--name", "cnn-model", "--eval-data",
-         tmp_path / "0.nc", "--workdir", tmp_path / "work"])
+             for i in range(3)]  # two to train on, one for the gate
+    cli(["pipeline", "--data", files[0], "--data", files[1], "--method", "cnn", "--corpus",
+         "none", "--label-fraction", "0.25", "--name", "cnn-model", "--eval-data",
+         files[2], "--workdir", tmp_path / "work"])
     configure_tracking(tmp_path / "work", must_exist=True)
     mv = mlflow.MlflowClient().get_model_version_by_alias("cnn-model", "champion")
     assert mv.tags["method"] == "cnn"
@@ -310,7 +310,7 @@ def test_cli_evaluate_a_supervised_model(tmp_path, cli):
              for i in range(3)]
     out = cli(["evaluate", "--data", paths[0], paths[1], "--test", paths[2], "--method", "fnn",
                "--label-fraction", "0.2", "--json", tmp_path / "o.json"])
-    assert "FNN-1D, cross-run" in out and "ambiguity" in out
+    assert "FNN-1D, cross-run" in out and "boundary err" in out
     saved = json.loads((tmp_path / "o.json").read_text())
     assert saved["method"] == "FNN-1D" and saved["train_seconds"] > 0
     assert saved["overall"]["recall"] > 0.6

@@ -51,8 +51,9 @@ COMMANDS: dict[str, Entry] = {
                       "as a new version, tagged with its metrics."),
     "promote": Entry("registry", "promote_cmd", "Move an alias to a version if it is not "
                      "worse than the holder on the gate set."),
-    "pipeline": Entry("registry", "pipeline_cmd", "pretrain -> probe (or train a supervised "
-                      "model) -> register -> promote, in one run."),
+    "pipeline": Entry("registry", "pipeline_cmd", "fit (corpus network, probe or network on "
+                      "the labels; SSL methods pretrain first) -> register -> promote, in one "
+                      "tracked run."),
     "annotate": Entry("annotate", "annotate_cmd", "Label runs in Tiled with the registered "
                       "phase model and write the labels back."),
     "watch": Entry("annotate", "watch_cmd", "Follow the catalog: annotate runs as they "

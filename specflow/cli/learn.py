@@ -4,6 +4,7 @@ one flag)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from specflow.cli.options import (
+    CorpusOpt,
     DeviceOpt,
     JsonOpt,
     LabelStrategy,
@@ -21,6 +23,7 @@ from specflow.cli.options import (
     SeedOpt,
     fraction,
 )
+from specflow.data.fingerprint import TrainingRunInTest
 from specflow.learn.evaluate import evaluate
 from specflow.learn.names import DEFAULT_METHOD
 
@@ -53,25 +56,29 @@ def results_table(result: dict) -> Table:
     table = Table(title=f"{result['method']}, {result['protocol']}: {result['n_labels']} labels "
                         f"({100 * result['label_fraction']:.1f} %, "
                         f"{result.get('label_strategy', 'even')}; per class {labels})")
-    for col in ("file", "curves", "precision", "recall", "macro-F1", "during recall",
-                "onset err (GPa)", "ambiguity"):
+    for col in ("file", "curves", "precision", "recall", "during recall", "onset err (GPa)",
+                "end err (GPa)", "boundary err (curves)", "acc. outside ±2"):
         table.add_column(col, justify="left" if col == "file" else "right")
 
     def row(name: str, m: dict, style: str | None = None) -> None:
         def pct(key: str) -> str:
             return "—" if m.get(key) is None else f"{100 * m[key]:.2f} %"
 
-        onset = m.get("onset_error_gpa")
+        def num(key: str, digits: int) -> str:
+            return "—" if m.get(key) is None else f"{m[key]:.{digits}f}"
+
         table.add_row(name, str(m.get("n", "")), pct("precision"), pct("recall"),
-                      pct("macro_f1"), pct("during_recall"),
-                      "—" if onset is None else f"{onset:.2f}", pct("ambiguity_width"),
-                      style=style)
+                      pct("during_recall"), num("onset_error_gpa", 2),
+                      num("end_error_gpa", 2), num("boundary_error_curves", 1),
+                      pct("accuracy_outside_boundaries"), style=style)
 
     for name, m in result["files"].items():
         row(name, m)
     row("overall", result["overall"], "bold")
     for name, m in result.get("baselines", {}).items():
         row(f"control: {name}", m, "dim")
+    if "ceiling" in result:
+        row("ceiling: ideal observer", result["ceiling"], "italic")
     return table
 
 
@@ -82,10 +89,11 @@ def evaluate_command(
         "--test", help="Whole runs the model never sees (cross-run protocol): scored only. "
                        "Several after one flag. Without it: within-run on --data.")] = None,
     method: MethodOpt = Method(DEFAULT_METHOD),
+    corpus: CorpusOpt = "auto",
     label_fraction: Annotated[
         float, typer.Option("--label-fraction", callback=fraction,
                             help="Fraction of each --data run's curves whose labels the "
-                            "probe sees.")
+                            "model sees (0: zero-label mode, needs a corpus).")
     ] = 0.03,
     label_strategy: Annotated[LabelStrategy, typer.Option(
         "--label-strategy",
@@ -99,25 +107,41 @@ def evaluate_command(
              "preset's (xrd on CPU, release with the paper preset on GPU).",
     )] = None,
     baselines: Annotated[bool, typer.Option(
-        "--baselines", help="Also score the controls: pressure only, nearest labelled "
-                            "neighbour, raw curves, untrained encoder (and the released "
-                            "encoder with SPECFLOW_REFERENCE_DIR).")] = False,
+        "--baselines", help="Also score the controls (pressure only, nearest labelled "
+                            "neighbour, raw curves, untrained encoder, and the released "
+                            "encoder with SPECFLOW_REFERENCE_DIR) on the same labels, and "
+                            "the method's paired difference to each.")] = False,
+    ceiling: Annotated[bool, typer.Option(
+        "--ceiling/--no-ceiling", help="Score the ideal observer on test runs simulated by "
+                                       "specflow (their truth is rebuilt).")] = True,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
 ) -> None:
     """Score a method with few labels: within each run, or with --test on unseen runs.
 
-    Pretrain (labels hidden) and probe with few labels, or train a supervised model on the
-    same labels; decode each run; score within-run or, with --test, on whole unseen runs."""
+    Fit the model (the corpus network adapted to the labels, a probe or a network on them);
+    decode each run; score within-run or, with --test, on whole unseen runs. A --test run
+    that is also a --data run is refused."""
     paths = list(data)
     test_paths = list(test or [])
     missing = [str(p) for p in [*paths, *test_paths] if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
-    result = evaluate(paths, test_paths or None, method=str(method),
-                      label_fraction=label_fraction, epochs=epochs, seed=seed, device=device,
-                      json_out=json_out, label_strategy=str(label_strategy),
-                      augmentation=augmentation,
-                      baselines=baselines)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            result = evaluate(paths, test_paths or None, method=str(method), corpus=corpus,
+                              label_fraction=label_fraction, epochs=epochs, seed=seed,
+                              device=device, json_out=json_out,
+                              label_strategy=str(label_strategy), augmentation=augmentation,
+                              baselines=baselines, ceiling=ceiling)
+        except TrainingRunInTest as err:
+            Console(stderr=True).print(f"[red]refused:[/] {err}", soft_wrap=True,
+                                       highlight=False)
+            raise typer.Exit(2) from None
+    for w in caught:
+        if "looks like a copy" in str(w.message):
+            Console(stderr=True).print(f"[yellow]warning:[/] {w.message}", soft_wrap=True,
+                                       highlight=False)
     Console().print(results_table(result))

@@ -16,7 +16,7 @@ import typer
 from specflow.learn.names import LABEL_STRATEGIES, METHODS, SSL_METHODS
 from specflow.registry.tracking import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
 
-Method = StrEnum("Method", {m: m for m in METHODS})  # type: ignore[misc]
+Method = StrEnum("Method", {m: m for m in ("auto", *METHODS)})  # type: ignore[misc]
 SSLMethod = StrEnum("SSLMethod", {m: m for m in SSL_METHODS})  # type: ignore[misc]
 LabelStrategy = StrEnum("LabelStrategy", {s: s for s in LABEL_STRATEGIES})  # type: ignore[misc]
 TrainPreset = StrEnum("TrainPreset", {"quick": "quick", "paper": "paper"})  # type: ignore[misc]
@@ -25,10 +25,16 @@ __all__ = ["DEFAULT_ALIAS", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_URI"]
 
 
 def fraction(value: float | None) -> float | None:
-    """Typer callback: a fraction in (0, 1]."""
-    if value is not None and not 0 < value <= 1:
-        raise typer.BadParameter(f"{value} is not in (0, 1]: give a fraction such as 0.03")
+    """Typer callback: a fraction in [0, 1] (0: no labels, the corpus alone)."""
+    if value is not None and not 0 <= value <= 1:
+        raise typer.BadParameter(f"{value} is not in [0, 1]: give a fraction such as 0.03")
     return value
+
+
+def corpus_spec(value: str | None) -> str | None:
+    """Typer callback: ``none`` → None; ``auto`` and transition names pass (the classifier
+    checks the name)."""
+    return None if value is None or value.casefold() == "none" else value
 
 
 # --- where the curves come from -----------------------------------------------------------
@@ -47,10 +53,17 @@ QueryOpt = Annotated[list[str] | None, typer.Option(
 
 # --- training ----------------------------------------------------------------------------
 MethodOpt = Annotated[Method, typer.Option(
-    help="rrmoco, rr, moco, selftime (pretrained on the runs), untrained (a seeded random "
-    "encoder) or raw (the preprocessed curves) under a linear probe; or a supervised model "
-    "trained end to end on the labels: cnn, lstm, transformer, fnn, resnet, convsc, convsct, "
-    "binned (transformer and convsct read whole runs: transductive).")]
+    help="auto (default): the network trained on the transition's simulated corpus when "
+    "there is one (--corpus), else the linear probe on the curves (raw). Linear probes on: "
+    "rrmoco, rr, moco, selftime (pretrained on the runs), untrained (a seeded random "
+    "encoder), reference (the released encoder), raw; or a network trained end to end: "
+    "cnn, fnn, resnet, convsc (on the corpus when there is one), lstm, transformer, "
+    "convsct, binned (transformer and convsct read whole runs: transductive).")]
+CorpusOpt = Annotated[str | None, typer.Option(
+    "--corpus", callback=corpus_spec,
+    help="Simulated corpus of the transition: auto (default: the built-in transition the "
+    "runs' attrs name), none, or a name (Fe, FeO, Si, ...). Built once and cached "
+    "($SPECFLOW_CACHE, default ~/.cache/specflow).")]
 SSLMethodOpt = Annotated[SSLMethod, typer.Option(
     "--method", help="rrmoco, rr, moco or selftime.")]
 EpochsOpt = Annotated[int | None, typer.Option(
@@ -60,8 +73,8 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 LabelFractionOpt = Annotated[float | None, typer.Option(
     callback=fraction, help="Reveal only this fraction of each run's labelled curves "
-    "(0 < f ≤ 1; class-blind, evenly spaced) and score on the rest: for fully labelled "
-    "simulated runs. Default: every given label trains the model.")]
+    "(0 ≤ f ≤ 1; class-blind, evenly spaced; 0: none, the corpus alone) and score on the "
+    "rest: for fully labelled simulated runs. Default: every given label trains the model.")]
 HoldoutOpt = Annotated[float, typer.Option(
     min=0.0, max=0.9, help="Keep this fraction of the given labels out of training to report "
     "metrics (default 0: every label trains the model you deploy).")]

@@ -20,6 +20,7 @@ from specflow.cli.options import (
     DEFAULT_MODEL_NAME,
     AliasOpt,
     ApiKeyOpt,
+    CorpusOpt,
     DataOpt,
     DeviceOpt,
     EpochsOpt,
@@ -39,8 +40,9 @@ from specflow.cli.options import (
     TrainPreset,
     WorkdirOpt,
 )
+from specflow.data.fingerprint import TrainingRunInTest
 from specflow.data.io import read_spectra
-from specflow.learn.evaluate import default_config
+from specflow.learn.fitting import default_config
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
 from specflow.registry.promotion import PromotionRefused, promote
 from specflow.registry.steps import (
@@ -166,6 +168,9 @@ def promote_cmd(
     datasets = [read_spectra(p) for p in eval_data] if eval_data else None
     try:
         result = promote(name, str(version), alias, datasets, tolerance)
+    except TrainingRunInTest as err:
+        console.print(f"[red]refused:[/] {err}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
     except PromotionRefused as err:
         console.print(f"[red]refused:[/red] {err}")
         raise typer.Exit(1) from None
@@ -181,6 +186,7 @@ def pipeline_cmd(
     run: RunOpt = None,
     query: QueryOpt = None,
     method: MethodOpt = Method(DEFAULT_METHOD),
+    corpus: CorpusOpt = "auto",
     epochs: EpochsOpt = None,
     preset: PresetOpt = TrainPreset.quick,
     device: DeviceOpt = "auto",
@@ -192,17 +198,29 @@ def pipeline_cmd(
     eval_data: EvalDataOpt = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
-    """pretrain -> probe (or train a supervised model) -> register -> promote, in one run."""
+    """fit (corpus network, probe or network on the labels; SSL methods pretrain first) ->
+    register -> promote, in one tracked run."""
     training = load_data(data, tiled_uri, api_key, run, query)
-    res = run_pipeline(
-        training, str(method),
-        pretrain_config=(_config(method, epochs, seed, device, preset)
-                         if method in SSL_METHODS else None),
-        label_fraction=label_fraction, holdout=holdout, seed=seed, name=name, alias=alias,
-        eval_datasets=[read_spectra(p) for p in eval_data] if eval_data else None,
-        workdir=workdir, on_registered=_print_registered(name))
+    gate = [read_spectra(p) for p in eval_data] if eval_data else None
+    try:
+        res = _pipeline(training, method, corpus, epochs, preset, device, label_fraction,
+                        holdout, seed, name, alias, gate, workdir)
+    except TrainingRunInTest as err:
+        console.print(f"[red]refused:[/] {err}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
     if res.promoted:
         console.print(f"{name}@{alias} -> version {res.version} "
                       f"(gate precision {res.gate['candidate']['precision']:.4f})")
     else:
         console.print(f"[yellow]kept the current {alias}:[/yellow] {res.refused}")
+
+
+def _pipeline(training, method, corpus, epochs, preset, device, label_fraction, holdout, seed,
+              name, alias, gate, workdir):
+    return run_pipeline(
+        training, str(method),
+        pretrain_config=(_config(method, epochs, seed, device, preset)
+                         if method in SSL_METHODS else None),
+        label_fraction=label_fraction, holdout=holdout, seed=seed, corpus=corpus, name=name,
+        alias=alias, eval_datasets=gate, workdir=workdir,
+        on_registered=_print_registered(name))

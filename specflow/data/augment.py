@@ -1,4 +1,4 @@
-"""Batched, seeded augmentations for 1D diffraction curves (METHOD_SPEC §4).
+"""Batched, seeded augmentations for 1D diffraction curves (§4).
 
 Every transform takes a batch (B, L) — or one curve (L,) — as a torch tensor or numpy array and
 returns the same kind, shape and dtype. Randomness comes only from the ``generator`` argument
@@ -25,7 +25,7 @@ import torch
 from scipy.interpolate import CubicSpline
 from torch import Tensor
 
-from specflow.data.preprocess import minmax
+from specflow.data.preprocess import DEFAULT_Q_GRID, minmax
 
 Array = Tensor | np.ndarray
 
@@ -289,6 +289,46 @@ class SpuriousLines(Transform):
         return x + ((height * span * on)[..., None] * lines).sum(1)
 
 
+class Stretch(Transform):
+    """Rescale Q by 1 + s, s ~ U(−``max_stretch``, ``max_stretch``): a detector-distance or
+    wavelength calibration error (and a little extra compression) moves every line by the
+    same relative amount. ``origin``: the (fractional) bin where Q = 0, by default that of
+    the default Q grid (:data:`~specflow.data.preprocess.DEFAULT_Q_GRID`)."""
+
+    def __init__(self, max_stretch: float = 0.006, origin: float | None = None) -> None:
+        if origin is None:
+            first, last, points = DEFAULT_Q_GRID
+            origin = -first / ((last - first) / (points - 1))
+        self.max_stretch, self.origin = max_stretch, origin
+
+    def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        b, length = x.shape
+        s = self.max_stretch * (2 * _rand((b, 1), g, x.device) - 1)
+        i = torch.arange(length, device=x.device, dtype=x.dtype)[None, :]
+        return resample(x, ((i - self.origin) * (1 + s) + self.origin).clamp(0, length - 1))
+
+
+class Broaden(Transform):
+    """Convolve with a unit-area pseudo-Voigt kernel of half width U(0, ``max_hwhm``) bins
+    and Lorentzian share U(0, 1): broader and longer-tailed lines than the training data
+    had (another instrument, strain, small grains)."""
+
+    def __init__(self, max_hwhm: float = 3.0, reach: int = 24) -> None:
+        self.max_hwhm, self.reach = max_hwhm, reach
+
+    def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        b, _ = x.shape
+        dev = x.device
+        hw = 0.3 + (self.max_hwhm - 0.3) * _rand((b, 1), g, dev)
+        eta = _rand((b, 1), g, dev)
+        d = torch.arange(-self.reach, self.reach + 1, device=dev, dtype=x.dtype)[None, :] / hw
+        kernel = eta / (1 + d**2) + (1 - eta) * torch.exp(-np.log(2) * d**2)
+        kernel = kernel / kernel.sum(1, keepdim=True)
+        padded = torch.nn.functional.pad(x[None], (self.reach, self.reach), mode="replicate")
+        out = torch.nn.functional.conv1d(padded, kernel[:, None, :], groups=b)
+        return out[0]
+
+
 class Compose(Transform):
     """Apply ``transforms`` in order; each one hits each curve with probability ``p``."""
 
@@ -314,6 +354,10 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
     "physics": lambda: [PeakScaling(), PeakElimination(), MinMax(), PatternShift()],
     "xrd": lambda: [MagnitudeWarp(), TimeWarp(sigma=0.05)],
     "nuisance": lambda: [SpuriousLines(), MinMax()],
+    # what differs between instruments and sample environments, on the model's Q grid:
+    # calibration, line width and shape, smooth intensity changes, lines from elsewhere
+    "instrument": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
+                           SpuriousLines(), MinMax()],
     "none": lambda: [],
 }
 
@@ -344,6 +388,8 @@ __all__ = [
     "PeakScaling",
     "Scaling",
     "SpuriousLines",
+    "Stretch",
+    "Broaden",
     "TimeWarp",
     "Transform",
     "WindowSlice",

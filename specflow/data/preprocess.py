@@ -50,6 +50,12 @@ def normalize(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has one: Linux), else all."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
 def interp_curves(values: np.ndarray, grid: np.ndarray, new_grid: np.ndarray) -> np.ndarray:
     """Linear interpolation of curves (n, L) from ``grid`` onto ``new_grid``, vectorised.
 
@@ -216,7 +222,7 @@ def snip_baselines(x: np.ndarray, half_window: int, chunk: int = 32,
     w = int(min(half_window, (length - 1) // 2))
     out = np.empty_like(x)
     starts = range(0, n, chunk)
-    workers = min(threads or min(4, len(os.sched_getaffinity(0))), len(starts))
+    workers = min(threads or min(4, usable_cpus()), len(starts))
     if workers <= 1:
         for start in starts:
             _snip_block(x[start:start + chunk], w, out[start:start + chunk])

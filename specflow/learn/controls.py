@@ -6,7 +6,7 @@
 * ``raw``: the linear probe on the preprocessed curves themselves;
 * ``untrained``: the linear probe on a randomly initialised ConvSC encoder;
 * ``reference``: the linear probe on the authors' released encoder, when its checkpoint is
-  present (``$SPECFLOW_REFERENCE_DIR``, else ``../shared/reference`` beside the checkout).
+  present in ``$SPECFLOW_REFERENCE_DIR``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def reference_checkpoint() -> Path | None:
     """The released SpecRRMoco checkpoint (:func:`~specflow.models.convsc.reference_dir`),
     if present."""
 
-    path = reference_dir() / REFERENCE_FILE
-    return path if path.exists() else None
+    folder = reference_dir()
+    path = None if folder is None else folder / REFERENCE_FILE
+    return path if path is not None and path.exists() else None
 
 
 def control_encoder(name: str, seed: int = 0) -> torch.nn.Module:
@@ -41,8 +42,8 @@ def control_encoder(name: str, seed: int = 0) -> torch.nn.Module:
     if name == "reference":
         path = reference_checkpoint()
         if path is None:
-            raise FileNotFoundError(f"no {REFERENCE_FILE} in $SPECFLOW_REFERENCE_DIR or "
-                                    "../shared/reference")
+            raise FileNotFoundError(f"no {REFERENCE_FILE} in $SPECFLOW_REFERENCE_DIR: set it "
+                                    "to the folder holding the released checkpoint")
         return load_reference_encoder(path).eval()
     raise ValueError(f"{name!r} is not an encoder control; use 'untrained' or 'reference'")
 

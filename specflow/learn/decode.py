@@ -420,6 +420,28 @@ def decode(probabilities: np.ndarray, pressure: np.ndarray,
                    pressure=p, readback_noise=noise)
 
 
+def transition_indices(labels: np.ndarray, pressure: np.ndarray,
+                       min_reversal: float = 1.0) -> dict[str, Any]:
+    """Onset and end of the run's first sweep read off a label sequence (true or decoded):
+    the index of the first curve after each change (None where the sweep has none), with
+    ``sweep_stop`` (one past the sweep's last curve) and its ``direction``."""
+    labels = np.asarray(labels)
+    p = _check_pressure(pressure)
+    out: dict[str, Any] = {"onset": None, "end": None, "sweep_stop": None, "direction": None}
+    if labels.size < 2:
+        return out
+    sw = sweeps(p, min_reversal)[0]
+    out["direction"], out["sweep_stop"] = sw.direction, sw.stop
+    steps = np.arange(max(sw.start, 1), sw.stop)
+    prev, cur = labels[steps - 1], labels[steps]
+    for kind in ("onset", "end"):
+        src, dst = _CHANGES[(sw.direction, kind)]
+        hit = np.flatnonzero(np.isin(prev, src) & np.isin(cur, dst))
+        if hit.size:
+            out[kind] = int(steps[hit[0]])
+    return out
+
+
 def transition_pressures(labels: np.ndarray, pressure: np.ndarray,
                          min_reversal: float = 1.0) -> dict[str, Any]:
     """Onset and end pressure of the run's first sweep read off a label sequence (true or
@@ -428,19 +450,15 @@ def transition_pressures(labels: np.ndarray, pressure: np.ndarray,
     ``None`` where the sweep has no such change; ``sweep_end`` is the pressure of the sweep's
     last curve, where a transition not seen by then would at the earliest happen.
     """
-    labels = np.asarray(labels)
     p = _check_pressure(pressure)
-    out: dict[str, Any] = {"onset": None, "end": None, "sweep_end": None, "direction": None}
-    if labels.size < 2:
+    at = transition_indices(labels, p, min_reversal)
+    out: dict[str, Any] = {"onset": None, "end": None, "sweep_end": None,
+                           "direction": at["direction"]}
+    if at["sweep_stop"] is None:
         return out
-    sw = sweeps(p, min_reversal)[0]
-    out["direction"], out["sweep_end"] = sw.direction, float(p[sw.stop - 1])
-    steps = np.arange(max(sw.start, 1), sw.stop)
-    prev, cur = labels[steps - 1], labels[steps]
+    out["sweep_end"] = float(p[at["sweep_stop"] - 1])
     for kind in ("onset", "end"):
-        src, dst = _CHANGES[(sw.direction, kind)]
-        hit = np.flatnonzero(np.isin(prev, src) & np.isin(cur, dst))
-        if hit.size:
-            i = int(steps[hit[0]])
+        i = at[kind]
+        if i is not None:
             out[kind] = float((p[i - 1] + p[i]) / 2)
     return out

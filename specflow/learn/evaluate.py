@@ -1,21 +1,25 @@
 """The evaluation protocols: what a promoted model would score on tomorrow's run.
 
-* **within-run** (the paper's): pretrain on the runs (labels hidden), reveal a few labels inside
-  each run, score the other curves of the same runs;
-* **cross-run**: pretrain and probe on the ``data`` runs only; score whole ``test`` runs the
-  model never saw, not even unlabelled.
+* **within-run** (the paper's): fit on the runs with a few labels revealed inside each run,
+  score the other curves of the same runs;
+* **cross-run**: fit on the ``data`` runs only; score whole ``test`` runs the model never
+  saw, not even unlabelled (a test run that *is* a training run is refused:
+  :mod:`specflow.data.fingerprint`).
 
-Every score is computed on what the deployed model outputs: per-curve probabilities decoded
-along each run (:func:`specflow.learn.decode.decode`); ``per_curve`` keeps the undecoded
-argmax for comparison. Labels are picked without class information by default (``even``:
-evenly spaced in acquisition order). With ``baselines`` the same labels feed the controls of
-:mod:`specflow.learn.controls`.
+The model is a :class:`~specflow.learn.classifier.PhaseClassifier` fitted on the revealed
+labels (none: zero-label mode, with a corpus). Every score is computed on what the deployed
+model outputs: per-curve probabilities decoded along each run
+(:func:`specflow.learn.decode.decode`); ``per_curve`` keeps the undecoded argmax. Labels are
+picked without class information by default (``even``: evenly spaced in acquisition order).
+With ``baselines`` the same labels feed the controls of :mod:`specflow.learn.controls`, and
+``paired`` holds the method's difference to each, run by run, with a 95 % interval; with
+``ceiling`` the ideal observer (:mod:`specflow.data.observer`) scores the simulated test runs.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,60 +28,33 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from specflow.data.fingerprint import refuse_training_runs
 from specflow.data.io import read_spectra
 from specflow.data.preprocess import Preprocessing
 from specflow.learn import controls
-from specflow.learn.data import Curves, to_curves
-from specflow.learn.decode import DecoderConfig, decode, transition_pressures
-from specflow.learn.devices import resolve_device
+from specflow.learn.ceiling import observer_probabilities
+from specflow.learn.classifier import PhaseClassifier
+from specflow.learn.data import Curves, to_curves, wavelength_of
+from specflow.learn.decode import DecoderConfig, decode, transition_indices
 from specflow.learn.metrics import (
+    accuracy_outside_boundaries,
     ambiguity_width,
     classification_report,
     expected_calibration_error,
+    paired_difference,
 )
-from specflow.learn.names import (
-    DEFAULT_METHOD,
-    LABEL_STRATEGIES,
-    METHOD_NAMES,
-    METHODS,
-    SSL_METHODS,
-    SUPERVISED_METHODS,
-)
-from specflow.learn.predictor import build_bundle, build_network_bundle
-from specflow.learn.pretrain import EpochCallback, PretrainConfig, encode, pretrain
-from specflow.learn.probe import (
-    ProbeConfig,
-    active_labels,
-    fit_probe,
-    select_labels,
-)
-from specflow.learn.supervised import (
-    SupervisedConfig,
-    network_outputs,
-    run_sequences,
-    train_network,
-)
+from specflow.learn.names import DEFAULT_METHOD, LABEL_STRATEGIES, METHOD_NAMES
+from specflow.learn.pretrain import PretrainConfig
+from specflow.learn.probe import ProbeConfig, active_labels, select_labels
+from specflow.learn.supervised import SupervisedConfig
+
+PAIRED_METRICS = ("accuracy", "onset_error_gpa", "end_error_gpa", "boundary_error_curves")
 
 
 def read_dataset(path: Path) -> xr.Dataset:
     """Read a spectra file with specflow's io module."""
 
     return read_spectra(path)
-
-
-def default_config(method: str, epochs: int | None, seed: int, device: str,
-                   preset: str | None = None) -> PretrainConfig:
-    """``preset`` ("quick" or "paper"), by default paper on CUDA and quick on CPU;
-    ``epochs`` overrides the preset's (and shortens its warm-up to a tenth)."""
-    if preset not in (None, "quick", "paper"):
-        raise ValueError(f"unknown preset {preset!r}; use 'quick' or 'paper'")
-    name = preset or ("paper" if resolve_device(device).type == "cuda" else "quick")
-    make = PretrainConfig.paper if name == "paper" else PretrainConfig.quick
-    cfg = make(method=method, seed=seed, device=device)
-    if epochs is not None:
-        cfg.epochs = epochs
-        cfg.warmup_epochs = min(cfg.warmup_epochs, max(epochs // 10, 0))
-    return cfg
 
 
 # --- which curves get labels ---------------------------------------------------------------
@@ -140,93 +117,6 @@ def pick_probe_labels(
     return active_labels(h, curves.label, np.concatenate(initial), budget, probe)
 
 
-# --- features --------------------------------------------------------------------------------
-
-
-@dataclass
-class Features:
-    """Features of the training and test curves from one encoder (``None``: the curves)."""
-
-    train: np.ndarray
-    test: np.ndarray | None
-    encoder: Any
-    seconds: float = 0.0
-
-    def featurizer(self, device: str = "auto"):
-        """Curves -> features with this encoder (identity without one)."""
-        if self.encoder is None:
-            return lambda x: np.asarray(x, dtype=np.float32)
-        return lambda x: encode(self.encoder, x, device=device)
-
-
-def features(
-    method: str, train: Curves, test: Curves | None, datasets: list[xr.Dataset],
-    config: PretrainConfig | None, seed: int, device: str,
-    on_epoch: EpochCallback | None = None,
-    encoder: Any = None,
-) -> Features:
-    """Pretrain (SSL methods, on ``datasets`` only) or take a control encoder, then encode;
-    an ``encoder`` already pretrained is encoded with as it is."""
-    t0 = time.perf_counter()
-    if method == "raw":
-        return Features(train.x, None if test is None else test.x, None)
-    if encoder is None and method in SSL_METHODS:
-        encoder = pretrain(datasets, config, on_epoch=on_epoch).encoder
-    elif encoder is None:
-        encoder = controls.control_encoder(method, seed)
-    seconds = time.perf_counter() - t0
-    h_test = None if test is None else encode(encoder, test.x, device=device)
-    return Features(encode(encoder, train.x, device=device), h_test, encoder, seconds)
-
-
-@dataclass
-class Fitted:
-    """One method fitted on the labels: its (calibrated) probabilities of the training and
-    test curves, and how to make the deployable bundle."""
-
-    prob_train: np.ndarray
-    prob_test: np.ndarray | None
-    temperature: float
-    bundle: Any  # (train curves, preprocessing, decoder) -> bundle
-    features: np.ndarray | None = None  # of the training curves (OOD reference, figures)
-    pretrain_seconds: float = 0.0
-    train_seconds: float = 0.0
-
-
-def fit_linear(feats: Features, train: Curves, labelled: np.ndarray, probe: ProbeConfig,
-               device: str) -> Fitted:
-    """The linear probe on ``feats`` with the labels of the ``labelled`` curves."""
-    t0 = time.perf_counter()
-    fitted = fit_probe(feats.train[labelled], train.label[labelled], train.x[labelled],
-                       feats.featurizer(device), probe, groups=train.run[labelled])
-    seconds = time.perf_counter() - t0
-    return Fitted(
-        fitted.probabilities(feats.train),
-        None if feats.test is None else fitted.probabilities(feats.test),
-        fitted.temperature,
-        lambda curves, prep, decoder: build_bundle(feats.encoder, fitted, curves.grid,
-                                                   feats.train, prep, decoder,
-                                                   groups=curves.run),
-        feats.train, feats.seconds, seconds)
-
-
-def fit_network(method: str, train: Curves, test: Curves | None, labelled: np.ndarray,
-                config: SupervisedConfig | None, seed: int, device: str) -> Fitted:
-    """An end-to-end supervised network trained on the labels of the ``labelled`` curves
-    (no calibration: temperature 1); sequence models read each run in acquisition order.
-    ``seed`` and ``device`` override ``config``'s."""
-    cfg = replace(config or SupervisedConfig(), arch=method, seed=seed, device=device)
-    trained = train_network(train, labelled, cfg)
-    prob_train, h_train = network_outputs(trained.network, train.x, run_sequences(train),
-                                          device=device)
-    prob_test = (None if test is None else
-                 network_outputs(trained.network, test.x, run_sequences(test), device=device)[0])
-    return Fitted(prob_train, prob_test, 1.0,
-                  lambda curves, prep, decoder: build_network_bundle(
-                      trained, curves.grid, h_train, prep, decoder, groups=curves.run),
-                  h_train, 0.0, trained.seconds)
-
-
 # --- scoring ------------------------------------------------------------------------------------
 
 
@@ -250,49 +140,66 @@ def score(
     pred: np.ndarray, curves: Curves, pressures: list[np.ndarray], names: list[str],
     scored: np.ndarray, probabilities: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Per-run and overall metrics of ``pred`` on the ``scored`` curves, plus onset and end
-    pressure errors per run (from the full predicted and true label sequences)."""
+    """Per-run and overall metrics of ``pred`` on the ``scored`` curves: classification
+    (:func:`~specflow.learn.metrics.classification_report`), accuracy away from the true
+    boundaries, and — from the full predicted and true label sequences — the onset and end
+    pressure errors (GPa) and the boundary errors (curves) of each run's first sweep."""
     truth = curves.truth
-    files, onset_err, end_err, widths = {}, [], [], []
+    files: dict[str, Any] = {}
+    per_run: dict[str, list[float]] = {k: [] for k in (
+        "onset_error_gpa", "end_error_gpa", "boundary_error_curves", "ambiguity_width")}
     for r, name in enumerate(names):
         sel = np.flatnonzero(curves.run == r)
-        report: dict[str, Any] = (classification_report(truth[sel][scored[sel]],
-                                                        pred[sel][scored[sel]])
-                                  if scored[sel].any() else {})
-        errors = transition_errors(pred[sel], truth[sel], pressures[r])
-        report.update(errors)
         in_order = sel[np.argsort(curves.order[sel], kind="stable")]
+        mask = scored[in_order]
+        report: dict[str, Any] = (classification_report(truth[in_order][mask],
+                                                        pred[in_order][mask])
+                                  if mask.any() else {})
+        report.update(transition_errors(pred[in_order], truth[in_order],
+                                        pressures[r][curves.order[in_order]]))
+        report["accuracy_outside_boundaries"] = accuracy_outside_boundaries(
+            pred[in_order], truth[in_order], mask)
         report["ambiguity_width"] = ambiguity_width(pred[in_order])
         report["true_ambiguity_width"] = ambiguity_width(truth[in_order])
-        widths.append(report["ambiguity_width"])
-        onset_err.append(errors["onset_error_gpa"])
-        end_err.append(errors["end_error_gpa"])
+        for key in per_run:
+            per_run[key].append(report[key])
         files[name] = report
     overall = classification_report(truth[scored], pred[scored])
-    overall["onset_error_gpa"] = float(np.mean(onset_err)) if onset_err else None
-    overall["end_error_gpa"] = float(np.mean(end_err)) if end_err else None
-    overall["ambiguity_width"] = float(np.mean(widths)) if widths else None  # no labels used
+    for key, values in per_run.items():  # no labels are used by the ambiguity width
+        overall[key] = float(np.mean(values)) if values else None
+    outside = [f["accuracy_outside_boundaries"] for f in files.values()
+               if f["accuracy_outside_boundaries"] is not None]
+    overall["accuracy_outside_boundaries"] = float(np.mean(outside)) if outside else None
     if probabilities is not None:
         overall["ece"] = expected_calibration_error(probabilities[scored], truth[scored])
     return {"files": files, "overall": overall}
 
 
 def transition_errors(pred: np.ndarray, truth: np.ndarray, pressure: np.ndarray
-                      ) -> dict[str, float | None]:
-    """|predicted − true| onset and end pressure (GPa) along the run's first sweep; a change
-    found on one side only counts against the sweep's last pressure."""
-    p_hat, p_true = transition_pressures(pred, pressure), transition_pressures(truth, pressure)
-    out: dict[str, float | None] = {}
+                      ) -> dict[str, float | int | None]:
+    """|predicted − true| onset and end along the run's first sweep (labels in acquisition
+    order), in GPa and in curves; a change found on one side only counts against the sweep's
+    end. ``boundary_error_curves`` is the mean of the onset and end errors in curves."""
+    at_hat = transition_indices(pred, pressure)
+    at_true = transition_indices(truth, pressure)
+    out: dict[str, float | int | None] = {}
+    in_curves = []
     for kind in ("onset", "end"):
-        a, b = p_hat[kind], p_true[kind]
+        a, b = at_hat[kind], at_true[kind]
+        p_hat = None if a is None else float((pressure[a - 1] + pressure[a]) / 2)
+        p_true = None if b is None else float((pressure[b - 1] + pressure[b]) / 2)
+        out[f"{kind}_true"], out[f"{kind}_predicted"] = p_true, p_hat
         if a is None and b is None:
-            err = 0.0
+            out[f"{kind}_error_gpa"], out[f"{kind}_error_curves"] = 0.0, 0
         else:
-            a = p_hat["sweep_end"] if a is None else a
-            b = p_true["sweep_end"] if b is None else b
-            err = abs(a - b)
-        out[f"{kind}_error_gpa"] = float(err)
-        out[f"{kind}_true"], out[f"{kind}_predicted"] = p_true[kind], p_hat[kind]
+            stop = at_true["sweep_stop"] or len(pressure)
+            a, b = (stop if a is None else a), (stop if b is None else b)
+            end_p = float(pressure[stop - 1])
+            out[f"{kind}_error_gpa"] = abs((end_p if p_hat is None else p_hat)
+                                           - (end_p if p_true is None else p_true))
+            out[f"{kind}_error_curves"] = int(abs(a - b))
+        in_curves.append(out[f"{kind}_error_curves"])
+    out["boundary_error_curves"] = float(np.mean(in_curves))
     return out
 
 
@@ -305,18 +212,61 @@ def _positions(curves: Curves) -> np.ndarray:
 # --- the protocol --------------------------------------------------------------------------
 
 
+def run_probabilities(clf: PhaseClassifier, runs: list[xr.Dataset]) -> np.ndarray:
+    """The fitted model's calibrated probabilities of every curve, run by run (a sequence
+    model reads each run as one sequence)."""
+    parts = [clf.predictor_.predict(ds["intensity"].values, ds["two_theta"].values,
+                                    wavelength_of(ds))["probabilities"] for ds in runs]
+    return np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)
+
+
+def masked_labels(curves: Curves, labelled: np.ndarray) -> list[np.ndarray]:
+    """Per run, the labels of the ``labelled`` curves and -1 elsewhere (what the model may
+    see)."""
+    shown = np.full(len(curves.label), -1)
+    shown[labelled] = curves.label[labelled]
+    order = [np.flatnonzero(curves.run == r) for r in np.unique(curves.run)]
+    return [shown[idx] for idx in order]
+
+
+@dataclass
+class ScoredSet:
+    """Runs scored by one protocol: their curves, which curves count, their pressures, and
+    the labelled curves (within-run: clamped to their labels when decoding)."""
+
+    names: list[str]
+    runs: list[xr.Dataset]
+    curves: Curves
+    scored: np.ndarray
+    pressures: list[np.ndarray]
+    known: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, named: Mapping[str, xr.Dataset], curves: Curves,
+           scored: np.ndarray | None = None, known: np.ndarray | None = None) -> ScoredSet:
+        return cls(list(named), list(named.values()), curves,
+                   curves.truth >= 0 if scored is None else scored,
+                   [ds.pressure.values.astype(float) for ds in named.values()], known)
+
+    def score(self, probabilities: np.ndarray, decoder: DecoderConfig) -> dict[str, Any]:
+        pred = decode_runs(probabilities, self.curves, self.pressures, decoder, self.known)
+        return score(pred, self.curves, self.pressures, self.names, self.scored,
+                     probabilities)
+
+
 def evaluate_datasets(
     data: Mapping[str, xr.Dataset],
     test: Mapping[str, xr.Dataset] | None = None,
     *,
     method: str = DEFAULT_METHOD,
+    corpus: Any = "auto",
     label_fraction: float = 0.03,
+    adapt: bool = True,
     epochs: int | None = None,
     seed: int = 0,
     device: str = "auto",
     config: PretrainConfig | None = None,
     probe: ProbeConfig | None = None,
-    on_epoch: EpochCallback | None = None,
     label_strategy: str = "even",
     augmentation: str | None = None,
     preprocessing: Preprocessing | None = None,
@@ -325,147 +275,183 @@ def evaluate_datasets(
     keep_model: bool = False,
     encoder: Any = None,
     supervised: SupervisedConfig | None = None,
+    ceiling: bool = False,
+    corpus_training: SupervisedConfig | None = None,
+    extra: Mapping[str, Mapping[str, xr.Dataset]] | None = None,
+    paths: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on in-memory Datasets: within-run on ``data`` without ``test``,
     cross-run on ``test`` with it (then ``within_run`` holds the within-run scores of the
     same model on ``data``).
 
-    ``method``: an SSL method (pretrained on ``data`` only), ``raw``, ``untrained``, or an
-    end-to-end supervised model (:data:`~specflow.learn.names.SUPERVISED_METHODS`, trained
-    on the same labels with ``supervised``'s settings).
-    ``encoder``: an encoder already pretrained on ``data`` to probe instead of pretraining
-    (SSL methods; e.g. to share one pretraining across label budgets).
-    ``baselines``: True for every control available, or a tuple of control names.
-    ``keep_model``: also return the deployable bundle (``model``; not JSON-serialisable).
+    ``method`` and ``corpus``: the :class:`~specflow.learn.classifier.PhaseClassifier`'s
+    (``auto``: a corpus network where the runs name a built-in transition).
+    ``label_fraction``: share of each ``data`` run's curves whose labels the model sees (0:
+    zero-label mode, needs a corpus). ``config``: SSL pretraining settings; ``encoder``: an
+    encoder already pretrained on ``data`` to probe instead. ``baselines``: True for every
+    control available, or a tuple of control names; ``paired`` then holds the method minus
+    each control, run by run, with a 95 % interval. ``ceiling``: the ideal observer's scores
+    on simulated test runs. ``extra``: more held-out sets (name → runs, e.g. ``shifted``)
+    scored by the same fitted models; ``protocols`` holds every set's scores.
+    ``paths`` (name → file) lets the leak check compare files. ``keep_model``: also return
+    the fitted classifier (``model``; not JSON-serialisable).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     names, runs = list(data), list(data.values())
-    test_names, test_runs = list(test or {}), list((test or {}).values())
-    if set(names) & set(test_names):
-        raise ValueError(f"runs both in data and test: {sorted(set(names) & set(test_names))}")
+    held_out = {"cross_run": dict(test or {}), **{k: dict(v) for k, v in (extra or {}).items()}}
+    for group in held_out.values():
+        if set(names) & set(group):
+            raise ValueError(f"runs both in data and test: {sorted(set(names) & set(group))}")
+        for message in refuse_training_runs(data, group, paths):
+            warnings.warn(message, stacklevel=2)
+    if label_strategy not in LABEL_STRATEGIES:
+        raise ValueError(f"unknown label strategy {label_strategy!r}; use one of "
+                         f"{LABEL_STRATEGIES}")
     prep = preprocessing or Preprocessing()
     decoder = decoder or DecoderConfig()
     probe = probe or ProbeConfig(seed=seed)
-    if method in SSL_METHODS:
-        config = config or default_config(method, epochs, seed, device)
-        config = replace(config, method=method, preprocessing=prep,
-                         augmentation=augmentation or config.augmentation)
+    if config is not None or augmentation is not None:
+        base = config or PretrainConfig.quick(method="rrmoco", seed=seed, device=device)
+        config = replace(base, preprocessing=prep,
+                         augmentation=augmentation or base.augmentation)
     train_curves = to_curves(runs, preprocessing=prep)
-    test_curves = (to_curves(test_runs, grid=train_curves.grid, preprocessing=prep)
-                   if test_runs else None)
-    if method in SUPERVISED_METHODS:
-        labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
-                                     train_curves.x, probe)
-        fitted = fit_network(method, train_curves, test_curves, labelled, supervised, seed,
-                             device)
-    else:
-        feats = features(method, train_curves, test_curves, runs, config, seed, device,
-                         on_epoch, encoder)
-        labelled = pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
-                                     feats.train, probe)
-        fitted = fit_linear(feats, train_curves, labelled, probe, device)
-    y = train_curves.label[labelled]
-
-    p_train = [r.pressure.values.astype(float) for r in runs]
-    p_test = [r.pressure.values.astype(float) for r in test_runs]
+    labelled = (np.zeros(0, dtype=int) if label_fraction == 0 else
+                pick_probe_labels(train_curves, label_fraction, seed, label_strategy,
+                                  train_curves.x, probe))
     within = np.ones(len(train_curves.label), bool)
     within[labelled] = False
     within &= train_curves.truth >= 0
+    sets = {"within_run": ScoredSet.of(data, train_curves, within, labelled)}
+    for name, group in held_out.items():
+        if group:
+            curves = to_curves(list(group.values()), grid=train_curves.grid,
+                               preprocessing=prep)
+            sets[name] = ScoredSet.of(group, curves)
+    shown = masked_labels(train_curves, labelled)
 
-    def evaluate_probs(prob_train: np.ndarray, prob_test: np.ndarray | None,
-                       temperature: float = 1.0) -> dict:
-        """Decoded scores of one set of (calibrated) probabilities, both protocols; the
-        decoder undoes the calibration ``temperature`` (:meth:`DecoderConfig.undoing`)."""
-        dec = decoder.undoing(temperature)
-        out = {"within_run": score(
-            decode_runs(prob_train, train_curves, p_train, dec, labelled), train_curves,
-            p_train, names, within, prob_train)}
-        if test_curves is not None:
-            out["cross_run"] = score(
-                decode_runs(prob_test, test_curves, p_test, dec), test_curves, p_test,
-                test_names, test_curves.truth >= 0, prob_test)
-        return out
+    def fitted(name: str, with_corpus: Any) -> PhaseClassifier:
+        return PhaseClassifier(
+            method=name, corpus=with_corpus, adapt=adapt, epochs=epochs,
+            pretrain_config=config if name == method else None, preprocessing=prep,
+            probe=probe, supervised=supervised, corpus_training=corpus_training,
+            decoder=decoder, seed=seed, device=device,
+            encoder=encoder if name == method else None).fit(runs, shown)
 
-    prob_train, prob_test = fitted.prob_train, fitted.prob_test
-    scores = evaluate_probs(prob_train, prob_test, fitted.temperature)
-    main = "cross_run" if test_curves is not None else "within_run"
-    per_curve = (score(prob_test.argmax(1), test_curves, p_test, test_names,
-                       test_curves.truth >= 0)
-                 if test_curves is not None else
-                 score(prob_train.argmax(1), train_curves, p_train, names, within))
+    def scores_of(clf: PhaseClassifier) -> dict[str, dict[str, Any]]:
+        dec = model_decoder(clf, decoder)
+        return {k: v.score(run_probabilities(clf, v.runs), dec) for k, v in sets.items()}
+
+    clf = fitted(method, corpus)
+    protocols = scores_of(clf)
+    main = "cross_run" if "cross_run" in sets else "within_run"
+    test_set = sets[main]
+    prob_main = run_probabilities(clf, test_set.runs)
+    per_curve = score(prob_main.argmax(1), test_set.curves, test_set.pressures,
+                      test_set.names, test_set.scored)
+    y = train_curves.label[labelled]
     result: dict[str, Any] = {
-        "method": METHOD_NAMES.get(method, method),
-        "protocol": "cross-run" if test_curves is not None else "within-run",
+        "method": METHOD_NAMES.get(clf.method_, clf.method_),
+        "method_key": clf.method_,
+        "corpus": clf.corpus_,
+        "protocol": main.replace("_", "-"),
         "label_fraction": label_fraction,
         "label_strategy": label_strategy,
         "n_labels": int(len(labelled)),
         "labels_per_class": np.bincount(y, minlength=3).tolist(),
         "seed": seed,
         "data": names,
-        "test": test_names,
+        "test": list(held_out["cross_run"]),
         "grid": {"axis": prep.axis, "first": float(train_curves.grid[0]),
                  "last": float(train_curves.grid[-1]), "points": int(train_curves.grid.size)},
-        "pretrain_seconds": fitted.pretrain_seconds,
-        "train_seconds": fitted.train_seconds,
-        "files": scores[main]["files"],
-        "overall": scores[main]["overall"],
+        "pretrain_seconds": clf.pretrain_seconds_,
+        "train_seconds": clf.train_seconds_,
+        "files": protocols[main]["files"],
+        "overall": protocols[main]["overall"],
         "per_curve": per_curve["overall"],
+        "protocols": protocols,
     }
-    if test_curves is not None:
-        result["within_run"] = scores["within_run"]
+    if main == "cross_run":
+        result["within_run"] = protocols["within_run"]
     if keep_model:
-        result["model"] = fitted.bundle(train_curves, prep, decoder)
-    if baselines:
+        result["model"] = clf
+    if baselines and labelled.size:
         wanted = controls.CONTROLS if baselines is True else tuple(baselines)
-        pressure = (np.concatenate(p_train),
-                    np.concatenate(p_test) if p_test else None)
-        result["baselines"] = run_controls(
-            wanted, train_curves, test_curves, runs, labelled, probe, seed, device,
-            evaluate_probs, main, pressure)
+        per_control = run_controls(wanted, sets, train_curves, labelled, seed, decoder,
+                                   lambda name: fitted(name, None), scores_of)
+        for proto, entry in protocols.items():
+            entry["baselines"] = {c: {**v[proto]["overall"], "files": v[proto]["files"]}
+                                  for c, v in per_control.items()}
+            entry["paired"] = {c: paired_scores(entry["files"], v[proto]["files"])
+                               for c, v in per_control.items()}
+        result["baselines"] = {
+            c: {**v[main]["overall"], "files": v[main]["files"],
+                **({"within_run": v["within_run"]["overall"]} if main == "cross_run" else {})}
+            for c, v in per_control.items()}
+        result["paired"] = protocols[main]["paired"]
+    if ceiling:
+        for proto, scored_set in sets.items():
+            if proto == "within_run":
+                continue
+            truth = observer_probabilities(scored_set.runs)
+            if truth is not None:  # simulated runs whose truth can be rebuilt
+                protocols[proto]["ceiling"] = scored_set.score(truth, decoder)["overall"]
+        if "ceiling" in protocols.get(main, {}):
+            result["ceiling"] = protocols[main]["ceiling"]
     return result
 
 
-def run_controls(
-    wanted: tuple[str, ...], train: Curves, test: Curves | None, runs: list[xr.Dataset],
-    labelled: np.ndarray, probe: ProbeConfig, seed: int, device: str, evaluate_probs, main: str,
-    pressure: tuple[np.ndarray, np.ndarray | None],
-) -> dict[str, Any]:
-    """Scores of each control with the same labels, decoding and scored curves.
+def model_decoder(clf: PhaseClassifier, default: DecoderConfig) -> DecoderConfig:
+    """The decoder the fitted model's bundle deploys (it undoes the calibration
+    temperature), else ``default``."""
+    saved = clf.bundle_.get("decoder")
+    return DecoderConfig(**saved) if saved else default
 
-    Each entry holds the main protocol's ``overall`` keys, and ``within_run`` when the main
-    protocol is cross-run.
-    """
-    out: dict[str, Any] = {}
+
+def paired_scores(method_files: Mapping[str, dict], control_files: Mapping[str, dict]
+                  ) -> dict[str, dict[str, float]]:
+    """Method − control on the same runs, per metric of :data:`PAIRED_METRICS`: mean and
+    95 % interval over the runs (:func:`~specflow.learn.metrics.paired_difference`)."""
+    out = {}
+    for key in PAIRED_METRICS:
+        a, b = [], []
+        for name, m in method_files.items():
+            c = control_files.get(name, {})
+            if m.get(key) is not None and c.get(key) is not None:
+                a.append(m[key])
+                b.append(c[key])
+        out[key] = paired_difference(a, b)
+    return out
+
+
+def run_controls(
+    wanted: tuple[str, ...], sets: Mapping[str, ScoredSet], train: Curves,
+    labelled: np.ndarray, seed: int, decoder: DecoderConfig, fit_control, scores_of,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Scores of each control on every scored set, with the same labels, decoding and
+    scored curves: ``pressure`` and ``neighbour`` directly, the curve controls (``raw``,
+    ``untrained``, ``reference``) as few-label classifiers without a corpus."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     y = train.label[labelled]
+    p_train = train.pressure if train.pressure is not None else np.concatenate(
+        sets["within_run"].pressures)
     for name in wanted:
-        temperature = 1.0
         if name not in controls.CONTROLS:
             raise ValueError(f"unknown control {name!r}; use one of {controls.CONTROLS}")
         if name == "reference" and controls.reference_checkpoint() is None:
             continue
-        if name == "pressure":
-            p_train, p_test = pressure
-            prob_train = controls.pressure_probabilities(p_train[labelled], y, p_train, seed)
-            prob_test = (None if p_test is None else
-                         controls.pressure_probabilities(p_train[labelled], y, p_test, seed))
-        elif name == "neighbour":
-            prob_train = controls.one_hot(_within_run_neighbours(train, labelled))
-            prob_test = (None if test is None else controls.one_hot(
-                controls.neighbour_labels(_positions(train)[labelled], y, _positions(test))))
+        if name in ("pressure", "neighbour"):
+            out[name] = {}
+            for proto, scored_set in sets.items():
+                if name == "pressure":
+                    probs = controls.pressure_probabilities(
+                        p_train[labelled], y, np.concatenate(scored_set.pressures), seed)
+                elif proto == "within_run":
+                    probs = controls.one_hot(_within_run_neighbours(train, labelled))
+                else:
+                    probs = controls.one_hot(controls.neighbour_labels(
+                        _positions(train)[labelled], y, _positions(scored_set.curves)))
+                out[name][proto] = scored_set.score(probs, decoder)
         else:
-            feats = features(name, train, test, runs, None, seed, device)
-            fitted = fit_probe(feats.train[labelled], y, train.x[labelled],
-                               feats.featurizer(device), probe, groups=train.run[labelled])
-            prob_train = fitted.probabilities(feats.train)
-            prob_test = None if feats.test is None else fitted.probabilities(feats.test)
-            temperature = fitted.temperature
-        scores = evaluate_probs(prob_train, prob_test, temperature)
-        entry = dict(scores[main]["overall"])
-        entry["files"] = scores[main]["files"]
-        if main == "cross_run":
-            entry["within_run"] = scores["within_run"]["overall"]
-        out[name] = entry
+            out[name] = scores_of(fit_control(name))
     return out
 
 
@@ -494,25 +480,32 @@ def evaluate(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate ``method`` on spectra files (cross-run on ``test`` files when given);
-    optionally write the result as JSON (see :func:`evaluate_datasets`)."""
+    optionally write the result as JSON (see :func:`evaluate_datasets`). A test file that is
+    a training file — the same path, ``run_uid`` or curves — is refused
+    (:class:`~specflow.data.fingerprint.TrainingRunInTest`); a near-duplicate is warned about.
+    """
     data, held_out = _read_named(paths), _read_named(test or [])
     clash = set(data) & set(held_out)
     if clash:
         held_out = {f"test:{k}": v for k, v in held_out.items()}
-    out = evaluate_datasets(data, held_out or None, method=method,
-                            label_fraction=label_fraction, epochs=epochs, seed=seed,
-                            device=device, **kwargs)
+    files = {**{name: p for name, (p, _) in data.items()},
+             **{name: p for name, (p, _) in held_out.items()}}
+    out = evaluate_datasets({k: ds for k, (_, ds) in data.items()},
+                            {k: ds for k, (_, ds) in held_out.items()} or None,
+                            method=method, label_fraction=label_fraction, epochs=epochs,
+                            seed=seed, device=device, paths=files, **kwargs)
     if json_out is not None:
+        out.pop("model", None)
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(out, indent=2, default=_json_default))
     return out
 
 
-def _read_named(paths: list[Path]) -> dict[str, xr.Dataset]:
-    out: dict[str, xr.Dataset] = {}
+def _read_named(paths: list[Path]) -> dict[str, tuple[Path, xr.Dataset]]:
+    out: dict[str, tuple[Path, xr.Dataset]] = {}
     for p in map(Path, paths):
         name = p.stem if p.stem not in out else str(p)
-        out[name] = read_dataset(p)
+        out[name] = (p, read_dataset(p))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Pretext-task losses (METHOD_SPEC §3.2–3.4): inter/intra-sample relations, external variable.
+"""Pretext-task losses (§3.2–3.4): inter/intra-sample relations, external variable.
 
 Each function returns ``(loss, accuracy)``; heads are passed in, so the losses stay composable.
 ``double_softmax=True`` reproduces the reference's Softmax-before-CrossEntropy bug (§3.4) so that

@@ -54,6 +54,32 @@ def ambiguity_width(labels: np.ndarray) -> float:
     return float(max(n - lead - trail, 0) / n)
 
 
+def accuracy_outside_boundaries(pred: np.ndarray, truth: np.ndarray,
+                                scored: np.ndarray | None = None, margin: int = 2
+                                ) -> float | None:
+    """Accuracy of one run's labels (acquisition order) on the curves more than ``margin``
+    curves away from every change of the true label: what remains once the exact place of
+    each boundary, decided by a curve or two, is set aside. None if no curve is left."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    keep = np.ones(len(truth), bool) if scored is None else np.asarray(scored, bool).copy()
+    for i in np.flatnonzero(np.diff(truth)) + 1:  # first curve after each true change
+        keep[max(i - margin, 0):i + margin] = False
+    return float((pred[keep] == truth[keep]).mean()) if keep.any() else None
+
+
+def paired_difference(a: list[float] | np.ndarray, b: list[float] | np.ndarray,
+                      confidence: float = 0.95) -> dict[str, float | int | None]:
+    """Mean of a − b over paired units (same runs, seeds and labels) with the half-width of
+    its Student-t interval and the interval itself (None where there are < 2 pairs)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    d = d[np.isfinite(d)]
+    mean, half = mean_interval(d, confidence)
+    ok = np.isfinite(half)
+    return {"mean": float(mean) if d.size else None, "half_width": float(half) if ok else None,
+            "low": float(mean - half) if ok else None, "high": float(mean + half) if ok else None,
+            "n": int(d.size)}
+
+
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray,
                                n_bins: int = 10) -> float:
     """ECE: |accuracy − confidence| of the top class, averaged over equal-width confidence

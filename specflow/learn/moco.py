@@ -1,4 +1,4 @@
-"""MoCo v2 branch (METHOD_SPEC §3.5): momentum key encoder, ring-buffer queue, InfoNCE."""
+"""MoCo v2 branch (§3.5): momentum key encoder, ring-buffer queue, InfoNCE."""
 
 from __future__ import annotations
 

@@ -4,18 +4,22 @@ option choices, the evaluation and the pretraining share."""
 from __future__ import annotations
 
 SSL_METHODS = ("rrmoco", "rr", "moco", "selftime")
-# End-to-end supervised models (METHOD_SPEC §6, specflow.models.supervised): no pretraining,
+# End-to-end supervised models (§6, specflow.models.supervised): no pretraining,
 # every weight trained on the labels. "lstm" reads the curves before each one; "transformer"
 # and "convsct" read the whole run (transductive).
 SUPERVISED_METHODS = ("cnn", "lstm", "transformer", "fnn", "resnet", "convsc", "convsct",
                       "binned")
 TRANSDUCTIVE_METHODS = ("transformer", "convsct")
-METHODS = (*SSL_METHODS, "raw", "untrained", *SUPERVISED_METHODS)
+METHODS = (*SSL_METHODS, "raw", "untrained", "reference", *SUPERVISED_METHODS)
+# Networks trained on a simulated corpus when there is one (the others train on labels).
+CORPUS_NETWORKS = ("cnn",)
 LABEL_STRATEGIES = ("even", "stratified", "suggest")
-# The default method is the one with the best mean cross-run recall over Fe, FeO and Si in
-# docs/benchmarks.md (test seeds; within the intervals of the others, and no pretraining):
-# a seeded random ConvSC encoder under the linear probe. The SSL methods stay available.
-DEFAULT_METHOD = "untrained"
+# "auto" resolves when a model is fitted: with a corpus of the transition, the network
+# trained on it (DEFAULT_CORPUS_METHOD); without one, the linear probe on the curves
+# (DEFAULT_FEW_LABEL_METHOD). Both are the best rows of docs/benchmarks.md for their case.
+DEFAULT_METHOD = "auto"
+DEFAULT_CORPUS_METHOD = "cnn"
+DEFAULT_FEW_LABEL_METHOD = "raw"
 METHOD_NAMES = {"rrmoco": "SpecRRMoco", "rr": "SpecRR", "moco": "SpecMoco",
                 "selftime": "SpecSelfTime", "raw": "raw curves",
                 "untrained": "untrained encoder", "reference": "released encoder",

@@ -71,12 +71,7 @@ def build_bundle(
         "encoder_kwargs": encoder_kwargs(encoder) if encoder is not None else None,
         "encoder_state": ({k: v.detach().cpu() for k, v in encoder.state_dict().items()}
                           if encoder is not None else None),
-        "head_weight": probe.classifier.linear.weight.detach().cpu(),
-        "head_bias": probe.classifier.linear.bias.detach().cpu(),
-        "temperature": temperature,
-        "feature_mean": torch.as_tensor(probe.mean, dtype=torch.float32),
-        "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
-        "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
+        **head_tensors(probe),
         "grid": torch.tensor(np.array(grid, dtype=np.float64)),
         **ood_reference(train_features, groups),
     }
@@ -94,7 +89,9 @@ def build_network_bundle(
     """The bundle of an end-to-end supervised network
     (:class:`specflow.learn.supervised.TrainedNetwork`): architecture name, constructor
     arguments and weights instead of encoder + probe; ``train_features`` are the network's
-    own features of the training curves (out-of-distribution reference)."""
+    own features of the training curves (out-of-distribution reference). Optional entries
+    ``logit_scale`` / ``logit_bias`` (3,) recalibrate its log-probabilities (a corpus
+    network adapted to hand labels)."""
     net = trained.network
     return {
         "format": BUNDLE_FORMAT,
@@ -106,6 +103,18 @@ def build_network_bundle(
         "classes": torch.arange(N_CLASSES),
         "grid": torch.tensor(np.array(grid, dtype=np.float64)),
         **ood_reference(train_features, groups),
+    }
+
+
+def head_tensors(probe: Any) -> dict[str, Any]:
+    """A :class:`~specflow.learn.probe.LinearProbe` as bundle entries."""
+    return {
+        "head_weight": probe.classifier.linear.weight.detach().cpu(),
+        "head_bias": probe.classifier.linear.bias.detach().cpu(),
+        "temperature": float(getattr(probe, "temperature", 1.0)),
+        "feature_mean": torch.as_tensor(probe.mean, dtype=torch.float32),
+        "feature_std": torch.as_tensor(probe.std, dtype=torch.float32),
+        "classes": torch.as_tensor(np.asarray(probe.classes, dtype=np.int64)),
     }
 
 
@@ -207,6 +216,7 @@ class PhasePredictor:
         self.decoder = DecoderConfig(**decoder) if decoder else None
         b = {k: v.to(self.device) for k, v in bundle.items() if isinstance(v, torch.Tensor)}
         self.weight, self.bias = b.get("head_weight"), b.get("head_bias")
+        self.logit_scale, self.logit_bias = b.get("logit_scale"), b.get("logit_bias")
         self.temperature = float(bundle.get("temperature", 1.0))
         self.mean, self.std = b.get("feature_mean"), b.get("feature_std")
         self.classes = bundle["classes"].numpy()
@@ -273,6 +283,10 @@ class PhasePredictor:
             p_cls, h_np = network_outputs(self.network, x, batch_size=batch_size or
                                           self.batch_size, device=str(self.device))
             h = torch.as_tensor(h_np, device=self.device)
+            if self.logit_scale is not None:  # recalibrated to hand labels
+                z = torch.log(torch.as_tensor(p_cls).clamp_min(1e-6))
+                z = z * self.logit_scale.cpu() + self.logit_bias.cpu()
+                p_cls = torch.softmax(z, 1).numpy()
         else:
             h = self.features(x, batch_size)
             logits = ((h - self.mean) / self.std) @ self.weight.T + self.bias

@@ -54,6 +54,7 @@ from specflow.models.heads import (
 METHODS = SSL_METHODS
 TMP_TARGETS = EXTERNAL_TARGETS
 EpochCallback = Callable[[int, dict[str, float]], None]
+CheckpointCallback = Callable[[int, "SSLModel"], None]
 
 
 @dataclass
@@ -222,6 +223,7 @@ def pretrain(
     config: PretrainConfig | None = None,
     on_epoch: EpochCallback | None = None,
     targets: np.ndarray | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> PretrainResult:
     """Pretrain an encoder on unlabelled curves.
 
@@ -230,11 +232,13 @@ def pretrain(
         config: hyper-parameters (default :meth:`PretrainConfig.paper`).
         on_epoch: called after every epoch with the epoch index and mean metrics.
         targets: external-variable targets (N,) overriding the order/pressure bins.
+        on_checkpoint: called after every epoch with the epoch index and the model (e.g.
+            to save it during a long run).
 
     Seeded by ``config.seed``; torch's global random state is left as it was.
     """
     with torch.random.fork_rng(devices=[]):
-        return _pretrain(data, config or PretrainConfig(), on_epoch, targets)
+        return _pretrain(data, config or PretrainConfig(), on_epoch, targets, on_checkpoint)
 
 
 def _pretrain(
@@ -242,6 +246,7 @@ def _pretrain(
     cfg: PretrainConfig,
     on_epoch: EpochCallback | None,
     targets: np.ndarray | None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> PretrainResult:
     if isinstance(data, np.ndarray):
         x_np = minmax(np.asarray(data, dtype=np.float32))
@@ -296,6 +301,8 @@ def _pretrain(
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        if on_checkpoint is not None:
+            on_checkpoint(epoch, model)
     model.eval()
     return PretrainResult(model, cfg, curves.grid, history)
 

@@ -1,4 +1,4 @@
-"""Linear probe on frozen features and few-label selection (METHOD_SPEC §5 linear evaluation).
+"""Linear probe on frozen features and few-label selection (§5 linear evaluation).
 
 Two solvers fit the same linear layer: ``lbfgs`` (default), an L2-regularised multinomial
 logistic regression (scikit-learn) on all given labels, and ``sgd``, the paper's SGD with
@@ -224,9 +224,11 @@ def split_train_val(
 
 
 def train_probe(
-    h: np.ndarray, y: np.ndarray, config: ProbeConfig | None = None
+    h: np.ndarray, y: np.ndarray, config: ProbeConfig | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> LinearProbe:
-    """Fit a linear classifier on features h (N, D) with labels y.
+    """Fit a linear classifier on features h (N, D) with labels y (``sample_weight``: per
+    row, ``lbfgs`` only).
 
     ``lbfgs``: logistic regression on all of (h, y). ``sgd``: full-batch SGD; the val split
     (never the test curves) picks the best epoch (accuracy, then loss) with patience
@@ -236,7 +238,7 @@ def train_probe(
     cfg = config or ProbeConfig()
     classes = np.unique(y)
     if cfg.solver == "lbfgs":
-        return _fit_logistic(h, y, classes, cfg)
+        return _fit_logistic(h, y, classes, cfg, sample_weight)
     if cfg.solver != "sgd":
         raise ValueError(f"unknown probe solver {cfg.solver!r}; use 'lbfgs' or 'sgd'")
     target = torch.as_tensor(np.searchsorted(classes, y), dtype=torch.long)
@@ -258,13 +260,14 @@ def _moments(h: np.ndarray, cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_logistic(h: np.ndarray, y: np.ndarray, classes: np.ndarray,
-                  cfg: ProbeConfig) -> LinearProbe:
+                  cfg: ProbeConfig, sample_weight: np.ndarray | None = None) -> LinearProbe:
     """scikit-learn logistic regression, copied into the probe's linear layer."""
     mean, std = _moments(h, cfg)
     clf = LinearClassifier(h.shape[1], len(classes))
     weight, bias = np.zeros((len(classes), h.shape[1])), np.zeros(len(classes))
     if len(classes) > 1:
-        lr = LogisticRegression(C=cfg.C, max_iter=10_000).fit((h - mean) / std, y)
+        lr = LogisticRegression(C=cfg.C, max_iter=10_000).fit((h - mean) / std, y,
+                                                               sample_weight=sample_weight)
         weight, bias = lr.coef_, lr.intercept_
         if len(classes) == 2:  # one decision function -> two logits with the same softmax
             weight, bias = np.concatenate([-weight, weight]) / 2, np.array([-bias[0], bias[0]]) / 2

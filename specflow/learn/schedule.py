@@ -1,4 +1,4 @@
-"""Learning-rate schedule (METHOD_SPEC §5): linear warm-up per iteration, then cosine per epoch."""
+"""Learning-rate schedule (§5): linear warm-up per iteration, then cosine per epoch."""
 
 from __future__ import annotations
 

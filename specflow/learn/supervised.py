@@ -1,4 +1,4 @@
-"""Training and running the end-to-end supervised models (METHOD_SPEC §6) on few labels.
+"""Training and running the end-to-end supervised models (§6) on few labels.
 
 The loop knows nothing of Tiled or MLflow: curves (:class:`~specflow.learn.data.Curves`) and
 the indices of the labelled ones in, a trained network out. It keeps the reference's

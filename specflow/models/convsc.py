@@ -1,4 +1,4 @@
-"""ConvSC-attention encoder (METHOD_SPEC §2, the SSL variant ``ConvSC_NoFdfwd``).
+"""ConvSC-attention encoder (§2, the SSL variant ``ConvSC_NoFdfwd``).
 
 Input (B, L) or (B, 1, L) intensity curves of any length L ≥ ~30; output h ∈ ℝ¹²⁸ (non-negative).
 37,636 parameters. :func:`reference_key_map` maps the authors' checkpoint names onto ours.
@@ -187,12 +187,10 @@ def reference_key_map(keys: list[str]) -> dict[str, str]:
     return out
 
 
-def reference_dir() -> Path:
-    """Folder of the authors' released files: ``$SPECFLOW_REFERENCE_DIR`` or ../shared/reference."""
+def reference_dir() -> Path | None:
+    """Folder of the authors' released files (``$SPECFLOW_REFERENCE_DIR``), None if unset."""
     env = os.environ.get("SPECFLOW_REFERENCE_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+    return Path(env) if env else None
 
 
 def load_reference_state(path: str | Path, trusted: bool = False) -> dict[str, Tensor]:

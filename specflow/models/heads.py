@@ -1,4 +1,4 @@
-"""SSL heads (METHOD_SPEC §3): projection, relation heads, external-variable head, probe."""
+"""SSL heads (§3): projection, relation heads, external-variable head, probe."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""1-D RegNet encoder (XRDidentifier's ``Net1D``, METHOD_SPEC §7) and its AdaCos head.
+"""1-D RegNet encoder (XRDidentifier's ``Net1D``, §7) and its AdaCos head.
 
 Stem: conv k16 s2 ("same"), BN, Swish. Stages of pre-activation blocks (BN → Swish → dropout
 → conv1×1 → grouped conv k → conv1×1, squeeze-excitation r=2); the first block of each stage

@@ -1,4 +1,4 @@
-"""The eight end-to-end supervised models of the comparison (METHOD_SPEC §6), for 3 phases.
+"""The eight end-to-end supervised models of the comparison (§6), for 3 phases.
 
 Each network maps curves to ``(logits, features)``: logits over the phases (before, during,
 after) and a compact feature vector the deployed model scores out-of-distribution on. They
@@ -250,7 +250,7 @@ class TransformerNet(_SequenceNet):
 
 class ConvSCTNet(_SequenceNet):
     """ConvSC attention plus temporal self-attention across curves (ConvSCT; the reference
-    code is not public, METHOD_SPEC §6): each curve is encoded by the ConvSC encoder (128),
+    code is not public, §6): each curve is encoded by the ConvSC encoder (128),
     projected to ``dim`` with sinusoidal positions in acquisition order, and one encoder
     layer (``heads`` heads) lets every curve attend to the others of its window. The
     residual path keeps the curve's own features, so a curve is never described by its

@@ -59,7 +59,7 @@ def log_identifier(ident: PhaseIdentifier, name: str = "identifier"):
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(IDENTIFIER_CODE), artifacts={"identifier": str(path)},
             code_paths=[str(PACKAGE_DIR)], signature=identifier_signature(),
-            pip_requirements=pip_requirements(),
+            pip_requirements=pip_requirements("specflow.registry.identifier_code"),
             metadata={"specflow": {"kind": "identifier", "method": ident.method,
                                    "library_version": ident.library_.version,
                                    "library_size": len(ident.library_)}})

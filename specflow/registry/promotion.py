@@ -20,8 +20,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas
-import sklearn
 import torch
 import xarray as xr
 from mlflow.exceptions import MlflowException
@@ -30,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 from sklearn import metrics as skm
 
+from specflow.data.fingerprint import TrainingRunInTest, run_fingerprint
 from specflow.data.schema import (
     INTENSITY,
     LABEL,
@@ -40,6 +39,7 @@ from specflow.data.schema import (
 )
 from specflow.data.simulate import simulate_run
 from specflow.learn.predictor import context_window
+from specflow.registry.requirements import pinned_requirements
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -70,18 +70,10 @@ def signature() -> ModelSignature:
     )
 
 
-def pip_requirements() -> list[str]:
-    """Pinned inference requirements (explicit: no slow requirement inference)."""
-
-    torch_version = torch.__version__.split("+")[0]
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"torch=={torch_version}",
-        f"numpy=={np.__version__}",
-        f"pandas=={pandas.__version__}",
-        f"xarray=={xr.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-    ]
+def pip_requirements(module: str = "specflow.registry.model_code") -> list[str]:
+    """Pinned inference requirements of a model whose code is ``module``: every distribution
+    the specflow code it can reach imports (:mod:`specflow.registry.requirements`)."""
+    return list(pinned_requirements(module))
 
 
 def log_phase_model(bundle: dict[str, Any], name: str = "model", method: str | None = None,
@@ -216,6 +208,8 @@ def promote(
     client = MlflowClient()
     version = str(version)
     datasets = list(eval_datasets) if eval_datasets is not None else default_evaluation_set()
+    refuse_training_gate_runs(client.get_model_version(name, version).tags, datasets,
+                              f"{name} version {version}")
     fingerprint = dataset_fingerprint(datasets)
     candidate = evaluate_model(f"models:/{name}/{version}", datasets)
     holder = alias_holder(name, alias)
@@ -264,6 +258,22 @@ def promote(
         history.append({"version": version, "since": now})
         client.set_registered_model_tag(name, f"alias_history.{alias}", json.dumps(history))
     return result
+
+
+def refuse_training_gate_runs(tags: dict[str, str], datasets: Sequence[xr.Dataset],
+                              model: str) -> None:
+    """Raise :class:`~specflow.data.fingerprint.TrainingRunInTest` when a gate run is one
+    the model was trained on: its curves or ``run_uid`` are among the ``data.content.*`` /
+    ``data.uid.*`` tags its training recorded."""
+    content = {v: k for k, v in tags.items() if k.startswith("data.content.")}
+    uids = {v: k for k, v in tags.items() if k.startswith("data.uid.")}
+    for i, ds in enumerate(datasets):
+        label = ds.attrs.get("run_uid") or ds.attrs.get("sample") or f"#{i}"
+        hit = content.get(run_fingerprint(ds)[:32]) or uids.get(str(ds.attrs.get("run_uid")))
+        if hit:
+            raise TrainingRunInTest(
+                f"gate run {label} is training run {hit.split('.', 2)[-1]} of {model}: a "
+                "model cannot be gated on runs it was trained on; choose other gate runs")
 
 
 def alias_history(name: str, alias: str) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,24 +21,25 @@ import mlflow
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from tiled.client import from_uri
 from tiled.queries import Key
 
 import specflow
+from specflow.data.fingerprint import refuse_training_runs, run_fingerprint
 from specflow.data.io import read_spectra
 from specflow.data.preprocess import Preprocessing
 from specflow.ingest.catalog import parse_key_values, search
 from specflow.ingest.reader import run_to_dataset
+from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.data import to_curves, wavelength_of
-from specflow.learn.decode import DecoderConfig
 from specflow.learn.evaluate import (
     even_labels,
-    features,
-    fit_linear,
-    fit_network,
+    masked_labels,
     pick_probe_labels,
+    run_probabilities,
 )
 from specflow.learn.metrics import classification_report, cluster_scores, plot_embedding
 from specflow.learn.names import SSL_METHODS, SUPERVISED_METHODS
@@ -138,6 +140,10 @@ def log_provenance(data: TrainingData) -> None:
         while key in tags:  # two inputs whose names reduce to the same key
             key, n = f"data.{tag_key(name)}.{n}", n + 1
         tags[key] = value
+    for ds, name in zip(data.datasets, data.names, strict=True):  # the gate refuses these
+        tags[f"data.content.{tag_key(name)}"] = run_fingerprint(ds)[:32]
+        if ds.attrs.get("run_uid"):
+            tags[f"data.uid.{tag_key(name)}"] = str(ds.attrs["run_uid"])
     tags["specflow.version"] = specflow.__version__
     commit = git_commit()
     if commit:
@@ -225,70 +231,84 @@ def probe_step(
     figures: int = 2,
     holdout: float = 0.0,
     method: str | None = None,
+    corpus: Any = "auto",
 ) -> ProbeResult:
-    """Probe the frozen encoder on the given labels; log metrics, figures and the pyfunc model.
+    """Fit the :class:`~specflow.learn.classifier.PhaseClassifier` on the given labels; log
+    metrics, figures, the corpus recipe and the pyfunc model.
 
-    ``result`` is a pretraining result (SSL methods); without one, ``method`` names the
-    features: ``untrained`` (a seeded random encoder) or ``raw`` (the preprocessed curves),
-    or an end-to-end supervised model (``cnn``, ``lstm``, … ``binned``) trained on the labels
-    instead of a probe.
+    ``result`` is a pretraining result (SSL methods: its encoder is probed); without one,
+    ``method`` is the classifier's (``auto``: the network trained on the transition's
+    simulated corpus when the runs name a built-in transition, else the linear probe on the
+    curves). ``corpus`` is the classifier's (``auto``, None, a transition name or a recipe).
 
     Labels come from each dataset's ``label`` variable (-1: unknown). By default **every**
-    given label trains the probe; ``holdout`` keeps that fraction of them out (evenly spread
-    per run) to report probe metrics. ``label_fraction`` is for fully labelled (simulated)
-    runs: only that fraction is revealed, class-blind and evenly spaced, and the rest of the
-    labelled curves score the probe.
+    given label is used; ``holdout`` keeps that fraction of them out (evenly spread per
+    run) to report metrics. ``label_fraction`` is for fully labelled (simulated) runs: only
+    that fraction is revealed, class-blind and evenly spaced, and the rest of the labelled
+    curves score the model. With a corpus, zero labels are fine (``label_fraction=0``).
     """
-    supervised = result is None and method in SUPERVISED_METHODS
     if result is not None:
         prep, device = result.config.preprocessing, result.config.device
-        curves = to_curves(data.datasets, grid=result.grid, preprocessing=prep)
-        feats = features(method, curves, None, data.datasets, None, seed, device,
-                         encoder=result.encoder)
-    elif method in ("raw", "untrained") or supervised:
-        prep, device = Preprocessing(), "auto"
-        curves = to_curves(data.datasets, preprocessing=prep)
-        feats = (None if supervised else
-                 features(method, curves, None, data.datasets, None, seed, device))
-        mlflow.log_params({"probe.features": method})
+        method = result.config.method
     else:
-        raise ValueError(f"method {method!r} needs a pretraining result; without one use "
-                         "'raw', 'untrained' or a supervised model")
+        prep, device = Preprocessing(), "auto"
+        method = method or "auto"
+    curves = to_curves(data.datasets, preprocessing=prep)
     label = curves.label
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
-    if label_fraction is not None:
+    if label_fraction == 0:
+        train = np.zeros(0, dtype=int)
+    elif label_fraction is not None:
         train = pick_probe_labels(curves, label_fraction, seed)
     else:
         kept_out = holdout_labels(curves, holdout, seed)
         train = np.setdiff1d(np.flatnonzero(label >= 0), kept_out)
-    if train.size == 0:
-        raise ValueError("no labelled curves to train the probe on: give runs with a 'label' "
-                         "variable (0 before, 1 during, 2 after; -1 unknown)")
-    probe_config, net_config = ProbeConfig(seed=seed), SupervisedConfig(seed=seed)
-    fitted = (fit_network(method, curves, None, train, net_config, seed, device) if supervised
-              else fit_linear(feats, curves, train, probe_config, device))
-    bundle = fitted.bundle(curves, prep, DecoderConfig())
-    predictor = PhasePredictor(bundle)
-    h = fitted.features
-    pred = fitted.prob_train.argmax(1)
+    clf = PhaseClassifier(method=method, corpus=corpus, preprocessing=prep, seed=seed,
+                          device=device, encoder=result.encoder if result is not None else None)
+    clf.fit(data.datasets, masked_labels(curves, train))
+    predictor = clf.predictor_
+    prob = run_probabilities(clf, data.datasets)
     test = (label >= 0) & ~np.isin(np.arange(len(label)), train)
-    report = classification_report(label[test], pred[test]) if test.any() else {}
+    report = classification_report(label[test], prob[test].argmax(1)) if test.any() else {}
     metrics = {f"probe_{k}": float(v) for k, v in report.items() if k != "confusion"}
     metrics["probe_n_labels"] = float(len(train))
     if test.sum() > 10:
+        h = predictor.features(curves.x[test]).cpu().numpy()
         metrics.update({f"cluster_{k}": v for k, v in
-                        cluster_scores(h[test], label[test], seed=seed).items()})
-    mlflow.log_params({"probe.label_fraction": "all" if label_fraction is None
-                       else label_fraction, "probe.holdout": holdout, "probe.seed": seed,
-                       "probe.temperature": fitted.temperature})
-    mlflow.log_params(
-        {f"supervised.{k}": v for k, v in asdict(net_config).items()
-         if k not in ("arch_kwargs", "seed", "device")} | {"supervised.arch": method}
-        if supervised else
-        {"probe.solver": probe_config.solver, "probe.C": probe_config.C,
-         "probe.augment_copies": probe_config.augment_copies,
-         "probe.augmentation": probe_config.augmentation})
+                        cluster_scores(h, label[test], seed=seed).items()})
+    shown = label >= 0
+    if shown.sum() > 5:
+        with tempfile.TemporaryDirectory() as tmp:
+            h = predictor.features(curves.x[shown]).cpu().numpy()
+            plot_embedding(h, label[shown], Path(tmp) / "embedding.png", seed=seed)
+            mlflow.log_artifact(str(Path(tmp) / "embedding.png"), artifact_path="figures")
+    mlflow.log_params({"probe.features": clf.method_, "probe.seed": seed,
+                       "probe.label_fraction": "all" if label_fraction is None
+                       else label_fraction, "probe.holdout": holdout,
+                       "probe.temperature": float(clf.bundle_.get("temperature", 1.0)),
+                       "corpus": clf.corpus_["transitions"][0] if clf.corpus_ else "none"})
+    if clf.training_log_ is None and clf.method_ in SUPERVISED_METHODS:  # trained on labels
+        net = SupervisedConfig(arch=clf.method_, seed=seed)
+        mlflow.log_params({f"supervised.{k}": v for k, v in asdict(net).items()
+                           if k not in ("arch_kwargs", "seed", "device")})
+    elif clf.training_log_ is None:
+        probe = ProbeConfig(seed=seed)
+        mlflow.log_params({"probe.solver": probe.solver, "probe.C": probe.C,
+                           "probe.augment_copies": probe.augment_copies,
+                           "probe.augmentation": probe.augmentation})
+    if clf.corpus_:
+        mlflow.log_dict(clf.corpus_, "corpus_recipe.json")
+        mlflow.log_params({f"corpus.{k}": v for k, v in clf.corpus_.items()})
+    if clf.training_log_:  # the corpus network's own training: settings and loss curve
+        log = clf.training_log_
+        mlflow.log_dict(log, "corpus_network_training.json")
+        mlflow.log_params({f"corpus_network.{k}": v for k, v in log["training"].items()})
+        now = int(time.time() * 1000)
+        MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=[
+            Metric("corpus_network.loss", float(loss), now, step)
+            for step, loss in enumerate(log["loss"])] + [
+            Metric("corpus_network.train_seconds", float(log["seconds"]), now, 0)])
     mlflow.log_metrics(metrics)
     if report:
         mlflow.log_dict(report, "probe_report.json")
@@ -298,13 +318,7 @@ def probe_step(
         fig = contour_figure(ds, predicted=out["label"], probabilities=out["probabilities"],
                              title=f"{ds.attrs.get('sample', name)}: predicted phases")
         mlflow.log_figure(fig, f"figures/contour_{r}_{name}.png")
-    with tempfile.TemporaryDirectory() as tmp:
-        shown = label >= 0
-        if shown.sum() > 5:
-            plot_embedding(h[shown], label[shown], Path(tmp) / "embedding.png", seed=seed)
-            mlflow.log_artifact(str(Path(tmp) / "embedding.png"), artifact_path="figures")
-    info = log_phase_model(
-        bundle, method=result.config.method if result is not None else method)
+    info = log_phase_model(clf.bundle_, method=clf.method_)
     mlflow.set_tag("specflow.model_uri", info.model_uri)
     return ProbeResult(metrics, info.model_uri, predictor)
 
@@ -386,6 +400,7 @@ def run_pipeline(
     label_fraction: float | None = None,
     holdout: float = 0.0,
     seed: int = 0,
+    corpus: Any = "auto",
     name: str = DEFAULT_MODEL_NAME,
     alias: str = DEFAULT_ALIAS,
     eval_datasets: Sequence[xr.Dataset] | None = None,
@@ -400,13 +415,20 @@ def run_pipeline(
     with an error then leaves a registered version the caller has heard of)."""
     if method in SSL_METHODS and pretrain_config is None:
         raise ValueError(f"method {method!r} needs a pretraining config")
+    if eval_datasets is not None:  # before any training: the gate must not hold a training run
+        gate = {str(ds.attrs.get("run_uid") or ds.attrs.get("sample") or f"#{i}"): ds
+                for i, ds in enumerate(eval_datasets)}
+        refuse_training_runs({f"{n}": ds for n, ds in zip(training.names, training.datasets,
+                                                          strict=True)},
+                             {f"{k} (--eval-data)": ds for k, ds in gate.items()},
+                             role="gate", option="--eval-data")
     with start_run(workdir) as active:
         log_provenance(training)
         set_step_tags(step="pipeline", method=method)
         result = (pretrain_step(training, pretrain_config, progress=progress)
                   if method in SSL_METHODS else None)
         out = probe_step(result, training, label_fraction, seed, holdout=holdout,
-                         method=method)
+                         method=method, corpus=corpus)
         run_id = active.info.run_id
     version = str(register(out.model_uri, name, registration_tags(run_id)).version)
     if on_registered is not None:

@@ -1,0 +1,141 @@
+"""Simulated corpora and the models trained on them: the recipe, the cache, zero-label
+prediction and the hand labels that adapt the corpus model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from specflow.data.corpus import CorpusRecipe, build_corpus, corpus_path
+from specflow.data.preprocess import Preprocessing
+from specflow.data.simulate import simulate_family
+from specflow.learn.classifier import PhaseClassifier, named_transitions
+from specflow.learn.corpus_model import (
+    CORPUS_TRAINING,
+    corpus_network,
+    corpus_training,
+    network_name,
+)
+from specflow.learn.fitting import recalibration
+
+pytestmark = [pytest.mark.slow]
+
+TINY = CorpusRecipe(("Fe",), runs=6, curves=(60, 80))
+SHORT = corpus_training(steps=120)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPECFLOW_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return simulate_family("Fe", 4, n_curves=(80, 100), seed=21)
+
+
+def test_recipe_is_named_validated_and_fingerprinted():
+    assert CorpusRecipe("fe").transitions == ("Fe",)  # one name, any case
+    again = CorpusRecipe.from_dict(TINY.to_dict())
+    assert again == TINY and again.fingerprint() == TINY.fingerprint()
+    assert TINY.fingerprint() != CorpusRecipe(("Fe",), runs=7, curves=(60, 80)).fingerprint()
+    assert TINY.fingerprint(Preprocessing()) != TINY.fingerprint(
+        Preprocessing(grid=(1.3, 6.0, 1024)))
+    with pytest.raises(ValueError, match="unknown transition 'Zr'"):
+        CorpusRecipe(("Zr",))
+    with pytest.raises(ValueError, match="≥ 2 runs"):
+        CorpusRecipe(("Fe",), runs=1)
+
+
+def test_corpus_is_built_once_and_read_back_from_the_cache(cache):
+    first = build_corpus(TINY)
+    assert first.path == corpus_path(TINY, Preprocessing()) and first.path.exists()
+    assert first.x.shape == (len(first), 2048) and set(np.unique(first.label)) == {0, 1, 2}
+    assert len(np.unique(first.run)) == TINY.runs
+    again = build_corpus(TINY)
+    np.testing.assert_allclose(again.x, first.x, atol=1e-3)  # stored as float16
+    assert np.array_equal(again.label, first.label) and again.recipe == TINY
+
+
+def test_corpus_network_is_trained_once_then_loaded(cache):
+    trained = corpus_network(TINY, SHORT)
+    path = cache / "networks" / network_name(TINY, Preprocessing(), SHORT)
+    assert path.exists() and trained.arch == "cnn"
+    loaded = corpus_network(TINY, SHORT)
+    x = build_corpus(TINY).x[:5]
+    import torch
+
+    with torch.inference_mode():
+        a, b = trained.network.eval()(torch.as_tensor(x))[0], loaded.network(torch.as_tensor(x))[0]
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_zero_label_mode_labels_a_run_with_no_hand_label(runs):
+    """The default model on runs that name Fe: the shipped Fe corpus network, no label."""
+    unlabelled = [r.drop_vars("label") for r in runs[:2]]
+    clf = PhaseClassifier().fit(unlabelled)
+    assert clf.method_ == "cnn" and clf.n_labels_ == 0
+    assert clf.corpus_ == CorpusRecipe.for_transition("Fe").to_dict()
+    assert clf.training_log_["training"]["augmentation"] == "instrument"
+    for run in runs[2:]:
+        pred = clf.predict(run)
+        assert (pred["label"].values == run["label"].values).mean() > 0.9
+        assert 1 in pred["label"].values  # the coexistence range appears
+        assert pred.attrs["onset_pressure"] < pred.attrs["end_pressure"]
+    with pytest.raises(ValueError, match="no labelled curves and no corpus"):
+        PhaseClassifier(corpus=None).fit(unlabelled)
+
+
+def test_hand_labels_recalibrate_the_corpus_network_towards_them(cache, runs):
+    few = [r["label"].where(np.arange(r.sizes["curve"]) % 10 == 0, -1) for r in runs[:2]]
+    adapted = PhaseClassifier(corpus=TINY, corpus_training=SHORT).fit(runs[:2], few)
+    plain = PhaseClassifier(corpus=TINY, corpus_training=SHORT, adapt=False).fit(runs[:2], few)
+    assert "logit_scale" in adapted.bundle_ and "logit_scale" not in plain.bundle_
+    assert adapted.n_labels_ == sum(int((f >= 0).sum()) for f in few)
+    # the pull towards the network: with a huge pull the recalibration is the identity
+    logp = np.log(np.full((6, 3), 1 / 3))
+    a, b = recalibration(logp, np.array([0, 0, 0, 2, 2, 2]), strength=1e6)
+    np.testing.assert_allclose(a, 1, atol=1e-4) and np.testing.assert_allclose(b, 0, atol=1e-4)
+    a, b = recalibration(logp, np.array([0, 0, 0, 2, 2, 2]), strength=1e-3)
+    assert b[0] > b[1] and b[2] > b[1]  # labels never "during": its bias falls
+
+
+def test_the_estimator_follows_scikit_learn_conventions():
+    clf = PhaseClassifier(method="raw", corpus=None, seed=3)
+    params = clf.get_params()
+    assert params["method"] == "raw" and params["seed"] == 3 and params["corpus"] is None
+    twin = clone(clf)
+    assert twin.get_params() == params and twin is not clf
+    assert clone(clf.set_params(seed=4)).seed == 4
+    PhaseClassifier(method="nope")  # constructing stores; fit checks
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        PhaseClassifier(method="nope").fit(simulate_family("Fe", 1, n_curves=30, seed=1))
+
+
+def test_auto_corpus_follows_the_transition_the_runs_name(runs):
+    assert named_transitions(runs) == ("Fe",)
+    zr = runs[0].assign_attrs(material="Zr", sample="Zr-1")
+    assert named_transitions([*runs, zr]) is None  # a run of no built-in transition: none
+    feo = simulate_family("FeO", 1, n_curves=30, seed=2)[0]
+    assert named_transitions([feo, *runs]) == ("Fe", "FeO")  # one corpus of both
+    clf = PhaseClassifier()
+    assert clf.resolve_corpus(runs) == CorpusRecipe.for_transition("Fe")
+    assert PhaseClassifier(corpus=None).resolve_corpus(runs) is None
+    assert PhaseClassifier(method="raw").resolve_corpus(runs) is None  # a probe: labels only
+    assert PhaseClassifier(method="raw", corpus="Fe").resolve_corpus(runs) == clf.resolve_corpus(
+        runs)
+
+
+def test_the_shipped_networks_match_the_default_corpora():
+    """Every built-in transition (and the demo's Fe + FeO) has a shipped network for the
+    default recipe, preprocessing and training: PhaseClassifier() never trains one there."""
+    from specflow.data.transitions import TRANSITIONS
+    from specflow.learn.corpus_model import SHIPPED
+
+    for names in [*((t,) for t in TRANSITIONS), ("Fe", "FeO")]:
+        name = network_name(CorpusRecipe(names), Preprocessing(), CORPUS_TRAINING)
+        assert (SHIPPED / name).exists(), f"{name}: run benchmarks/corpus_networks.py"
