@@ -1,24 +1,28 @@
-"""Accuracy benchmark: will the promoted model label tomorrow's run correctly?
+"""Accuracy benchmark (yardstick v3): will the promoted model label tomorrow's run correctly,
+and at what pressure did it transform?
 
-For each transition and seed, a family of realistic runs (simulator preset ``realistic``: every
-run its own onset, counts, background, artefacts, grid) is split into training runs — all at
-one beam energy — and held-out test runs, half at that energy and half at another. Each method
-is pretrained on the training runs only (labels hidden), probed with ``--label-fraction`` of
-their labels, decoded along each run, and scored
+For each transition and seed, a family of simulated runs is split into 4 training runs (30
+keV), 4 **cross-run** test runs (same preset, half at other beam energies) and 4 **shifted**
+test runs (preset ``shifted``: 50–80 keV, broader Lorentzian lines, a Au/Pt marker, a 2θ
+calibration error — conditions no training or corpus run ever had). Every method sees the
+same class-blind labels (``--label-fraction`` of each training run, evenly spaced) and is
+scored on the same curves, decoded along each run:
 
-* **within-run** on the training runs' other curves (the paper's protocol), and
-* **cross-run** on the test runs, which no step ever saw.
+* **default**: ``PhaseClassifier()`` — the network trained on the transition's simulated
+  corpus (cached, seeds ≥ 1,000,000), its head adapted to the labels; and the same model
+  with **zero labels**;
+* **controls**: pressure only, nearest labelled neighbour, raw curves and the untrained
+  encoder under a linear probe (labels only, no corpus);
+* **ceiling**: the ideal observer (knows phases, texture, nuisances and true pressure;
+  fits the fraction, thresholds it like the labeller; :mod:`specflow.data.observer`).
 
-Every method shares the labels, decoding and scored curves with the controls (pressure only,
-nearest labelled neighbour, raw curves, untrained encoder, and the released encoder when
-``SPECFLOW_REFERENCE_DIR`` holds it). Seeds are split: ``--split val`` (seeds 100+) for
-choosing settings, ``--split test`` (seeds 0+) for the reported table; numbers are means over
-seeds ± the half-width of a 95 % t interval. The out-of-distribution score is scored too: per
-test run, the median curve score of each transition's model on its own test runs against the
-other transitions' test runs (AUROC).
+Numbers are means over seeds ± the half-width of a 95 % t-interval; ``paired`` tables give
+default − control per seed (same runs, same labels) with its interval. ``--split val``
+(seeds 100+) is for choices, ``--split test`` (seeds 0+) for the reported tables.
 
-    python benchmarks/accuracy.py --quick              # ≤ 30 min on 2 cores
-    python benchmarks/accuracy.py --seeds 5 --transitions Fe FeO Si KCl ZnO --methods rr rrmoco
+    python benchmarks/accuracy.py --quick                  # 5 transitions × 10 seeds
+    python benchmarks/accuracy.py --methods raw untrained  # + corpus heads on those features
+    python benchmarks/accuracy.py --transitions FeO-v2     # FeO as simulated before v3
 """
 
 from __future__ import annotations
@@ -27,216 +31,240 @@ import argparse
 import json
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from specflow.data.corpus import CorpusRecipe, build_corpus
+from specflow.data.phases import feo_rhombohedral
 from specflow.data.simulate import BEAMLINE_ENERGIES, simulate_family
-from specflow.learn.data import wavelength_of
-from specflow.learn.evaluate import METHOD_NAMES, default_config, evaluate_datasets
-from specflow.learn.metrics import auroc, mean_interval
-from specflow.learn.predictor import PhasePredictor
+from specflow.data.transitions import TRANSITIONS
+from specflow.learn.corpus_model import corpus_network
+from specflow.learn.evaluate import evaluate_datasets
+from specflow.learn.metrics import mean_interval, paired_difference
+from specflow.learn.names import METHOD_NAMES, SSL_METHODS
+from specflow.learn.pretrain import load_checkpoint
 
 TRAIN_ENERGY = 30.0
+PROTOCOLS = ("cross_run", "shifted", "within_run")
+CONTROLS = ("pressure", "neighbour", "raw", "untrained")
+USER_METRICS = (("onset_error_gpa", "onset GPa", 1, 2), ("end_error_gpa", "end GPa", 1, 2),
+                ("boundary_error_curves", "bound. crv", 1, 1),
+                ("accuracy_outside_boundaries", "acc ±2", 100, 1))
+CLASS_METRICS = (("precision", "P", 100, 1), ("recall", "R", 100, 1),
+                 ("during_recall", "R1", 100, 1), ("ece", "ECE", 100, 1))
 
 
-def family(transition: str, seed: int, n_train: int, n_test: int, curves: tuple[int, int]
-           ) -> tuple[dict, dict, dict[str, bool]]:
-    """Training runs at TRAIN_ENERGY; test runs alternating that energy and another one."""
+def register_legacy_feo() -> None:
+    """``FeO-v2``: FeO as simulated before v3 — the rB1 distortion from a fixed 15 GPa
+    whatever the loading's onset, its own texture, labels by phase fraction alone — so the
+    tables can show FeO before and after the fix."""
+    feo = TRANSITIONS["FeO"]
+    TRANSITIONS["FeO-v2"] = replace(feo, name="FeO-v2", high=feo_rhombohedral(15.0, 0.0, 1.5e-3),
+                                    high_at_onset=None, inherits_texture=False,
+                                    labels_by_sight=False)
+
+
+def family(transition: str, seed: int, n_train: int, n_test: int, curves: tuple[int, int],
+           n_shifted: int = 0) -> tuple[dict, dict, dict]:
+    """Training runs at TRAIN_ENERGY; cross-run test runs alternating that energy and
+    another; shifted test runs."""
     train = simulate_family(transition, n_train, n_curves=curves, seed=seed,
                             energy_kev=TRAIN_ENERGY)
     other = [e for e in BEAMLINE_ENERGIES if e != TRAIN_ENERGY]
-    test, same_energy = {}, {}
+    test, shifted = {}, {}
     for i in range(n_test):
         energy = TRAIN_ENERGY if i % 2 == 0 else other[(seed + i) % len(other)]
         run = simulate_family(transition, 1, n_curves=curves, seed=seed * 1000 + 500 + i,
                               energy_kev=energy)[0]
-        name = f"test{i}@{energy:g}keV"
-        test[name], same_energy[name] = run, energy == TRAIN_ENERGY
-    return {f"train{i}": r for i, r in enumerate(train)}, test, same_energy
+        test[f"test{i}@{energy:g}keV"] = run
+    for i in range(n_shifted):
+        run = simulate_family(transition, 1, n_curves=curves, seed=seed * 1000 + 700 + i,
+                              preset="shifted")[0]
+        shifted[f"shifted{i}@{run.attrs['energy']:.0f}keV"] = run
+    return {f"train{i}": r for i, r in enumerate(train)}, test, shifted
 
 
-def run_cell(args: argparse.Namespace, transition: str, seed: int, method: str,
-             strategy: str, data: dict, test: dict, baselines: bool) -> dict[str, Any]:
-    cfg = None
-    if method not in ("raw", "untrained"):
-        cfg = default_config(method, args.epochs, seed, args.device)
-    t0 = time.perf_counter()
-    res = evaluate_datasets(data, test, method=method, label_fraction=args.label_fraction,
-                            seed=seed, device=args.device, config=cfg,
-                            label_strategy=strategy, baselines=args.controls if baselines
-                            else False, keep_model=True)
-    res["seconds"] = time.perf_counter() - t0
-    return res
-
-
-def ood_scores(bundle: dict, runs: dict) -> list[float]:
-    """Median per-curve OOD score of each run under the model in ``bundle``."""
-    predictor = PhasePredictor(bundle)
-    out = []
-    for ds in runs.values():
-        pred = predictor.predict(ds["intensity"].values, ds["two_theta"].values,
-                                 wavelength_of(ds))
-        out.append(float(np.median(pred["ood_score"])))
-    return out
-
-
-def pct(value: float | None) -> str:
-    """A fraction as a percentage with one decimal; "—" when there was nothing to score."""
-    return "—" if value is None else f"{100 * value:.1f}"
-
-
-def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+def fmt(values: list[float | None], scale: float, digits: int) -> str:
     mean, half = mean_interval([v * scale for v in values if v is not None])
     if not np.isfinite(mean):
         return "—"
     return f"{mean:.{digits}f}" + (f"±{half:.{digits}f}" if np.isfinite(half) else "")
 
 
-def print_tables(results: dict, args: argparse.Namespace) -> None:
-    order = {s: i for i, s in enumerate(args.strategies)}
-    rows = sorted({(m, s) for (_, _, m, s) in results},
-                  key=lambda r: (args.methods.index(r[0]), order[r[1]]))
-    names = [f"{METHOD_NAMES.get(m, m)} [{s}]" for m, s in rows]
-    for protocol in ("cross_run", "within_run"):
-        print(f"\n## {protocol.replace('_', '-')}: weighted P / R, macro-F1, during recall "
-              f"(%), onset error (GPa), ECE (%); mean ± 95 % CI over seeds {args.seed_list}")
-        header = f"{'method':<40}" + "".join(
-            f"| {t:<46}" for t in args.transitions)
-        print(header)
-        print(f"{'':<40}" + "".join(
-            f"| {'P':>7} {'R':>7} {'F1m':>7} {'R1':>7} {'onset':>8} {'ECE':>5} "
-            for _ in args.transitions))
-        for (method, strategy), name in zip(rows, names, strict=True):
-            # controls share the first method's labels (the first strategy): print them once
-            first = (method, strategy) == rows[0]
-            for control in ([None] + list(args.controls if first else [])):
-                label = name if control is None else f"  control: {METHOD_NAMES[control]}"
-                line = f"{label:<40}"
-                for t in args.transitions:
-                    cells = [results[(t, s, method, strategy)] for s in args.seed_list
-                             if (t, s, method, strategy) in results]
-                    metric = [_metrics(c, protocol, control) for c in cells]
-                    metric = [m for m in metric if m is not None]
-                    line += "| " + " ".join([
-                        f"{fmt([m['precision'] for m in metric]):>7}",
-                        f"{fmt([m['recall'] for m in metric]):>7}",
-                        f"{fmt([m['macro_f1'] for m in metric]):>7}",
-                        f"{fmt([m['during_recall'] for m in metric]):>7}",
-                        f"{fmt([m['onset_error_gpa'] for m in metric], 1, 2):>8}",
-                        f"{fmt([m.get('ece') for m in metric]):>5} ",
-                    ])
-                print(line)
+def rows_of(cells: dict, protocol: str, args: argparse.Namespace) -> dict[str, dict]:
+    """Row name -> transition -> list over seeds of the protocol's overall metrics."""
+    rows: dict[str, dict[str, list[dict]]] = {}
+
+    def add(row: str, t: str, m: dict | None) -> None:
+        if m is not None:
+            rows.setdefault(row, {}).setdefault(t, []).append(m)
+
+    for (t, _seed), cell in cells.items():
+        add(f"default ({cell['default']['method']}), {args.label_fraction:.0%} labels", t,
+            cell["default"]["protocols"].get(protocol, {}).get("overall"))
+        add("default, zero labels", t, cell["zero"]["protocols"].get(protocol, {})
+            .get("overall"))
+        for name, res in cell.get("methods", {}).items():
+            add(f"corpus head on {METHOD_NAMES.get(name, name)}"
+                + (" (corpus-pretrained)" if name in SSL_METHODS else ""), t,
+                res["protocols"].get(protocol, {}).get("overall"))
+        block = cell["default"]["protocols"].get(protocol, {})
+        for control in CONTROLS:
+            add(f"  control: {METHOD_NAMES[control]}", t,
+                block.get("baselines", {}).get(control))
+        add("ceiling: ideal observer", t, block.get("ceiling"))
+    return rows
 
 
-def _metrics(cell: dict, protocol: str, control: str | None) -> dict | None:
-    if control is None:
-        return cell["overall"] if protocol == "cross_run" else cell["within_run"]["overall"]
-    entry = cell.get("baselines", {}).get(control)
-    if entry is None:
-        return None
-    return entry if protocol == "cross_run" else entry["within_run"]
-
-
-def print_energy(results: dict, same: dict, args: argparse.Namespace) -> None:
-    print("\n## cross-run recall (%) by test-run energy: same as training "
-          f"({TRAIN_ENERGY:g} keV) vs another")
-    for method, strategy in sorted({(m, s) for (_, _, m, s) in results}):
-        line = f"{METHOD_NAMES.get(method, method) + ' [' + strategy + ']':<40}"
+def print_table(cells: dict, protocol: str, metrics: tuple, title: str,
+                args: argparse.Namespace) -> None:
+    rows = rows_of(cells, protocol, args)
+    if not rows:
+        return
+    width = max(11 * len(metrics), 24)
+    print(f"\n## {protocol.replace('_', '-')}: {title}; mean ± 95 % CI over seeds "
+          f"{args.seed_list}")
+    print(f"{'method':<44}" + "".join(f"| {t:<{width - 2}}" for t in args.transitions))
+    print(f"{'':<44}" + "".join("| " + " ".join(f"{m[1]:>10}" for m in metrics) + " "
+                                for _ in args.transitions))
+    for row, per_t in rows.items():
+        line = f"{row:<44}"
         for t in args.transitions:
-            a, b = [], []
-            for s in args.seed_list:
-                cell = results.get((t, s, method, strategy))
-                if cell is None:
-                    continue
-                for name, f in cell["files"].items():
-                    (a if same[(t, s)][name] else b).append(f["recall"])
-            line += f"| {t}: same {fmt(a)}  other {fmt(b)} "
+            ms = per_t.get(t, [])
+            line += "| " + " ".join(f"{fmt([m.get(k) for m in ms], s, d):>10}"
+                                    for k, _, s, d in metrics) + " "
         print(line)
+
+
+def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
+    """Default − control (and − ceiling) per seed: accuracy (points) and onset error."""
+    print(f"\n## {protocol.replace('_', '-')}: paired differences, default − other, per seed "
+          "(same runs, same labels); accuracy in points, onset and end error in GPa "
+          "(negative: default better); mean [95 % CI]")
+    others = [*CONTROLS, "zero labels", "ceiling"]
+    print(f"{'default − ...':<34}" + "".join(f"| {t:<44}" for t in args.transitions))
+    for other in others:
+        line = f"{other:<34}"
+        for t in args.transitions:
+            a, b, oa, ob, ea, eb = [], [], [], [], [], []
+            for (tt, _s), cell in cells.items():
+                if tt != t:
+                    continue
+                block = cell["default"]["protocols"].get(protocol, {})
+                mine = block.get("overall")
+                if other == "ceiling":
+                    theirs = block.get("ceiling")
+                elif other == "zero labels":
+                    theirs = cell["zero"]["protocols"].get(protocol, {}).get("overall")
+                else:
+                    theirs = block.get("baselines", {}).get(other)
+                if mine is None or theirs is None:
+                    continue
+                a.append(100 * mine["accuracy"])
+                b.append(100 * theirs["accuracy"])
+                oa.append(mine["onset_error_gpa"])
+                ob.append(theirs["onset_error_gpa"])
+                ea.append(mine["end_error_gpa"])
+                eb.append(theirs["end_error_gpa"])
+            acc, onset, end = (paired_difference(a, b), paired_difference(oa, ob),
+                               paired_difference(ea, eb))
+            line += "| " + " ".join(_interval(d, digits) for d, digits in
+                                    ((acc, 1), (onset, 2), (end, 2))) + " "
+        print(line)
+
+
+def _interval(d: dict[str, Any], digits: int) -> str:
+    if d["mean"] is None:
+        return f"{'—':>13}"
+    if d["low"] is None:
+        return f"{d['mean']:+.{digits}f}".rjust(13)
+    return f"{d['mean']:+.{digits}f}[{d['low']:+.{digits}f},{d['high']:+.{digits}f}]"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="3 transitions, SpecRRMoco, 5 seeds, short runs (≤ 30 min)")
+                    help="Fe FeO Si KCl ZnO, 10 seeds, runs of 100–160 curves")
     ap.add_argument("--split", choices=("val", "test"), default="test")
-    ap.add_argument("--seeds", type=int, default=5, help="number of seeds")
-    ap.add_argument("--transitions", nargs="+", default=["Fe", "FeO", "Si"])
-    ap.add_argument("--methods", nargs="+", default=["rrmoco"])
-    ap.add_argument("--controls", nargs="+",
-                    default=["pressure", "neighbour", "raw", "untrained", "reference"])
-    ap.add_argument("--strategies", nargs="+", default=["even"])
-    ap.add_argument("--epochs", type=int, default=None, help="default: the device preset's")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--transitions", nargs="+", default=["Fe", "FeO", "Si", "KCl", "ZnO"])
+    ap.add_argument("--methods", nargs="*", default=[],
+                    help="also: a linear head on these features fitted on the corpus")
+    ap.add_argument("--ssl-checkpoint", default=None,
+                    help="also: a corpus head on this pretrained SSL encoder (its method's "
+                         "row); e.g. the encoder pretrained on the multi-transition corpus")
     ap.add_argument("--train-runs", type=int, default=4)
     ap.add_argument("--test-runs", type=int, default=4)
-    ap.add_argument("--curves", type=int, nargs=2, default=(150, 300))
+    ap.add_argument("--shifted-runs", type=int, default=4)
+    ap.add_argument("--curves", type=int, nargs=2, default=(120, 220))
+    ap.add_argument("--corpus-runs", type=int, default=60)
     ap.add_argument("--label-fraction", type=float, default=0.03)
+    ap.add_argument("--no-ceiling", action="store_true")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if "FeO-v2" in args.transitions:
+        register_legacy_feo()
     if args.quick:
-        args.epochs = args.epochs or 6
-        args.curves = (120, 220)
+        args.curves = (100, 160)
     base = 100 if args.split == "val" else 0
     args.seed_list = list(range(base, base + args.seeds))
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
-
-    results: dict[tuple, dict] = {}
-    same: dict[tuple, dict[str, bool]] = {}
-    models: dict[tuple, dict] = {}
-    tests: dict[tuple, dict] = {}
     t_start = time.perf_counter()
+    corpora = {}
+    for t in args.transitions:
+        t0 = time.perf_counter()
+        corpus = build_corpus(CorpusRecipe.for_transition(t, runs=args.corpus_runs))
+        net = corpus_network(corpus, device=args.device)
+        corpora[t] = corpus
+        print(f"{t}: corpus {len(corpus)} curves of {args.corpus_runs} runs "
+              f"(simulated in {corpus.seconds:.0f} s), network trained in {net.seconds:.0f} s "
+              f"({time.perf_counter() - t0:.0f} s here)", flush=True)
+    ssl = load_checkpoint(args.ssl_checkpoint) if args.ssl_checkpoint else None
+    cells: dict[tuple[str, int], dict] = {}
     for seed in args.seed_list:
         for t in args.transitions:
-            data, test, same[(t, seed)] = family(t, seed, args.train_runs, args.test_runs,
-                                                 tuple(args.curves))
-            tests[(t, seed)] = test
-            for i, method in enumerate(args.methods):
-                for j, strategy in enumerate(args.strategies):
-                    res = run_cell(args, t, seed, method, strategy, data, test,
-                                   baselines=i == 0 and j == 0)
-                    models[(t, seed, method, strategy)] = res.pop("model")
-                    results[(t, seed, method, strategy)] = res
-                    o, w = res["overall"], res["within_run"]["overall"]
-                    print(f"{t:>5} seed {seed:>3} {METHOD_NAMES[method]:>12} {strategy:>6}: "
-                          f"cross P/R {pct(o['precision'])}/{pct(o['recall'])} "
-                          f"onset {o['onset_error_gpa']:.2f} GPa | within P/R "
-                          f"{pct(w['precision'])}/{pct(w['recall'])} | labels "
-                          f"{res['labels_per_class']} | {res['seconds']:.0f} s "
-                          f"(total {(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
-                    for name, b in res.get("baselines", {}).items():
-                        print(f"{'':>22}control {name:>9}: cross P/R "
-                              f"{pct(b['precision'])}/{pct(b['recall'])} onset "
-                              f"{b['onset_error_gpa']:.2f} | within R "
-                              f"{pct(b['within_run']['recall'])}", flush=True)
-    args.controls = [c for c in args.controls
-                     if any(c in r.get("baselines", {}) for r in results.values())]
-    print_tables(results, args)
-    print_energy(results, same, args)
-
-    print("\n## out-of-distribution: AUROC of the per-run score (median curve), own "
-          "transition's test runs vs the other transitions' test runs")
-    for (t, seed, method, strategy), bundle in sorted(models.items()):
-        if len(args.transitions) < 2:
-            break
-        own = ood_scores(bundle, tests[(t, seed)])
-        other = [v for u in args.transitions if u != t for v in ood_scores(bundle,
-                                                                          tests[(u, seed)])]
-        results[(t, seed, method, strategy)]["ood_auroc"] = auroc(np.array(own),
-                                                                  np.array(other))
-        results[(t, seed, method, strategy)]["ood_flagged"] = {
-            "own": float(np.mean(np.array(own) > 1)), "other": float(np.mean(np.array(other) > 1))}
-    for method, strategy in sorted({(m, s) for (_, _, m, s) in results}):
-        cells = [results[k] for k in results if k[2:] == (method, strategy)]
-        aucs = [c["ood_auroc"] for c in cells if "ood_auroc" in c]
-        own = [c["ood_flagged"]["own"] for c in cells if "ood_flagged" in c]
-        other = [c["ood_flagged"]["other"] for c in cells if "ood_flagged" in c]
-        print(f"{METHOD_NAMES.get(method, method)} [{strategy}]: AUROC {fmt(aucs, 1, 3)}; "
-              f"flagged (median > 1): own runs {fmt(own)} %, other transitions {fmt(other)} %")
+            t0 = time.perf_counter()
+            data, test, shifted = family(t, seed, args.train_runs, args.test_runs,
+                                         tuple(args.curves), args.shifted_runs)
+            common = dict(corpus=corpora[t], seed=seed, device=args.device,
+                          extra={"shifted": shifted})
+            cell = {"default": evaluate_datasets(
+                data, test, label_fraction=args.label_fraction, baselines=CONTROLS,
+                ceiling=not args.no_ceiling, **common)}
+            cell["zero"] = evaluate_datasets(data, test, label_fraction=0, **common)
+            cell["methods"] = {m: evaluate_datasets(data, test, method=m,
+                                                    label_fraction=args.label_fraction,
+                                                    **common)
+                               for m in args.methods}
+            if ssl is not None:
+                cell["methods"][ssl.config.method] = evaluate_datasets(
+                    data, test, method=ssl.config.method, encoder=ssl.encoder,
+                    label_fraction=args.label_fraction, **common)
+            cells[(t, seed)] = cell
+            o = cell["default"]["overall"]
+            sh = cell["default"]["protocols"]["shifted"]["overall"]
+            ceil = cell["default"].get("ceiling", {}).get("accuracy")
+            print(f"{t:>5} seed {seed:>3}: cross {100 * o['accuracy']:.1f} % onset "
+                  f"{o['onset_error_gpa']:.2f} end {o['end_error_gpa']:.2f} GPa | shifted "
+                  f"{100 * sh['accuracy']:.1f} % | zero "
+                  f"{100 * cell['zero']['overall']['accuracy']:.1f} % | ceiling "
+                  f"{'—' if ceil is None else f'{100 * ceil:.1f} %'} | "
+                  f"{time.perf_counter() - t0:.0f} s (total "
+                  f"{(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
+    for protocol in PROTOCOLS:
+        print_table(cells, protocol, USER_METRICS,
+                    "onset / end error (GPa), boundary error (curves), accuracy outside ±2 "
+                    "curves of a true boundary (%)", args)
+        print_table(cells, protocol, CLASS_METRICS,
+                    "weighted precision / recall (= accuracy), during recall, ECE (%)", args)
+        print_paired(cells, protocol, args)
     print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"/".join(map(str, k)): v for k, v in results.items()}, f, indent=1,
+            json.dump({f"{t}/{s}": cell for (t, s), cell in cells.items()}, f, indent=1,
                       default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from accuracy import family, fmt  # benchmarks/accuracy.py, beside this file
 
-from specflow.learn.evaluate import METHOD_NAMES, default_config, evaluate_datasets
-from specflow.learn.names import SSL_METHODS, SUPERVISED_METHODS
+from specflow.learn.evaluate import evaluate_datasets
+from specflow.learn.fitting import default_config
+from specflow.learn.names import METHOD_NAMES, SSL_METHODS, SUPERVISED_METHODS
 from specflow.learn.pretrain import pretrain
 
 FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 for i, m in enumerate(args.methods):
                     enc, pre_s = encoders.get(m, (None, 0.0))
                     res = evaluate_datasets(
-                        data, test, method=m, label_fraction=fraction, seed=seed,
-                        device=args.device, encoder=enc,
+                        data, test, method=m, corpus=None, label_fraction=fraction,
+                        seed=seed, device=args.device, encoder=enc,
                         baselines=tuple(args.controls) if i == 0 else False)
                     res["pretrain_seconds"] = pre_s
                     key = f"{t}/{seed}/{fraction:g}"

@@ -124,6 +124,16 @@ class DemoConfig:
     area_frames: int = 40  # one area-detector run (512×512 frames) labelled live; 0: skip
 
 
+def learning_step(cfg: DemoConfig) -> str:
+    """What step 2 of the demo fits, in words."""
+    if cfg.method == DEFAULT_METHOD:
+        return "fit (the corpus network, recalibrated on a few labels)"
+    if cfg.method in SSL_METHODS:
+        epochs = f" ({cfg.epochs} epochs)" if cfg.epochs else ""
+        return f"pretrain {cfg.method}{epochs} → probe on a few labels"
+    return f"fit {cfg.method} on a few labels"
+
+
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict:
     """Run every stage; returns the per-run results that the table shows."""
     console = console or Console()
@@ -151,8 +161,7 @@ def _run_demo(cfg: DemoConfig, workdir: Path, console: Console) -> dict:
                 uids += record_compressions(writer, cfg.runs_per_material, cfg.curves,
                                             material, cfg.seed + 100 * i,
                                             on_event=lambda t=task: progress.advance(t))
-        console.rule("2 · learn: fit (the corpus network, recalibrated on a few labels) → "
-                     "register → promote (MLflow)")
+        console.rule(f"2 · learn: {learning_step(cfg)} → register → promote (MLflow)")
         res = run_pipeline(
             load_tiled(server.api_uri, server.api_key, uids, []), cfg.method,
             pretrain_config=(default_config(cfg.method, cfg.epochs, cfg.seed, cfg.device,
