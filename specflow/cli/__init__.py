@@ -60,7 +60,7 @@ COMMANDS: dict[str, Entry] = {
                    "finish, re-annotate when the alias moves."),
     "live": Entry("annotate", "live_cmd", "Label curves live as a RunEngine in another "
                   "process publishes them (0MQ or Kafka)."),
-    "phases": Entry("annotate", "phases_cmd", "List annotated runs with their phases and "
+    "phases": Entry("query", "phases_cmd", "List annotated runs with their phases and "
                     "transition pressures."),
     "suggest-labels": Entry("annotate", "suggest_cmd", "Curves to label next: where the "
                             "registered model is least sure of the phase."),

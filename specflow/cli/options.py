@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from specflow.learn.names import LABEL_STRATEGIES, METHODS, SSL_METHODS
-from specflow.registry.tracking import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
+from specflow.registry.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
 
 Method = StrEnum("Method", {m: m for m in ("auto", *METHODS)})  # type: ignore[misc]
 SSLMethod = StrEnum("SSLMethod", {m: m for m in SSL_METHODS})  # type: ignore[misc]

@@ -12,10 +12,12 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
 
-DEFAULT_EXPERIMENT = "specflow"
-DEFAULT_MODEL_NAME = "specflow-phase"
-DEFAULT_ALIAS = "champion"
-DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
+from specflow.registry.names import (  # noqa: F401  (re-exported)
+    DEFAULT_ALIAS,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_MODEL_URI,
+)
 
 
 def configure_tracking(workdir: str | Path = "work", must_exist: bool = False) -> str:

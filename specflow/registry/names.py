@@ -1,0 +1,6 @@
+"""Default names of the registry (no MLflow import: the CLI's options read them)."""
+
+DEFAULT_EXPERIMENT = "specflow"
+DEFAULT_MODEL_NAME = "specflow-phase"
+DEFAULT_ALIAS = "champion"
+DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"

@@ -1,0 +1,38 @@
+"""A command's module imports only what the command uses: the catalog query starts without
+torch, pymatgen, MLflow, pyFAI or Dask (start-up of seconds otherwise)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "pymatgen", "mlflow", "pyFAI", "dask")
+
+
+def loaded_heavy(code: str) -> list[str]:
+    tops = "{m.split('.')[0] for m in sys.modules}"
+    probe = f"import sys, json; {code}; print(json.dumps(sorted({tops} & {set(HEAVY)!r})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("code", [
+    "import specflow.cli.query",
+    "from specflow.cli import load_command; load_command('phases')",
+    "import specflow, specflow.annotate, specflow.ingest",  # packages: names load on use
+])
+def test_the_query_path_imports_no_heavy_package(code):
+    assert loaded_heavy(code) == []
+
+
+def test_lazy_package_names_still_resolve():
+    import specflow.annotate as annotate
+    import specflow.ingest as ingest
+
+    assert callable(annotate.find_phases) and callable(ingest.run_to_dataset)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        annotate.nope  # noqa: B018
