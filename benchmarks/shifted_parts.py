@@ -5,7 +5,9 @@ Each seed draws one realistic run's conditions and their shifted version
 the realistic conditions, the shifted beam energy and grid alone, and that plus one more
 shifted part at a time (broader, more Lorentzian lines; a pressure marker; the 2θ
 calibration error), and all of them. Every run is labelled by the default model with no
-hand label (the shipped corpus network of its transition); the table gives per-curve
+hand label (the shipped corpus network of its transition) and, on the whole shifted draw,
+also by a model told the run's pressure marker (the corpus network of the transition with
+that marker in every corpus run: ``CorpusRecipe(..., marker="Au")``); the table gives per-curve
 accuracy, mean ± 95 % interval over seeds, and the ideal observer's accuracy beside it;
 the runs with a marker are also listed per seed with the marker's name.
 
@@ -24,6 +26,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from specflow.data.corpus import CorpusRecipe
 from specflow.data.simulate import (
     RunConditions,
     draw_conditions,
@@ -39,6 +42,7 @@ from specflow.learn.metrics import mean_interval
 
 PARTS = ("realistic", "energy", "energy + broad lines", "energy + marker",
          "energy + 2θ offset", "all (shifted)")
+TOLD = "all, told the marker"
 
 
 def variant(name: str, real: RunConditions, shifted: RunConditions) -> RunConditions:
@@ -75,9 +79,11 @@ def main() -> None:
         t0 = time.perf_counter()
         mat = get_transition(name)
         train = simulate_family(name, 2, n_curves=tuple(args.curves), seed=500)
-        clf = PhaseClassifier().fit([run.drop_vars("label") for run in train])
-        scores: dict[str, list[float]] = {p: [] for p in PARTS}
-        ceiling: dict[str, list[float]] = {p: [] for p in PARTS}
+        unlabelled = [run.drop_vars("label") for run in train]
+        clf = PhaseClassifier().fit(unlabelled)
+        told: dict[str, PhaseClassifier] = {}
+        scores: dict[str, list[float]] = {p: [] for p in (*PARTS, TOLD)}
+        ceiling: dict[str, list[float]] = {p: [] for p in (*PARTS, TOLD)}
         markers = []
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -94,13 +100,20 @@ def main() -> None:
                 scores[part].append(100 * float((pred == truth).mean()))
                 best = decode(observer_probabilities([run]), run.data["pressure"].values).labels
                 ceiling[part].append(100 * float((best == truth).mean()))
+            marker = shifted.artefacts.marker
+            if marker not in told:
+                told[marker] = PhaseClassifier(
+                    corpus=CorpusRecipe.for_transition(name, marker=marker)).fit(unlabelled)
+            pred = told[marker].predict(run.data)["label"].values  # run: the whole shifted draw
+            scores[TOLD].append(100 * float((pred == truth).mean()))
+            ceiling[TOLD].append(ceiling["all (shifted)"][-1])
         print(f"\n## {name} ({time.perf_counter() - t0:.0f} s; markers {markers})")
         print(f"{'conditions':<22} | {'default, zero labels':>20} | {'ceiling':>12}")
-        for part in PARTS:
+        for part in (*PARTS, TOLD):
             m, h = mean_interval(scores[part])
             c, ch = mean_interval(ceiling[part])
             print(f"{part:<22} | {m:>13.1f} ± {h:4.1f} | {c:>5.1f} ± {ch:4.1f}")
-        for part in ("energy + marker", "all (shifted)"):
+        for part in ("energy + marker", "all (shifted)", TOLD):
             print(f"per seed, {part}: " + ", ".join(
                 f"{mk} {v:.1f}" for mk, v in zip(markers, scores[part], strict=True)))
 

@@ -51,6 +51,19 @@ def test_recipe_is_named_validated_and_fingerprinted():
         CorpusRecipe(("Fe",), runs=1)
 
 
+def test_a_known_pressure_marker_joins_every_corpus_run():
+    told = CorpusRecipe(("Fe",), runs=6, curves=(60, 80), marker="Au")
+    assert told.name == "Fe+Au" and CorpusRecipe.from_dict(told.to_dict()) == told
+    assert told.fingerprint() != TINY.fingerprint()
+    assert "marker" not in TINY.to_dict()  # recipes without one keep their fingerprints
+    with pytest.raises(ValueError, match="unknown pressure marker 'Ru'"):
+        CorpusRecipe(("Fe",), marker="Ru")
+    runs = simulate_family("Fe", 2, n_curves=30, seed=4, marker="Pt")
+    assert all("marker=Pt" in run.attrs["artefacts"] for run in runs)
+    plain = simulate_family("Fe", 2, n_curves=30, seed=4)
+    assert not any("marker=" in run.attrs["artefacts"] for run in plain)
+
+
 def test_corpus_is_built_once_and_read_back_from_the_cache(cache):
     first = build_corpus(TINY)
     assert first.path == corpus_path(TINY, Preprocessing()) and first.path.exists()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from specflow.data.artefacts import MARKERS
 from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.data.simulate import PRESETS, simulate_family
 from specflow.data.transitions import get_transition
@@ -43,7 +44,8 @@ def cache_dir() -> Path:
 class CorpusRecipe:
     """What a corpus holds: ``runs`` loadings of each of ``transitions`` (built-in names),
     ``curves`` per run drawn from the range, conditions from ``preset``, seeds from
-    ``seed`` on."""
+    ``seed`` on; ``marker`` (``Au``, ``Pt``): the pressure marker loaded with the sample in
+    every run, when the user knows it."""
 
     transitions: tuple[str, ...]
     runs: int = 60
@@ -51,6 +53,7 @@ class CorpusRecipe:
     preset: str = "realistic"
     seed: int = CORPUS_SEED
     simulator: str = SIMULATOR_VERSION
+    marker: str | None = None
 
     def __post_init__(self) -> None:
         names = (self.transitions,) if isinstance(self.transitions, str) else self.transitions
@@ -64,14 +67,20 @@ class CorpusRecipe:
                              f"curves {self.curves})")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; use one of {PRESETS}")
+        if self.marker is not None and self.marker not in MARKERS:
+            raise ValueError(f"unknown pressure marker {self.marker!r}; use one of "
+                             f"{list(MARKERS)}")
 
     @classmethod
     def for_transition(cls, name: str, **kwargs: Any) -> CorpusRecipe:
         return cls(transitions=(name,), **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "transitions": list(self.transitions),
-                "curves": list(self.curves)}
+        values = {**asdict(self), "transitions": list(self.transitions),
+                  "curves": list(self.curves)}
+        if self.marker is None:  # recipes without a marker keep their fingerprints
+            del values["marker"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CorpusRecipe:
@@ -87,7 +96,7 @@ class CorpusRecipe:
 
     @property
     def name(self) -> str:
-        return "+".join(self.transitions)
+        return "+".join(self.transitions) + (f"+{self.marker}" if self.marker else "")
 
 
 @dataclass
@@ -164,7 +173,7 @@ def build_corpus(recipe: CorpusRecipe, preprocessing: Preprocessing | None = Non
         seed = recipe.seed + 1000 * t_index
         for i in range(recipe.runs):
             ds = simulate_family(name, 1, n_curves=recipe.curves, seed=seed + i,
-                                 preset=recipe.preset)[0]
+                                 preset=recipe.preset, marker=recipe.marker)[0]
             prepared = prepare_curves(ds["intensity"].values, ds["two_theta"].values, prep,
                                       float(ds.attrs["wavelength"]))
             n = prepared.x.shape[0]

@@ -696,9 +696,12 @@ def simulate_family_parts(
     energy_kev: float | None = None,
     decompress_fraction: float = 0.25,
     mdac_fraction: float = 0.3,
+    marker: str | None = None,
 ) -> list[SimulatedRun]:
     """Several loadings of one transition: ``n_runs`` runs with their own conditions, cell,
-    length, ramp rate and (for ``decompress_fraction`` of them) a decompression leg."""
+    length, ramp rate and (for ``decompress_fraction`` of them) a decompression leg;
+    ``marker`` (``Au``, ``Pt``) is loaded with the sample in every run (its line strength
+    drawn per run, as in the shifted preset)."""
     mat = get_transition(material) if isinstance(material, str) else material
     rng = np.random.default_rng([seed, 7919])
     runs = []
@@ -707,6 +710,10 @@ def simulate_family_parts(
             else int(n_curves)
         run_seed = int(rng.integers(2**31))
         cond = draw_conditions(mat, preset, np.random.default_rng(run_seed), energy_kev)
+        if marker is not None:
+            amplitude = float(np.random.default_rng([run_seed, 1]).uniform(0.1, 0.5))
+            cond = replace(cond, artefacts=replace(cond.artefacts, marker=marker,
+                                                   marker_amplitude=amplitude))
         shifted = cond.transition(mat)
         decompress = bool(rng.random() < decompress_fraction)
         runs.append(simulate_run_parts(
