@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from specflow.data.corpus import CorpusRecipe, build_corpus, corpus_path
+from specflow.data.corpus import CorpusRecipe, build_corpus, corpus_path, recipe_from_text
 from specflow.data.preprocess import Preprocessing
 from specflow.data.simulate import simulate_family
 from specflow.learn.classifier import PhaseClassifier, named_transitions
@@ -62,6 +62,17 @@ def test_a_known_pressure_marker_joins_every_corpus_run():
     assert all("marker=Pt" in run.attrs["artefacts"] for run in runs)
     plain = simulate_family("Fe", 2, n_curves=30, seed=4)
     assert not any("marker=" in run.attrs["artefacts"] for run in plain)
+
+
+def test_a_corpus_is_named_by_text_with_an_optional_marker(runs):
+    assert recipe_from_text("fe+au") == CorpusRecipe(("Fe",), marker="Au")
+    assert recipe_from_text("Fe+FeO") == CorpusRecipe(("Fe", "FeO"))
+    for bad in ("Au", "Fe+Au+Pt", "Fe+Zr"):
+        with pytest.raises(ValueError):
+            recipe_from_text(bad)
+    assert PhaseClassifier(corpus="Fe+Pt").resolve_corpus(runs).marker == "Pt"
+    with pytest.raises(ValueError, match="at most one marker"):
+        PhaseClassifier(corpus="Fe+Au+Pt").fit(runs)
 
 
 def test_corpus_is_built_once_and_read_back_from_the_cache(cache):

@@ -62,7 +62,8 @@ MethodOpt = Annotated[Method, typer.Option(
 CorpusOpt = Annotated[str | None, typer.Option(
     "--corpus", callback=corpus_spec,
     help="Simulated corpus of the transition: auto (default: the built-in transition the "
-    "runs' attrs name), none, or a name (Fe, FeO, Si, ...). Built once and cached "
+    "runs' attrs name), none, or names joined by + (Fe, FeO, Fe+FeO), with the pressure "
+    "marker loaded with the sample if you know it (Fe+Au, Fe+Pt). Built once and cached "
     "($SPECFLOW_CACHE, default ~/.cache/specflow).")]
 SSLMethodOpt = Annotated[SSLMethod, typer.Option(
     "--method", help="rrmoco, rr, moco or selftime.")]

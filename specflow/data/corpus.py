@@ -99,6 +99,19 @@ class CorpusRecipe:
         return "+".join(self.transitions) + (f"+{self.marker}" if self.marker else "")
 
 
+def recipe_from_text(text: str) -> CorpusRecipe:
+    """The default recipe named by ``text``: built-in transitions and at most one pressure
+    marker joined by ``+`` (``Fe``, ``Fe+FeO``, ``Fe+Au``; any case)."""
+    markers = {m.casefold(): m for m in MARKERS}
+    names = [t.strip() for t in str(text).split("+") if t.strip()]
+    marker = [markers[t.casefold()] for t in names if t.casefold() in markers]
+    transitions = tuple(t for t in names if t.casefold() not in markers)
+    if len(marker) > 1 or not transitions:
+        raise ValueError(f"corpus {text!r}: give transitions and at most one marker joined "
+                         f"by '+', e.g. Fe, Fe+FeO or Fe+Au (markers: {', '.join(MARKERS)})")
+    return CorpusRecipe(transitions, marker=marker[0] if marker else None)
+
+
 @dataclass
 class Corpus:
     """Prepared curves (N, G) of a recipe's runs with their truth: ``label`` (0/1/2),

@@ -24,7 +24,7 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from specflow.data.corpus import Corpus, CorpusRecipe, build_corpus
+from specflow.data.corpus import Corpus, CorpusRecipe, build_corpus, recipe_from_text
 from specflow.data.preprocess import Preprocessing
 from specflow.data.schema import (
     CURVE,
@@ -93,8 +93,9 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
     corpus : str, CorpusRecipe, Corpus or None
         ``auto`` (default): for ``method`` ``auto`` and ``cnn``, the built-in transitions
         the runs name (attrs ``material``, ``formula`` or ``sample``; every run must name
-        one), for other methods none; a transition name; a recipe (built once and cached,
-        ``$SPECFLOW_CACHE``); a built corpus; None: no corpus.
+        one), for other methods none; transition names and at most one pressure marker
+        joined by ``+`` (``Fe``, ``Fe+FeO``, ``Fe+Au``: Au in every corpus run); a recipe
+        (built once and cached, ``$SPECFLOW_CACHE``); a built corpus; None: no corpus.
     adapt : bool
         With a corpus network, recalibrate its outputs to the labels given to :meth:`fit`
         (per-class scale and bias pulled towards the network as trained; the pull chosen
@@ -188,10 +189,14 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be ≥ 1, got {self.epochs}")
         if not (self.corpus is None or isinstance(self.corpus, CorpusRecipe | Corpus)
-                or self.corpus in ("auto", "none") or str(self.corpus).casefold() in
-                {t.casefold() for t in TRANSITIONS}):
-            raise ValueError(f"unknown corpus {self.corpus!r}: use 'auto', None, a built-in "
-                             f"transition ({', '.join(TRANSITIONS)}) or a CorpusRecipe")
+                or self.corpus in ("auto", "none")):
+            try:
+                recipe_from_text(str(self.corpus))
+            except ValueError as err:
+                raise ValueError(
+                    f"unknown corpus {self.corpus!r}: use 'auto', None, built-in transitions "
+                    f"({', '.join(TRANSITIONS)}) and at most one marker joined by '+' (Fe+Au), "
+                    f"or a CorpusRecipe ({err})") from None
         check_device(self.device)
 
     def resolve_corpus(self, runs: Sequence[xr.Dataset]) -> CorpusRecipe | Corpus | None:
@@ -207,7 +212,7 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
             names = named_transitions(runs)
             wants = str(self.method) in ("auto", *CORPUS_NETWORKS)
             return None if names is None or not wants else CorpusRecipe(names)
-        return CorpusRecipe.for_transition(get_transition(str(spec)).name)
+        return recipe_from_text(str(spec))
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, X: xr.Dataset | Sequence[xr.Dataset],

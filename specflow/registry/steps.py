@@ -28,6 +28,7 @@ from tiled.client import from_uri
 from tiled.queries import Key
 
 import specflow
+from specflow.data.corpus import CorpusRecipe
 from specflow.data.fingerprint import refuse_training_runs, run_fingerprint
 from specflow.data.io import read_spectra
 from specflow.data.preprocess import Preprocessing
@@ -287,7 +288,8 @@ def probe_step(
                        "probe.label_fraction": "all" if label_fraction is None
                        else label_fraction, "probe.holdout": holdout,
                        "probe.temperature": float(clf.bundle_.get("temperature", 1.0)),
-                       "corpus": clf.corpus_["transitions"][0] if clf.corpus_ else "none"})
+                       "corpus": CorpusRecipe.from_dict(clf.corpus_).name if clf.corpus_
+                       else "none"})
     if clf.training_log_ is None and clf.method_ in SUPERVISED_METHODS:  # trained on labels
         net = SupervisedConfig(arch=clf.method_, seed=seed)
         mlflow.log_params({f"supervised.{k}": v for k, v in asdict(net).items()
