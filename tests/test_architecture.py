@@ -14,8 +14,8 @@ import specflow
 ROOT = Path(specflow.__file__).parent
 LAYER = {"data": 0, "plots": 0, "models": 1, "learn": 2, "registry": 3, "annotate": 4}
 TOP = {"cli", "demo", "__init__"}  # the application: may use every layer
-#: Imports allowed inside functions: the package's lazy public API, an optional extra.
-LAZY = {("__init__.py", "importlib"), ("learn/metrics.py", "umap"),
+#: Imports allowed inside functions: optional extras.
+LAZY = {("learn/metrics.py", "umap"),
         ("models/export.py", "onnxruntime"),
         ("annotate/remote.py", "bluesky_kafka")}
 #: Third-party packages a layer must not import (servers and the CLI stay out of the core).

@@ -4,21 +4,13 @@ The names below are imported on first use, so that a module of this package that
 none of them (a catalog query) does not pull in the analyzer, torch and the simulator.
 """
 
-from importlib import import_module
+import lazy_loader
 
-_EXPORTS = {
-    "AnnotationError": "analyzer", "AnnotationResult": "analyzer",
-    "TiledUnreachable": "analyzer", "annotate": "analyzer", "annotate_run": "analyzer",
-    "publish_rule": "analyzer",
-    "LoadedModel": "model", "load_model": "model", "parse_model_uri": "model",
-    "PhaseRecord": "query", "find_phases": "query", "search": "query",
-    "transition_summary": "summary",
-    "read_labels": "writer",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "analyzer": ["AnnotationError", "AnnotationResult", "TiledUnreachable", "annotate",
+                 "annotate_run", "publish_rule"],
+    "model": ["LoadedModel", "load_model", "parse_model_uri"],
+    "query": ["PhaseRecord", "find_phases", "search"],
+    "summary": ["transition_summary"],
+    "writer": ["read_labels"],
+})

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from specflow.annotate.indexes import create_indexes
+from specflow.cli.lazy import load
+
+indexes = load("specflow.annotate.indexes")
 
 admin_app = typer.Typer(help="Operate a deployment: database indexes for catalog searches.",
                         no_args_is_help=True)
@@ -22,7 +24,7 @@ def create_indexes_cmd(
 ) -> None:
     """Create the PostgreSQL indexes that 'specflow phases' searches use (idempotent)."""
     try:
-        names = create_indexes(database)
+        names = indexes.create_indexes(database)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--database") from None
     Console().print(f"indexes in place: {', '.join(names)}")

@@ -11,15 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from specflow.annotate.analyzer import annotate, select_runs
-from specflow.annotate.distributed import annotate_on_dask
-from specflow.annotate.live import LivePhaseMonitor
-from specflow.annotate.model import load_model
-from specflow.annotate.remote import follow_kafka, follow_zmq, kafka_topic
-from specflow.annotate.retry import AnnotationError, TiledUnreachable
-from specflow.annotate.suggest import suggest_labels
-from specflow.annotate.watch import Watcher
 from specflow.cli.identify import ElementsOpt, load_identifier
+from specflow.cli.lazy import load
 from specflow.cli.options import (
     DEFAULT_MODEL_URI,
     ApiKeyOpt,
@@ -32,8 +25,17 @@ from specflow.cli.options import (
     WorkdirOpt,
 )
 from specflow.cli.tiled import connect, parse_query
-from specflow.data.io import read_spectra
-from specflow.registry.tracking import configure_tracking
+
+analyzer = load("specflow.annotate.analyzer")
+distributed = load("specflow.annotate.distributed")
+live = load("specflow.annotate.live")
+model_loader = load("specflow.annotate.model")
+remote = load("specflow.annotate.remote")
+retry = load("specflow.annotate.retry")
+suggest = load("specflow.annotate.suggest")
+watching = load("specflow.annotate.watch")
+spectra_io = load("specflow.data.io")
+tracking = load("specflow.registry.tracking")
 
 
 def _results_table(results: list) -> Table:
@@ -85,30 +87,30 @@ def annotate_cmd(
         raise typer.BadParameter("--elements filters identification: give --identifier or "
                                  "--library too", param_hint="--elements")
     client = connect(tiled_uri, api_key)
-    configure_tracking(workdir, must_exist=True)
-    loaded = load_model(model)
+    tracking.configure_tracking(workdir, must_exist=True)
+    loaded = model_loader.load_model(model)
     console.print(f"model {loaded.uri} ({model}, run {loaded.run_id})")
     named = (load_identifier(identifier, library, workdir, elements)
              if identifier or library else None)
     try:
-        uids = select_runs(client, run, parse_query(query), all_runs)
+        uids = analyzer.select_runs(client, run, parse_query(query), all_runs)
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             task = progress.add_task("runs", total=len(uids))
             advance = lambda _: progress.advance(task)  # noqa: E731
             if uids and (scheduler or workers > 1):
-                results = annotate_on_dask(tiled_uri, api_key, uids, loaded,
-                                           scheduler=scheduler, workers=workers, force=force,
-                                           publish=publish, identifier=named,
-                                           on_result=advance)
+                results = distributed.annotate_on_dask(
+                    tiled_uri, api_key, uids, loaded, scheduler=scheduler, workers=workers,
+                    force=force, publish=publish, identifier=named, on_result=advance)
             else:
-                results = annotate(client, uids, model=loaded, force=force, publish=publish,
-                                   on_result=advance, identifier=named)
-    except TiledUnreachable as exc:
+                results = analyzer.annotate(client, uids, model=loaded, force=force,
+                                            publish=publish, on_result=advance,
+                                            identifier=named)
+    except retry.TiledUnreachable as exc:
         console.print(_results_table(exc.results))
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
-    except AnnotationError as exc:
+    except retry.AnnotationError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     console.print(_results_table(results))
@@ -136,9 +138,10 @@ def watch_cmd(
     exits 1 if any run failed."""
     console = Console()
     client = connect(tiled_uri, api_key)
-    configure_tracking(workdir, must_exist=True)
-    watcher = Watcher(client, model, mode="poll" if poll else "auto", poll_interval=interval,
-                      registry_interval=registry_interval, console=console)
+    tracking.configure_tracking(workdir, must_exist=True)
+    watcher = watching.Watcher(client, model, mode="poll" if poll else "auto",
+                               poll_interval=interval, registry_interval=registry_interval,
+                               console=console)
     console.print(f"watching {tiled_uri} with {model} (Ctrl+C to stop)")
     try:
         results = watcher.run(max_events=max_runs, timeout=timeout)
@@ -178,15 +181,17 @@ def live_cmd(
         raise typer.BadParameter("--kafka needs --beamline (the topic's prefix)",
                                  param_hint="--beamline")
     console = Console()
-    configure_tracking(workdir, must_exist=True)
-    loaded = load_model(model)
-    monitor = LivePhaseMonitor(loaded, stream=stream, console=console)
-    source = f"0MQ proxy {zmq}" if zmq else f"Kafka {kafka} topic {kafka_topic(beamline)}"
+    tracking.configure_tracking(workdir, must_exist=True)
+    loaded = model_loader.load_model(model)
+    monitor = live.LivePhaseMonitor(loaded, stream=stream, console=console)
+    source = (f"0MQ proxy {zmq}" if zmq
+              else f"Kafka {kafka} topic {remote.kafka_topic(beamline)}")
     console.print(f"labelling curves from {source} with {loaded.uri} (Ctrl+C to stop)")
     if zmq is not None:
-        runs = follow_zmq(zmq, monitor, max_runs=max_runs, timeout=timeout)
+        runs = remote.follow_zmq(zmq, monitor, max_runs=max_runs, timeout=timeout)
     else:
-        runs = follow_kafka(kafka, beamline, monitor, max_runs=max_runs, timeout=timeout)
+        runs = remote.follow_kafka(kafka, beamline, monitor, max_runs=max_runs,
+                                   timeout=timeout)
     curves = sum(len(v) for v in monitor.predictions.values())
     console.print(f"{runs} run(s) ended; {curves} curve(s) labelled")
 
@@ -204,10 +209,10 @@ def suggest_cmd(
     missing = [str(p) for p in data if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
-    configure_tracking(workdir, must_exist=True)
-    loaded = load_model(model)
-    runs = {path.name: read_spectra(path) for path in data}
-    suggestions = suggest_labels(loaded, runs, count, include_labelled)
+    tracking.configure_tracking(workdir, must_exist=True)
+    loaded = model_loader.load_model(model)
+    runs = {path.name: spectra_io.read_spectra(path) for path in data}
+    suggestions = suggest.suggest_labels(loaded, runs, count, include_labelled)
     table = Table("file", "curve", "pressure (GPa)", "predicted", "p0 / p1 / p2", "margin",
                   title=f"curves to label next ({loaded.uri})")
     for s in suggestions:

@@ -9,11 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from specflow.cli.lazy import load
 from specflow.cli.options import SeedOpt
-from specflow.data.io import read_spectra, write_spectra
-from specflow.data.simulate import paper_datasets, simulate_family, simulate_run
-from specflow.data.transitions import TRANSITIONS, get_transition, transition_from_cifs
-from specflow.plots import save_contour
+
+spectra_io = load("specflow.data.io")
+simulate_mod = load("specflow.data.simulate")
+transitions = load("specflow.data.transitions")
+plots = load("specflow.plots")
 
 console = Console()
 
@@ -62,7 +64,7 @@ def simulate(
     """Simulate DAC pressure runs (pymatgen XRD + Birch–Murnaghan EOS) with true labels."""
     if list_:
         table = Table("name", "transition", "onset–end (GPa)", "reverse (GPa)")
-        for name, t in TRANSITIONS.items():
+        for name, t in transitions.TRANSITIONS.items():
             table.add_row(name, t.description, f"{t.onset:g}–{t.end:g}",
                           f"{t.reverse_onset:g}–{t.reverse_end:g}")
         console.print(table)
@@ -76,22 +78,22 @@ def simulate(
         if not onset:
             raise typer.BadParameter("--cif needs --onset ONSET END", param_hint="--onset")
         try:
-            transition = transition_from_cifs(cif[0], cif[1], onset[0], onset[1],
-                                              name=material)
+            transition = transitions.transition_from_cifs(cif[0], cif[1], onset[0],
+                                                          onset[1], name=material)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--cif") from None
     else:
         try:
-            transition = get_transition(material)
+            transition = transitions.get_transition(material)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--material") from None
     if preset == Preset.paper:
         table = Table("set", "sample", "curves", "before/during/after", "file")
         with console.status("simulating D1–D9"):
-            sets = paper_datasets(seed=seed)
+            sets = simulate_mod.paper_datasets(seed=seed)
         out.mkdir(parents=True, exist_ok=True)
         for name, ds in sets.items():
-            path = write_spectra(ds, out / f"{name}.nc")
+            path = spectra_io.write_spectra(ds, out / f"{name}.nc")
             counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
             table.add_row(name, ds.attrs["sample"], str(ds.sizes["curve"]),
                           "/".join(map(str, counts)), str(path))
@@ -99,21 +101,23 @@ def simulate(
         return
     if runs > 1:
         with console.status(f"simulating {runs} runs of {transition.name}"):
-            family = simulate_family(transition, runs, n_curves=curves, seed=seed,
-                                     preset=preset.value, energy_kev=energy)
+            family = simulate_mod.simulate_family(transition, runs, n_curves=curves,
+                                                  seed=seed, preset=preset.value,
+                                                  energy_kev=energy)
         out.mkdir(parents=True, exist_ok=True)
         table = Table("file", "curves", "energy (keV)", "onset (GPa)", "before/during/after")
         for i, ds in enumerate(family):
-            path = write_spectra(ds, out / f"run{i}.nc")
+            path = spectra_io.write_spectra(ds, out / f"run{i}.nc")
             counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
             table.add_row(str(path), str(ds.sizes["curve"]), f"{ds.attrs['energy']:g}",
                           f"{ds.attrs['transition_onset']:.1f}", "/".join(map(str, counts)))
         console.print(table)
         return
-    ds = simulate_run(transition, curves, seed=seed, start=start, stop=stop,
-                      decompress_to=decompress_to, cell=cell.value, rate=rate,
-                      peak_counts=peak_counts, energy_kev=energy, preset=preset.value)
-    path = write_spectra(ds, out)
+    ds = simulate_mod.simulate_run(transition, curves, seed=seed, start=start, stop=stop,
+                                   decompress_to=decompress_to, cell=cell.value, rate=rate,
+                                   peak_counts=peak_counts, energy_kev=energy,
+                                   preset=preset.value)
+    path = spectra_io.write_spectra(ds, out)
     counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
     console.print(f"wrote {path}: {curves} curves of {transition.name} ({preset.value}), "
                   f"{float(ds.pressure.min()):.1f}–{float(ds.pressure.max()):.1f} GPa, "
@@ -127,5 +131,5 @@ def plot(
                           "'pressure'."),
 ) -> None:
     """Draw the contour map of a run (2θ vs curve or pressure) with its labels beside it."""
-    path = save_contour(read_spectra(data), out, y_axis=y)
+    path = plots.save_contour(spectra_io.read_spectra(data), out, y_axis=y)
     console.print(f"wrote {path}")

@@ -7,9 +7,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from specflow.cli.lazy import load
 from specflow.cli.options import DeviceOpt, Method, SeedOpt, fraction
-from specflow.demo import DemoConfig, WorkdirNotOurs, run_demo
 from specflow.learn.names import DEFAULT_METHOD
+
+demo_mod = load("specflow.demo")
 
 
 def demo(
@@ -34,10 +36,10 @@ def demo(
 ) -> None:
     """End-to-end demo: embedded Tiled + MLflow, ingest, train, promote, annotate, query."""
     try:
-        run_demo(DemoConfig(workdir=workdir, runs_per_material=runs, curves=curves,
-                            method=method.value, epochs=epochs,
-                            label_fraction=label_fraction, seed=seed, device=device,
-                            fresh=not keep, area_frames=area_frames), Console())
-    except WorkdirNotOurs as exc:
+        demo_mod.run_demo(demo_mod.DemoConfig(
+            workdir=workdir, runs_per_material=runs, curves=curves, method=method.value,
+            epochs=epochs, label_fraction=label_fraction, seed=seed, device=device,
+            fresh=not keep, area_frames=area_frames), Console())
+    except demo_mod.WorkdirNotOurs as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

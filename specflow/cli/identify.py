@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from specflow.annotate.identify import published_labels
+from specflow.cli.lazy import load
 from specflow.cli.options import (
     DEFAULT_ALIAS,
     AliasOpt,
@@ -23,24 +23,17 @@ from specflow.cli.options import (
     WorkdirOpt,
 )
 from specflow.cli.tiled import connect
-from specflow.data.io import read_spectra
-from specflow.data.reference import ReferenceLibrary, build_library, cif_entries
-from specflow.ingest.reader import run_to_dataset
-from specflow.learn.identify import (
-    IdentifyConfig,
-    LibraryMatcher,
-    PhaseIdentifier,
-    evaluate_identifier,
-    split_entries,
-)
-from specflow.learn.mixture import phase_shares
-from specflow.registry.identifier import (
-    DEFAULT_IDENTIFIER_NAME,
-    load_registered_identifier,
-    register_identifier,
-)
-from specflow.registry.promotion import PromotionRefused
-from specflow.registry.tracking import configure_tracking, quiet_mlflow
+from specflow.registry.names import DEFAULT_IDENTIFIER_NAME
+
+identified = load("specflow.annotate.identify")
+spectra_io = load("specflow.data.io")
+reference = load("specflow.data.reference")
+reader = load("specflow.ingest.reader")
+identification = load("specflow.learn.identify")
+mixture = load("specflow.learn.mixture")
+registered = load("specflow.registry.identifier")
+promotion = load("specflow.registry.promotion")
+tracking = load("specflow.registry.tracking")
 
 library_app = typer.Typer(help="Build or extend the reference library of named phases.",
                           no_args_is_help=True)
@@ -69,7 +62,7 @@ def library_build(
     seed: SeedOpt = 0,
 ) -> None:
     """Build the library: specflow's phases, AFLOW prototypes (+ substitutions), CIFs."""
-    library = build_library(substitutions, seed, prototypes, list(cif or []))
+    library = reference.build_library(substitutions, seed, prototypes, list(cif or []))
     library.save(out)
     Console().print(f"{len(library)} phases, version {library.version} -> {out}")
 
@@ -86,8 +79,8 @@ def library_add(
         "compression window starts there).")] = 0.0,
 ) -> None:
     """Add phases from CIF files; writes a new library file (the old one is kept)."""
-    old = ReferenceLibrary.load(library)
-    new = old.add(cif_entries(cifs, pressure))
+    old = reference.ReferenceLibrary.load(library)
+    new = old.add(reference.cif_entries(cifs, pressure))
     target = out or library.with_name(f"{library.stem}-{new.version}.nc")
     if target.resolve() == library.resolve():
         raise typer.BadParameter("--out must differ from the library: libraries are "
@@ -123,10 +116,11 @@ def train_identifier(
 
     With --holdout, the structure groups held out to report top-1/top-5 are not trained on
     (the saved model never saw them); --holdout 0 trains on every phase for deployment."""
-    lib = ReferenceLibrary.load(library)
-    train, test = (split_entries(lib, "structure", holdout, seed) if holdout > 0
+    lib = reference.ReferenceLibrary.load(library)
+    train, test = (identification.split_entries(lib, "structure", holdout, seed) if holdout > 0
                    else (None, []))
-    ident = PhaseIdentifier(IdentifyConfig(steps=steps, loss=loss, device=device, seed=seed))
+    ident = identification.PhaseIdentifier(
+        identification.IdentifyConfig(steps=steps, loss=loss, device=device, seed=seed))
     with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.3f}")) as progress:
         task = progress.add_task("steps", total=steps, loss=float("nan"))
@@ -135,18 +129,19 @@ def train_identifier(
     console = Console()
     scores: dict[str, float] = {}
     if len(test):
-        scores = evaluate_identifier(ident, test)
+        scores = identification.evaluate_identifier(ident, test)
         console.print(f"held-out structures ({len(test)} phases, {scores['queries']} "
                       f"queries): top-1 {scores['model_top1']:.1%}, top-5 "
                       f"{scores['model_top5']:.1%} (library cosine: "
                       f"{scores['raw_top1']:.1%} / {scores['raw_top5']:.1%})")
     console.print(f"identifier ({ident.train_seconds_:.0f} s) -> {out}")
     if register:
-        configure_tracking(workdir)
+        tracking.configure_tracking(workdir)
         try:
-            with quiet_mlflow():
-                version = register_identifier(ident, scores, name, alias, force=force)
-        except PromotionRefused as err:
+            with tracking.quiet_mlflow():
+                version = registered.register_identifier(ident, scores, name, alias,
+                                                         force=force)
+        except promotion.PromotionRefused as err:
             console.print(f"registered, but [red]refused:[/red] {err}")
             raise typer.Exit(1) from None
         console.print(f"registered {name} version {version}"
@@ -159,12 +154,12 @@ def load_identifier(model: str | Path | None, library: Path | None,
     ``elements``; a usage error without either, or for elements that are not a formula or
     that no library phase is made of."""
     if model is not None and str(model).startswith("models:/"):
-        configure_tracking(workdir, must_exist=True)
-        identifier = load_registered_identifier(str(model))
+        tracking.configure_tracking(workdir, must_exist=True)
+        identifier = registered.load_registered_identifier(str(model))
     elif model is not None:
-        identifier = PhaseIdentifier.load(model)
+        identifier = identification.PhaseIdentifier.load(model)
     elif library is not None:
-        identifier = LibraryMatcher(ReferenceLibrary.load(library))
+        identifier = identification.LibraryMatcher(reference.ReferenceLibrary.load(library))
     else:
         raise typer.BadParameter("give --model (a trained identifier) or --library (match by "
                                  "cosine); build a library with 'specflow library build'")
@@ -199,16 +194,16 @@ def identify(
     labels = None
     if tiled_uri:
         run = connect(tiled_uri, api_key)[source]
-        ds = run_to_dataset(run)
-        labels = published_labels(run)  # the phase model's segments when annotated
+        ds = reader.run_to_dataset(run)
+        labels = identified.published_labels(run)  # the phase model's segments when annotated
     else:
-        ds = read_spectra(source)
+        ds = spectra_io.read_spectra(source)
     result = identifier.identify_run(ds, labels=labels, top=top, per_curve=per_curve)
     segments = result["segments"]
     if per_curve and segments.get("before") and segments.get("after"):
         pair = segments["before"][0]["name"], segments["after"][0]["name"]
         if pair[0] != pair[1]:
-            shares = phase_shares(identifier.library_, ds, *pair, identifier.baseline)
+            shares = mixture.phase_shares(identifier.library_, ds, *pair, identifier.baseline)
             result["shares"] = {"phases": list(pair), **{
                 key: [None if np.isnan(v) else round(float(v), 4) for v in shares[key].values]
                 for key in ("share", "fit")}}

@@ -12,14 +12,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specflow.annotate.live import LivePhaseMonitor
-from specflow.annotate.model import load_model
+from specflow.cli.lazy import load
 from specflow.cli.options import ApiKeyOpt, SeedOpt, TiledServerOpt, WorkdirOpt
 from specflow.cli.tiled import connect
-from specflow.ingest.area import DetectorGeometry
-from specflow.ingest.compressions import record_compressions
-from specflow.ingest.frames import INTEGRATED_STREAM, record_frame_compressions
-from specflow.registry.tracking import configure_tracking
+
+live = load("specflow.annotate.live")
+model_loader = load("specflow.annotate.model")
+area = load("specflow.ingest.area")
+compressions = load("specflow.ingest.compressions")
+frame_runs = load("specflow.ingest.frames")
+tracking = load("specflow.registry.tracking")
 
 
 class DetectorKind(StrEnum):
@@ -67,7 +69,8 @@ def ingest_demo(
         task = progress.add_task(f"{material} runs", total=runs * curves)
         advance = lambda: progress.advance(task)  # noqa: E731
         if detector is DetectorKind.curve:
-            uids = record_compressions(client, runs, curves, material, seed, on_event=advance)
+            uids = compressions.record_compressions(client, runs, curves, material, seed,
+                                                    on_event=advance)
         else:
             uids = _record_area(client, frames, runs, curves, material, seed, pixels, model,
                                 workdir, advance, console)
@@ -81,12 +84,13 @@ def _record_area(client, frames, runs, curves, material, seed, pixels, model, wo
     callbacks = []
     monitor = None
     if model:
-        configure_tracking(workdir, must_exist=True)
-        monitor = LivePhaseMonitor(load_model(model), stream=INTEGRATED_STREAM)
+        tracking.configure_tracking(workdir, must_exist=True)
+        monitor = live.LivePhaseMonitor(model_loader.load_model(model),
+                                        stream=frame_runs.INTEGRATED_STREAM)
         callbacks.append(monitor)
-    uids, router = record_frame_compressions(client, frames, runs, curves, material, seed,
-                                             DetectorGeometry.square(pixels), callbacks,
-                                             on_event=advance)
+    uids, router = frame_runs.record_frame_compressions(
+        client, frames, runs, curves, material, seed, area.DetectorGeometry.square(pixels),
+        callbacks, on_event=advance)
     if router.latency:
         median = 1e3 * float(np.median(router.latency))
         console.print(f"frame → curve, stored and labelled: median {median:.0f} ms")

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from specflow.data.io import write_netcdf
-from specflow.ingest.integrate import IntegrationSettings, integrate_files
+from specflow.cli.lazy import load
+
+spectra_io = load("specflow.data.io")
+integration = load("specflow.ingest.integrate")
 
 
 def integrate_cmd(
@@ -36,11 +38,11 @@ def integrate_cmd(
     The energy comes from the geometry; each curve keeps its source file (and frame) and
     its Q beside 2θ."""
     console = Console()
-    settings = IntegrationSettings(npt=npt,
-                                   polarization=None if no_polarization else polarization)
-    ds = integrate_files(poni, frames, pressure, mask, settings,
-                         attrs={"sample": sample} if sample else None)
-    write_netcdf(ds, out)
+    settings = integration.IntegrationSettings(
+        npt=npt, polarization=None if no_polarization else polarization)
+    ds = integration.integrate_files(poni, frames, pressure, mask, settings,
+                                     attrs={"sample": sample} if sample else None)
+    spectra_io.write_netcdf(ds, out)
     console.print(f"{ds.sizes['curve']} curves × {ds.sizes['two_theta']} points "
                   f"({ds['two_theta'].values[0]:.2f}–{ds['two_theta'].values[-1]:.2f}° 2θ, "
                   f"{ds.attrs['energy']:.2f} keV) → {out}")

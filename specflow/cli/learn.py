@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from specflow.cli.lazy import load
 from specflow.cli.options import (
     CorpusOpt,
     DeviceOpt,
@@ -23,9 +24,10 @@ from specflow.cli.options import (
     SeedOpt,
     fraction,
 )
-from specflow.data.fingerprint import TrainingRunInTest
-from specflow.learn.evaluate import evaluate
 from specflow.learn.names import DEFAULT_METHOD
+
+fingerprint = load("specflow.data.fingerprint")
+protocols = load("specflow.learn.evaluate")
 
 
 class ManyValuesCommand(TyperCommand):
@@ -131,12 +133,12 @@ def evaluate_command(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            result = evaluate(paths, test_paths or None, method=str(method), corpus=corpus,
-                              label_fraction=label_fraction, epochs=epochs, seed=seed,
-                              device=device, json_out=json_out,
-                              label_strategy=str(label_strategy), augmentation=augmentation,
-                              baselines=baselines, ceiling=ceiling)
-        except TrainingRunInTest as err:
+            result = protocols.evaluate(
+                paths, test_paths or None, method=str(method), corpus=corpus,
+                label_fraction=label_fraction, epochs=epochs, seed=seed, device=device,
+                json_out=json_out, label_strategy=str(label_strategy),
+                augmentation=augmentation, baselines=baselines, ceiling=ceiling)
+        except fingerprint.TrainingRunInTest as err:
             Console(stderr=True).print(f"[red]refused:[/] {err}", soft_wrap=True,
                                        highlight=False)
             raise typer.Exit(2) from None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from specflow.cli.lazy import load
 from specflow.cli.options import (
     DEFAULT_ALIAS,
     DEFAULT_MODEL_NAME,
@@ -40,21 +41,17 @@ from specflow.cli.options import (
     TrainPreset,
     WorkdirOpt,
 )
-from specflow.data.fingerprint import TrainingRunInTest
-from specflow.data.io import read_spectra
-from specflow.learn.fitting import default_config
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
-from specflow.registry.promotion import PromotionRefused, promote
-from specflow.registry.steps import (
-    TrainingData,
-    load_files,
-    load_tiled,
-    pretrain_run,
-    probe_run,
-    register_run,
-    run_pipeline,
-)
-from specflow.registry.tracking import configure_tracking
+
+if TYPE_CHECKING:
+    from specflow.registry.steps import TrainingData
+
+fingerprint = load("specflow.data.fingerprint")
+spectra_io = load("specflow.data.io")
+fitting = load("specflow.learn.fitting")
+promotion = load("specflow.registry.promotion")
+steps = load("specflow.registry.steps")
+tracking = load("specflow.registry.tracking")
 
 console = Console()
 
@@ -78,16 +75,16 @@ def load_data(data: list[str] | None, tiled_uri: str | None, api_key: str | None
               runs: list[str] | None, query: list[str] | None) -> TrainingData:
     """Files or Tiled runs -> TrainingData (exactly one source)."""
     if tiled_uri:
-        return load_tiled(tiled_uri, api_key, list(runs or []), query or [])
+        return steps.load_tiled(tiled_uri, api_key, list(runs or []), query or [])
     files = expand_paths(data)
     if not files:
         raise typer.BadParameter("give --data files or --tiled-uri with --run/--query")
-    return load_files(files)
+    return steps.load_files(files)
 
 
 def _config(method: str, epochs: int | None, seed: int, device: str, preset: str):
     # enum members as their plain values: what the library stores must load weights_only
-    return default_config(str(method), epochs, seed, device, str(preset))
+    return fitting.default_config(str(method), epochs, seed, device, str(preset))
 
 
 def pretrain_cmd(
@@ -105,7 +102,7 @@ def pretrain_cmd(
 ) -> str:
     """Self-supervised pretraining on unlabelled curves, tracked in MLflow; prints the run id."""
     training = load_data(data, tiled_uri, api_key, run, query)
-    run_id = pretrain_run(training, _config(method, epochs, seed, device, preset), workdir)
+    run_id = steps.pretrain_run(training, _config(method, epochs, seed, device, preset), workdir)
     console.print(f"pretraining run {run_id}")
     return run_id
 
@@ -124,7 +121,7 @@ def probe_cmd(
 ) -> str:
     """Linear probe on a pretrained encoder with few labels; logs the pyfunc model."""
     training = load_data(data, tiled_uri, api_key, run, query)
-    out = probe_run(pretrain_run, training, label_fraction, seed, holdout, workdir)
+    out = steps.probe_run(pretrain_run, training, label_fraction, seed, holdout, workdir)
     _print_metrics(out.metrics)
     console.print(f"probe run {out.run_id}, model {out.model_uri}")
     return str(out.run_id)
@@ -150,7 +147,7 @@ def register_cmd(
     workdir: WorkdirOpt = Path("work"),
 ) -> str:
     """Register the model logged by a probe run as a new version, tagged with its metrics."""
-    version = register_run(probe_run, name, workdir)
+    version = steps.register_run(probe_run, name, workdir)
     console.print(f"registered {name} version {version}")
     return version
 
@@ -164,14 +161,14 @@ def promote_cmd(
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Move an alias to a version if it is not worse than the holder on the gate set."""
-    configure_tracking(workdir, must_exist=True)
-    datasets = [read_spectra(p) for p in eval_data] if eval_data else None
+    tracking.configure_tracking(workdir, must_exist=True)
+    datasets = [spectra_io.read_spectra(p) for p in eval_data] if eval_data else None
     try:
-        result = promote(name, str(version), alias, datasets, tolerance)
-    except TrainingRunInTest as err:
+        result = promotion.promote(name, str(version), alias, datasets, tolerance)
+    except fingerprint.TrainingRunInTest as err:
         console.print(f"[red]refused:[/] {err}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
-    except PromotionRefused as err:
+    except promotion.PromotionRefused as err:
         console.print(f"[red]refused:[/red] {err}")
         raise typer.Exit(1) from None
     c = result["candidate"]
@@ -201,11 +198,11 @@ def pipeline_cmd(
     """fit (corpus network, probe or network on the labels; SSL methods pretrain first) ->
     register -> promote, in one tracked run."""
     training = load_data(data, tiled_uri, api_key, run, query)
-    gate = [read_spectra(p) for p in eval_data] if eval_data else None
+    gate = [spectra_io.read_spectra(p) for p in eval_data] if eval_data else None
     try:
         res = _pipeline(training, method, corpus, epochs, preset, device, label_fraction,
                         holdout, seed, name, alias, gate, workdir)
-    except TrainingRunInTest as err:
+    except fingerprint.TrainingRunInTest as err:
         console.print(f"[red]refused:[/] {err}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     if res.promoted:
@@ -217,7 +214,7 @@ def pipeline_cmd(
 
 def _pipeline(training, method, corpus, epochs, preset, device, label_fraction, holdout, seed,
               name, alias, gate, workdir):
-    return run_pipeline(
+    return steps.run_pipeline(
         training, str(method),
         pretrain_config=(_config(method, epochs, seed, device, preset)
                          if method in SSL_METHODS else None),

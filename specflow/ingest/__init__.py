@@ -4,22 +4,13 @@ The names below are imported on first use, so that reading a run does not pull i
 simulated beamline (torch, pymatgen).
 """
 
-from importlib import import_module
+import lazy_loader
 
-_EXPORTS = {
-    "Problem": "callback", "SpectraCollector": "callback", "SpectraUpdate": "callback",
-    "collect": "callback",
-    "TILED_BATCH_SIZE": "compressions", "record_compressions": "compressions",
-    "DiamondAnvilCell": "devices", "IntegratedDetector": "devices",
-    "SpectrumSignal": "devices",
-    "compression_ramp": "plans", "pressure_path": "plans",
-    "run_to_dataset": "reader",
-    "TiledServerInfo": "server", "tiled_server": "server",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "callback": ["Problem", "SpectraCollector", "SpectraUpdate", "collect"],
+    "compressions": ["TILED_BATCH_SIZE", "record_compressions"],
+    "devices": ["DiamondAnvilCell", "IntegratedDetector", "SpectrumSignal"],
+    "plans": ["compression_ramp", "pressure_path"],
+    "reader": ["run_to_dataset"],
+    "server": ["TiledServerInfo", "tiled_server"],
+})

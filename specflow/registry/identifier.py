@@ -19,6 +19,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorS
 from specflow.data.simulate import simulate_family
 from specflow.data.transitions import TRANSITIONS
 from specflow.learn.identify import PhaseIdentifier, segment_hits
+from specflow.registry.names import DEFAULT_IDENTIFIER_NAME
 from specflow.registry.promotion import (
     PACKAGE_DIR,
     PromotionRefused,
@@ -29,7 +30,6 @@ from specflow.registry.promotion import (
 from specflow.registry.tracking import DEFAULT_ALIAS, ensure_experiment
 from specflow.registry.uris import resolve_version
 
-DEFAULT_IDENTIFIER_NAME = "specflow-identify"
 IDENTIFIER_CODE = Path(__file__).with_name("identifier_code.py")
 EXPERIMENT = "specflow-identify"
 GATE_SEED = 90_300

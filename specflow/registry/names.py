@@ -4,3 +4,4 @@ DEFAULT_EXPERIMENT = "specflow"
 DEFAULT_MODEL_NAME = "specflow-phase"
 DEFAULT_ALIAS = "champion"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
+DEFAULT_IDENTIFIER_NAME = "specflow-identify"  # the phase identifier's registered model
