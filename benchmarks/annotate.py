@@ -10,7 +10,7 @@ probe: the same cost as a trained one). "before" is the write/read sequence of s
 version 2 (a container with three arrays and the table; the stream read part by part),
 reproduced here so both are timed in one run on the same server.
 
-Goals (issue #16): per-run overhead <= 0.1 s on loopback, >= 2,000 curves/s for 60-curve runs.
+Goals: per-run overhead <= 0.1 s on loopback, >= 2,000 curves/s for 60-curve runs.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ every method at one fraction and seed), and each method is scored in both protoc
 
 * SSL methods (``rrmoco`` …): pretrained once per transition and seed on the training runs
   (labels hidden), then the linear probe at each fraction;
-* supervised models (``cnn`` … ``binned``, METHOD_SPEC §6): trained end to end on the
+* supervised models (``cnn`` … ``binned``, the paper's comparison): trained end to end on the
   labels at each fraction;
 * controls with the same labels: pressure only, nearest labelled neighbour, raw curves,
   untrained encoder (and the released encoder when ``SPECFLOW_REFERENCE_DIR`` holds it).

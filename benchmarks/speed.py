@@ -6,7 +6,7 @@ s/epoch per method.
     python benchmarks/speed.py [--quick] [--sections whole encoder decode pretrain]
         [--json benchmarks/results/speed.json]
 
-Goal (issue #16, item 7): the whole path at ≥ 10,000 curves/s on this 2-core CPU with labels
+Goal: the whole path at ≥ 10,000 curves/s on this 2-core CPU with labels
 unchanged.
 """
 
@@ -102,7 +102,7 @@ def decode_table(sizes: list[int]) -> list[tuple]:
 
 # --- the whole inference path ---------------------------------------------------------------
 
-GOAL_CURVES_PER_S = 10_000  # issue #16, item 7: whole path, this 2-core CPU, labels unchanged
+GOAL_CURVES_PER_S = 10_000  # whole path, this 2-core CPU, labels unchanged
 
 
 def trained_bundle(epochs: int) -> dict:

@@ -1,4 +1,4 @@
-"""specflow: self-supervised phase labelling of X-ray diffraction curve streams."""
+"""specflow: phase labels for streams of X-ray diffraction curves."""
 
 from importlib.metadata import PackageNotFoundError, version
 

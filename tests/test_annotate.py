@@ -172,7 +172,7 @@ def test_idempotent_and_new_version_adds_node(tiled_client, runs, annotated, mlf
     assert block["latest"] == K2 and block["model"]["version"] == 2
     assert set(block["nodes"]) == {K1, K2}
     assert annotate_run(tiled_client, uid, v2).status == "skipped"
-    # an older version never moves the published summary back (issue #18.3) ...
+    # an older version never moves the published summary back ...
     back = annotate_run(tiled_client, uid, v1)
     assert back.status == "skipped" and "newer version 2" in back.reason
     assert tiled_client[uid].metadata["specflow"]["latest"] == K2

@@ -1,4 +1,4 @@
-"""Labels in Tiled are never overwritten or lost (issue #18): other model names, concurrent
+"""Labels in Tiled are never overwritten or lost: other model names, concurrent
 annotators, abandoned and leased partial nodes, forced revisions, a server that dies."""
 
 from __future__ import annotations

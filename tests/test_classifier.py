@@ -1,4 +1,4 @@
-"""The notebook API (issue #15): specflow.simulate → PhaseClassifier.fit → predict as xarray."""
+"""The notebook API: specflow.simulate → PhaseClassifier.fit → predict as xarray."""
 
 from __future__ import annotations
 

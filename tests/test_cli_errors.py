@@ -1,5 +1,5 @@
 """Every expected user error through the real `specflow` app: a short message naming the file,
-row or option, exit code 2 for usage and 1 for runtime, never a traceback (issue #18)."""
+row or option, exit code 2 for usage and 1 for runtime, never a traceback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Phase identification (#14): reference library, physics-informed renders, RegNet1D + AdaCos,
+"""Phase identification: reference library, physics-informed renders, RegNet1D + AdaCos,
 leak-free splits, the identify/library commands, and Tiled write-back with phase queries."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Encoder and heads: architecture of METHOD_SPEC §2–3 and the reference checkpoint mapping."""
+"""Encoder and heads: the paper's architecture (docs/method.md) and the reference checkpoint
+mapping."""
 
 from __future__ import annotations
 

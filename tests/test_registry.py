@@ -208,7 +208,7 @@ def test_classifier_round_trips_through_the_registry(store, runs):
 def test_pipeline_command_tracks_registers_and_promotes(store, runs, tmp_path, cli):
     files = [str(write_netcdf(ds.isel(two_theta=slice(None, None, 4)), tmp_path / f"{i}.nc"))
              for i, ds in enumerate(runs)]
-    # every given label trains the deployed probe, except an explicit hold-out (issue #15)
+    # every given label trains the deployed probe, except an explicit hold-out
     data = [a for f in files for a in ("--data", f)]
     gate = write_netcdf(simulate_run("Fe", 120, seed=77), tmp_path / "gate.nc")
     cli(["pipeline", *data, "--method", "rrmoco", "--epochs", "1", "--device", "cpu",
