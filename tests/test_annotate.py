@@ -236,6 +236,15 @@ def test_wrong_api_key_gives_clear_error(tiled_server, runs, mlflow_store, cli):
     assert "401 unauthorized" in text and "Invalid API key" in text
 
 
+def test_missing_api_key_is_one_line_naming_the_option(tiled_server, cli, monkeypatch):
+    monkeypatch.delenv("TILED_API_KEY", raising=False)
+    out = cli(["phases", "--tiled-uri", tiled_server.api_uri], exit_code=2)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    assert "--api-key" in lines[0] and "TILED_API_KEY" in lines[0]
+    assert "from_uri" not in out
+
+
 def test_cli_annotate_by_query_and_phases_table(tiled_server, runs, annotated, sample,
                                                 mlflow_store, tmp_path, cli):
     env = {"TILED_API_KEY": tiled_server.api_key}

@@ -32,5 +32,18 @@ def connect(tiled_uri: str, api_key: str | None) -> Any:
         problem = retry.auth_problem(exc)
         if problem is None:
             raise
-        Console(stderr=True).print(f"[red]error:[/] {problem} ({exc})", soft_wrap=True)
+        detail = server_detail(exc)
+        Console(stderr=True).print(f"[red]error:[/] {problem}"
+                                   + (f" (server: {detail})" if detail else ""), soft_wrap=True)
         raise typer.Exit(2) from exc
+
+
+def server_detail(exc: BaseException) -> str | None:
+    """The server's own one-line reason for refusing a request (its JSON ``detail``), if any:
+    not the client's multi-line advice."""
+    response = getattr(exc, "response", None)
+    try:
+        detail = response.json().get("detail") if response is not None else None
+    except ValueError:
+        return None
+    return " ".join(str(detail).split()) if detail else None
