@@ -80,6 +80,30 @@ def test_summary_finds_onset_end_and_reverse():
     assert back["transition"]["end_pressure"] == pytest.approx(7.5)
 
 
+def test_a_summary_handed_to_another_name_never_returns_to_an_older_version():
+    """A v2 published, then B took the summary over: pinning A v1 must not take it (it did:
+    the rule compared with the name published last only); A's alias may, A v3 may."""
+    from types import SimpleNamespace
+
+    from specflow.annotate import publish_rule
+    from specflow.annotate.writer import COMPLETE
+
+    def model(name, version, alias=None):
+        return SimpleNamespace(name=name, version=str(version), alias=alias)
+
+    block = {"status": COMPLETE, "latest": "specflow-phaseB-annotate-v1",
+             "model": {"name": "phaseB", "version": 1, "alias": "champion"},
+             "nodes": {"specflow-phaseA-annotate-v2": {"model_name": "phaseA",
+                                                       "model_version": 2},
+                       "specflow-phaseB-annotate-v1": {"model_name": "phaseB",
+                                                       "model_version": 1}}}
+    assert "version 2 of phaseA was written" in publish_rule(block, model("phaseA", 1))
+    assert publish_rule(block, model("phaseA", 1, alias="champion")) is None  # rolled back
+    assert publish_rule(block, model("phaseA", 2)) is None
+    assert publish_rule(block, model("phaseA", 3)) is None
+    assert publish_rule(block, model("phaseC", 1)) is None
+
+
 def test_end_to_end_labels_and_summary_beside_the_run(tiled_server, runs, annotated):
     from tiled.client import from_uri
     from tiled.client.container import Container

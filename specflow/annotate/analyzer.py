@@ -109,18 +109,26 @@ def publish_rule(block: Mapping[str, Any], model: LoadedModel) -> str | None:
 
     The summary moves forward in version within one model name; it moves back only through
     the alias it was published with (the alias was rolled back). Another model name takes
-    it over (annotate with ``publish=False`` to write a node without publishing it).
+    it over (annotate with ``publish=False`` to write a node without publishing it), but a
+    version older than one of the same name already written on the run takes it only
+    through an alias: handing the summary to another name does not open the way back.
     """
     current = block.get("model") or {}
-    if block.get("status") != writer.COMPLETE or current.get("name") != model.name:
-        return None
-    published = int(current.get("version") or 0)
-    if int(model.version) >= published:
-        return None
-    if model.alias is not None and current.get("alias") == model.alias:
-        return None
-    return (f"run summary stays with newer version {published} of {model.name} (an older "
-            "version never replaces it, except through the alias it was published with)")
+    if block.get("status") == writer.COMPLETE and current.get("name") == model.name:
+        published = int(current.get("version") or 0)
+        if int(model.version) >= published:
+            return None
+        if model.alias is not None and current.get("alias") == model.alias:
+            return None
+        return (f"run summary stays with newer version {published} of {model.name} (an older "
+                "version never replaces it, except through the alias it was published with)")
+    written = [int(node.get("model_version") or 0) for node in
+               (block.get("nodes") or {}).values() if node.get("model_name") == model.name]
+    if model.alias is None and int(model.version) < max(written, default=0):
+        return (f"run summary not moved to {model.name} v{model.version}: version "
+                f"{max(written)} of {model.name} was written on this run (an older version "
+                "never replaces it, except through an alias)")
+    return None
 
 
 def _listed(summary: dict[str, Any], key: str) -> dict[str, Any]:
