@@ -269,3 +269,30 @@ def test_a_node_created_without_its_rows_is_replaced(tiled_client, mlflow_store)
     assert result.status == "written" and "abandoned" in result.reason, result
     node = tiled_client[uid].base["specflow"][K1]
     assert node.metadata["status"] == "complete" and len(node.read()) == 20
+
+
+def test_a_try_that_finds_no_server_is_not_repeated_when_a_quick_check_agrees():
+    import socket
+
+    import httpx
+
+    from specflow.annotate.retry import with_retries
+    from specflow.ingest.catalog import unreachable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}/api/v1/"
+    calls = []
+
+    def request() -> None:
+        calls.append(1)
+        httpx.get(uri, timeout=1.0)
+
+    policy = RetryPolicy(attempts=3, base_delay=0.01, deadline=10.0)
+    with pytest.raises(httpx.ConnectError):
+        with_retries(request, policy)
+    assert len(calls) == 3  # without the check: every try spent on a server that is gone
+    calls.clear()
+    with pytest.raises(httpx.ConnectError):
+        with_retries(request, policy, reachable=lambda: unreachable(uri, 1.0) is None)
+    assert len(calls) == 1

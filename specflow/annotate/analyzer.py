@@ -21,6 +21,7 @@ from tiled.queries import Eq, KeyPresent
 
 import specflow
 from specflow.data.schema import LABEL, TRUE_LABEL, SpectraValidationError
+from specflow.ingest import catalog
 from specflow.ingest.reader import run_to_dataset
 from specflow.learn.data import wavelength_of
 from specflow.learn.predictor import ood_verdict
@@ -260,7 +261,7 @@ def annotate_run(client: Any, uid: str, model: LoadedModel, *, stream: str = "pr
     try:
         result = with_retries(
             lambda: _annotate_once(client, uid, model, stream, force, publish, me, identifier),
-            policy)
+            policy, reachable=lambda: catalog.unreachable(client.uri, timeout=2.0) is None)
     except AnnotationError:
         raise
     except Exception as exc:

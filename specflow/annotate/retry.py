@@ -79,9 +79,12 @@ def auth_problem(exc: BaseException) -> AnnotationError | None:
 
 
 def with_retries(fn: Callable[[], T], policy: RetryPolicy,
-                 on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+                 on_retry: Callable[[int, BaseException], None] | None = None,
+                 reachable: Callable[[], bool] | None = None) -> T:
     """Call ``fn`` until it succeeds, retrying transient errors with backoff (bounded in
-    tries and in time)."""
+    tries and in time). ``reachable``: one quick check, made when a try found the server
+    unreachable; if the server does not answer it either, stop at once (the next try would
+    only spend the client's own retries on a server that is gone)."""
     start = time.monotonic()
     for attempt in range(policy.attempts):
         try:
@@ -92,7 +95,9 @@ def with_retries(fn: Callable[[], T], policy: RetryPolicy,
                 raise problem from exc
             wait = policy.delay(attempt)
             if (not is_transient(exc) or attempt == policy.attempts - 1
-                    or time.monotonic() - start + wait > policy.deadline):
+                    or time.monotonic() - start + wait > policy.deadline
+                    or (reachable is not None and server_unreachable(exc)
+                        and not reachable())):
                 raise
             logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, attempt + 1,
                            policy.attempts - 1, wait)

@@ -11,6 +11,7 @@ command runs or shows its own ``--help``: ``specflow --help`` lists the commands
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import Any, NamedTuple
 
@@ -18,6 +19,9 @@ import click
 import typer
 
 from specflow.cli.errors import ErrorBoundary
+
+#: seconds tiled's client retries one request before the commands' own retries take over
+TILED_RETRY_TIMEOUT_S = 10
 
 
 class Entry(NamedTuple):
@@ -123,6 +127,10 @@ def main(ctx: typer.Context, debug: bool = typer.Option(
         False, "--debug", help="Show the full traceback of any error.")) -> None:
     """specflow: phase labels for streams of X-ray diffraction curves."""
     ctx.meta["specflow.debug"] = debug
+    # tiled's client retries a request that finds no server for 45 s by default; the
+    # commands retry on top of that and stop a batch when the server is gone, so they ask
+    # the client for less (a command of this process imports tiled after this line)
+    os.environ.setdefault("TILED_RETRY_TIMEOUT", str(TILED_RETRY_TIMEOUT_S))
 
 
 __all__ = ["COMMANDS", "app", "load_command"]
