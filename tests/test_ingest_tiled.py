@@ -191,3 +191,18 @@ def test_subscribers_hear_about_finished_runs(engine, beamline, tiled_client):
         assert uid in finished
     finally:
         subscription.disconnect()
+
+
+def test_a_server_without_table_storage_is_refused_before_any_document(tmp_path, cli):
+    """Served with array storage only (as `tiled serve catalog -w DIR` is), the ingest used
+    to fail after 49 events with HTTP 500 and leave a half-written run behind."""
+    from specflow.ingest.server import tiled_server
+
+    with tiled_server(tmp_path / "tiled", tables=False) as info:
+        out = cli(["ingest-demo", "--tiled-uri", info.api_uri, "--api-key", info.api_key,
+                   "--runs", "1", "--curves", "20"], exit_code=1)
+        errors = [line for line in out.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "cannot store event tables" in errors[0], out
+        assert "tables.duckdb" in errors[0] and "Traceback" not in out
+        assert "Fe runs" not in out  # refused before the first run started
+        assert list(info.client()) == []  # no run, and no scratch container left behind

@@ -18,6 +18,7 @@ from specflow.cli.tiled import connect
 
 live = load("specflow.annotate.live")
 model_loader = load("specflow.annotate.model")
+catalog = load("specflow.ingest.catalog")
 area = load("specflow.ingest.area")
 compressions = load("specflow.ingest.compressions")
 frame_runs = load("specflow.ingest.frames")
@@ -63,6 +64,7 @@ def ingest_demo(
         raise typer.BadParameter("--detector area needs --frames DIR (a folder the Tiled "
                                  "server may read)", param_hint="--frames")
     client = connect(tiled_uri, api_key)
+    catalog.require_table_storage(client)  # refuse before the progress bar, not after it
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:

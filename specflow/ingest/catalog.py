@@ -1,12 +1,16 @@
-"""Selecting runs in a Tiled catalog: ``KEY=VALUE`` options and the generic search."""
+"""Selecting runs in a Tiled catalog (``KEY=VALUE`` options, the generic search) and
+checking, before a run is written, that the server can store it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import httpx
+import pyarrow as pa
 from tiled.client.container import Container
 
 
@@ -54,3 +58,24 @@ def require_reachable(uri: str) -> None:
     down = unreachable(uri)
     if down is not None:
         raise ConnectionError(down)
+
+
+def require_table_storage(client: Any) -> None:
+    """Refuse, in one line (``ValueError``), a server that cannot store appendable tables —
+    where TiledWriter puts every stream's events — before any document is written: a
+    one-row table is written in a scratch container, which is deleted again."""
+    key = f"specflow-preflight-{uuid.uuid4().hex[:12]}"
+    try:
+        scratch = client.create_container(key)
+        table = scratch.create_appendable_table(schema=pa.schema([("x", pa.int64())]), key="t")
+        table.append_partition(0, pa.table({"x": [1]}))
+    except httpx.HTTPStatusError as exc:
+        raise ValueError(
+            f"Tiled at {client.uri} cannot store event tables (HTTP "
+            f"{exc.response.status_code} writing a test table): serve the catalog with SQL "
+            "table storage, e.g. `tiled serve catalog CATALOG.db -w DATA_DIR "
+            "-w duckdb:///tables.duckdb` (or a PostgreSQL URI); nothing was written") from None
+    finally:
+        with contextlib.suppress(Exception):  # nothing to delete, or the server is gone
+            client.delete_contents(key, recursive=True, external_only=False)
+

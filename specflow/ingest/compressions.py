@@ -12,6 +12,7 @@ from bluesky import RunEngine
 from bluesky_tiled_plugins import TiledWriter
 
 from specflow.data.simulate import MATERIALS
+from specflow.ingest.catalog import require_table_storage
 from specflow.ingest.devices import DiamondAnvilCell, IntegratedDetector
 from specflow.ingest.plans import compression_ramp
 
@@ -52,6 +53,7 @@ def record_compressions(
     list of str
         The run uids, in order.
     """
+    require_table_storage(client)
     engine = RunEngine({}, call_returns_result=False)
     engine.subscribe(TiledWriter(client, batch_size=TILED_BATCH_SIZE))
     return run_compressions(

@@ -35,6 +35,7 @@ from ophyd.status import Status
 from specflow.data.simulate import XRDSimulator
 
 from .area import DetectorGeometry, FrameRenderer, detector_mask
+from .catalog import require_table_storage
 from .compressions import TILED_BATCH_SIZE, run_compressions
 from .devices import DiamondAnvilCell, FractionSignal, finished, pattern_at_cell
 from .integrate import FrameIntegrator, IntegrationSettings
@@ -389,6 +390,7 @@ def record_frame_compressions(
     with ``stream="integrated"``). Returns the run uids and the router (its ``latency``
     holds the frame-to-curve delay of every frame).
     """
+    require_table_storage(client)
     engine = RunEngine({}, call_returns_result=False)
     router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), *callbacks)
     engine.subscribe(router)

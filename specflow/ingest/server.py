@@ -87,12 +87,13 @@ def init_catalog(database_uri: str) -> None:
 
 
 def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = None,
-                    tables_uri: str | None = None):
+                    tables_uri: str | None = None, tables: bool = True):
     """The ASGI app: Bluesky-aware root, catalog, zarr + table storage, json-seq.
 
     Defaults: SQLite catalog ``directory/catalog.db`` and DuckDB tables
     ``directory/storage.duckdb``. ``catalog_uri``/``tables_uri`` put either in PostgreSQL
     (``postgresql://user:password@host:port/db``); Tiled creates its tables on first use.
+    ``tables=False`` serves no table storage (as ``tiled serve catalog -w DIR`` alone does).
     Externally written files (detector HDF5 registered by TiledWriter) are served from
     ``directory/frames``.
     """
@@ -111,8 +112,8 @@ def build_tiled_app(directory: Path, api_key: str, catalog_uri: str | None = Non
     catalog = catalog_from_uri(
         catalog_uri,
         specs=[{"name": name, "version": v} for name, v in BLUESKY_SPECS],
-        writable_storage=[directory / "data",
-                          tables_uri or f"duckdb:///{directory / 'storage.duckdb'}"],
+        writable_storage=[directory / "data"] + (
+            [tables_uri or f"duckdb:///{directory / 'storage.duckdb'}"] if tables else []),
         readable_storage=[directory / FRAMES_DIRNAME],
         init_if_not_exists=init,
         cache_config=StreamingCacheConfig(uri="memory").model_dump(),
@@ -153,7 +154,7 @@ def _quiet_log_config(directory: Path) -> dict:
 @contextmanager
 def tiled_server(
     directory: str | Path, api_key: str | None = None, port: int = 0, timeout: float = 20.0,
-    catalog_uri: str | None = None, tables_uri: str | None = None,
+    catalog_uri: str | None = None, tables_uri: str | None = None, tables: bool = True,
 ) -> Iterator[TiledServerInfo]:
     """Serve a writable Tiled catalog from ``directory`` on 127.0.0.1 while in the block.
 
@@ -168,7 +169,7 @@ def tiled_server(
     """
     directory = Path(directory).resolve()
     api_key = api_key or secrets.token_hex(16)
-    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri)
+    app = build_tiled_app(directory, api_key, catalog_uri, tables_uri, tables)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio",
                             log_config=_quiet_log_config(directory))
     server = uvicorn.Server(config)
