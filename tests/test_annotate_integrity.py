@@ -296,3 +296,19 @@ def test_a_try_that_finds_no_server_is_not_repeated_when_a_quick_check_agrees():
     with pytest.raises(httpx.ConnectError):
         with_retries(request, policy, reachable=lambda: unreachable(uri, 1.0) is None)
     assert len(calls) == 1
+
+
+def test_a_forced_batch_resumed_by_name_does_not_force_its_finished_runs_again(
+        tiled_client, mlflow_store):
+    model = load_model(mlflow_store.champion)
+    uids = ramps(tiled_client, 3, seed=74)
+    annotate(tiled_client, uids, model=model)  # revision 1 of each
+    first = annotate(tiled_client, uids[:2], model=model, force=True, batch="b-1")
+    assert [r.status for r in first] == ["written", "written"]  # stopped after two runs
+    resumed = annotate(tiled_client, uids, model=model, force=True, batch="b-1")
+    assert [r.status for r in resumed] == ["written"] * 3
+    revisions = [sorted(complete_nodes(tiled_client, uid)) for uid in uids]
+    assert all(len(keys) == 2 for keys in revisions), revisions  # r1 and r2, never r3
+    again = annotate(tiled_client, uids[:1], model=model, force=True)  # a new forced batch
+    assert len(complete_nodes(tiled_client, uids[0])) == 3
+    assert again[0].status == "written"

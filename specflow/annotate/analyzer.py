@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -304,6 +305,7 @@ def annotate(
     retry: RetryPolicy | None = None,
     on_result: Callable[[AnnotationResult], Any] | None = None,
     identifier: Any = None,
+    batch: str | None = None,
 ) -> list[AnnotationResult]:
     """Label runs in Tiled with one registered model version and write the labels back.
 
@@ -328,6 +330,11 @@ def annotate(
         Called with each run's result as it completes.
     identifier : PhaseIdentifier or LibraryMatcher, optional
         Also name the library phase of each segment (``specflow.identified``).
+    batch : str, optional
+        This call's name, recorded in every node it writes (default: a new one). A call
+        with the name of an earlier one treats the nodes that one completed as its own:
+        a stopped ``force`` batch resumes without writing a second revision of a run it
+        had finished (:class:`TiledUnreachable` says the name).
 
     Returns
     -------
@@ -356,7 +363,7 @@ def annotate(
             raise problem from exc
         raise
 
-    me = writer.Writer()
+    me = writer.Writer(call=batch or uuid.uuid4().hex)
     results: list[AnnotationResult] = []
     for uid in selected:  # in parallel: specflow.annotate.distributed (Dask)
         result = annotate_run(client, uid, model, stream=stream, force=force, publish=publish,
@@ -365,18 +372,23 @@ def annotate(
         if on_result is not None:
             on_result(result)
         if result.unreachable:
-            raise stopped_unreachable(result.reason, results, len(selected))
+            raise stopped_unreachable(result.reason, results, len(selected),
+                                      me.call if force else None)
     return results
 
 
-def stopped_unreachable(reason: str, results: list[AnnotationResult],
-                        total: int) -> TiledUnreachable:
-    """The error that stops a batch when Tiled stayed unreachable, saying how far it got."""
+def stopped_unreachable(reason: str, results: list[AnnotationResult], total: int,
+                        batch: str | None = None) -> TiledUnreachable:
+    """The error that stops a batch when Tiled stayed unreachable, saying how far it got
+    (and, for a forced batch, the name that resumes it without a second revision)."""
     written = sum(r.status == "written" for r in results)
+    again = ("run the same command again to resume" if batch is None else
+             f"run the same command again with --batch {batch} to resume (runs this batch "
+             "finished are not forced a second time)")
     return TiledUnreachable(
         f"Tiled could not be reached ({reason}); stopped after {len(results)} of {total} runs "
         f"({written} written, {total - len(results)} not started). Complete nodes are kept; "
-        "run the same command again to resume.", results=results)
+        f"{again}.", results=results, batch=batch)
 
 
 __all__ = ["AnnotationError", "AnnotationResult", "TiledUnreachable", "annotate",

@@ -138,6 +138,7 @@ def annotate_on_dask(
     force: bool = False,
     publish: bool = True,
     identifier: Any = None,
+    batch: str | None = None,
     batch_size: int = 4,
     task_retries: int = 2,
     rounds: int = 3,
@@ -162,6 +163,9 @@ def annotate_on_dask(
         Runs per task (fewer tasks, one model load per worker either way).
     task_retries : int
         Dask re-runs of a task that raised (e.g. its worker died).
+    batch : str, optional
+        The call's name (default: a new one); the name of a stopped forced call resumes it
+        without a second revision of the runs it finished (:func:`~.analyzer.annotate`).
     rounds, backoff : int, float
         Runs that failed retryably are submitted again, up to ``rounds`` times in all,
         after ``backoff * 2**k`` seconds.
@@ -182,9 +186,9 @@ def annotate_on_dask(
                                     stream=stream, force=force, publish=publish,
                                     identifier=identifier, batch_size=batch_size,
                                     task_retries=task_retries, rounds=rounds,
-                                    backoff=backoff, on_result=on_result)
+                                    backoff=backoff, on_result=on_result, batch=batch)
     ref = ModelRef.of(model)
-    call = uuid.uuid4().hex
+    call = batch or uuid.uuid4().hex
     shared = client.scatter(identifier, broadcast=True) if identifier is not None else None
     final: dict[str, AnnotationResult] = {}
     runs = list(dict.fromkeys(uids))
@@ -217,7 +221,8 @@ def annotate_on_dask(
             down = next((r for r in results if r.unreachable), None)
             if down is not None:  # as annotate(): stop, say how far
                 client.cancel(list(futures))
-                raise stopped_unreachable(down.reason, list(final.values()), len(runs))
+                raise stopped_unreachable(down.reason, list(final.values()), len(runs),
+                                          call if force else None)
         if not again:
             break
         pending = again

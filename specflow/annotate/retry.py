@@ -21,12 +21,15 @@ class AnnotationError(RuntimeError):
 class TiledUnreachable(AnnotationError):
     """The server stayed unreachable through a run's retries: the batch stopped.
 
-    ``results`` holds what was done before it stopped (rerunning the batch resumes it).
+    ``results`` holds what was done before it stopped (rerunning the batch resumes it);
+    ``batch``: the name that resumes a forced batch (``annotate(..., batch=)``).
     """
 
-    def __init__(self, message: str, results: list | None = None) -> None:
+    def __init__(self, message: str, results: list | None = None,
+                 batch: str | None = None) -> None:
         super().__init__(message)
         self.results = list(results or [])
+        self.batch = batch
 
 
 @dataclass(frozen=True)

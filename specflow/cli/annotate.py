@@ -77,6 +77,9 @@ def annotate_cmd(
         "--library", help="Also name each segment's phase by cosine match to this "
         "reference library (.nc)")] = None,
     elements: ElementsOpt = None,
+    batch: Annotated[str | None, typer.Option(
+        "--batch", help="Resume the stopped batch of this name (printed when a --force batch "
+        "stops): the runs it finished are not forced again")] = None,
     workdir: WorkdirOpt = Path("work"),
 ) -> None:
     """Label runs in Tiled with the registered phase model and write the labels back."""
@@ -101,11 +104,12 @@ def annotate_cmd(
             if uids and (scheduler or workers > 1):
                 results = distributed.annotate_on_dask(
                     tiled_uri, api_key, uids, loaded, scheduler=scheduler, workers=workers,
-                    force=force, publish=publish, identifier=named, on_result=advance)
+                    force=force, publish=publish, identifier=named, on_result=advance,
+                    batch=batch)
             else:
                 results = analyzer.annotate(client, uids, model=loaded, force=force,
                                             publish=publish, on_result=advance,
-                                            identifier=named)
+                                            identifier=named, batch=batch)
     except retry.TiledUnreachable as exc:
         console.print(_results_table(exc.results))
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
