@@ -35,7 +35,9 @@ class TiledUnreachable(AnnotationError):
 @dataclass(frozen=True)
 class RetryPolicy:
     """``attempts`` tries in all, waiting ``base_delay * 2**i`` s (at most ``max_delay``);
-    no new try starts once ``deadline`` seconds have passed since the first.
+    no new try starts once ``deadline`` seconds have passed since the first, nor, after
+    ``grace`` seconds, while the server does not answer a quick request (it is gone, not
+    restarting).
 
     These retries sit on top of the Tiled client's own (a refused connection is already
     retried for ~30 s inside one request), so they are few.
@@ -45,6 +47,7 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 8.0
     deadline: float = 30.0
+    grace: float = 5.0
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay, self.base_delay * 2**attempt)
@@ -86,8 +89,9 @@ def with_retries(fn: Callable[[], T], policy: RetryPolicy,
                  reachable: Callable[[], bool] | None = None) -> T:
     """Call ``fn`` until it succeeds, retrying transient errors with backoff (bounded in
     tries and in time). ``reachable``: one quick check, made when a try found the server
-    unreachable; if the server does not answer it either, stop at once (the next try would
-    only spend the client's own retries on a server that is gone)."""
+    unreachable after ``policy.grace`` seconds; if the server does not answer it either,
+    stop at once (the next try would only spend the client's own retries on a server that
+    is gone; a restart shorter than the grace is ridden through)."""
     start = time.monotonic()
     for attempt in range(policy.attempts):
         try:
@@ -100,6 +104,7 @@ def with_retries(fn: Callable[[], T], policy: RetryPolicy,
             if (not is_transient(exc) or attempt == policy.attempts - 1
                     or time.monotonic() - start + wait > policy.deadline
                     or (reachable is not None and server_unreachable(exc)
+                        and time.monotonic() - start >= policy.grace
                         and not reachable())):
                 raise
             logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, attempt + 1,
