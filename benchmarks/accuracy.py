@@ -3,8 +3,9 @@ and at what pressure did it transform?
 
 For each transition and seed, a family of simulated runs is split into 4 training runs (30
 keV), 4 **cross-run** test runs (same preset, half at other beam energies) and 4 **shifted**
-test runs (preset ``shifted``: 50–80 keV, broader Lorentzian lines, a Au/Pt marker, a 2θ
-calibration error — conditions no training or corpus run ever had). Every method sees the
+test runs (preset ``shifted``: 50–80 keV, broader Lorentzian lines and a 2θ calibration
+error — conditions no training or corpus run ever had — and a Au/Pt marker in every run,
+which the default corpus draws in two of three runs). Every method sees the
 same class-blind labels (``--label-fraction`` of each training run, evenly spaced) and is
 scored on the same curves, decoded along each run:
 
@@ -22,6 +23,7 @@ default − control per seed (same runs, same labels) with its interval. ``--spl
 
     python benchmarks/accuracy.py --quick                  # 5 transitions × 10 seeds
     python benchmarks/accuracy.py --methods raw untrained  # + corpus heads on those features
+    python benchmarks/accuracy.py --no-marker-corpus       # + the corpus without markers
     python benchmarks/accuracy.py --transitions FeO-v2     # FeO as simulated before v3
 """
 
@@ -48,6 +50,7 @@ from specflow.learn.pretrain import load_checkpoint
 
 TRAIN_ENERGY = 30.0
 PROTOCOLS = ("cross_run", "shifted", "within_run")
+NO_MARKER = "corpus without marker"
 CONTROLS = ("pressure", "neighbour", "raw", "untrained")
 USER_METRICS = (("onset_error_gpa", "onset GPa", 1, 2), ("end_error_gpa", "end GPa", 1, 2),
                 ("boundary_error_curves", "bound. crv", 1, 1),
@@ -106,6 +109,9 @@ def rows_of(cells: dict, protocol: str, args: argparse.Namespace) -> dict[str, d
             cell["default"]["protocols"].get(protocol, {}).get("overall"))
         add("default, zero labels", t, cell["zero"]["protocols"].get(protocol, {})
             .get("overall"))
+        if NO_MARKER in cell:
+            add(f"{NO_MARKER}, {args.label_fraction:.0%} labels", t,
+                cell[NO_MARKER]["protocols"].get(protocol, {}).get("overall"))
         for name, res in cell.get("methods", {}).items():
             add(f"corpus head on {METHOD_NAMES.get(name, name)}"
                 + (" (corpus-pretrained)" if name in SSL_METHODS else ""), t,
@@ -143,7 +149,9 @@ def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
     print(f"\n## {protocol.replace('_', '-')}: paired differences, default − other, per seed "
           "(same runs, same labels); accuracy in points, onset and end error in GPa "
           "(negative: default better); mean [95 % CI]")
-    others = [*CONTROLS, "zero labels", "ceiling"]
+    others = [*CONTROLS, "zero labels",
+              *([NO_MARKER] if any(NO_MARKER in c for c in cells.values()) else []),
+              "ceiling"]
     print(f"{'default − ...':<34}" + "".join(f"| {t:<44}" for t in args.transitions))
     for other in others:
         line = f"{other:<34}"
@@ -158,6 +166,9 @@ def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
                     theirs = block.get("ceiling")
                 elif other == "zero labels":
                     theirs = cell["zero"]["protocols"].get(protocol, {}).get("overall")
+                elif other == NO_MARKER:
+                    theirs = cell.get(NO_MARKER, {}).get("protocols", {}).get(
+                        protocol, {}).get("overall")
                 else:
                     theirs = block.get("baselines", {}).get(other)
                 if mine is None or theirs is None:
@@ -195,6 +206,9 @@ def main() -> None:
     ap.add_argument("--ssl-checkpoint", default=None,
                     help="also: a corpus head on this pretrained SSL encoder (its method's "
                          "row); e.g. the encoder pretrained on the multi-transition corpus")
+    ap.add_argument("--no-marker-corpus", action="store_true",
+                    help="also: the default model on a corpus with no marker in any run "
+                         "(the default before corpus runs drew their marker), paired")
     ap.add_argument("--train-runs", type=int, default=4)
     ap.add_argument("--test-runs", type=int, default=4)
     ap.add_argument("--shifted-runs", type=int, default=4)
@@ -213,12 +227,16 @@ def main() -> None:
     args.seed_list = list(range(base, base + args.seeds))
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     t_start = time.perf_counter()
-    corpora = {}
+    corpora, bare = {}, {}
     for t in args.transitions:
         t0 = time.perf_counter()
         corpus = build_corpus(CorpusRecipe.for_transition(t, runs=args.corpus_runs))
         net = corpus_network(corpus, device=args.device)
         corpora[t] = corpus
+        if args.no_marker_corpus:
+            bare[t] = build_corpus(CorpusRecipe.for_transition(t, runs=args.corpus_runs,
+                                                               marker=None))
+            corpus_network(bare[t], device=args.device)
         print(f"{t}: corpus {len(corpus)} curves of {args.corpus_runs} runs "
               f"(simulated in {corpus.seconds:.0f} s), network trained in {net.seconds:.0f} s "
               f"({time.perf_counter() - t0:.0f} s here)", flush=True)
@@ -235,6 +253,10 @@ def main() -> None:
                 data, test, label_fraction=args.label_fraction, baselines=CONTROLS,
                 ceiling=not args.no_ceiling, **common)}
             cell["zero"] = evaluate_datasets(data, test, label_fraction=0, **common)
+            if t in bare:
+                cell[NO_MARKER] = evaluate_datasets(
+                    data, test, label_fraction=args.label_fraction,
+                    **{**common, "corpus": bare[t]})
             cell["methods"] = {m: evaluate_datasets(data, test, method=m,
                                                     label_fraction=args.label_fraction,
                                                     **common)

@@ -2,7 +2,7 @@
 
 For every built-in transition, and for the Fe + FeO pair the demo records, simulate the
 default corpus (:class:`~specflow.data.corpus.CorpusRecipe`: 60 loadings per transition,
-seeds from 1,000,000 — no benchmark uses them), train the default network on it
+each with no marker, Au or Pt, seeds from 1,000,000 — no benchmark uses them), train the default network on it
 (:data:`~specflow.learn.corpus_model.CORPUS_TRAINING`) and copy it into the package, so that
 ``PhaseClassifier()`` finds it instead of training. Each training is tracked in MLflow
 (experiment ``specflow-corpus``: recipe, settings, loss curve, seconds) when
@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import asdict
 
-from specflow.data.corpus import CorpusRecipe, build_corpus, cache_dir
+from specflow.data.corpus import build_corpus, cache_dir, recipe_from_text
 from specflow.data.preprocess import Preprocessing
 from specflow.data.transitions import TRANSITIONS
 from specflow.learn.corpus_model import (
@@ -35,7 +35,7 @@ from specflow.learn.corpus_model import (
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transitions", nargs="+", default=[*TRANSITIONS, "Fe+FeO"],
-                    help="names; A+B trains one network on both corpora")
+                    help="names; A+B trains one network on both corpora; +Au names a marker")
     ap.add_argument("--mlflow-uri", default=None, help="track each training here")
     ap.add_argument("--no-copy", action="store_true", help="leave the package untouched")
     args = ap.parse_args()
@@ -47,7 +47,7 @@ def main() -> None:
         mlflow.set_tracking_uri(args.mlflow_uri)
         mlflow.set_experiment("specflow-corpus")
     for name in args.transitions:
-        recipe = CorpusRecipe(tuple(name.split("+")))
+        recipe = recipe_from_text(name)
         t0 = time.perf_counter()
         corpus = build_corpus(recipe, prep)
         trained = corpus_network(corpus, training)

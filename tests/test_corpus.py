@@ -55,7 +55,9 @@ def test_a_known_pressure_marker_joins_every_corpus_run():
     told = CorpusRecipe(("Fe",), runs=6, curves=(60, 80), marker="Au")
     assert told.name == "Fe+Au" and CorpusRecipe.from_dict(told.to_dict()) == told
     assert told.fingerprint() != TINY.fingerprint()
-    assert "marker" not in TINY.to_dict()  # recipes without one keep their fingerprints
+    bare = CorpusRecipe(("Fe",), runs=6, curves=(60, 80), marker=None)
+    assert "marker" not in bare.to_dict()  # recipes without one keep their fingerprints
+    assert CorpusRecipe.from_dict(bare.to_dict()) == bare  # and read back without one
     with pytest.raises(ValueError, match="unknown pressure marker 'Ru'"):
         CorpusRecipe(("Fe",), marker="Ru")
     runs = simulate_family("Fe", 2, n_curves=30, seed=4, marker="Pt")
@@ -64,9 +66,20 @@ def test_a_known_pressure_marker_joins_every_corpus_run():
     assert not any("marker=" in run.attrs["artefacts"] for run in plain)
 
 
+def test_by_default_each_corpus_run_draws_its_marker():
+    assert CorpusRecipe(("Fe",)).marker == "any" and CorpusRecipe(("Fe",)).name == "Fe+any"
+    runs = simulate_family("Fe", 12, n_curves=20, seed=4, marker="any")
+    drawn = [next((m for m in ("Au", "Pt") if f"marker={m}" in run.attrs["artefacts"]), None)
+             for run in runs]
+    assert set(drawn) == {None, "Au", "Pt"}  # 12 draws of 3 equally likely: all seen
+    again = simulate_family("Fe", 12, n_curves=20, seed=4, marker="any")
+    assert [r.attrs["artefacts"] for r in again] == [r.attrs["artefacts"] for r in runs]
+
+
 def test_a_corpus_is_named_by_text_with_an_optional_marker(runs):
     assert recipe_from_text("fe+au") == CorpusRecipe(("Fe",), marker="Au")
-    assert recipe_from_text("Fe+FeO") == CorpusRecipe(("Fe", "FeO"))
+    assert recipe_from_text("Fe+FeO") == CorpusRecipe(("Fe", "FeO"), marker="any")
+    assert recipe_from_text("Fe+none").marker is None
     for bad in ("Au", "Fe+Au+Pt", "Fe+Zr"):
         with pytest.raises(ValueError):
             recipe_from_text(bad)
@@ -96,6 +109,15 @@ def test_corpus_network_is_trained_once_then_loaded(cache):
     with torch.inference_mode():
         a, b = trained.network.eval()(torch.as_tensor(x))[0], loaded.network(torch.as_tensor(x))[0]
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_architecture_settings_name_a_new_network_and_defaults_keep_theirs():
+    plain = network_name(TINY, Preprocessing(), SHORT)
+    assert network_name(TINY, Preprocessing(), corpus_training(steps=120, arch_kwargs={})) \
+        == plain
+    wide = network_name(TINY, Preprocessing(), corpus_training(steps=120,
+                                                               arch_kwargs={"channels": 16}))
+    assert wide != plain
 
 
 def test_zero_label_mode_labels_a_run_with_no_hand_label(runs):

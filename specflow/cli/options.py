@@ -63,7 +63,8 @@ CorpusOpt = Annotated[str | None, typer.Option(
     "--corpus", callback=corpus_spec,
     help="Simulated corpus of the transition: auto (default: the built-in transition the "
     "runs' attrs name), none, or names joined by + (Fe, FeO, Fe+FeO), with the pressure "
-    "marker loaded with the sample if you know it (Fe+Au, Fe+Pt). Built once and cached "
+    "marker loaded with the sample if you know it (Fe+Au, Fe+Pt; by default each corpus run "
+    "draws none, Au or Pt; Fe+none: no marker). Built once and cached "
     "($SPECFLOW_CACHE, default ~/.cache/specflow).")]
 SSLMethodOpt = Annotated[SSLMethod, typer.Option(
     "--method", help="rrmoco, rr, moco or selftime.")]

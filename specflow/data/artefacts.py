@@ -49,6 +49,8 @@ MARKERS: dict[str, Phase] = {
     "Pt": Phase("Pt fcc (marker)", PT_EOS, _cubic(PT_EOS, 4),
                 _structure("Fm-3m", ["Pt"], [[0, 0, 0]])),
 }
+#: A corpus ``marker`` that is drawn per run: none, or one of :data:`MARKERS`, equally likely
+ANY_MARKER = "any"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from specflow.data.artefacts import MARKERS
+from specflow.data.artefacts import ANY_MARKER, MARKERS
 from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.data.simulate import PRESETS, simulate_family
 from specflow.data.transitions import get_transition
@@ -44,8 +44,9 @@ def cache_dir() -> Path:
 class CorpusRecipe:
     """What a corpus holds: ``runs`` loadings of each of ``transitions`` (built-in names),
     ``curves`` per run drawn from the range, conditions from ``preset``, seeds from
-    ``seed`` on; ``marker`` (``Au``, ``Pt``): the pressure marker loaded with the sample in
-    every run, when the user knows it."""
+    ``seed`` on; ``marker``: the pressure marker loaded with the sample — ``any`` (default:
+    each run draws none, Au or Pt, as loadings differ), ``Au`` or ``Pt`` in every run when
+    the user knows it, or None (no marker in any run)."""
 
     transitions: tuple[str, ...]
     runs: int = 60
@@ -53,7 +54,7 @@ class CorpusRecipe:
     preset: str = "realistic"
     seed: int = CORPUS_SEED
     simulator: str = SIMULATOR_VERSION
-    marker: str | None = None
+    marker: str | None = ANY_MARKER
 
     def __post_init__(self) -> None:
         names = (self.transitions,) if isinstance(self.transitions, str) else self.transitions
@@ -67,9 +68,9 @@ class CorpusRecipe:
                              f"curves {self.curves})")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; use one of {PRESETS}")
-        if self.marker is not None and self.marker not in MARKERS:
+        if self.marker is not None and self.marker not in (*MARKERS, ANY_MARKER):
             raise ValueError(f"unknown pressure marker {self.marker!r}; use one of "
-                             f"{list(MARKERS)}")
+                             f"{[*MARKERS, ANY_MARKER]}")
 
     @classmethod
     def for_transition(cls, name: str, **kwargs: Any) -> CorpusRecipe:
@@ -84,7 +85,7 @@ class CorpusRecipe:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CorpusRecipe:
-        values = dict(values)
+        values = {"marker": None, **values}  # no marker key: a recipe without a marker
         return cls(transitions=tuple(values.pop("transitions")),
                    curves=tuple(values.pop("curves")), **values)
 
@@ -99,17 +100,23 @@ class CorpusRecipe:
         return "+".join(self.transitions) + (f"+{self.marker}" if self.marker else "")
 
 
+#: Marker words a corpus text may hold (any case): a marker, ``any`` or ``none``
+MARKER_WORDS: dict[str, str | None] = {**{m.casefold(): m for m in MARKERS},
+                                       ANY_MARKER: ANY_MARKER, "none": None}
+
+
 def recipe_from_text(text: str) -> CorpusRecipe:
-    """The default recipe named by ``text``: built-in transitions and at most one pressure
-    marker joined by ``+`` (``Fe``, ``Fe+FeO``, ``Fe+Au``; any case)."""
-    markers = {m.casefold(): m for m in MARKERS}
+    """The default recipe named by ``text``: built-in transitions and at most one marker
+    word joined by ``+`` (``Fe``, ``Fe+FeO``, ``Fe+Au``, ``Fe+none``; any case); without one,
+    the default (each run draws its marker)."""
     names = [t.strip() for t in str(text).split("+") if t.strip()]
-    marker = [markers[t.casefold()] for t in names if t.casefold() in markers]
-    transitions = tuple(t for t in names if t.casefold() not in markers)
+    marker = [MARKER_WORDS[t.casefold()] for t in names if t.casefold() in MARKER_WORDS]
+    transitions = tuple(t for t in names if t.casefold() not in MARKER_WORDS)
     if len(marker) > 1 or not transitions:
         raise ValueError(f"corpus {text!r}: give transitions and at most one marker joined "
-                         f"by '+', e.g. Fe, Fe+FeO or Fe+Au (markers: {', '.join(MARKERS)})")
-    return CorpusRecipe(transitions, marker=marker[0] if marker else None)
+                         f"by '+', e.g. Fe, Fe+FeO or Fe+Au (markers: {', '.join(MARKERS)}, "
+                         f"or {ANY_MARKER} (default) or none)")
+    return CorpusRecipe(transitions, marker=marker[0] if marker else ANY_MARKER)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from specflow.data.artefacts import (
+    ANY_MARKER,
     GASKETS,
     MARKERS,
     MEDIA,
@@ -701,7 +702,7 @@ def simulate_family_parts(
     """Several loadings of one transition: ``n_runs`` runs with their own conditions, cell,
     length, ramp rate and (for ``decompress_fraction`` of them) a decompression leg;
     ``marker`` (``Au``, ``Pt``) is loaded with the sample in every run (its line strength
-    drawn per run, as in the shifted preset)."""
+    drawn per run, as in the shifted preset); ``"any"``: each run draws none, Au or Pt."""
     mat = get_transition(material) if isinstance(material, str) else material
     rng = np.random.default_rng([seed, 7919])
     runs = []
@@ -711,8 +712,11 @@ def simulate_family_parts(
         run_seed = int(rng.integers(2**31))
         cond = draw_conditions(mat, preset, np.random.default_rng(run_seed), energy_kev)
         if marker is not None:
-            amplitude = float(np.random.default_rng([run_seed, 1]).uniform(0.1, 0.5))
-            cond = replace(cond, artefacts=replace(cond.artefacts, marker=marker,
+            marker_rng = np.random.default_rng([run_seed, 1])
+            amplitude = float(marker_rng.uniform(0.1, 0.5))
+            loaded = [None, *MARKERS][int(marker_rng.integers(len(MARKERS) + 1))] \
+                if marker == ANY_MARKER else marker
+            cond = replace(cond, artefacts=replace(cond.artefacts, marker=loaded,
                                                    marker_amplitude=amplitude))
         shifted = cond.transition(mat)
         decompress = bool(rng.random() < decompress_fraction)

@@ -94,7 +94,8 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
         ``auto`` (default): for ``method`` ``auto`` and ``cnn``, the built-in transitions
         the runs name (attrs ``material``, ``formula`` or ``sample``; every run must name
         one), for other methods none; transition names and at most one pressure marker
-        joined by ``+`` (``Fe``, ``Fe+FeO``, ``Fe+Au``: Au in every corpus run); a recipe
+        joined by ``+`` (``Fe``, ``Fe+FeO``: each corpus run draws none, Au or Pt;
+        ``Fe+Au``: Au in every corpus run; ``Fe+none``: no marker); a recipe
         (built once and cached, ``$SPECFLOW_CACHE``); a built corpus; None: no corpus.
     adapt : bool
         With a corpus network, recalibrate its outputs to the labels given to :meth:`fit`

@@ -52,6 +52,8 @@ def training_fingerprint(training: SupervisedConfig) -> str:
     its augmentation group does (transforms and parameters): either changed, a new network
     is trained."""
     payload = {k: getattr(training, k) for k in FINGERPRINTED}
+    if training.arch_kwargs:  # networks trained with the architecture's defaults keep theirs
+        payload["arch_kwargs"] = dict(sorted(training.arch_kwargs.items()))
     payload["transforms"] = repr(make_augmentation(training.augmentation))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -46,9 +46,11 @@ class SupervisedNet(nn.Module):
 
 
 class CNN1D(SupervisedNet):
-    """LN → 3 × [Conv, BN, ReLU, MaxPool 2] (64, 64, 4 channels) → flatten → LN → Linear."""
+    """LN → 3 × [Conv, BN, ReLU, MaxPool 2] (64, 64, ``channels`` channels; the first
+    convolution with ``stride``) → flatten → LN → Linear. Defaults: stride 2, 4 channels."""
 
-    def __init__(self, length: int, n_classes: int = N_PHASES) -> None:
+    def __init__(self, length: int, n_classes: int = N_PHASES, stride: int = 2,
+                 channels: int = 4) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(length)
 
@@ -56,8 +58,8 @@ class CNN1D(SupervisedNet):
             return nn.Sequential(nn.Conv1d(c_in, c_out, k, stride=stride),
                                  nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(2))
 
-        self.body = nn.Sequential(block(1, 64, 5, 2), block(64, 64, 3, 2), block(64, 4, 3, 1),
-                                  nn.Flatten())
+        self.body = nn.Sequential(block(1, 64, 5, stride), block(64, 64, 3, 2),
+                                  block(64, channels, 3, 1), nn.Flatten())
         flat = self.body(torch.zeros(2, 1, length)).shape[1]
         self.out_norm = nn.LayerNorm(flat)
         self.head = nn.Linear(flat, n_classes)
