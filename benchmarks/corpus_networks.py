@@ -2,8 +2,9 @@
 
 For every built-in transition, and for the Fe + FeO pair the demo records, simulate the
 default corpus (:class:`~specflow.data.corpus.CorpusRecipe`: 60 loadings per transition,
-each with no marker, Au or Pt, seeds from 1,000,000 — no benchmark uses them), train the default network on it
-(:data:`~specflow.learn.corpus_model.CORPUS_TRAINING`) and copy it into the package, so that
+each with no marker, Au or Pt, seeds from 1,000,000 — no benchmark uses them), train the
+default network on it (:data:`~specflow.learn.corpus_model.CORPUS_TRAINING`) and copy it
+into the package, so that
 ``PhaseClassifier()`` finds it instead of training. Each training is tracked in MLflow
 (experiment ``specflow-corpus``: recipe, settings, loss curve, seconds) when
 ``--mlflow-uri`` is given.
