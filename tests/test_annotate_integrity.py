@@ -312,3 +312,36 @@ def test_a_forced_batch_resumed_by_name_does_not_force_its_finished_runs_again(
     again = annotate(tiled_client, uids[:1], model=model, force=True)  # a new forced batch
     assert len(complete_nodes(tiled_client, uids[0])) == 3
     assert again[0].status == "written"
+
+
+def test_ctrl_c_finishes_the_run_in_flight_and_says_how_to_resume(tiled_server, mlflow_store,
+                                                                   tmp_path):
+    """SIGINT used to exit 130 with no word, one run's summary left stale."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    client = tiled_server.client()
+    uids = ramps(client, 12, seed=80)
+    sample = client[uids[0]].metadata["start"]["sample"]
+    env = {**os.environ, "TILED_API_KEY": tiled_server.api_key, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specflow.cli", "annotate", "--tiled-uri", tiled_server.api_uri,
+         "--query", f"start.sample={sample}", "--model", mlflow_store.champion,
+         "--workdir", str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+    while not any("specflow" in client[uid].base for uid in uids):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted after" in out and "run the same command again to resume" in out
+    touched = [uid for uid in uids if "specflow" in client[uid].base]
+    assert 0 < len(touched) < len(uids), out
+    for uid in touched:  # the run in flight was finished: complete, its summary published
+        nodes = complete_nodes(client, uid)
+        assert [m["status"] for m in nodes.values()] == ["complete"]
+        assert client[uid].metadata["specflow"]["latest"] == K1

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +49,29 @@ def _results_table(results: list) -> Table:
         table.add_row(r.uid[:8], f"[{colour[r.status]}]{r.status}[/]", r.node or "",
                       str(r.n_curves), f"{r.seconds:.2f}", r.reason[:80])
     return table
+
+
+class StopRequested(Exception):
+    """Ctrl-C during a batch: raised between runs, once the run in flight has finished."""
+
+
+@contextmanager
+def stop_between_runs(console: Console) -> Iterator[list[bool]]:
+    """While in the block, a first Ctrl-C asks to stop after the run in flight (the flag
+    in the yielded list), a second one stops at once; the previous handler is restored."""
+    asked = [False]
+
+    def handler(signum: int, frame: object) -> None:
+        if asked[0]:
+            raise KeyboardInterrupt
+        asked[0] = True
+        console.print("[yellow]stopping after the run in flight (Ctrl-C again: now)[/]")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def annotate_cmd(
@@ -95,12 +122,20 @@ def annotate_cmd(
     console.print(f"model {loaded.uri} ({model}, run {loaded.run_id})")
     named = (load_identifier(identifier, library, workdir, elements)
              if identifier or library else None)
+    batch = batch or (uuid.uuid4().hex if force else None)
+    done: list = []
     try:
         uids = analyzer.select_runs(client, run, parse_query(query), all_runs)
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
-                      console=console) as progress:
+                      console=console) as progress, stop_between_runs(console) as asked:
             task = progress.add_task("runs", total=len(uids))
-            advance = lambda _: progress.advance(task)  # noqa: E731
+
+            def advance(result) -> None:
+                progress.advance(task)
+                done.append(result)
+                if asked[0] and not (scheduler or workers > 1):
+                    raise StopRequested
+
             if uids and (scheduler or workers > 1):
                 results = distributed.annotate_on_dask(
                     tiled_uri, api_key, uids, loaded, scheduler=scheduler, workers=workers,
@@ -114,6 +149,13 @@ def annotate_cmd(
         console.print(_results_table(exc.results))
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
+    except StopRequested:
+        console.print(_results_table(done))
+        again = f" with --batch {batch}" if force else ""
+        console.print(f"interrupted after {len(done)} of {len(uids)} runs (each one shown is "
+                      f"complete); run the same command again{again} to resume",
+                      soft_wrap=True)
+        raise typer.Exit(130) from None
     except retry.AnnotationError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
