@@ -6,7 +6,7 @@ import json
 import signal
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -126,17 +126,20 @@ def annotate_cmd(
     done: list = []
     try:
         uids = analyzer.select_runs(client, run, parse_query(query), all_runs)
+        on_dask = bool(uids and (scheduler or workers > 1))
+        # a Dask batch has many runs in flight: Ctrl-C stops it at once
+        between = nullcontext([False]) if on_dask else stop_between_runs(console)
         with Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(),
-                      console=console) as progress, stop_between_runs(console) as asked:
+                      console=console) as progress, between as asked:
             task = progress.add_task("runs", total=len(uids))
 
             def advance(result) -> None:
                 progress.advance(task)
                 done.append(result)
-                if asked[0] and not (scheduler or workers > 1):
+                if asked[0]:
                     raise StopRequested
 
-            if uids and (scheduler or workers > 1):
+            if on_dask:
                 results = distributed.annotate_on_dask(
                     tiled_uri, api_key, uids, loaded, scheduler=scheduler, workers=workers,
                     force=force, publish=publish, identifier=named, on_result=advance,
