@@ -15,6 +15,8 @@ __getattr__, __dir__, _names = lazy_loader.attach(__name__, submod_attrs={
     "learn.classifier": ["PhaseClassifier"],
     "data.simulate": ["simulate", "simulate_family"],
     "data.io": ["read_spectra", "write_spectra"],
+    "data.sources": ["read_runs"],
+    "data.labels": ["LabelSpec"],
     "data.schema": ["make_spectra", "validate"],
     "registry.classifier": ["load_classifier", "log_classifier"],
 })

@@ -318,3 +318,39 @@ def test_cli_suggest_labels_picks_least_certain_unlabelled(small_phase_model, ml
     assert np.allclose(margins, all_margins[:5], atol=1e-5)  # the 5 least certain of the 80
     bad = cli(["suggest-labels", "--data", tmp_path / "nope.nc"], exit_code=2)
     assert "no such file" in bad
+
+
+def test_cli_label_writes_what_a_scientist_takes_away(small_phase_model, mlflow_store,
+                                                      tmp_path, cli):
+    import pandas as pd
+
+    from specflow.annotate.summary import transition_summary
+    from specflow.data.io import read_spectra
+
+    _, runs = small_phase_model
+    fe = runs[0].drop_vars("label")
+    fe.to_netcdf(tmp_path / "fe.nc", engine="h5netcdf")
+    out = cli(["label", "--data", tmp_path / "fe.nc", "--model", mlflow_store.champion,
+               "--workdir", tmp_path, "--out", tmp_path / "res", "--curves", "xy"])
+    assert "fe" in out and "onset" in out
+    table = pd.read_csv(tmp_path / "res" / "fe" / "labels.csv")
+    model = load_model(mlflow_store.champion)
+    expected = model.predict(fe["intensity"].values, fe["two_theta"].values,
+                             fe["pressure"].values, wavelength_of(fe))
+    assert np.array_equal(table["label"].to_numpy(), expected["label"].to_numpy())
+    assert set(table["phase"]) <= {"before", "during", "after"}
+    summary = json.loads((tmp_path / "res" / "fe" / "summary.json").read_text())
+    want = transition_summary(fe["pressure"].values,
+                              expected[["p0", "p1", "p2"]].to_numpy(), model.decoder)
+    assert summary["transition"]["onset_pressure"] == pytest.approx(
+        want["transition"]["onset_pressure"])
+    assert summary["model"]["version"] == int(model.version)
+    back = read_spectra(tmp_path / "res" / "fe" / "curves")  # the exported curves read back
+    assert np.allclose(back["pressure"], fe["pressure"], atol=1e-4)
+    assert np.allclose(back["two_theta"], fe["two_theta"], atol=1e-5)
+    assert back.attrs["wavelength"] == pytest.approx(wavelength_of(fe), rel=1e-5)
+    runs_table = pd.read_csv(tmp_path / "res" / "summary.csv")
+    assert runs_table["run"].tolist() == ["fe"] and runs_table["curves"][0] == fe.sizes["curve"]
+    bad = cli(["label", "--data", tmp_path / "fe.nc", "--out", tmp_path / "r2", "--curves",
+               "tiff"], exit_code=2)
+    assert "use xy or fxye" in bad

@@ -61,17 +61,20 @@ def test_unreachable_tiled_is_one_line_and_fast(tmp_path, monkeypatch):
 
 def test_data_paths_are_taken_as_given_or_globbed(tmp_path):
     import pytest
-    import typer
 
-    from specflow.cli.registry import expand_paths
+    from specflow.data.sources import NoSuchRun, find_runs
 
     odd = [tmp_path / "fe run (1).nc", tmp_path / "fe,2.nc", tmp_path / "[3].nc"]
     for p in odd:
         p.write_text("x")
-    assert expand_paths([str(p) for p in odd]) == odd  # no splitting on spaces or commas
-    assert expand_paths([str(tmp_path / "fe*.nc")]) == sorted(odd[:2])
-    with pytest.raises(typer.BadParameter, match="missing.nc"):
-        expand_paths([str(tmp_path / "missing.nc")])
+
+    def files(values):
+        return [run.files[0] for run in find_runs(values)]
+
+    assert files([str(p) for p in odd]) == odd  # no splitting on spaces or commas
+    assert files([str(tmp_path / "fe*.nc")]) == sorted(odd[:2])
+    with pytest.raises(NoSuchRun, match="missing.nc"):
+        files([str(tmp_path / "missing.nc")])
 
 
 def test_pretrain_on_a_file_name_with_spaces_and_brackets(tmp_path, monkeypatch):

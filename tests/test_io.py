@@ -78,7 +78,7 @@ def test_bad_files_give_clear_errors(tmp_path, run):
     with pytest.raises(SpectraValidationError, match="needs columns"):
         read_xy([tmp_path / "ok.xy"], pressure=tmp_path / "p.csv")
     (tmp_path / "q.csv").write_text("file,pressure\nother.xy,1\n")
-    with pytest.raises(SpectraValidationError, match="missing pressure for files"):
+    with pytest.raises(SpectraValidationError, match="q.csv: no pressure for files"):
         read_xy([tmp_path / "ok.xy"], pressure=tmp_path / "q.csv")
     (tmp_path / "bad.csv").write_text("pressure,time,foo\n1,0,3\n")
     with pytest.raises(SpectraValidationError, match="must be 2θ values"):
@@ -86,8 +86,11 @@ def test_bad_files_give_clear_errors(tmp_path, run):
     (tmp_path / "nan.csv").write_text("pressure,5.0,6.0,7.0\n1,nan,nan,3\n")
     with pytest.raises(SpectraValidationError, match="nan.csv: intensity is NaN"):
         read_csv(tmp_path / "nan.csv")
-    with pytest.raises(ValueError, match="unknown spectra format"):
+    (tmp_path / "x.tiff").write_bytes(b"II*\0")
+    with pytest.raises(ValueError, match="x.tiff: unknown spectra format"):
         read_spectra(tmp_path / "x.tiff")
+    with pytest.raises(SpectraValidationError, match="absent.xy: no such file"):
+        read_spectra(tmp_path / "absent.xy")
     with pytest.raises(FileNotFoundError):
         read_netcdf(tmp_path / "absent.nc")
 
@@ -102,7 +105,7 @@ def test_invalid_dataset_is_not_written(tmp_path):
 
 def test_text_inside_data_block_is_an_error_not_skipped(tmp_path):
     (tmp_path / "c.xy").write_text("# header\n5 1\n6 2\noops here\n7 3\n")
-    with pytest.raises(SpectraValidationError, match=r"c.xy:4: not a '2θ intensity' row"):
+    with pytest.raises(SpectraValidationError, match=r"c.xy:4: not a 'radial intensity' row"):
         read_xy([tmp_path / "c.xy"], pressure=[1.0])
 
 

@@ -62,7 +62,7 @@ def test_background_removal_flattens_the_baseline():
 
 
 def test_q_conversion_round_trips_and_matches_bragg():
-    from specflow.data.preprocess import q_to_two_theta, two_theta_to_q
+    from specflow.data.schema import q_to_two_theta, two_theta_to_q
 
     lam = energy_to_wavelength(30.0)
     tt = np.linspace(3.0, 35.0, 50)

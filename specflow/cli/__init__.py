@@ -66,6 +66,9 @@ COMMANDS: dict[str, Entry] = {
                   "process publishes them (0MQ or Kafka)."),
     "phases": Entry("query", "phases_cmd", "List annotated runs with their phases and "
                     "transition pressures."),
+    "label": Entry("annotate", "label_cmd", "Label runs from files with the registered "
+                   "model; write per-curve phases, transition pressures and curves to take "
+                   "away."),
     "suggest-labels": Entry("annotate", "suggest_cmd", "Curves to label next: where the "
                             "registered model is least sure of the phase."),
     "library": Entry("identify", "library_app", "Build or extend the reference library of "

@@ -20,13 +20,18 @@ from specflow.cli.lazy import load
 from specflow.cli.options import (
     DEFAULT_MODEL_URI,
     ApiKeyOpt,
+    DataOpt,
+    EnergyOpt,
     JsonOpt,
     ModelUriOpt,
     QueryOpt,
+    RadialUnitOpt,
     RunOpt,
     TiledServerOpt,
     TimeoutOpt,
+    WavelengthOpt,
     WorkdirOpt,
+    read_options,
 )
 from specflow.cli.tiled import connect, parse_query
 
@@ -38,7 +43,8 @@ remote = load("specflow.annotate.remote")
 retry = load("specflow.annotate.retry")
 suggest = load("specflow.annotate.suggest")
 watching = load("specflow.annotate.watch")
-spectra_io = load("specflow.data.io")
+sources = load("specflow.data.sources")
+export = load("specflow.annotate.export")
 tracking = load("specflow.registry.tracking")
 
 
@@ -246,21 +252,23 @@ def live_cmd(
 
 
 def suggest_cmd(
-    data: Annotated[list[Path], typer.Option("--data", help="Spectra file (repeatable).")],
+    data: DataOpt,
     model: ModelUriOpt = DEFAULT_MODEL_URI,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Curves to suggest")] = 10,
     include_labelled: Annotated[bool, typer.Option(
         "--include-labelled", help="Also suggest curves whose 'label' is already ≥ 0")] = False,
     json_out: JsonOpt = None,
     workdir: WorkdirOpt = Path("work"),
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
 ) -> None:
     """Curves to label next: where the registered model is least sure of the phase."""
-    missing = [str(p) for p in data if not p.exists()]
-    if missing:
-        raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
+    if not data:
+        raise typer.BadParameter("give the runs to look at", param_hint="--data")
+    runs = sources.read_runs(data, **read_options(energy, wavelength, radial_unit))
     tracking.configure_tracking(workdir, must_exist=True)
     loaded = model_loader.load_model(model)
-    runs = {path.name: spectra_io.read_spectra(path) for path in data}
     suggestions = suggest.suggest_labels(loaded, runs, count, include_labelled)
     table = Table("file", "curve", "pressure (GPa)", "predicted", "p0 / p1 / p2", "margin",
                   title=f"curves to label next ({loaded.uri})")
@@ -272,3 +280,41 @@ def suggest_cmd(
         rows = [{"file": s.run, **{k: v for k, v in s.as_dict().items() if k != "run"}}
                 for s in suggestions]
         json_out.write_text(json.dumps({"model": loaded.uri, "suggestions": rows}, indent=2))
+
+
+def label_cmd(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
+    model: ModelUriOpt = DEFAULT_MODEL_URI,
+    curves: Annotated[str | None, typer.Option(
+        "--curves", help="Also write each curve, its pressure and phase in the header: xy "
+        "(2θ, Dioptas / GSAS-II) or fxye (GSAS-II).")] = None,
+    workdir: WorkdirOpt = Path("work"),
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
+) -> None:
+    """Label runs from files with the registered model; write per-curve phases, transition
+    pressures and curves to take away.
+
+    For each run: OUT/RUN/labels.csv (a row per curve), OUT/RUN/summary.json (onset and end
+    pressures with uncertainty, the model), with --curves the curves themselves; and
+    OUT/summary.csv, a row per run."""
+    if not data:
+        raise typer.BadParameter("give the runs to label", param_hint="--data")
+    if curves not in (None, "xy", "fxye"):
+        raise typer.BadParameter(f"{curves!r}: use xy or fxye", param_hint="--curves")
+    runs = sources.read_runs(data, **read_options(energy, wavelength, radial_unit))
+    tracking.configure_tracking(workdir, must_exist=True)
+    loaded = model_loader.load_model(model)
+    frame = export.export_labels(loaded, runs, out, curves)
+    table = Table("run", "curves", "onset (GPa)", "end (GPa)", "unlike training",
+                  title=f"phases by {loaded.uri} → {out}")
+
+    def gpa(value, err) -> str:
+        return "—" if value is None or value != value else f"{value:.2f} ± {err:.2f}"
+
+    for row in frame.itertuples():
+        table.add_row(row.run, str(row.curves), gpa(row.onset_gpa, row.onset_err_gpa),
+                      gpa(row.end_gpa, row.end_err_gpa), "yes" if row.unlike_training else "no")
+    Console().print(table)

@@ -10,9 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 from specflow.cli.lazy import load
-from specflow.cli.options import SeedOpt
+from specflow.cli.options import (
+    AfterAboveOpt,
+    BeforeBelowOpt,
+    EnergyOpt,
+    LabelsOpt,
+    RadialUnitOpt,
+    SeedOpt,
+    WavelengthOpt,
+    label_spec,
+    read_options,
+)
 
 spectra_io = load("specflow.data.io")
+sources = load("specflow.data.sources")
 simulate_mod = load("specflow.data.simulate")
 transitions = load("specflow.data.transitions")
 plots = load("specflow.plots")
@@ -125,11 +136,23 @@ def simulate(
 
 
 def plot(
-    data: Path = typer.Argument(..., exists=True, help="Spectra file (.nc, .csv, .xy)."),
+    data: str = typer.Argument(..., help="One run: a file (.nc, .h5/.nxs, .csv, .xy …) or a "
+                               "folder of its text files."),
     out: Path = typer.Option(..., "--out", "-o", help="Figure file (.png, .pdf, .svg)."),
     y: str = typer.Option("curve", help="Vertical axis: 'curve' (acquisition order) or "
                           "'pressure'."),
+    labels: LabelsOpt = None,
+    before_below: BeforeBelowOpt = None,
+    after_above: AfterAboveOpt = None,
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
 ) -> None:
-    """Draw the contour map of a run (2θ vs curve or pressure) with its labels beside it."""
-    path = plots.save_contour(spectra_io.read_spectra(data), out, y_axis=y)
+    """Draw the contour map of a run (2θ vs curve or pressure) with its labels beside it.
+
+    The labels are the file's, or those --labels / --before-below / --after-above give:
+    check them by eye before fitting on them."""
+    ds = sources.read_one(data, label_spec(labels, before_below, after_above),
+                          **read_options(energy, wavelength, radial_unit))
+    path = plots.save_contour(ds, out, y_axis=y)
     console.print(f"wrote {path}")

@@ -1,8 +1,8 @@
 """The CLI's error boundary: expected failures become one or two lines and exit code 1.
 
-Usage errors (bad options) stay click's (exit code 2). Anything not recognised here is a
-bug and keeps its traceback; ``specflow --debug ...`` (or ``SPECFLOW_DEBUG=1``) shows the
-traceback for everything.
+Usage errors (bad options) stay click's (exit code 2), as does a ``--data`` value that names
+no file. Anything not recognised here is a bug and keeps its traceback; ``specflow --debug
+...`` (or ``SPECFLOW_DEBUG=1``) shows the traceback for everything.
 """
 
 from __future__ import annotations
@@ -87,4 +87,5 @@ class ErrorBoundary(TyperGroup):
                 raise
             Console(stderr=True).print(f"[red]error:[/] {message}\n[dim]{HINT}[/]",
                                        soft_wrap=True, highlight=False)
-            raise typer.Exit(1) from None
+            usage = _raised_by(exc, "specflow.data.sources", "NoSuchRun")
+            raise typer.Exit(2 if usage else 1) from None

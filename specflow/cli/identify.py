@@ -18,15 +18,20 @@ from specflow.cli.options import (
     DEFAULT_ALIAS,
     AliasOpt,
     ApiKeyOpt,
+    EnergyOpt,
     JsonOpt,
+    LayoutOpt,
+    RadialUnitOpt,
     SeedOpt,
+    WavelengthOpt,
     WorkdirOpt,
+    read_options,
 )
 from specflow.cli.tiled import connect
 from specflow.registry.names import DEFAULT_IDENTIFIER_NAME
 
 identified = load("specflow.annotate.identify")
-spectra_io = load("specflow.data.io")
+sources = load("specflow.data.sources")
 reference = load("specflow.data.reference")
 reader = load("specflow.ingest.reader")
 identification = load("specflow.learn.identify")
@@ -174,7 +179,8 @@ def load_identifier(model: str | Path | None, library: Path | None,
 
 def identify(
     source: Annotated[str, typer.Argument(
-        help="Spectra file, or a run uid with --tiled-uri.")],
+        help="One run (a file, or a folder of its text files), or a run uid with "
+             "--tiled-uri.")],
     tiled_uri: Annotated[str | None, typer.Option(
         "--tiled-uri", envvar="TILED_URI", help="Read the run from this Tiled server.")
     ] = None,
@@ -188,16 +194,20 @@ def identify(
     elements: ElementsOpt = None,
     json_out: JsonOpt = None,
     workdir: WorkdirOpt = Path("work"),
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
+    layout: LayoutOpt = None,
 ) -> None:
     """Name the phases of a run: top candidates before and after the transition."""
     identifier = load_identifier(model, library, workdir, elements)
     labels = None
     if tiled_uri:
         run = connect(tiled_uri, api_key)[source]
-        ds = reader.run_to_dataset(run)
+        ds = reader.run_to_dataset(run, layout=layout)
         labels = identified.published_labels(run)  # the phase model's segments when annotated
     else:
-        ds = spectra_io.read_spectra(source)
+        ds = sources.read_one(source, **read_options(energy, wavelength, radial_unit))
     result = identifier.identify_run(ds, labels=labels, top=top, per_curve=per_curve)
     segments = result["segments"]
     if per_curve and segments.get("before") and segments.get("after"):

@@ -5,7 +5,6 @@ one flag)."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,14 +14,22 @@ from typer.core import TyperCommand
 
 from specflow.cli.lazy import load
 from specflow.cli.options import (
+    AfterAboveOpt,
+    BeforeBelowOpt,
     CorpusOpt,
     DeviceOpt,
+    EnergyOpt,
     JsonOpt,
+    LabelsOpt,
     LabelStrategy,
     Method,
     MethodOpt,
+    RadialUnitOpt,
     SeedOpt,
+    WavelengthOpt,
     fraction,
+    label_spec,
+    read_options,
 )
 from specflow.learn.names import DEFAULT_METHOD
 
@@ -85,9 +92,10 @@ def results_table(result: dict) -> Table:
 
 
 def evaluate_command(
-    data: Annotated[list[Path], typer.Option(
-        "--data", help="Runs to pretrain and probe on (.nc, .csv, …); several after one flag.")],
-    test: Annotated[list[Path] | None, typer.Option(
+    data: Annotated[list[str], typer.Option(
+        "--data", help="Runs to fit on: files (.nc, .h5/.nxs, .csv), folders of a run's text "
+                       "files, folders of runs or quoted globs; several after one flag.")],
+    test: Annotated[list[str] | None, typer.Option(
         "--test", help="Whole runs the model never sees (cross-run protocol): scored only. "
                        "Several after one flag. Without it: within-run on --data.")] = None,
     method: MethodOpt = Method(DEFAULT_METHOD),
@@ -119,6 +127,12 @@ def evaluate_command(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
+    labels: LabelsOpt = None,
+    before_below: BeforeBelowOpt = None,
+    after_above: AfterAboveOpt = None,
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
 ) -> None:
     """Score a method with few labels: within each run, or with --test on unseen runs.
 
@@ -127,9 +141,6 @@ def evaluate_command(
     that is also a --data run is refused."""
     paths = list(data)
     test_paths = list(test or [])
-    missing = [str(p) for p in [*paths, *test_paths] if not p.exists()]
-    if missing:
-        raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="--data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
@@ -137,7 +148,9 @@ def evaluate_command(
                 paths, test_paths or None, method=str(method), corpus=corpus,
                 label_fraction=label_fraction, epochs=epochs, seed=seed, device=device,
                 json_out=json_out, label_strategy=str(label_strategy),
-                augmentation=augmentation, baselines=baselines, ceiling=ceiling)
+                augmentation=augmentation, baselines=baselines, ceiling=ceiling,
+                read=read_options(energy, wavelength, radial_unit),
+                labels=label_spec(labels, before_below, after_above))
         except fingerprint.TrainingRunInTest as err:
             Console(stderr=True).print(f"[red]refused:[/] {err}", soft_wrap=True,
                                        highlight=False)

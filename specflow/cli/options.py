@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from specflow.cli.lazy import load
 from specflow.learn.names import LABEL_STRATEGIES, METHODS, SSL_METHODS
 from specflow.registry.names import DEFAULT_ALIAS, DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
 
@@ -22,6 +23,7 @@ LabelStrategy = StrEnum("LabelStrategy", {s: s for s in LABEL_STRATEGIES})  # ty
 TrainPreset = StrEnum("TrainPreset", {"quick": "quick", "paper": "paper"})  # type: ignore[misc]
 
 __all__ = ["DEFAULT_ALIAS", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_URI"]
+label_rules = load("specflow.data.labels")
 
 
 def fraction(value: float | None) -> float | None:
@@ -39,14 +41,50 @@ def corpus_spec(value: str | None) -> str | None:
 
 # --- where the curves come from -----------------------------------------------------------
 DataOpt = Annotated[list[str] | None, typer.Option(
-    "--data", help="Spectra file (.nc/.csv/...) or a quoted glob like 'runs/*.nc'; "
-    "repeatable. Paths are taken as given (spaces, commas and brackets are fine).")]
+    "--data", help="Runs: a file (.nc, .h5/.nxs, .csv), a folder of one run's text files "
+    "(.xy/.dat/.chi/.fxye, a curve per file), a folder of runs, or a quoted glob like "
+    "'runs/*.nc'; repeatable. Paths are taken as given (spaces, commas and brackets are "
+    "fine).")]
+EnergyOpt = Annotated[float | None, typer.Option(
+    "--energy", min=1.0, max=200.0,
+    help="Beam energy (keV) of runs whose files do not say it (or say it wrong).")]
+WavelengthOpt = Annotated[float | None, typer.Option(
+    "--wavelength", min=0.05, max=5.0, help="Beam wavelength (Å), instead of --energy.")]
+RadialUnitOpt = Annotated[str | None, typer.Option(
+    "--radial-unit", help="Radial unit of text files whose header does not name it: "
+    "2th_deg (the default), 2th_rad, q_nm^-1, q_A^-1 or d_A.")]
+LabelsOpt = Annotated[Path | None, typer.Option(
+    "--labels", help="Labels CSV: a 'label' column (0/1/2 or before/during/after) and a "
+    "'file' (text file name) or 'curve' (index; with 'run' for several runs) column.")]
+BeforeBelowOpt = Annotated[float | None, typer.Option(
+    "--before-below", help="Label compression curves below this pressure (GPa) 'before'.")]
+AfterAboveOpt = Annotated[float | None, typer.Option(
+    "--after-above", help="Label compression curves above this pressure (GPa) 'after'.")]
+
+
+def read_options(energy: float | None = None, wavelength: float | None = None,
+                 radial_unit: str | None = None) -> dict:
+    """The reader's keyword arguments from the CLI's beam and unit options."""
+    return {"energy_kev": energy, "wavelength": wavelength, "radial_unit": radial_unit}
+
+
+def label_spec(labels: Path | None = None, before_below: float | None = None,
+               after_above: float | None = None):
+    """A :class:`~specflow.data.labels.LabelSpec` from the CLI's label options (None when
+    none is given)."""
+    if labels is None and before_below is None and after_above is None:
+        return None
+    return label_rules.LabelSpec(labels, before_below, after_above)
 TiledUriOpt = Annotated[str | None, typer.Option(
     "--tiled-uri", envvar="TILED_URI", help="Read runs from this Tiled server instead.")]
 TiledServerOpt = Annotated[str, typer.Option(
     "--tiled-uri", envvar="TILED_URI", help="Tiled server, e.g. http://127.0.0.1:8000")]
 ApiKeyOpt = Annotated[str | None, typer.Option(
     "--api-key", envvar="TILED_API_KEY", help="Tiled API key (writing needs it).")]
+LayoutOpt = Annotated[str | None, typer.Option(
+    "--layout", help="How the Tiled runs store their curves: specflow (default: detected), "
+    "pdfstream (NSLS-II XPD/PDF: <det>_chi_I on <det>_chi_2theta) or pyfai (per-event q and "
+    "I arrays).")]
 RunOpt = Annotated[list[str] | None, typer.Option("--run", help="Tiled run uid (repeatable).")]
 QueryOpt = Annotated[list[str] | None, typer.Option(
     "--query", help="Tiled metadata query KEY=VALUE, e.g. start.sample=Fe (repeatable).")]

@@ -7,7 +7,6 @@ MLproject entry points and interactive use.
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,27 +18,36 @@ from specflow.cli.lazy import load
 from specflow.cli.options import (
     DEFAULT_ALIAS,
     DEFAULT_MODEL_NAME,
+    AfterAboveOpt,
     AliasOpt,
     ApiKeyOpt,
+    BeforeBelowOpt,
     CorpusOpt,
     DataOpt,
     DeviceOpt,
+    EnergyOpt,
     EpochsOpt,
     EvalDataOpt,
     HoldoutOpt,
     LabelFractionOpt,
+    LabelsOpt,
+    LayoutOpt,
     Method,
     MethodOpt,
     NameOpt,
     PresetOpt,
     QueryOpt,
+    RadialUnitOpt,
     RunOpt,
     SeedOpt,
     SSLMethod,
     SSLMethodOpt,
     TiledUriOpt,
     TrainPreset,
+    WavelengthOpt,
     WorkdirOpt,
+    label_spec,
+    read_options,
 )
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
 
@@ -47,7 +55,7 @@ if TYPE_CHECKING:
     from specflow.registry.steps import TrainingData
 
 fingerprint = load("specflow.data.fingerprint")
-spectra_io = load("specflow.data.io")
+sources = load("specflow.data.sources")
 fitting = load("specflow.learn.fitting")
 promotion = load("specflow.registry.promotion")
 steps = load("specflow.registry.steps")
@@ -55,31 +63,22 @@ tracking = load("specflow.registry.tracking")
 
 console = Console()
 
-def expand_paths(values: list[str] | None) -> list[Path]:
-    """``--data`` values as paths: an existing path as given, else a glob pattern (sorted
-    matches). A value that is neither is a usage error naming it."""
-    out: list[Path] = []
-    for value in values or []:
-        if Path(value).expanduser().exists():
-            out.append(Path(value).expanduser())
-            continue
-        matches = sorted(glob.glob(str(Path(value).expanduser())))
-        if not matches:
-            raise typer.BadParameter(f"no such file and no file matches: {value!r}",
-                                     param_hint="--data")
-        out += [Path(m) for m in matches]
-    return out
-
-
 def load_data(data: list[str] | None, tiled_uri: str | None, api_key: str | None,
-              runs: list[str] | None, query: list[str] | None) -> TrainingData:
-    """Files or Tiled runs -> TrainingData (exactly one source)."""
+              runs: list[str] | None, query: list[str] | None, read: dict | None = None,
+              labels=None, layout: str | None = None) -> TrainingData:
+    """Files or Tiled runs -> TrainingData (exactly one source); ``read``: the reader's
+    options, ``labels``: a :class:`~specflow.data.labels.LabelSpec` for file runs,
+    ``layout``: how the Tiled runs store their curves."""
     if tiled_uri:
-        return steps.load_tiled(tiled_uri, api_key, list(runs or []), query or [])
-    files = expand_paths(data)
-    if not files:
+        return steps.load_tiled(tiled_uri, api_key, list(runs or []), query or [], layout)
+    if not data:
         raise typer.BadParameter("give --data files or --tiled-uri with --run/--query")
-    return steps.load_files(files)
+    return steps.load_files(data, labels, **(read or {}))
+
+
+def read_gate(eval_data: list[str] | None, read: dict) -> list | None:
+    """The promotion gate's runs from ``--eval-data`` (None: the default gate set)."""
+    return list(sources.read_runs(eval_data, **read).values()) if eval_data else None
 
 
 def _config(method: str, epochs: int | None, seed: int, device: str, preset: str):
@@ -99,9 +98,13 @@ def pretrain_cmd(
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     workdir: WorkdirOpt = Path("work"),
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
 ) -> str:
     """Self-supervised pretraining on unlabelled curves, tracked in MLflow; prints the run id."""
-    training = load_data(data, tiled_uri, api_key, run, query)
+    training = load_data(data, tiled_uri, api_key, run, query,
+                         read_options(energy, wavelength, radial_unit))
     run_id = steps.pretrain_run(training, _config(method, epochs, seed, device, preset), workdir)
     console.print(f"pretraining run {run_id}")
     return run_id
@@ -118,9 +121,17 @@ def probe_cmd(
     holdout: HoldoutOpt = 0.0,
     seed: SeedOpt = 0,
     workdir: WorkdirOpt = Path("work"),
+    labels: LabelsOpt = None,
+    before_below: BeforeBelowOpt = None,
+    after_above: AfterAboveOpt = None,
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
 ) -> str:
     """Linear probe on a pretrained encoder with few labels; logs the pyfunc model."""
-    training = load_data(data, tiled_uri, api_key, run, query)
+    training = load_data(data, tiled_uri, api_key, run, query,
+                         read_options(energy, wavelength, radial_unit),
+                         label_spec(labels, before_below, after_above))
     out = steps.probe_run(pretrain_run, training, label_fraction, seed, holdout, workdir)
     _print_metrics(out.metrics)
     console.print(f"probe run {out.run_id}, model {out.model_uri}")
@@ -159,10 +170,13 @@ def promote_cmd(
     eval_data: EvalDataOpt = None,
     tolerance: Annotated[float, typer.Option(help="Allowed drop in precision/recall.")] = 0.0,
     workdir: WorkdirOpt = Path("work"),
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
 ) -> None:
     """Move an alias to a version if it is not worse than the holder on the gate set."""
     tracking.configure_tracking(workdir, must_exist=True)
-    datasets = [spectra_io.read_spectra(p) for p in eval_data] if eval_data else None
+    datasets = read_gate(eval_data, read_options(energy, wavelength, radial_unit))
     try:
         result = promotion.promote(name, str(version), alias, datasets, tolerance)
     except fingerprint.TrainingRunInTest as err:
@@ -194,11 +208,20 @@ def pipeline_cmd(
     alias: AliasOpt = DEFAULT_ALIAS,
     eval_data: EvalDataOpt = None,
     workdir: WorkdirOpt = Path("work"),
+    labels: LabelsOpt = None,
+    before_below: BeforeBelowOpt = None,
+    after_above: AfterAboveOpt = None,
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
+    layout: LayoutOpt = None,
 ) -> None:
     """fit (corpus network, probe or network on the labels; SSL methods pretrain first) ->
     register -> promote, in one tracked run."""
-    training = load_data(data, tiled_uri, api_key, run, query)
-    gate = [spectra_io.read_spectra(p) for p in eval_data] if eval_data else None
+    read = read_options(energy, wavelength, radial_unit)
+    training = load_data(data, tiled_uri, api_key, run, query, read,
+                         label_spec(labels, before_below, after_above), layout)
+    gate = read_gate(eval_data, read)
     try:
         res = _pipeline(training, method, corpus, epochs, preset, device, label_fraction,
                         holdout, seed, name, alias, gate, workdir)

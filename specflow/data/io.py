@@ -1,4 +1,5 @@
-"""Read and write spectra: NetCDF (h5netcdf), two-column .xy/.xye/.chi files, wide CSV.
+"""Read and write spectra: NetCDF (h5netcdf), NeXus NXazint1d, single-curve text files as
+facilities write them (:mod:`specflow.data.textformats`), wide CSV.
 
 Every reader returns the canonical layout (:mod:`specflow.data.schema`) and validates it, so
 bad files fail here with a message that names the file and the problem.
@@ -6,8 +7,9 @@ bad files fail here with a message that names the file and the problem.
 
 from __future__ import annotations
 
-import re
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
@@ -15,43 +17,60 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from specflow.data.nexus import is_nxazint1d, read_nxazint1d
 from specflow.data.schema import (
     CURVE,
     INTENSITY,
     LABEL,
     PRESSURE,
+    SOURCE,
     TIME,
     TWO_THETA,
     SpectraValidationError,
+    energy_kev,
+    energy_to_wavelength,
     make_spectra,
     validate,
+    wavelength_to_energy,
 )
+from specflow.data.textformats import RADIAL_UNITS, TextCurve, read_text_curve, to_two_theta
 
-TEXT_SUFFIXES = {".xy", ".xye", ".chi", ".dat", ".txt"}
-_PRESSURE_HEADER = re.compile(
-    r"(?<![\w.])pressure(?:_GPa)?\s*[=:]\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-    r"(?![\w.,])", re.IGNORECASE)
+TEXT_SUFFIXES = {".xy", ".xye", ".chi", ".dat", ".txt", ".fxye", ".gsa", ".gsas"}
+NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf"}
+HDF5_SUFFIXES = {".h5", ".hdf5", ".nxs", ".nx"}  # NeXus NXazint1d, else NetCDF-4
 
 
-def read_spectra(path: str | Path, **kwargs) -> xr.Dataset:
-    """Read spectra into the canonical Dataset, by the path's suffix.
+def read_spectra(
+    path: str | Path,
+    *,
+    energy_kev: float | None = None,
+    wavelength: float | None = None,
+    **kwargs: Any,
+) -> xr.Dataset:
+    """Read one run into the canonical Dataset, by the path's suffix.
 
     Parameters
     ----------
     path : str or Path
-        ``.nc``/``.h5`` (NetCDF-4), a wide ``.csv`` (a row per curve: ``pressure``, ``time``,
-        ``label``, then one column per 2θ value), a two-column text file (``.xy``, ``.xye``,
-        ``.chi``, ``.dat``; its pressure from a ``pressure_GPa=`` header line), or a folder
-        of text files read as one run (pressures from a ``pressure.csv`` beside them or
-        from their headers).
+        ``.nc`` (NetCDF-4); ``.h5``/``.nxs`` (NeXus NXazint1d as pyFAI writes it, else
+        NetCDF-4); a wide ``.csv`` (a row per curve: ``pressure``, ``time``, ``label``, then
+        one column per 2θ value); a single-curve text file (pyFAI ``.xy``/``.dat``/``.xye``,
+        Dioptas/Fit2D ``.chi``, GSAS-II ``.fxye``; its pressure from a ``pressure_GPa=`` header
+        line); or a folder of such text files read as one run (pressures from a
+        ``pressure.csv`` beside them or from their headers).
+    energy_kev, wavelength : float, optional
+        The beam's energy (keV) or wavelength (Å) when the file does not say it, or to
+        correct it (a warning names the file when they differ). Curves in Q or d need one.
     **kwargs
-        Passed to the text reader, e.g. ``pressure=`` (a list, or a CSV with columns
-        ``file,pressure``) or ``energy_kev=``.
+        Passed to the text and NeXus readers, e.g. ``pressure=`` (a list, or a CSV with
+        columns ``file,pressure``) or ``radial_unit=`` (``q_nm^-1`` …) for a header that
+        does not name it.
 
     Returns
     -------
     xarray.Dataset
-        Validated canonical layout.
+        Validated canonical layout (Q and d axes are mapped onto 2θ with the wavelength; the
+        intensities are unchanged).
 
     Raises
     ------
@@ -61,19 +80,46 @@ def read_spectra(path: str | Path, **kwargs) -> xr.Dataset:
     Examples
     --------
     >>> ds = read_spectra("run.nc")  # doctest: +SKIP
-    >>> ds = read_spectra("xy_folder/")  # doctest: +SKIP
+    >>> ds = read_spectra("xy_folder/", energy_kev=30.0)  # doctest: +SKIP
     """
     path = Path(path)
+    beam = {"energy_kev": energy_kev, "wavelength": wavelength}
     if path.is_dir():
-        return read_xy_folder(path, **kwargs)
+        return read_xy_folder(path, **beam, **kwargs)
+    if not path.exists():
+        raise SpectraValidationError([f"{path}: no such file or folder"])
     suffix = path.suffix.lower()
-    if suffix in {".nc", ".h5", ".nc4", ".netcdf"}:
-        return read_netcdf(path)
-    if suffix == ".csv":
-        return read_csv(path)
     if suffix in TEXT_SUFFIXES:
-        return read_xy([path], **kwargs)
-    raise ValueError(f"{path}: unknown spectra format {suffix!r} (use .nc, .csv, .xy, .xye, .chi)")
+        return read_xy([path], **beam, **kwargs)
+    if suffix in HDF5_SUFFIXES and is_nxazint1d(path):
+        return read_nxazint1d(path, **beam, **kwargs)
+    if kwargs:
+        raise TypeError(f"{path}: {', '.join(kwargs)} apply to text and NeXus files only")
+    if suffix in NETCDF_SUFFIXES | HDF5_SUFFIXES:
+        ds = read_netcdf(path)
+    elif suffix == ".csv":
+        ds = read_csv(path)
+    else:
+        raise SpectraValidationError(
+            [f"{path}: unknown spectra format {suffix!r} (use .nc, .h5/.nxs, .csv, or "
+             f"{', '.join(sorted(TEXT_SUFFIXES))} text files)"])
+    return with_beam(ds, beam_wavelength(energy_kev, wavelength), path)
+
+
+def with_beam(ds: xr.Dataset, wavelength: float | None, source: str | Path) -> xr.Dataset:
+    """``ds`` with the beam ``wavelength`` (Å) and its energy in the attrs; a different value
+    already there is replaced with a warning naming ``source``. None leaves ``ds`` as is."""
+    if wavelength is None:
+        return ds
+    try:
+        known = energy_to_wavelength(energy_kev(ds))
+    except KeyError:
+        known = None
+    if known is not None and abs(known / wavelength - 1) > 5e-4:
+        warnings.warn(f"{source}: the file says {known:.5g} Å ({wavelength_to_energy(known):.4g}"
+                      f" keV); using the {wavelength:.5g} Å given", UserWarning, stacklevel=3)
+    return ds.assign_attrs(wavelength=float(wavelength),
+                           energy=wavelength_to_energy(wavelength))
 
 
 def write_spectra(ds: xr.Dataset, path: str | Path) -> Path:
@@ -122,65 +168,59 @@ def read_netcdf(path: str | Path) -> xr.Dataset:
         raise SpectraValidationError([f"{path}: {p}" for p in err.problems]) from None
 
 
-def _read_columns(path: Path) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """2θ and intensity from a .xy/.xye/.chi/.dat file, skipping headers and comments, and
-    the ``pressure_GPa=<value>`` of its header (within the first 20 lines), if any."""
-    rows: list[tuple[float, float]] = []
-    pressure = None
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if pressure is None and number <= 20:
-            match = _PRESSURE_HEADER.search(line)
-            pressure = float(match.group(1)) if match else None
-        parts = line.replace(",", " ").split()
-        if not parts or line.lstrip().startswith(("#", "!", "%")):
-            continue
-        try:
-            rows.append((float(parts[0]), float(parts[1])))
-        except (ValueError, IndexError):
-            if rows:  # text inside the data block: corrupt file, do not guess
-                raise SpectraValidationError(
-                    [f"{path}:{number}: not a '2θ intensity' row: {line.strip()[:60]!r}"]
-                ) from None
-            # header line (e.g. a Fit2D .chi title, axis names, point count)
-    if len(rows) < 2:
-        raise SpectraValidationError([f"{path}: no two-column numeric data found"])
-    data = np.asarray(rows)
-    x, y = data[:, 0], data[:, 1]
-    if x[0] > x[-1]:  # descending grids are common; flip rather than reject
-        x, y = x[::-1], y[::-1]
-    return x, y, pressure
-
-
 def read_xy(
     paths: Sequence[str | Path],
     pressure: Sequence[float] | str | Path | None = None,
     time: Sequence[float] | None = None,
     sample: str | None = None,
     energy_kev: float | None = None,
+    wavelength: float | None = None,
+    radial_unit: str | None = None,
 ) -> xr.Dataset:
-    """Stack single-curve text files (pyFAI .xy/.xye, Fit2D .chi) into one Dataset.
+    """Stack single-curve text files (pyFAI, Dioptas/Fit2D, GSAS-II FXYE, plain; see
+    :mod:`specflow.data.textformats`) into one run on the 2θ axis.
 
     ``pressure`` is a sequence (one per file) or a CSV with columns ``file,pressure`` (file
-    names matched by name). Curves on different 2θ grids are interpolated onto the first one.
+    names matched by name); without it, each file's ``pressure_GPa=`` header. The beam
+    wavelength comes from ``wavelength`` (Å) or ``energy_kev``, else from the files' headers;
+    curves in Q or d need it. ``radial_unit`` overrides what the headers say. Curves on
+    different grids are interpolated onto the first file's; each curve keeps its file name
+    (``source``).
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("no files given")
-    columns = [_read_columns(p) for p in paths]
-    grid = columns[0][0]
-    curves = []
-    for p, (x, y, _) in zip(paths, columns, strict=True):
+    if radial_unit is not None and radial_unit not in RADIAL_UNITS:
+        raise ValueError(f"unknown radial unit {radial_unit!r}; use one of {RADIAL_UNITS}")
+    curves = [read_text_curve(p) for p in paths]
+    if radial_unit is not None:
+        curves = [dc_replace(c, unit=radial_unit) for c in curves]
+    odd = next((c for c in curves if c.unit != curves[0].unit), None)
+    if odd is not None:
+        raise SpectraValidationError(
+            [f"{odd.path}: radial unit {odd.unit} differs from {curves[0].path.name}'s "
+             f"{curves[0].unit}: one run is read from files of one unit"])
+    lam = beam_wavelength(energy_kev, wavelength)
+    said = _header_wavelength(curves, agree=lam is None)
+    if lam is not None and said is not None and abs(said / lam - 1) > 5e-4:
+        warnings.warn(f"{paths[0]}: the header says {said:.5g} Å; using the {lam:.5g} Å "
+                      "given", UserWarning, stacklevel=2)
+    lam = said if lam is None else lam
+    axes = [to_two_theta(c, lam) for c in curves]
+    grid = axes[0][0]
+    stacked = []
+    for c, (x, y) in zip(curves, axes, strict=True):
         if x.shape == grid.shape and np.allclose(x, grid):
-            curves.append(y)
+            stacked.append(y)
         elif x[0] <= grid[0] and x[-1] >= grid[-1]:
-            curves.append(np.interp(grid, x, y))
+            stacked.append(np.interp(grid, x, y))
         else:
             raise SpectraValidationError(
-                [f"{p}: 2θ range {x[0]:.3f}–{x[-1]:.3f}° does not cover the first file's "
+                [f"{c.path}: 2θ range {x[0]:.3f}–{x[-1]:.3f}° does not cover the first file's "
                  f"{grid[0]:.3f}–{grid[-1]:.3f}°"]
             )
     if pressure is None:  # from the files' own headers, when every file has one
-        found = [header for _, _, header in columns]
+        found = [c.pressure for c in curves]
         if all(v is not None for v in found):
             pressure = found
         else:
@@ -190,27 +230,64 @@ def read_xy(
                  "'pressure_GPa=<GPa>' header line, a pressure.csv (columns file,pressure) "
                  "beside them, or pressure= when reading"])
     if isinstance(pressure, str | Path):
-        try:
-            table = pd.read_csv(pressure)
-        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-            raise SpectraValidationError([f"{pressure}: not a readable pressure CSV ({exc})"]
-                                         ) from exc
-        if not {"file", "pressure"} <= set(table.columns):
-            raise SpectraValidationError([f"{pressure}: needs columns 'file' and 'pressure'"])
-        by_name = dict(zip(table["file"].map(lambda s: Path(s).name), table["pressure"],
-                           strict=True))
-        missing = [p.name for p in paths if p.name not in by_name]
-        if missing:
-            raise SpectraValidationError([f"missing pressure for files: {missing[:5]}"])
-        pressure = [by_name[p.name] for p in paths]
-    attrs = {"sample": sample or paths[0].stem, "source": str(paths[0].parent)}
-    if energy_kev:
-        attrs["energy"] = energy_kev
-    return make_spectra(np.asarray(curves), grid, pressure, time=time, attrs=attrs)
+        pressure = _pressure_table(Path(pressure), paths)
+    attrs: dict[str, Any] = {"sample": sample or paths[0].stem, "source": str(paths[0].parent)}
+    if lam is not None:
+        attrs.update(wavelength=lam, energy=wavelength_to_energy(lam))
+    if curves[0].unit not in ("2th_deg",):
+        attrs["radial_unit"] = curves[0].unit  # as the files gave it; the axis is now 2θ
+    return make_spectra(np.asarray(stacked), grid, pressure, time=time, attrs=attrs,
+                        extra={SOURCE: np.array([p.name for p in paths])})
+
+
+def beam_wavelength(energy_kev: float | None = None,
+                    wavelength: float | None = None) -> float | None:
+    """The wavelength (Å) a caller gives as ``wavelength`` or ``energy_kev``; both must
+    agree."""
+    if (energy_kev is not None and energy_kev <= 0) or (wavelength is not None
+                                                         and wavelength <= 0):
+        raise ValueError("the beam energy and wavelength must be positive")
+    if (energy_kev is not None and wavelength is not None
+            and abs(energy_to_wavelength(energy_kev) / wavelength - 1) > 1e-3):
+        raise ValueError(f"energy {energy_kev:g} keV and wavelength {wavelength:g} Å "
+                         "disagree: give one of them")
+    if wavelength is not None:
+        return float(wavelength)
+    return energy_to_wavelength(energy_kev) if energy_kev is not None else None
+
+
+def _header_wavelength(curves: list[TextCurve], agree: bool = True) -> float | None:
+    """The wavelength the files' headers give (None when none does); ``agree``: refuse
+    headers that differ."""
+    given = [c for c in curves if c.wavelength is not None]
+    for c in given[1:] if agree else ():
+        if abs(c.wavelength / given[0].wavelength - 1) > 1e-4:
+            raise SpectraValidationError(
+                [f"{c.path}: wavelength {c.wavelength:g} Å differs from "
+                 f"{given[0].path.name}'s {given[0].wavelength:g} Å: one run has one beam; "
+                 "give --wavelength to choose"])
+    return given[0].wavelength if given else None
+
+
+def _pressure_table(table_path: Path, paths: list[Path]) -> list[float]:
+    try:
+        table = pd.read_csv(table_path)
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise SpectraValidationError([f"{table_path}: not a readable pressure CSV ({exc})"]
+                                     ) from exc
+    if not {"file", "pressure"} <= set(table.columns):
+        raise SpectraValidationError([f"{table_path}: needs columns 'file' and 'pressure'"])
+    by_name = dict(zip(table["file"].map(lambda s: Path(s).name), table["pressure"],
+                       strict=True))
+    missing = [p.name for p in paths if p.name not in by_name]
+    if missing:
+        raise SpectraValidationError(
+            [f"{table_path}: no pressure for files {missing[:5]}: add a row per file"])
+    return [by_name[p.name] for p in paths]
 
 
 def read_xy_folder(folder: str | Path, pressure: Any = None, **kwargs: Any) -> xr.Dataset:
-    """All two-column text files of ``folder`` (sorted by name) as one run.
+    """All single-curve text files of ``folder`` (sorted by name) as one run.
 
     Pressures come from ``pressure`` (as in :func:`read_xy`), else from a ``pressure.csv``
     (columns ``file,pressure``) in the folder, else from each file's ``pressure_GPa=``
@@ -220,7 +297,9 @@ def read_xy_folder(folder: str | Path, pressure: Any = None, **kwargs: Any) -> x
     files = sorted(p for p in folder.iterdir()
                    if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
     if not files:
-        raise SpectraValidationError([f"{folder}: no {'/'.join(sorted(TEXT_SUFFIXES))} files"])
+        raise SpectraValidationError(
+            [f"{folder}: no {'/'.join(sorted(TEXT_SUFFIXES))} files (a folder is one run of "
+             "single-curve text files)"])
     if pressure is None and (folder / "pressure.csv").is_file():
         pressure = folder / "pressure.csv"
     return read_xy(files, pressure=pressure, **kwargs)

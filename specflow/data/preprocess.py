@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from pybaselines import Baseline
 
-from specflow.data.schema import CURVE, INTENSITY, TWO_THETA, validate
+from specflow.data.schema import CURVE, INTENSITY, TWO_THETA, two_theta_to_q, validate
 
 DEFAULT_Q_GRID = (1.3, 6.0, 2048)  # Å⁻¹: first, last, points
 
@@ -120,28 +120,6 @@ def remove_background(
     out["background"] = ((CURVE, TWO_THETA), background.astype(np.float32))
     out.attrs["background_removal"] = f"pybaselines.{method}"
     return out
-
-
-# --- Q grid -----------------------------------------------------------------------------------
-
-
-def two_theta_to_q(two_theta: Any, wavelength: float) -> np.ndarray:
-    """Scattering angle 2θ (degrees) to momentum transfer Q = 4π sin θ / λ (Å⁻¹)."""
-    _check_wavelength(wavelength)
-    return 4 * math.pi * np.sin(np.deg2rad(np.asarray(two_theta, dtype=float)) / 2) / wavelength
-
-
-def q_to_two_theta(q: Any, wavelength: float) -> np.ndarray:
-    """Momentum transfer Q (Å⁻¹) to 2θ (degrees); NaN where Q is beyond 4π/λ."""
-    _check_wavelength(wavelength)
-    s = np.asarray(q, dtype=float) * wavelength / (4 * math.pi)
-    with np.errstate(invalid="ignore"):
-        return np.degrees(2 * np.arcsin(np.where(np.abs(s) <= 1, s, np.nan)))
-
-
-def _check_wavelength(wavelength: float) -> None:
-    if not (np.isfinite(wavelength) and 0.01 < wavelength < 10):
-        raise ValueError(f"wavelength {wavelength!r} Å is not a usable X-ray wavelength")
 
 
 # --- cleaning -----------------------------------------------------------------------------------

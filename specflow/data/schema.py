@@ -15,6 +15,7 @@ Other layouts (Bluesky documents, Tiled runs, text files) are converted at the e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ INTENSITY = "intensity"
 PRESSURE = "pressure"
 TIME = "time"
 LABEL = "label"
+SOURCE = "source"  # per curve: the file (or frame) it was read from
 TRUE_LABEL = "true_label"  # simulations with noisy labels: the truth beside what was written
 PHASE_NAMES = {0: "before", 1: "during", 2: "after"}
 UNKNOWN_LABEL = -1
@@ -51,6 +53,25 @@ def energy_to_wavelength(energy_kev: float) -> float:
 def wavelength_to_energy(wavelength: float) -> float:
     """Wavelength in Å to photon energy in keV."""
     return HC_KEV_ANGSTROM / wavelength
+
+
+def two_theta_to_q(two_theta: Any, wavelength: float) -> np.ndarray:
+    """Scattering angle 2θ (degrees) to momentum transfer Q = 4π sin θ / λ (Å⁻¹)."""
+    _check_wavelength(wavelength)
+    return 4 * math.pi * np.sin(np.deg2rad(np.asarray(two_theta, dtype=float)) / 2) / wavelength
+
+
+def q_to_two_theta(q: Any, wavelength: float) -> np.ndarray:
+    """Momentum transfer Q (Å⁻¹) to 2θ (degrees); NaN where Q is beyond 4π/λ."""
+    _check_wavelength(wavelength)
+    s = np.asarray(q, dtype=float) * wavelength / (4 * math.pi)
+    with np.errstate(invalid="ignore"):
+        return np.degrees(2 * np.arcsin(np.where(np.abs(s) <= 1, s, np.nan)))
+
+
+def _check_wavelength(wavelength: float) -> None:
+    if not (np.isfinite(wavelength) and 0.01 < wavelength < 10):
+        raise ValueError(f"wavelength {wavelength!r} Å is not a usable X-ray wavelength")
 
 
 def _ranges(idx: np.ndarray, limit: int = 5) -> str:

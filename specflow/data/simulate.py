@@ -39,8 +39,7 @@ from specflow.data.labels import LABEL_THRESHOLD, labels_from_fraction
 from specflow.data.lines import ExpectedCurves, line_sum, pseudo_voigt_sum
 from specflow.data.observer import visible_labels
 from specflow.data.phases import Phase
-from specflow.data.preprocess import q_to_two_theta, two_theta_to_q
-from specflow.data.schema import energy_to_wavelength, make_spectra
+from specflow.data.schema import energy_to_wavelength, make_spectra, q_to_two_theta, two_theta_to_q
 from specflow.data.transitions import TRANSITIONS, Transition, get_transition
 
 DEFAULT_ENERGY_KEV = 25.6

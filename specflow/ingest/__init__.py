@@ -11,6 +11,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "compressions": ["TILED_BATCH_SIZE", "record_compressions"],
     "devices": ["DiamondAnvilCell", "IntegratedDetector", "SpectrumSignal"],
     "plans": ["compression_ramp", "pressure_path"],
-    "reader": ["run_to_dataset"],
+    "reader": ["RunLayout", "run_to_dataset"],
     "server": ["TiledServerInfo", "tiled_server"],
 })

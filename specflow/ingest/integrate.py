@@ -22,8 +22,7 @@ import pyFAI
 import xarray as xr
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
-from specflow.data.preprocess import two_theta_to_q
-from specflow.data.schema import make_spectra
+from specflow.data.schema import make_spectra, two_theta_to_q
 
 from .area import POLARIZATION
 

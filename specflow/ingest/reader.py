@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,24 +10,59 @@ import xarray as xr
 
 from specflow.data.labels import labels_from_fraction
 from specflow.data.schema import SpectraValidationError, energy_to_wavelength, make_spectra
+from specflow.data.textformats import check_two_theta, radial_to_two_theta
 
 from . import keys
 
 
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a facility's Bluesky runs keep the curves: stream and data key names (a leading
+    ``*`` matches a suffix, e.g. ``*_chi_I`` for any detector), the radial axis (a per-event
+    array or a configuration key) and its unit, and the beam when the run does not record it.
+    Every field left None is detected (:mod:`specflow.ingest.keys`)."""
+
+    stream: str | None = None
+    spectrum_key: str | None = None
+    radial_key: str | None = None
+    radial_unit: str | None = None
+    pressure_key: str | None = None
+    energy_kev: float | None = None
+
+
+#: Layouts of runs specflow knows: its own (event curves with the 2θ grid in the
+#: configuration, or the area detector's ``integrated`` stream), NSLS-II XPD/PDF runs
+#: analysed by pdfstream (``<det>_chi_2theta`` / ``<det>_chi_Q`` / ``<det>_chi_I`` per
+#: event) and pyFAI integrations emitted per event as ``q`` and ``I`` arrays
+LAYOUTS = {
+    "specflow": RunLayout(),
+    "pdfstream": RunLayout(spectrum_key="*_chi_I", radial_key="*_chi_2theta",
+                           radial_unit="2th_deg"),
+    "pyfai": RunLayout(spectrum_key="I", radial_key="q"),
+}
+FALLBACK_STREAM = "integrated"  # the area detector's curves, when primary holds frames
+
+
 def run_to_dataset(
     run: Any,
-    stream: str = "primary",
+    stream: str | None = None,
     *,
     spectrum_key: str | None = None,
     pressure_key: str | None = None,
     two_theta_key: str | None = None,
     node: Any = None,
+    layout: RunLayout | str | None = None,
 ) -> xr.Dataset:
     """Canonical spectra Dataset of one stream of a Tiled ``BlueskyRun``.
 
-    The spectrum field defaults to the stream's only 1-D array data key, pressure to the
-    readback named like ``pressure``; the 2θ grid comes from the descriptor configuration,
-    ``time`` from the event times (s since the epoch). ``run_uid``, ``sample``,
+    The stream defaults to ``primary`` (or ``integrated`` when ``primary`` holds no 1-D
+    curves, as in an area-detector run); the spectrum field to the stream's only 1-D array
+    data key (or the one named like intensities); pressure to the readback named like
+    ``pressure``; the radial axis to a per-event array named like 2θ or Q, else the 2θ grid
+    in the descriptor configuration; ``time`` to the event times (s since the epoch).
+    ``layout`` (a :class:`RunLayout` or a name in :data:`LAYOUTS`) names what detection
+    cannot guess; the keyword arguments override it. A Q axis is placed on 2θ with the run's
+    beam energy or wavelength (configuration or start document). ``run_uid``, ``sample``,
     ``material``, ``energy`` (keV) and ``wavelength`` (Å) go to attrs. Intensities are
     returned exactly as stored (float32, bit for bit). A simulated run's ground truth
     (data key ``<detector>_phase_fraction``) becomes ``phase_fraction`` plus the derived
@@ -36,17 +72,24 @@ def run_to_dataset(
     ``run.base.items()``), saving a request. Reading takes three requests: the stream's
     children (one listing), the spectra and the event table's columns.
     """
+    if isinstance(layout, str):
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown run layout {layout!r}; use one of {sorted(LAYOUTS)}")
+        layout = LAYOUTS[layout]
+    layout = layout or RunLayout()
     start = dict(run.metadata.get("start") or {})
+    stream = stream or layout.stream or _default_stream(run, node)
     node = run[stream] if node is None else node
     descriptor = node.metadata
     data_keys = descriptor.get("data_keys") or {}
-    spec = keys.spectrum_key(data_keys, spectrum_key)
-    pkey = keys.pressure_key(data_keys, pressure_key)
+    spec = keys.spectrum_key(data_keys, spectrum_key or layout.spectrum_key)
+    pkey = keys.pressure_key(data_keys, pressure_key or layout.pressure_key)
     if pkey is None:
         raise SpectraValidationError(
             [f"missing pressure: no pressure data key in stream {stream!r} "
              f"(data keys {sorted(data_keys)}); pass pressure_key="]
         )
+    radial = None if two_theta_key else keys.radial_key(data_keys, spec, layout.radial_key)
     parts = dict(getattr(node, "base", node).items())  # one listing: arrays and the table
     if spec not in parts or "internal" not in parts:
         raise KeyError(f"stream {stream!r} has no {spec!r} array or no event table")
@@ -60,19 +103,25 @@ def run_to_dataset(
         columns.append(fraction_key)
     table = parts["internal"].read(columns)
     order = np.argsort(table["seq_num"].to_numpy(), kind="stable")
+    n_points = intensity.shape[1]
+    configuration = descriptor.get("configuration") or {}
+    energy = layout.energy_kev or keys.energy_kev(configuration, start)
+    uid = start.get("uid", "")
+    if radial is not None:
+        intensity, grid = _on_radial_axis(intensity, np.asarray(parts[radial[0]].read()),
+                                          layout.radial_unit or radial[1], energy, uid)
+    else:
+        grid = keys.two_theta_grid(configuration, n_points, two_theta_key)
+    if grid is None:
+        raise SpectraValidationError(
+            [f"no 2θ grid of length {n_points} in the configuration of stream {stream!r} "
+             "and no per-event 2θ or Q array: name it (layout=RunLayout(radial_key=...))"]
+        )
     if np.any(order != np.arange(order.size)):
         table = table.iloc[order]
         intensity = intensity[order]
-    n_points = intensity.shape[1]
-    configuration = descriptor.get("configuration") or {}
-    grid = keys.two_theta_grid(configuration, n_points, two_theta_key)
-    if grid is None:
-        raise SpectraValidationError(
-            [f"no 2θ grid of length {n_points} in the configuration of stream {stream!r}"]
-        )
-    energy = keys.energy_kev(configuration, start)
     attrs = {
-        "run_uid": start.get("uid", ""),
+        "run_uid": uid,
         "sample": start.get("sample", ""),
         "material": start.get("material", ""),
         "stream": stream,
@@ -94,6 +143,44 @@ def run_to_dataset(
         intensity, grid, table[pkey].to_numpy(dtype=float),
         time=table["time"].to_numpy(dtype=float), label=label, attrs=attrs, extra=extra,
     )
+
+
+def _default_stream(run: Any, node: Any) -> str:
+    """``primary``, unless it holds no 1-D curves and the run has the ``integrated``
+    stream."""
+    if node is not None:
+        return "primary"
+    try:
+        primary = run["primary"].metadata.get("data_keys") or {}
+    except KeyError:
+        primary = {}
+    try:
+        keys.spectrum_key(primary)
+    except keys.KeyDetectionError:
+        if FALLBACK_STREAM in run:
+            return FALLBACK_STREAM
+    return "primary"
+
+
+def _on_radial_axis(intensity: np.ndarray, radial: np.ndarray, unit: str,
+                    energy: float | None, uid: str) -> tuple[np.ndarray, np.ndarray]:
+    """Curves on the first event's radial axis, mapped onto increasing 2θ (degrees)."""
+    radial = np.atleast_2d(radial).astype(float)
+    axis = radial[0]
+    if radial.shape[0] > 1 and not np.allclose(radial, axis, rtol=1e-7, atol=0):
+        intensity = np.stack([np.interp(axis, *((r, y) if r[0] < r[-1] else (r[::-1], y[::-1])))
+                              for r, y in zip(radial, intensity, strict=True)])
+    source = f"run {uid[:8]}"
+    wavelength = energy_to_wavelength(energy) if energy else None
+    try:
+        tth = radial_to_two_theta(axis, unit, wavelength, source)
+    except SpectraValidationError as err:
+        raise SpectraValidationError(
+            [p.split(": give --wavelength")[0] + ": record the energy in the run or pass "
+             "layout=RunLayout(energy_kev=...)" for p in err.problems]) from None
+    order = np.argsort(tth, kind="stable")
+    check_two_theta(tth[order], axis, source)
+    return intensity[:, order], tth[order]
 
 
 def _fraction_key(data_keys: dict[str, Any]) -> str | None:

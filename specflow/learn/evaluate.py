@@ -29,8 +29,9 @@ import numpy as np
 import xarray as xr
 
 from specflow.data.fingerprint import refuse_training_runs
-from specflow.data.io import read_spectra
+from specflow.data.labels import LabelSpec
 from specflow.data.preprocess import Preprocessing
+from specflow.data.sources import find_runs, read_run
 from specflow.learn import controls
 from specflow.learn.ceiling import observer_probabilities
 from specflow.learn.classifier import PhaseClassifier
@@ -49,12 +50,6 @@ from specflow.learn.probe import ProbeConfig, active_labels, select_labels
 from specflow.learn.supervised import SupervisedConfig
 
 PAIRED_METRICS = ("accuracy", "onset_error_gpa", "end_error_gpa", "boundary_error_curves")
-
-
-def read_dataset(path: Path) -> xr.Dataset:
-    """Read a spectra file with specflow's io module."""
-
-    return read_spectra(path)
 
 
 # --- which curves get labels ---------------------------------------------------------------
@@ -469,22 +464,28 @@ def _within_run_neighbours(curves: Curves, labelled: np.ndarray) -> np.ndarray:
 
 
 def evaluate(
-    paths: list[Path],
-    test: list[Path] | None = None,
+    paths: list[Path | str],
+    test: list[Path | str] | None = None,
     method: str = DEFAULT_METHOD,
     label_fraction: float = 0.03,
     epochs: int | None = None,
     seed: int = 0,
     device: str = "auto",
     json_out: Path | None = None,
+    read: Mapping[str, Any] | None = None,
+    labels: LabelSpec | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Evaluate ``method`` on spectra files (cross-run on ``test`` files when given);
-    optionally write the result as JSON (see :func:`evaluate_datasets`). A test file that is
-    a training file — the same path, ``run_uid`` or curves — is refused
+    """Evaluate ``method`` on the runs ``paths`` name (files, folders, globs; cross-run on the
+    ``test`` runs when given); optionally write the result as JSON (see
+    :func:`evaluate_datasets`). ``read``: the reader's options (beam energy, wavelength, radial
+    unit); ``labels``: labels given as a table or pressure ranges. A test run that is a
+    training run — the same file, ``run_uid`` or curves — is refused
     (:class:`~specflow.data.fingerprint.TrainingRunInTest`); a near-duplicate is warned about.
     """
-    data, held_out = _read_named(paths), _read_named(test or [])
+    read = dict(read or {})
+    data = _read_named(paths, labels, read)
+    held_out = _read_named(test or [], labels, read)
     clash = set(data) & set(held_out)
     if clash:
         held_out = {f"test:{k}": v for k, v in held_out.items()}
@@ -501,12 +502,10 @@ def evaluate(
     return out
 
 
-def _read_named(paths: list[Path]) -> dict[str, tuple[Path, xr.Dataset]]:
-    out: dict[str, tuple[Path, xr.Dataset]] = {}
-    for p in map(Path, paths):
-        name = p.stem if p.stem not in out else str(p)
-        out[name] = (p, read_dataset(p))
-    return out
+def _read_named(values: list[Path | str], labels: LabelSpec | None,
+                read: dict[str, Any]) -> dict[str, tuple[Path, xr.Dataset]]:
+    return {src.name: (src.location, read_run(src, labels, **read))
+            for src in find_runs(values)}
 
 
 def _json_default(value: Any) -> Any:

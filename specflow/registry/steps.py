@@ -6,7 +6,6 @@ figure and dataset-fingerprint logging. They log into the active MLflow run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -30,8 +29,9 @@ from tiled.queries import Key
 import specflow
 from specflow.data.corpus import CorpusRecipe
 from specflow.data.fingerprint import refuse_training_runs, run_fingerprint
-from specflow.data.io import read_spectra
+from specflow.data.labels import LabelSpec
 from specflow.data.preprocess import Preprocessing
+from specflow.data.sources import find_runs, read_run
 from specflow.ingest.catalog import parse_key_values, search
 from specflow.ingest.reader import run_to_dataset
 from specflow.learn.classifier import PhaseClassifier
@@ -75,24 +75,17 @@ class TrainingData:
     fingerprints: dict[str, str]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_files(paths: Sequence[str | Path]) -> TrainingData:
-    """Read spectra files (.nc, .csv, ...) and fingerprint them by content hash."""
-    paths = [Path(p) for p in paths]
-    if not paths:
+def load_files(values: Sequence[str | Path], labels: LabelSpec | None = None,
+               **options: Any) -> TrainingData:
+    """Read the runs ``values`` name (files, folders, globs: :func:`find_runs`), labelled from
+    ``labels`` when given, and fingerprint each by content hash; ``options`` go to the reader
+    (``energy_kev``, ``wavelength``, ``radial_unit``)."""
+    sources = find_runs(values)
+    if not sources:
         raise ValueError("no data files given")
-    fingerprints: dict[str, str] = {}
-    for p in paths:  # keyed by file name; by the path when two files share a name
-        fingerprints[p.name if p.name not in fingerprints else str(p)] = file_sha256(p)
-    return TrainingData([read_spectra(p) for p in paths], [p.stem for p in paths],
-                        fingerprints)
+    fingerprints = {src.location.name: src.sha256() for src in sources}
+    return TrainingData([read_run(src, labels, **options) for src in sources],
+                        [src.name for src in sources], fingerprints)
 
 
 def load_tiled(
@@ -100,8 +93,10 @@ def load_tiled(
     api_key: str | None = None,
     runs: Sequence[str] = (),
     query: Sequence[str] = (),
+    layout: str | None = None,
 ) -> TrainingData:
-    """Read Tiled runs by uid and/or ``key=value`` metadata queries (``start.sample=Fe``)."""
+    """Read Tiled runs by uid and/or ``key=value`` metadata queries (``start.sample=Fe``);
+    ``layout``: how their curves are stored (:data:`specflow.ingest.reader.LAYOUTS`)."""
     client = from_uri(uri, api_key=api_key)
     uids = list(runs)
     if query:
@@ -110,7 +105,7 @@ def load_tiled(
         uids += [uid for uid in node if uid not in uids]
     if not uids:
         raise ValueError("no Tiled runs selected: give run uids or a query that matches")
-    datasets = [run_to_dataset(client[uid]) for uid in uids]
+    datasets = [run_to_dataset(client[uid], layout=layout) for uid in uids]
     return TrainingData(datasets, uids, {uid: f"tiled:{uid}" for uid in uids})
 
 

@@ -1,0 +1,185 @@
+"""One integrated curve from a text file as facilities write them.
+
+Recognised from the file's header (nothing to configure for these):
+
+* pyFAI ``.xy``/``.dat``/``.xye``: the ``.poni`` JSON block or the older ``# Wavelength: … m``
+  line, and the column line (``# 2th_deg I``, ``# q_nm^-1 I``, ``# q_A^-1 I``, ``# 2th_rad I``,
+  ``# d_A I``);
+* Dioptas and Fit2D ``.chi``: title, axis line (``2-Theta Angle (Degrees)``, ``Q (A^-1)``,
+  ``2th_deg``, ``q_nm^-1``), ``Intensity``, point count;
+* GSAS-II ``.fxye``/``.gsa``: the ``BANK … CONS … FXYE`` line; x in centidegrees;
+* plain two- or three-column files: 2θ in degrees unless a header line names the unit;
+* a ``pressure_GPa=<value>`` (or ``pressure: <value>``) line in the first 20 lines.
+
+:func:`to_two_theta` places any of these radial axes on the canonical 2θ axis (degrees); Q and
+d need the beam wavelength, which the header, the run or the caller gives.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from specflow.data.schema import SpectraValidationError, energy_to_wavelength, q_to_two_theta
+
+#: Radial units specflow reads, by pyFAI's names
+RADIAL_UNITS = ("2th_deg", "2th_rad", "q_nm^-1", "q_A^-1", "d_A", "2th_centideg")
+_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+_PRESSURE = re.compile(r"(?<![\w.])pressure(?:_GPa)?\s*[=:]\s*" + _NUMBER + r"(?![\w.,])",
+                       re.IGNORECASE)
+_WAVELENGTH = re.compile(r"[\"']?wavelength[\"']?\s*[=:]\s*" + _NUMBER
+                         + r"\s*(nm|m|Å|A|angstroms?)?(?![\w])", re.IGNORECASE)
+_ENERGY = re.compile(r"[\"']?energy(?:_kev)?[\"']?\s*[=:]\s*" + _NUMBER + r"\s*(kev|ev)?(?!\w)",
+                     re.IGNORECASE)
+_GSAS_BANK = re.compile(r"^\s*BANK\s+\d+\s+\d+\s+\d+\s+(\w+)(.*)$", re.IGNORECASE)
+#: Header words → radial unit; the line nearest the data decides
+_UNIT_WORDS = (
+    ("q_nm^-1", re.compile(r"q_nm\^?-1|\bq\s*\(\s*(?:1/nm|nm\^?-1|nm⁻¹)\s*\)|\bq\s*\[\s*nm"
+                           r"\^?-1", re.IGNORECASE)),
+    ("q_A^-1", re.compile(r"q_a\^?-1|\bq\s*\(\s*(?:1/a|a\^?-1|å\^?-1|å⁻¹|angstroms?\^?-1)\s*\)",
+                          re.IGNORECASE)),
+    ("2th_rad", re.compile(r"2th_rad", re.IGNORECASE)),
+    ("2th_deg", re.compile(r"2th_deg|2-?theta|two_theta|2θ|tth", re.IGNORECASE)),
+    ("d_A", re.compile(r"\bd_a\b|d-?spacing", re.IGNORECASE)),
+)
+
+
+@dataclass(frozen=True)
+class TextCurve:
+    """What one text file holds: radial values in ``unit``, intensities, and the header's
+    beam wavelength (Å) and pressure (GPa) when it gives them."""
+
+    path: Path
+    x: np.ndarray
+    y: np.ndarray
+    unit: str
+    wavelength: float | None
+    pressure: float | None
+
+
+def _wavelength_angstrom(value: float, unit: str | None) -> float:
+    unit = (unit or "").casefold()
+    if unit == "m" or (not unit and value < 1e-6):
+        return value * 1e10  # pyFAI writes metres
+    if unit == "nm":
+        return value * 10
+    return value
+
+
+def _unit_of(line: str) -> str | None:
+    if "-->" in line:  # pyFAI's "--> output path": a file name, not an axis
+        return None
+    for unit, pattern in _UNIT_WORDS:
+        if pattern.search(line):
+            return unit
+    return None
+
+
+def read_text_curve(path: str | Path) -> TextCurve:
+    """Read one curve; raise :class:`SpectraValidationError` naming the file (and line)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise SpectraValidationError([f"{path}: cannot read ({exc.strerror})"]) from None
+    rows: list[tuple[float, float]] = []
+    header: list[str] = []
+    pressure = wavelength = energy = None
+    unit = None
+    for number, line in enumerate(lines, 1):
+        if number <= 20 and pressure is None and (m := _PRESSURE.search(line)):
+            pressure = float(m.group(1))
+        stripped = line.strip()
+        comment = stripped.startswith(("#", "!", "%"))
+        parts = [] if comment else stripped.replace(",", " ").split()
+        if comment or not rows:
+            if wavelength is None and (m := _WAVELENGTH.search(line)):
+                wavelength = _wavelength_angstrom(float(m.group(1)), m.group(2))
+            if energy is None and (m := _ENERGY.search(line)):
+                energy = float(m.group(1)) / (1000 if (m.group(2) or "").casefold() == "ev"
+                                              else 1)
+            if (bank := _GSAS_BANK.match(line)) and not rows:
+                if "FXYE" not in bank.group(2).upper():
+                    raise SpectraValidationError(
+                        [f"{path}:{number}: GSAS bank format {bank.group(1)} "
+                         f"{bank.group(2).split()[-1] if bank.group(2).split() else ''} "
+                         "is not read; export the pattern as FXYE (x y esd) from GSAS-II"])
+                unit = "2th_centideg"
+        if comment or not parts:
+            if not rows:
+                header.append(line)
+            continue
+        try:
+            rows.append((float(parts[0]), float(parts[1])))
+        except (ValueError, IndexError):
+            if rows:  # text inside the data block: corrupt file, do not guess
+                raise SpectraValidationError(
+                    [f"{path}:{number}: not a 'radial intensity' row: {stripped[:60]!r}"]
+                ) from None
+            header.append(line)  # header line (title, axis names, point count)
+    if len(rows) < 2:
+        raise SpectraValidationError([f"{path}: no two-column numeric data found"])
+    if unit is None:
+        unit = next((u for line in reversed(header) if (u := _unit_of(line))), "2th_deg")
+    if wavelength is None and energy:
+        wavelength = energy_to_wavelength(energy)
+    data = np.asarray(rows)
+    return TextCurve(path, data[:, 0], data[:, 1], unit, wavelength, pressure)
+
+
+def radial_to_two_theta(x: np.ndarray, unit: str, wavelength: float | None,
+                        source: str | Path) -> np.ndarray:
+    """2θ (degrees) of radial values ``x`` in ``unit``, in their own order: 2θ as is, Q and d
+    through Bragg's law with ``wavelength`` (Å); a Q or d axis without a wavelength, and
+    values no beam of that wavelength reaches, are refused naming ``source`` and the fix."""
+    x = np.asarray(x, dtype=float)
+    if unit == "2th_centideg":
+        return x / 100
+    if unit == "2th_rad":
+        return np.degrees(x)
+    if unit == "2th_deg":
+        return x
+    if wavelength is None:
+        raise SpectraValidationError(
+            [f"{source}: the curve is in {unit}; placing it on the 2θ axis needs the beam "
+             "wavelength: give --wavelength (Å) or --energy (keV), or wavelength=/energy_kev= "
+             "when reading"])
+    if unit == "d_A":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = wavelength / (2 * x)
+        tth = np.degrees(2 * np.arcsin(np.where((s > 0) & (s <= 1), s, np.nan)))
+    else:
+        tth = q_to_two_theta(x / 10 if unit == "q_nm^-1" else x, wavelength)
+    if np.isnan(tth).any():
+        raise SpectraValidationError(
+            [f"{source}: {unit} values up to {np.nanmax(np.abs(x)):g} are beyond what a "
+             f"{wavelength:g} Å beam reaches (4π/λ = {4 * math.pi / wavelength:.3g} Å⁻¹): "
+             "wrong wavelength or unit?"])
+    return tth
+
+
+def check_two_theta(tth: np.ndarray, x: np.ndarray, source: str | Path) -> None:
+    """Refuse an increasing 2θ axis that is no 2θ in degrees or repeats a value."""
+    if tth[-1] > 180 or tth[0] < 0:
+        raise SpectraValidationError(
+            [f"{source}: radial values {x.min():g}…{x.max():g} are not 2θ in degrees; "
+             "name the unit in a header line (e.g. '# q_nm^-1 I', as pyFAI writes it) or "
+             f"pass radial_unit= (one of {', '.join(RADIAL_UNITS[:5])})"])
+    if np.any(np.diff(tth) <= 0):
+        first = int(np.flatnonzero(np.diff(tth) <= 0)[0])
+        raise SpectraValidationError(
+            [f"{source}: radial value {tth[first]:g}° repeats: one curve per file expected"])
+
+
+def to_two_theta(curve: TextCurve, wavelength: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``curve`` on an increasing 2θ axis (degrees), see :func:`radial_to_two_theta`. The
+    intensities are unchanged (only the axis is mapped), so nothing is lost."""
+    tth = radial_to_two_theta(curve.x, curve.unit, wavelength, curve.path)
+    order = np.argsort(tth, kind="stable")
+    tth = tth[order]
+    check_two_theta(tth, curve.x, curve.path)
+    return tth, curve.y.astype(float)[order]
