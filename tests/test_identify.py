@@ -311,8 +311,6 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     assert per["shares"]["phases"] == [per["segments"]["before"][0]["name"],
                                        per["segments"]["after"][0]["name"]]
     assert len(per["shares"]["share"]) == 60 and per["shares"]["share"][-1] > 0.8
-    out = cli(["identify", fe], exit_code=2)
-    assert "--library" in out
     cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "Fe", "--json",
          tmp_path / "e.json"])
     got = json.loads((tmp_path / "e.json").read_text())
@@ -327,6 +325,24 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     out = cli(["annotate", "--tiled-uri", "http://127.0.0.1:9", "--all", "--elements", "Fe"],
               exit_code=2)
     assert "--identifier or" in " ".join(out.split())
+
+
+def test_identify_without_options_builds_caches_and_reuses_the_default_library(
+        cli, tmp_path, monkeypatch):
+    from specflow.data.reference import default_library_path
+
+    monkeypatch.setenv("SPECFLOW_CACHE", str(tmp_path / "cache"))
+    fe = tmp_path / "fe.nc"
+    specflow.write_spectra(specflow.simulate("Fe", curves=60, seed=3), fe)
+    cli(["identify", fe, "--elements", "Fe", "--json", tmp_path / "a.json"])
+    assert default_library_path().is_file()
+    assert len(ReferenceLibrary.load(default_library_path())) > 1000  # all 288 prototypes
+    first = default_library_path().stat().st_mtime_ns
+    cli(["identify", fe, "--json", tmp_path / "b.json"])  # the cached one, not rebuilt
+    assert default_library_path().stat().st_mtime_ns == first
+    got = json.loads((tmp_path / "a.json").read_text())
+    assert got["segments"]["before"][0]["name"] == "Fe bcc (Im-3m)"
+    assert got["segments"]["after"][0]["name"] == "Fe hcp (P6_3/mmc)"
 
 
 @pytest.mark.slow

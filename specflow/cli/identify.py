@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from specflow.cli.lazy import load
@@ -44,7 +44,8 @@ library_app = typer.Typer(help="Build or extend the reference library of named p
                           no_args_is_help=True)
 
 LibraryOpt = Annotated[Path | None, typer.Option(
-    "--library", help="Reference library (.nc from 'specflow library build').")]
+    "--library", help="Reference library (.nc from 'specflow library build'); default: "
+    "the default library, built once and cached.")]
 ElementsOpt = Annotated[str | None, typer.Option(
     "--elements", help="Rank only phases made of the sample's elements: a formula or list "
     "('FeO', 'Fe,O'), or 'auto' for each run's own material/sample when it is a formula. "
@@ -153,11 +154,29 @@ def train_identifier(
                       + (f", {name}@{alias} -> version {version}" if alias else ""))
 
 
+def default_library(refresh: bool = False) -> Any:
+    """The default reference library, built with a progress bar the first time (or with
+    ``refresh``) and cached."""
+    path = reference.default_library_path()
+    if path.exists() and not refresh:
+        return reference.ReferenceLibrary.load(path)
+    with Progress(TextColumn("building the default reference library (once; cached in "
+                             f"{path.parent})"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("prototypes", total=None)
+        library = reference.default_library(
+            refresh=True, progress=lambda done, total: bar.update(task, completed=done,
+                                                                  total=total))
+    Console(stderr=True).print(f"default library: {len(library)} phases -> {path}")
+    return library
+
+
 def load_identifier(model: str | Path | None, library: Path | None,
-                    workdir: Path = Path("work"), elements: str | None = None) -> Any:
-    """A trained identifier (file or registered), or the library matcher, filtering by
-    ``elements``; a usage error without either, or for elements that are not a formula or
-    that no library phase is made of."""
+                    workdir: Path = Path("work"), elements: str | None = None,
+                    refresh: bool = False) -> Any:
+    """A trained identifier (file or registered), or the library matcher (``library``, else
+    the default library), filtering by ``elements``; a usage error for elements that are
+    not a formula or that no library phase is made of."""
     if model is not None and str(model).startswith("models:/"):
         tracking.configure_tracking(workdir, must_exist=True)
         identifier = registered.load_registered_identifier(str(model))
@@ -166,8 +185,7 @@ def load_identifier(model: str | Path | None, library: Path | None,
     elif library is not None:
         identifier = identification.LibraryMatcher(reference.ReferenceLibrary.load(library))
     else:
-        raise typer.BadParameter("give --model (a trained identifier) or --library (match by "
-                                 "cosine); build a library with 'specflow library build'")
+        identifier = identification.LibraryMatcher(default_library(refresh))
     if elements not in (None, "auto"):
         try:
             identifier.allowed(elements)  # parses them and checks the library has a phase
@@ -198,9 +216,16 @@ def identify(
     wavelength: WavelengthOpt = None,
     radial_unit: RadialUnitOpt = None,
     layout: LayoutOpt = None,
+    refresh_library: Annotated[bool, typer.Option(
+        "--refresh-library", help="Rebuild the cached default library (used when neither "
+        "--library nor --model is given).")] = False,
 ) -> None:
-    """Name the phases of a run: top candidates before and after the transition."""
-    identifier = load_identifier(model, library, workdir, elements)
+    """Name the phases of a run: top candidates before and after the transition.
+
+    Without --library or --model, the default reference library (1,037 phases) is built
+    the first time (about a minute, with a progress bar) and cached beside the corpora
+    ($SPECFLOW_CACHE, default ~/.cache/specflow)."""
+    identifier = load_identifier(model, library, workdir, elements, refresh_library)
     labels = None
     if tiled_uri:
         run = connect(tiled_uri, api_key)[source]

@@ -24,7 +24,7 @@ import datetime as _dt
 import gzip
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import version as _version
@@ -38,6 +38,7 @@ from pymatgen.core import Composition, Element, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from pymatgen.util.provenance import StructureNL
 
+from specflow.data.corpus import cache_dir
 from specflow.data.schema import energy_to_wavelength
 from specflow.data.transitions import TRANSITIONS, read_cif
 
@@ -140,15 +141,18 @@ def _substitute(structure: Structure, rng: np.random.Generator) -> Structure | N
     return new
 
 
-def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = None
-                  ) -> list[ReferenceEntry]:
+def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[ReferenceEntry]:
     """Entries of the bundled AFLOW prototypes (the first ``limit``), each with up to
-    ``substitutions`` element-substituted variants in its group."""
+    ``substitutions`` element-substituted variants in its group; ``progress(done, total)``
+    after each prototype."""
     with gzip.open(AFLOW_FILE) as handle:
         records = json.loads(handle.read())[:limit]
     rng = np.random.default_rng(seed)
     out: list[ReferenceEntry] = []
-    for record in records:
+    for number, record in enumerate(records, 1):
+        if progress is not None:
+            progress(number, len(records))
         tags = record["tags"]
         structure = StructureNL.from_dict(record["snl"]).structure
         group = structure_type(structure)  # variants keep it: substitution keeps the type
@@ -336,10 +340,12 @@ class ReferenceLibrary:
 
 
 def build_library(substitutions: int = 3, seed: int = 0, prototypes: int | None = None,
-                  cifs: Sequence[str | Path] = ()) -> ReferenceLibrary:
+                  cifs: Sequence[str | Path] = (),
+                  progress: Callable[[int, int], None] | None = None) -> ReferenceLibrary:
     """The default library: specflow's phases, the AFLOW prototypes (the first
-    ``prototypes``; all 288 by default) with substitutions, and ``cifs``."""
-    entries = [*specflow_entries(), *aflow_entries(substitutions, seed, prototypes),
+    ``prototypes``; all 288 by default) with substitutions, and ``cifs``; ``progress(done,
+    total)`` after each prototype."""
+    entries = [*specflow_entries(), *aflow_entries(substitutions, seed, prototypes, progress),
                *cif_entries(cifs)]
     provenance = {
         "sources": sorted({e.source.split(":")[0] for e in entries}),
@@ -350,3 +356,25 @@ def build_library(substitutions: int = 3, seed: int = 0, prototypes: int | None 
         "pymatgen": _version("pymatgen"), "created": _dt.datetime.now(_dt.UTC).isoformat(),
     }
     return ReferenceLibrary(entries, provenance)
+
+
+def default_library_path() -> Path:
+    """Where :func:`default_library` keeps the default library: ``<cache>/library/``, named
+    by the bundled prototype file (a new one builds a new library)."""
+    return cache_dir() / "library" / f"default-{AFLOW_FILE.name.split('.')[0]}-s3-seed0.nc"
+
+
+def default_library(refresh: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> ReferenceLibrary:
+    """The default library (:func:`build_library`'s defaults: 1,037 phases), built once
+    (about a minute of CPU) and cached at :func:`default_library_path`; ``refresh``
+    rebuilds it."""
+    path = default_library_path()
+    if path.exists() and not refresh:
+        return ReferenceLibrary.load(path)
+    library = build_library(progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.nc")
+    library.save(partial)
+    partial.replace(path)
+    return library
