@@ -10,7 +10,7 @@ $(BIN)/specflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch pinned first: a local CPU wheel on the build machines, the CUDA build elsewhere
 	$(BIN)/python -m pip install "torch==2.13.0"
-	$(BIN)/python -m pip install -e ".[test,umap]"
+	$(BIN)/python -m pip install -e ".[test,docs,beamline,dask,live,umap]"
 	touch $@
 
 setup: $(BIN)/specflow

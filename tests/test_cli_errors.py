@@ -160,3 +160,22 @@ def test_mixed_grids_are_refused_not_cropped_and_a_narrow_curve_is_refused(small
     with pytest.raises(ValueError, match="only .* of the model's"):
         PhasePredictor(bundle).predict(sliver["intensity"].values, sliver["two_theta"].values,
                                        wavelength_of(sliver))
+
+
+def test_a_missing_extra_is_named_with_its_install_line(tmp_path):
+    """As without `specflow[beamline]`: pyFAI cannot be imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pyFAI'] = None\n"
+            "from specflow.cli import app\n"
+            f"app(['integrate', '{tmp_path}/x.tif', '--poni', '{tmp_path}/g.poni', "
+            f"'--pressure', '{tmp_path}/p.csv', '--out', '{tmp_path}/o.nc'], "
+            "prog_name='specflow')")
+    for name in ("x.tif", "g.poni", "p.csv"):
+        (tmp_path / name).write_text("x")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1, text
+    assert "pip install 'specflow[beamline]'" in text and "Traceback" not in text

@@ -15,9 +15,15 @@ import click
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 HINT = "(run with --debug for the traceback)"
+#: Packages that come with an extra of specflow (pyproject.toml), by import name
+EXTRAS = {"pyFAI": "beamline", "fabio": "beamline", "hdf5plugin": "beamline",
+          "distributed": "dask", "dask": "dask", "zmq": "live", "bluesky_kafka": "kafka",
+          "umap": "umap", "onnxruntime": "onnx", "onnx": "onnx", "prefect": "prefect",
+          "psycopg2": "postgres"}
 
 
 def _raised_by(exc: BaseException, module: str, name: str) -> bool:
@@ -36,6 +42,10 @@ def user_message(exc: BaseException) -> str | None:
         return "invalid spectra: " + "; ".join(shown) + more
     if _raised_by(exc, "specflow.annotate.retry", "AnnotationError"):
         return str(exc)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+        extra = EXTRAS[exc.name.split(".")[0]]
+        return (f"{exc.name} is not installed: this needs specflow's '{extra}' extra "
+                f"(pip install 'specflow[{extra}]')")
     if isinstance(exc, FileNotFoundError):
         if exc.strerror and exc.strerror != os.strerror(2):  # our own explanation
             return exc.strerror
@@ -85,7 +95,7 @@ class ErrorBoundary(TyperGroup):
             message = None if debug_enabled(ctx) else user_message(exc)
             if message is None:
                 raise
-            Console(stderr=True).print(f"[red]error:[/] {message}\n[dim]{HINT}[/]",
+            Console(stderr=True).print(f"[red]error:[/] {escape(message)}\n[dim]{HINT}[/]",
                                        soft_wrap=True, highlight=False)
             usage = _raised_by(exc, "specflow.data.sources", "NoSuchRun")
             raise typer.Exit(2 if usage else 1) from None
