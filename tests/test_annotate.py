@@ -354,3 +354,22 @@ def test_cli_label_writes_what_a_scientist_takes_away(small_phase_model, mlflow_
     bad = cli(["label", "--data", tmp_path / "fe.nc", "--out", tmp_path / "r2", "--curves",
                "tiff"], exit_code=2)
     assert "use xy or fxye" in bad
+
+
+def test_a_run_is_decoded_once_and_as_the_served_model_decodes_it(small_phase_model,
+                                                                 mlflow_store):
+    from specflow.annotate.summary import transition_summary
+
+    _, runs = small_phase_model
+    model = load_model(mlflow_store.champion)
+    for ds in runs:
+        prediction, decoded = model.label_run(ds)
+        served = model.predict(ds["intensity"].values, ds["two_theta"].values,
+                               ds["pressure"].values, wavelength_of(ds))
+        assert decoded is not None
+        assert np.array_equal(prediction["label"].to_numpy(), served["label"].to_numpy())
+        again = transition_summary(ds["pressure"].values,
+                                   served[["p0", "p1", "p2"]].to_numpy(), model.decoder)
+        once = transition_summary(ds["pressure"].values,
+                                  prediction[["p0", "p1", "p2"]].to_numpy(), decoded=decoded)
+        assert once["transition"] == again["transition"]

@@ -24,7 +24,7 @@ import specflow
 from specflow.data.schema import LABEL, TRUE_LABEL, SpectraValidationError
 from specflow.ingest import catalog
 from specflow.ingest.reader import run_to_dataset
-from specflow.learn.data import wavelength_of
+from specflow.learn.decode import Decoded
 from specflow.learn.predictor import ood_verdict
 
 from . import writer
@@ -68,19 +68,20 @@ def retryable(result: AnnotationResult) -> bool:
 
 
 def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str,
-                  identifier: Any = None) -> dict[str, Any]:
+                  identifier: Any = None, decoded: Decoded | None = None) -> dict[str, Any]:
     """The ``specflow`` metadata block of a run (every key always present, so that Tiled's
     deep-merging ``update_metadata`` replaces an older version's values).
 
-    The transition comes from the model's own sequence decoder on the per-curve
-    probabilities, i.e. the same decoding that produced ``prediction["label"]``. With an
+    The transition comes from the model's own sequence decoding of the run: ``decoded``
+    when given (:meth:`LoadedModel.label_run`: the decoding that produced
+    ``prediction["label"]``, done once), else the model's decoder on the probabilities. With an
     ``identifier`` (:mod:`specflow.learn.identify`), ``identified`` names the library phase of
     each segment of those labels (:func:`~.identify.identified_block`).
     """
 
     probs = prediction[["p0", "p1", "p2"]].to_numpy(dtype=float)
     ood = prediction["ood_score"].to_numpy(dtype=float)
-    info = transition_summary(ds["pressure"].values, probs, model.decoder)
+    info = transition_summary(ds["pressure"].values, probs, model.decoder, decoded)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     summary: dict[str, Any] = {
         "status": writer.COMPLETE,
@@ -213,9 +214,8 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
         return AnnotationResult(uid, "failed", f"validation: {'; '.join(exc.problems)}")
     except KeyError as exc:
         return AnnotationResult(uid, "failed", f"no stream {stream!r} ({exc})")
-    prediction = model.predict(ds["intensity"].values, ds["two_theta"].values,
-                               ds["pressure"].values, wavelength_of(ds))
-    summary = build_summary(ds, prediction, model, stream, identifier)
+    prediction, decoded = model.label_run(ds)
+    summary = build_summary(ds, prediction, model, stream, identifier, decoded)
     table = writer.phase_table(ds["seq_num"].values if "seq_num" in ds else
                                np.arange(1, ds.sizes["curve"] + 1), ds["time"].values,
                                ds["pressure"].values, prediction)

@@ -87,9 +87,9 @@ def export_labels(model: LoadedModel, runs: Mapping[str, xr.Dataset], out: str |
     out = Path(out)
     rows: list[dict[str, Any]] = []
     for name, ds in runs.items():
-        prediction = model.predict(ds["intensity"].values, ds["two_theta"].values,
-                                   ds["pressure"].values, wavelength_of(ds))
-        summary = {k: v for k, v in build_summary(ds, prediction, model, "file").items()
+        prediction, decoded = model.label_run(ds)
+        summary = {k: v for k, v in build_summary(ds, prediction, model, "file",
+                                                  decoded=decoded).items()
                    if k not in TILED_ONLY}
         summary["run"] = name
         folder = out / name

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from specflow.learn.decode import DecoderConfig
+from specflow.learn.data import wavelength_of
+from specflow.learn.decode import Decoded, DecoderConfig, decode
 from specflow.registry.tracking import DEFAULT_MODEL_URI
 from specflow.registry.uris import parse_model_uri, resolve_version
 
@@ -43,13 +44,29 @@ class LoadedModel:
         return {"name": self.name, "version": int(self.version), "alias": self.alias,
                 "run_id": self.run_id, "uri": self.uri}
 
+    def _decoder_settings(self) -> dict[str, Any] | None:
+        meta = getattr(getattr(self.pyfunc, "metadata", None), "metadata", None) or {}
+        return (meta.get("specflow") or {}).get("decoder")
+
     @property
     def decoder(self) -> Any:
         """The model's sequence decoder settings (a DecoderConfig), from its metadata."""
-
-        meta = getattr(getattr(self.pyfunc, "metadata", None), "metadata", None) or {}
-        settings = (meta.get("specflow") or {}).get("decoder")
+        settings = self._decoder_settings()
         return DecoderConfig(**settings) if settings else DecoderConfig()
+
+    def label_run(self, ds: Any) -> tuple[pd.DataFrame, Decoded | None]:
+        """The model's output for one run (a canonical Dataset), decoded once along it:
+        the per-curve frame of :meth:`predict` with ``label`` decoded by the model's own
+        decoder, and that :class:`~specflow.learn.decode.Decoded` run (None for a model
+        without decoder: ``label`` is then the per-curve argmax, as the pyfunc gives it)."""
+        prediction = self.predict(ds["intensity"].values, ds["two_theta"].values, None,
+                                  wavelength_of(ds))
+        if not self._decoder_settings():
+            return prediction, None
+        probabilities = prediction[["p0", "p1", "p2"]].to_numpy(dtype=np.float32)
+        decoded = decode(probabilities, ds["pressure"].values.astype(float), self.decoder)
+        prediction["label"] = decoded.labels
+        return prediction, decoded
 
     def predict(self, curves: np.ndarray, two_theta: np.ndarray,
                 pressure: np.ndarray | None = None,
