@@ -6,11 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from specflow.data.schema import PHASE_NAMES
+
 from .writer import read_labels
 
 #: Candidates kept per segment in the metadata.
 TOP = 3
-SEGMENTS = ("before", "during", "after")
+SEGMENTS = tuple(PHASE_NAMES.values())
 
 
 def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, Any]:

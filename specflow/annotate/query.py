@@ -26,11 +26,12 @@ from urllib.parse import parse_qs, urlparse
 from tiled.client.utils import handle_error
 from tiled.queries import Contains, Key, KeyPresent
 
+from specflow.data.schema import PHASE_NAMES
 from specflow.ingest.catalog import parse_key_values, search
 
 __all__ = ["PhaseRecord", "find_phases", "parse_key_values", "search"]
 
-SEGMENTS = ("before", "during", "after")
+SEGMENTS = tuple(PHASE_NAMES.values())
 #: What find_phases needs of each run, cut on the server (JMESPath): not the whole
 #: start/stop documents, descriptors or structure.
 SELECT = "{start: {sample: start.sample}, specflow: specflow}"

@@ -17,6 +17,7 @@ import xarray as xr
 from specflow.data.schema import (
     CURVE,
     LABEL,
+    PHASE_NAMES,
     PRESSURE,
     SOURCE,
     UNKNOWN_LABEL,
@@ -36,7 +37,8 @@ def labels_from_fraction(fraction: np.ndarray, threshold: float = LABEL_THRESHOL
 
 
 #: Label words a table may use beside the numbers
-LABEL_WORDS = {"before": 0, "during": 1, "after": 2, "unknown": -1, "": -1}
+LABEL_WORDS = {**{name: k for k, name in PHASE_NAMES.items()}, "unknown": UNKNOWN_LABEL,
+               "": UNKNOWN_LABEL}
 
 
 @dataclass(frozen=True)

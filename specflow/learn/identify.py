@@ -34,14 +34,14 @@ from specflow.data.patterns import (
 )
 from specflow.data.preprocess import PreparedCurves, Preprocessing, prepare_curves
 from specflow.data.reference import ReferenceLibrary, parse_elements
-from specflow.data.schema import INTENSITY, PRESSURE, TWO_THETA
+from specflow.data.schema import INTENSITY, PHASE_NAMES, PRESSURE, TWO_THETA
 from specflow.data.transitions import get_transition
 from specflow.learn.data import wavelength_of
 from specflow.learn.devices import check_device, resolve_device
 from specflow.models.regnet1d import AdaCos, RegNet1D, cosface_loss
 
 IDENTIFIER_FORMAT = "specflow-identifier/1"
-SEGMENTS = ("before", "during", "after")
+SEGMENTS = tuple(PHASE_NAMES.values())
 
 
 @dataclass
