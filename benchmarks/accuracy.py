@@ -12,6 +12,8 @@ scored on the same curves, decoded along each run:
 * **default**: ``PhaseClassifier()`` — the network trained on the transition's simulated
   corpus (cached, seeds ≥ 1,000,000), its head adapted to the labels; and the same model
   with **zero labels**;
+* **previous default** (paired): the same model when its corpus held 60 runs and its
+  network trained for 1,500 steps (``--no-previous-default`` skips it);
 * **controls**: pressure only, nearest labelled neighbour, raw curves and the untrained
   encoder under a linear probe (labels only, no corpus);
 * **ceiling**: the ideal observer (knows phases, texture, nuisances and true pressure;
@@ -42,7 +44,7 @@ from specflow.data.corpus import CorpusRecipe, build_corpus
 from specflow.data.phases import feo_rhombohedral
 from specflow.data.simulate import BEAMLINE_ENERGIES, simulate_family
 from specflow.data.transitions import TRANSITIONS
-from specflow.learn.corpus_model import corpus_network
+from specflow.learn.corpus_model import corpus_network, corpus_training
 from specflow.learn.evaluate import evaluate_datasets
 from specflow.learn.metrics import mean_interval, paired_difference
 from specflow.learn.names import METHOD_NAMES, SSL_METHODS
@@ -51,6 +53,8 @@ from specflow.learn.pretrain import load_checkpoint
 TRAIN_ENERGY = 30.0
 PROTOCOLS = ("cross_run", "shifted", "within_run")
 NO_MARKER = "corpus without marker"
+PREVIOUS = "previous default (60 runs, 1,500 steps)"
+ALTERNATIVES = (NO_MARKER, PREVIOUS)  # the default model on another corpus, paired
 CONTROLS = ("pressure", "neighbour", "raw", "untrained")
 USER_METRICS = (("onset_error_gpa", "onset GPa", 1, 2), ("end_error_gpa", "end GPa", 1, 2),
                 ("boundary_error_curves", "bound. crv", 1, 1),
@@ -109,9 +113,10 @@ def rows_of(cells: dict, protocol: str, args: argparse.Namespace) -> dict[str, d
             cell["default"]["protocols"].get(protocol, {}).get("overall"))
         add("default, zero labels", t, cell["zero"]["protocols"].get(protocol, {})
             .get("overall"))
-        if NO_MARKER in cell:
-            add(f"{NO_MARKER}, {args.label_fraction:.0%} labels", t,
-                cell[NO_MARKER]["protocols"].get(protocol, {}).get("overall"))
+        for alt in ALTERNATIVES:
+            if alt in cell:
+                add(f"{alt}, {args.label_fraction:.0%} labels", t,
+                    cell[alt]["protocols"].get(protocol, {}).get("overall"))
         for name, res in cell.get("methods", {}).items():
             add(f"corpus head on {METHOD_NAMES.get(name, name)}"
                 + (" (corpus-pretrained)" if name in SSL_METHODS else ""), t,
@@ -150,7 +155,7 @@ def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
           "(same runs, same labels); accuracy in points, onset and end error in GPa "
           "(negative: default better); mean [95 % CI]")
     others = [*CONTROLS, "zero labels",
-              *([NO_MARKER] if any(NO_MARKER in c for c in cells.values()) else []),
+              *[alt for alt in ALTERNATIVES if any(alt in c for c in cells.values())],
               "ceiling"]
     print(f"{'default − ...':<34}" + "".join(f"| {t:<44}" for t in args.transitions))
     for other in others:
@@ -166,8 +171,8 @@ def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
                     theirs = block.get("ceiling")
                 elif other == "zero labels":
                     theirs = cell["zero"]["protocols"].get(protocol, {}).get("overall")
-                elif other == NO_MARKER:
-                    theirs = cell.get(NO_MARKER, {}).get("protocols", {}).get(
+                elif other in ALTERNATIVES:
+                    theirs = cell.get(other, {}).get("protocols", {}).get(
                         protocol, {}).get("overall")
                 else:
                     theirs = block.get("baselines", {}).get(other)
@@ -209,11 +214,14 @@ def main() -> None:
     ap.add_argument("--no-marker-corpus", action="store_true",
                     help="also: the default model on a corpus with no marker in any run "
                          "(the default before corpus runs drew their marker), paired")
+    ap.add_argument("--no-previous-default", action="store_true",
+                    help="skip the paired row of the previous default corpus network (60 "
+                         "runs per corpus, 1,500 training steps)")
     ap.add_argument("--train-runs", type=int, default=4)
     ap.add_argument("--test-runs", type=int, default=4)
     ap.add_argument("--shifted-runs", type=int, default=4)
     ap.add_argument("--curves", type=int, nargs=2, default=(120, 220))
-    ap.add_argument("--corpus-runs", type=int, default=60)
+    ap.add_argument("--corpus-runs", type=int, default=CorpusRecipe.runs)
     ap.add_argument("--label-fraction", type=float, default=0.03)
     ap.add_argument("--no-ceiling", action="store_true")
     ap.add_argument("--device", default="auto")
@@ -227,16 +235,22 @@ def main() -> None:
     args.seed_list = list(range(base, base + args.seeds))
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     t_start = time.perf_counter()
-    corpora, bare = {}, {}
+    corpora: dict[str, Any] = {}
+    alternatives: dict[str, dict[str, tuple[Any, Any]]] = {}
     for t in args.transitions:
         t0 = time.perf_counter()
         corpus = build_corpus(CorpusRecipe.for_transition(t, runs=args.corpus_runs))
         net = corpus_network(corpus, device=args.device)
         corpora[t] = corpus
+        alt = alternatives.setdefault(t, {})
         if args.no_marker_corpus:
-            bare[t] = build_corpus(CorpusRecipe.for_transition(t, runs=args.corpus_runs,
-                                                               marker=None))
-            corpus_network(bare[t], device=args.device)
+            alt[NO_MARKER] = (build_corpus(CorpusRecipe.for_transition(
+                t, runs=args.corpus_runs, marker=None)), None)
+        if not args.no_previous_default:
+            alt[PREVIOUS] = (build_corpus(CorpusRecipe.for_transition(t, runs=60)),
+                             corpus_training(steps=1500))
+        for other, training in alt.values():
+            corpus_network(other, training, device=args.device)
         print(f"{t}: corpus {len(corpus)} curves of {args.corpus_runs} runs "
               f"(simulated in {corpus.seconds:.0f} s), network trained in {net.seconds:.0f} s "
               f"({time.perf_counter() - t0:.0f} s here)", flush=True)
@@ -253,10 +267,10 @@ def main() -> None:
                 data, test, label_fraction=args.label_fraction, baselines=CONTROLS,
                 ceiling=not args.no_ceiling, **common)}
             cell["zero"] = evaluate_datasets(data, test, label_fraction=0, **common)
-            if t in bare:
-                cell[NO_MARKER] = evaluate_datasets(
+            for name, (other, training) in alternatives[t].items():
+                cell[name] = evaluate_datasets(
                     data, test, label_fraction=args.label_fraction,
-                    **{**common, "corpus": bare[t]})
+                    corpus_training=training, **{**common, "corpus": other})
             cell["methods"] = {m: evaluate_datasets(data, test, method=m,
                                                     label_fraction=args.label_fraction,
                                                     **common)

@@ -1,7 +1,7 @@
 """Train the corpus networks that ship with specflow (``specflow/models/weights``).
 
 For every built-in transition, and for the Fe + FeO pair the demo records, simulate the
-default corpus (:class:`~specflow.data.corpus.CorpusRecipe`: 60 loadings per transition,
+default corpus (:class:`~specflow.data.corpus.CorpusRecipe`: 120 loadings per transition,
 each with no marker, Au or Pt, seeds from 1,000,000 — no benchmark uses them), train the
 default network on it (:data:`~specflow.learn.corpus_model.CORPUS_TRAINING`) and copy it
 into the package, so that
@@ -9,7 +9,7 @@ into the package, so that
 (experiment ``specflow-corpus``: recipe, settings, loss curve, seconds) when
 ``--mlflow-uri`` is given.
 
-    python benchmarks/corpus_networks.py                      # all of them (~1 h on 2 cores)
+    python benchmarks/corpus_networks.py                      # all of them (~30 min, 2 processes)
     python benchmarks/corpus_networks.py --transitions Fe Si  # some
 """
 

@@ -184,7 +184,9 @@ def test_pipeline_fits_a_folder_labelled_by_pressure(tmp_path, cli, monkeypatch)
     from specflow.data.io import write_netcdf
 
     write_netcdf(simulate_run("Fe", 60, seed=13), gate)
+    (tmp_path / "labels.csv").write_text("run,curve,label\nrun0,0,before\nrun1,59,after\n")
     out = cli(["pipeline", "--data", str(tmp_path / "data"), "--corpus", "Fe",
+               "--labels", str(tmp_path / "labels.csv"),
                "--before-below", "11", "--after-above", "17", "--name", "folder-model",
                "--eval-data", str(gate), "--workdir", str(tmp_path)])
     assert "folder-model@champion -> version 1" in out

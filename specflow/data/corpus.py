@@ -49,7 +49,7 @@ class CorpusRecipe:
     the user knows it, or None (no marker in any run)."""
 
     transitions: tuple[str, ...]
-    runs: int = 60
+    runs: int = 120
     curves: tuple[int, int] = (120, 220)
     preset: str = "realistic"
     seed: int = CORPUS_SEED

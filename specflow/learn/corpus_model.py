@@ -33,10 +33,10 @@ NETWORK_FORMAT = "specflow-corpus-network/1"
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "weights"
 
 
-#: How the corpus network is trained: the CNN, 1,500 mini-batches of 64 curves, Adam, the
+#: How the corpus network is trained: the CNN, 3,000 mini-batches of 64 curves, Adam, the
 #: instrument augmentation (calibration stretch, broadening, smooth intensity changes,
 #: spurious lines) on half of each batch
-CORPUS_TRAINING = SupervisedConfig(arch="cnn", steps=1500, batch_size=64,
+CORPUS_TRAINING = SupervisedConfig(arch="cnn", steps=3000, batch_size=64,
                                    augmentation="instrument", augment_p=0.5, seed=0)
 FINGERPRINTED = ("arch", "steps", "batch_size", "lr", "weight_decay", "augmentation",
                  "augment_p", "seed")
