@@ -28,6 +28,7 @@ import xarray as xr
 
 from specflow.data.schema import PHASE_NAMES, SOURCE
 from specflow.learn.data import wavelength_of
+from specflow.learn.evaluate import json_default
 
 from .analyzer import build_summary
 from .model import LoadedModel
@@ -96,7 +97,7 @@ def export_labels(model: LoadedModel, runs: Mapping[str, xr.Dataset], out: str |
         folder.mkdir(parents=True, exist_ok=True)
         table = label_table(ds, prediction)
         table.to_csv(folder / "labels.csv", index=False)
-        (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
         if curves:
             write_curves(ds, table, folder / "curves", curves)
         t = summary["transition"]
@@ -108,10 +109,3 @@ def export_labels(model: LoadedModel, runs: Mapping[str, xr.Dataset], out: str |
     frame.to_csv(out / "summary.csv", index=False)
     return frame
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

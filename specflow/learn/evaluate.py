@@ -498,7 +498,7 @@ def evaluate(
     if json_out is not None:
         out.pop("model", None)
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(out, indent=2, default=_json_default))
+        Path(json_out).write_text(json.dumps(out, indent=2, default=json_default))
     return out
 
 
@@ -508,7 +508,8 @@ def _read_named(values: list[Path | str], labels: LabelSpec | None,
             for src in find_runs(values)}
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as plain values."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
