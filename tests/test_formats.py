@@ -193,3 +193,47 @@ def test_pipeline_fits_a_folder_labelled_by_pressure(tmp_path, cli, monkeypatch)
     out = cli(["plot", str(tmp_path / "data" / "run0"), "--out", str(tmp_path / "c.png"),
                "--before-below", "11", "--after-above", "17"])
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_headers_and_folders_that_could_be_misread(tmp_path):
+    """Cases a review found: none may be read silently wrong."""
+    from specflow.data.labels import pressure_labels
+    from specflow.data.textformats import read_text_curve
+    from specflow.ingest.keys import energy_kev, radial_key
+
+    rows = "1 2\n2 3\n"
+    (tmp_path / "thr.xy").write_text("# Detector threshold energy: 15 keV\n"
+                                     "# pressure: 35 kbar\n# q_A^-1 I\n" + rows)
+    curve = read_text_curve(tmp_path / "thr.xy")  # a threshold is not the beam
+    assert curve.wavelength is None and curve.pressure == pytest.approx(3.5)
+    (tmp_path / "ev.xy").write_text("# Beam energy: 30000\n# Q (1/Å) I\n" + rows)
+    curve = read_text_curve(tmp_path / "ev.xy")
+    assert curve.unit == "q_A^-1" and curve.wavelength == pytest.approx(0.4133, rel=1e-3)
+    (tmp_path / "r.xy").write_text("# r_mm I\n" + rows)
+    with pytest.raises(SpectraValidationError, match="r.xy: the radial unit 'r_mm'"):
+        read_text_curve(tmp_path / "r.xy")
+    (tmp_path / "nan.xy").write_text("# 2th_deg I\n1 2\nnan 3\n")
+    with pytest.raises(SpectraValidationError, match="nan.xy: radial value of data row 2"):
+        read_text_curve(tmp_path / "nan.xy")
+    # a folder of runs with a note beside them; the same run name in two folders
+    for folder in ("a", "b"):
+        (tmp_path / "runs" / folder).mkdir(parents=True)
+        simulate_run("Fe", 10, seed=1).to_netcdf(tmp_path / "runs" / folder / "run_1.nc")
+    (tmp_path / "runs" / "a" / "notes.txt").write_text("sample loaded on Monday\n")
+    names = [s.name for s in find_runs([tmp_path / "runs" / "a", tmp_path / "runs" / "b"])]
+    assert names == ["run_1", "b_run_1"]  # plain names, never paths
+    # compression in a cycled run: the way down (2 and 1 GPa) stays unlabelled
+    got = pressure_labels(np.array([1, 5, 10, 6, 2, 1, 12, 15.0]), 4.0, 11.0)
+    assert got.tolist() == [0, -1, -1, -1, -1, -1, 2, 2]
+    (tmp_path / "frac.csv").write_text("curve,label\n0,2.7\n")
+    with pytest.raises(SpectraValidationError, match="label '2.7'"):
+        read_one(tmp_path / "runs" / "a", LabelSpec(tmp_path / "frac.csv"))
+    # Tiled descriptors: a detector threshold is no beam energy, radians and 1/nanometer
+    config = {"det": {"data": {"det_threshold_energy": 7.5, "mono_energy": 30.0,
+                               "energy_units": "keV"}}}
+    assert energy_kev(config, {}) == 30.0
+    keys = {"I": {"dtype": "array", "shape": [5]},
+            "two_theta": {"dtype": "array", "shape": [5], "units": "rad"},
+            "q": {"dtype": "array", "shape": [5], "units": "1/nanometer"}}
+    assert radial_key(keys, "I") == ("two_theta", "2th_rad")
+    assert radial_key(keys, "I", "q") == ("q", "q_nm^-1")

@@ -62,20 +62,21 @@ def write_curves(ds: xr.Dataset, table: pd.DataFrame, folder: Path, fmt: CurveFo
     wavelength = wavelength_of(ds)
     out = []
     for row, y in zip(table.itertuples(), ds["intensity"].values, strict=True):
-        y = np.nan_to_num(y.astype(float))
+        keep = np.isfinite(y)  # detector gaps are left out, not written as zeros
+        x, y = tth[keep], y[keep].astype(float)
         path = folder / f"curve_{row.curve:05d}.{fmt}"
         note = f"pressure_GPa={row.pressure_gpa:.6g} phase={row.phase} label={row.label}"
         if fmt == "xy":
             header = [note] + ([f"Wavelength: {wavelength * 1e-10:.6e} m"] if wavelength
                                else []) + ["2th_deg I"]
-            np.savetxt(path, np.column_stack([tth, y]), header="\n".join(header),
+            np.savetxt(path, np.column_stack([x, y]), header="\n".join(header),
                        fmt="%.6f %.8g")
         else:
-            step = float(np.median(np.diff(tth))) * 100
+            step = float(np.median(np.diff(x))) * 100
             lines = [f"{ds.attrs.get('sample', '')} {note}",
-                     f"BANK 1 {tth.size} {tth.size} CONS {tth[0] * 100:.4f} {step:.4f} 0 0 FXYE"]
+                     f"BANK 1 {x.size} {x.size} CONS {x[0] * 100:.4f} {step:.4f} 0 0 FXYE"]
             lines += [f"{100 * a:.4f} {b:.6g} {np.sqrt(max(b, 1.0)):.4g}"
-                      for a, b in zip(tth, y, strict=True)]
+                      for a, b in zip(x, y, strict=True)]
             path.write_text("\n".join(lines) + "\n")
         out.append(path)
     return out
@@ -88,6 +89,8 @@ def export_labels(model: LoadedModel, runs: Mapping[str, xr.Dataset], out: str |
     out = Path(out)
     rows: list[dict[str, Any]] = []
     for name, ds in runs.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"run name {name!r} is not a plain folder name")
         prediction, decoded = model.label_run(ds)
         summary = {k: v for k, v in build_summary(ds, prediction, model, "file",
                                                   decoded=decoded).items()

@@ -277,7 +277,11 @@ def _pressure_table(table_path: Path, paths: list[Path]) -> list[float]:
                                      ) from exc
     if not {"file", "pressure"} <= set(table.columns):
         raise SpectraValidationError([f"{table_path}: needs columns 'file' and 'pressure'"])
-    by_name = dict(zip(table["file"].map(lambda s: Path(s).name), table["pressure"],
+    table = table.dropna(how="all")  # blank rows, as spreadsheets export them
+    if table["file"].isna().any():
+        row = int(np.flatnonzero(table["file"].isna().to_numpy())[0])
+        raise SpectraValidationError([f"{table_path}: row {row + 2} names no file"])
+    by_name = dict(zip(table["file"].map(lambda s: Path(str(s)).name), table["pressure"],
                        strict=True))
     missing = [p.name for p in paths if p.name not in by_name]
     if missing:

@@ -36,6 +36,8 @@ def labels_from_fraction(fraction: np.ndarray, threshold: float = LABEL_THRESHOL
     return labels
 
 
+#: GPa below the highest pressure so far that still counts as compression (gauge noise)
+COMPRESSION_TOLERANCE = 0.3
 #: Label words a table may use beside the numbers
 LABEL_WORDS = {**{name: k for k, name in PHASE_NAMES.items()}, "unknown": UNKNOWN_LABEL,
                "": UNKNOWN_LABEL}
@@ -48,9 +50,9 @@ class LabelSpec:
     ``table``: a CSV with a ``label`` column (0/1/2/-1 or before/during/after/unknown) and,
     to say which curve, ``file`` (the curve's text file name) or ``curve`` (its index in the
     run; with a ``run`` column when several runs are read). ``before_below`` /
-    ``after_above`` (GPa): curves of the compression (up to the run's highest pressure) below
-    / above the pressure are before / after; curves in between and on decompression stay
-    unlabelled, since the transition's hysteresis moves it on the way down.
+    ``after_above`` (GPa): compression curves below / above the pressure are before / after;
+    curves in between and on decompression stay unlabelled, since the transition's
+    hysteresis moves it on the way down.
     """
 
     table: Path | None = None
@@ -76,7 +78,8 @@ def _label_values(column: pd.Series, table: Path) -> np.ndarray:
             out.append(LABEL_WORDS[value])
             continue
         try:
-            number = int(float(value))
+            number = float(value)
+            number = int(number) if number.is_integer() else None
         except ValueError:
             number = None
         if number not in (-1, 0, 1, 2):
@@ -85,6 +88,11 @@ def _label_values(column: pd.Series, table: Path) -> np.ndarray:
                  "before/during/after/unknown"])
         out.append(number)
     return np.asarray(out, dtype=np.int8)
+
+
+def _file_name(name: object) -> str:
+    """A file's name from a path written on any system (``/`` or ``\\``)."""
+    return Path(str(name).strip().replace("\\", "/")).name
 
 
 def table_labels(ds: xr.Dataset, table: Path, run: str | None = None) -> np.ndarray:
@@ -106,10 +114,10 @@ def table_labels(ds: xr.Dataset, table: Path, run: str | None = None) -> np.ndar
             raise SpectraValidationError(
                 [f"{table}: labels by 'file' need a run read from text files; use 'curve' "
                  "(the index in the run) for this run"])
-        index = {Path(str(name)).name: i for i, name in enumerate(ds[SOURCE].values)}
+        index = {_file_name(name): i for i, name in enumerate(ds[SOURCE].values)}
         for name, value in zip(rows["file"], values, strict=True):
-            if Path(name).name in index:
-                out[index[Path(name).name]] = value
+            if _file_name(name) in index:
+                out[index[_file_name(name)]] = value
     else:
         try:
             curves = rows["curve"].astype(int).to_numpy()
@@ -125,11 +133,13 @@ def table_labels(ds: xr.Dataset, table: Path, run: str | None = None) -> np.ndar
 
 def pressure_labels(pressure: np.ndarray, before_below: float | None,
                     after_above: float | None) -> np.ndarray:
-    """Before below / after above the given pressures on the compression (up to the highest
-    pressure); -1 elsewhere."""
+    """Before below / after above the given pressures on compression: curves within
+    :data:`COMPRESSION_TOLERANCE` of the highest pressure so far (a cycled run's later
+    compression counts, its decompressions do not); -1 elsewhere."""
     pressure = np.asarray(pressure, dtype=float)
     out = np.full(pressure.shape, UNKNOWN_LABEL, dtype=np.int8)
-    rising = np.arange(pressure.size) <= int(np.argmax(pressure)) if pressure.size else out > 0
+    rising = pressure >= np.maximum.accumulate(pressure) - COMPRESSION_TOLERANCE \
+        if pressure.size else out > 0
     if before_below is not None:
         out[rising & (pressure < before_below)] = 0
     if after_above is not None:

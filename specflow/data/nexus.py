@@ -23,7 +23,7 @@ from specflow.data.schema import (
     make_spectra,
     wavelength_to_energy,
 )
-from specflow.data.textformats import TextCurve, to_two_theta
+from specflow.data.textformats import TextCurve, radial_unit_from, to_two_theta
 
 DEFINITION = "NXazint1d"
 
@@ -71,6 +71,9 @@ def read_nxazint1d(
         if entry is None or "data" not in entry or "I" not in entry["data"]:
             raise SpectraValidationError([f"{path}: no NXazint1d entry with data/I"])
         data = entry["data"]
+        if "radial_axis" not in data:
+            raise SpectraValidationError([f"{path}: the NXazint1d data group has no "
+                                          "radial_axis"])
         intensity = np.atleast_2d(np.asarray(data["I"], dtype=float))
         radial = np.asarray(data["radial_axis"], dtype=float)
         units = _text(data["radial_axis"].attrs.get("units", "degrees")).casefold()
@@ -79,8 +82,7 @@ def read_nxazint1d(
         entry.visititems(lambda name, node: found.setdefault(name.rsplit("/", 1)[-1], node[()])
                          if isinstance(node, h5py.Dataset) and name.endswith("pressure")
                          else None)
-    unit = "2th_deg" if units.startswith("deg") else "q_A^-1" if "angstrom" in units \
-        else "q_nm^-1" if "nm" in units else None
+    unit = radial_unit_from(units)
     if unit is None:
         raise SpectraValidationError([f"{path}: radial_axis units {units!r} are neither "
                                       "degrees nor 1/angstrom"])

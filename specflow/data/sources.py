@@ -89,7 +89,9 @@ def _is_spectra_csv(path: Path) -> bool:
 
 def _in_folder(folder: Path) -> list[RunSource]:
     text = _text_files(folder)
-    if text:
+    run_files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower()
+                 in RUN_SUFFIXES - {".csv"}]
+    if text and not run_files:  # a folder of run files may hold notes, not curves
         return [RunSource(folder.name, tuple(text))]
     found = []
     for p in sorted(folder.iterdir()):
@@ -114,7 +116,8 @@ def find_runs(values: Iterable[str | Path]) -> list[RunSource]:
     runs: list[RunSource] = []
     for value in values:
         path = Path(value).expanduser()
-        matches = [path] if path.exists() else [Path(m) for m in sorted(glob.glob(str(path)))]
+        matches = [path] if path.exists() else [Path(m) for m in sorted(glob.glob(str(path),
+                                                                          recursive=True))]
         if not matches:
             raise NoSuchRun(2, f"{value}: no such file or folder, and no file matches it as a "
                                "pattern", str(value))
@@ -136,10 +139,17 @@ def find_runs(values: Iterable[str | Path]) -> list[RunSource]:
 
 
 def _unique_names(runs: list[RunSource]) -> list[RunSource]:
+    """Names that differ: a repeated name gets its parent folder's (``b_run_1``), then a
+    number; never a path (results are written under the name)."""
     seen: set[str] = set()
     out = []
     for run in runs:
-        name = run.name if run.name not in seen else str(run.location)
+        name = run.name
+        if name in seen:
+            name = f"{run.location.parent.name}_{run.name}"
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
         seen.add(name)
         out.append(RunSource(name, run.files))
     return out

@@ -29,19 +29,24 @@ from specflow.data.schema import SpectraValidationError, energy_to_wavelength, q
 #: Radial units specflow reads, by pyFAI's names
 RADIAL_UNITS = ("2th_deg", "2th_rad", "q_nm^-1", "q_A^-1", "d_A", "2th_centideg")
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-_PRESSURE = re.compile(r"(?<![\w.])pressure(?:_GPa)?\s*[=:]\s*" + _NUMBER + r"(?![\w.,])",
-                       re.IGNORECASE)
-_WAVELENGTH = re.compile(r"[\"']?wavelength[\"']?\s*[=:]\s*" + _NUMBER
+_PRESSURE = re.compile(r"(?<![\w.])pressure(?:_GPa)?\s*[=:]\s*" + _NUMBER
+                       + r"\s*(gpa|kbar|mpa)?(?![\w.,])", re.IGNORECASE)
+PRESSURE_UNITS = {"gpa": 1.0, "kbar": 0.1, "mpa": 1e-3}
+#: beam keys at the start of a header line (after comment marks, quotes and spaces), so
+#: that e.g. "detector threshold energy" is not read as the beam's
+_LINE_START = r"^[\s#!%\"']*"
+_WAVELENGTH = re.compile(_LINE_START + r"(?:beam[ _])?wavelength[\"']?\s*[=:]\s*" + _NUMBER
                          + r"\s*(nm|m|Å|A|angstroms?)?(?![\w])", re.IGNORECASE)
-_ENERGY = re.compile(r"[\"']?energy(?:_kev)?[\"']?\s*[=:]\s*" + _NUMBER + r"\s*(kev|ev)?(?!\w)",
+_ENERGY = re.compile(_LINE_START + r"(?:beam|photon|x-?ray|incident|mono(?:chromator)?)?[ _]?"
+                     r"energy(?:_kev)?[\"']?\s*[=:]\s*" + _NUMBER + r"\s*(kev|ev)?(?!\w)",
                      re.IGNORECASE)
 _GSAS_BANK = re.compile(r"^\s*BANK\s+\d+\s+\d+\s+\d+\s+(\w+)(.*)$", re.IGNORECASE)
 #: Header words → radial unit; the line nearest the data decides
 _UNIT_WORDS = (
     ("q_nm^-1", re.compile(r"q_nm\^?-1|\bq\s*\(\s*(?:1/nm|nm\^?-1|nm⁻¹)\s*\)|\bq\s*\[\s*nm"
                            r"\^?-1", re.IGNORECASE)),
-    ("q_A^-1", re.compile(r"q_a\^?-1|\bq\s*\(\s*(?:1/a|a\^?-1|å\^?-1|å⁻¹|angstroms?\^?-1)\s*\)",
-                          re.IGNORECASE)),
+    ("q_A^-1", re.compile(r"q_a\^?-1|\bq\s*[(\[]\s*(?:1/a|1/å|a\^?-1|å\^?-1|å⁻¹|"
+                          r"(?:inverse )?angstroms?(?:\^?-1)?)\s*[)\]]", re.IGNORECASE)),
     ("2th_rad", re.compile(r"2th_rad", re.IGNORECASE)),
     ("2th_deg", re.compile(r"2th_deg|2-?theta|two_theta|2θ|tth", re.IGNORECASE)),
     ("d_A", re.compile(r"\bd_a\b|d-?spacing", re.IGNORECASE)),
@@ -61,6 +66,21 @@ class TextCurve:
     pressure: float | None
 
 
+def radial_unit_from(units: str, name_unit: str | None = None) -> str | None:
+    """The radial unit a ``units`` string names (degrees, radians, 1/Å, 1/nm, in the ways
+    NeXus and Bluesky write them), else ``name_unit``."""
+    units = units.casefold().strip()
+    if units.startswith(("deg", "°")):
+        return "2th_deg"
+    if units.startswith("rad"):
+        return "2th_rad"
+    if "nm" in units or "nano" in units:
+        return "q_nm^-1"
+    if "ang" in units or "å" in units or units in ("1/a", "a^-1", "a-1"):
+        return "q_A^-1"
+    return name_unit
+
+
 def _wavelength_angstrom(value: float, unit: str | None) -> float:
     unit = (unit or "").casefold()
     if unit == "m" or (not unit and value < 1e-6):
@@ -70,9 +90,15 @@ def _wavelength_angstrom(value: float, unit: str | None) -> float:
     return value
 
 
+#: radial units pyFAI writes that have no 2θ equivalent here
+_UNREAD_UNITS = re.compile(r"\br_mm\b|\br_m\b|d\*2|\bd_nm\b|\bchi_", re.IGNORECASE)
+
+
 def _unit_of(line: str) -> str | None:
     if "-->" in line:  # pyFAI's "--> output path": a file name, not an axis
         return None
+    if (found := _UNREAD_UNITS.search(line)):
+        return f"unread:{found.group(0)}"
     for unit, pattern in _UNIT_WORDS:
         if pattern.search(line):
             return unit
@@ -92,7 +118,7 @@ def read_text_curve(path: str | Path) -> TextCurve:
     unit = None
     for number, line in enumerate(lines, 1):
         if number <= 20 and pressure is None and (m := _PRESSURE.search(line)):
-            pressure = float(m.group(1))
+            pressure = float(m.group(1)) * PRESSURE_UNITS[(m.group(2) or "gpa").casefold()]
         stripped = line.strip()
         comment = stripped.startswith(("#", "!", "%"))
         parts = [] if comment else stripped.replace(",", " ").split()
@@ -100,8 +126,10 @@ def read_text_curve(path: str | Path) -> TextCurve:
             if wavelength is None and (m := _WAVELENGTH.search(line)):
                 wavelength = _wavelength_angstrom(float(m.group(1)), m.group(2))
             if energy is None and (m := _ENERGY.search(line)):
-                energy = float(m.group(1)) / (1000 if (m.group(2) or "").casefold() == "ev"
-                                              else 1)
+                energy = float(m.group(1))
+                said = (m.group(2) or "").casefold()
+                if said == "ev" or (not said and energy > 1000):  # eV, said or implied
+                    energy /= 1000
             if (bank := _GSAS_BANK.match(line)) and not rows:
                 if "FXYE" not in bank.group(2).upper():
                     raise SpectraValidationError(
@@ -125,9 +153,18 @@ def read_text_curve(path: str | Path) -> TextCurve:
         raise SpectraValidationError([f"{path}: no two-column numeric data found"])
     if unit is None:
         unit = next((u for line in reversed(header) if (u := _unit_of(line))), "2th_deg")
+    if unit.startswith("unread:"):
+        raise SpectraValidationError(
+            [f"{path}: the radial unit {unit[7:]!r} has no 2θ equivalent here; integrate in "
+             "2th_deg or q (pyFAI's unit=)"])
     if wavelength is None and energy:
         wavelength = energy_to_wavelength(energy)
     data = np.asarray(rows)
+    if not np.isfinite(data[:, 0]).all():
+        bad = int(np.flatnonzero(~np.isfinite(data[:, 0]))[0])
+        raise SpectraValidationError(
+            [f"{path}: radial value of data row {bad + 1} is {data[bad, 0]}: every row needs a "
+             "finite position"])
     return TextCurve(path, data[:, 0], data[:, 1], unit, wavelength, pressure)
 
 
@@ -153,7 +190,11 @@ def radial_to_two_theta(x: np.ndarray, unit: str, wavelength: float | None,
             s = wavelength / (2 * x)
         tth = np.degrees(2 * np.arcsin(np.where((s > 0) & (s <= 1), s, np.nan)))
     else:
-        tth = q_to_two_theta(x / 10 if unit == "q_nm^-1" else x, wavelength)
+        try:
+            tth = q_to_two_theta(x / 10 if unit == "q_nm^-1" else x, wavelength)
+        except ValueError as exc:  # not an X-ray wavelength
+            raise SpectraValidationError([f"{source}: {exc} (a wavelength in nm or an "
+                                          "energy in eV?)"]) from None
     if np.isnan(tth).any():
         raise SpectraValidationError(
             [f"{source}: {unit} values up to {np.nanmax(np.abs(x)):g} are beyond what a "

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from specflow.data.schema import HC_KEV_ANGSTROM
+from specflow.data.textformats import radial_unit_from
 
 #: 1-D array keys that hold intensities when a stream has several (pdfstream's
 #: ``<det>_chi_I``, a pyFAI callback's ``I`` or ``intensity``)
@@ -58,17 +59,6 @@ def spectrum_key(data_keys: Mapping[str, Mapping[str, Any]], override: str | Non
     return found[0]
 
 
-def _unit_from(units: str, name_unit: str | None) -> str:
-    units = units.casefold()
-    if units.startswith(("deg", "°")):
-        return "2th_deg"
-    if "nm" in units:
-        return "q_nm^-1"
-    if "ang" in units or "å" in units or units in ("1/a", "a^-1"):
-        return "q_A^-1"
-    return name_unit or "2th_deg"
-
-
 def radial_key(data_keys: Mapping[str, Mapping[str, Any]], spectrum: str,
                override: str | None = None) -> tuple[str, str] | None:
     """A per-event 1-D array holding the radial axis, with its unit: ``override``, else one
@@ -89,7 +79,7 @@ def radial_key(data_keys: Mapping[str, Mapping[str, Any]], spectrum: str,
         if not arrays:
             return None
         key = min(arrays, key=lambda k: [u for _, u in RADIAL_NAMES].index(named(k)))
-    return key, _unit_from(str(data_keys[key].get("units") or ""), named(key))
+    return key, radial_unit_from(str(data_keys[key].get("units") or ""), named(key)) or "2th_deg"
 
 
 def pressure_key(
@@ -147,12 +137,21 @@ def energy_kev(configuration: Mapping[str, Any], start: Mapping[str, Any]) -> fl
     """Photon energy (keV) from a configuration key named like ``energy`` or ``wavelength``,
     else the start document's ``energy``, ``wavelength`` or ``calibration_md.wavelength``
     (wavelengths in Å or metres)."""
-    for key, value in _config_items(configuration):
-        if "energy" in key.lower() and np.ndim(value) == 0:
-            return float(value)
-    for key, value in _config_items(configuration):
-        if "wavelength" in key.lower() and np.ndim(value) == 0 and float(value) > 0:
-            return HC_KEV_ANGSTROM / _angstrom(float(value))
+    def numbers(word: str):  # scalar numbers under keys naming the beam (not thresholds)
+        for key, value in _config_items(configuration):
+            low = key.lower()
+            if word in low and "threshold" not in low and np.ndim(value) == 0:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    continue
+                if number > 0:
+                    yield number
+
+    for energy in numbers("energy"):
+        return energy / 1000 if energy > 1000 else energy  # eV, when it can only be eV
+    for wavelength in numbers("wavelength"):
+        return HC_KEV_ANGSTROM / _angstrom(wavelength)
     energy = start.get("energy")
     if energy is not None:
         return float(energy)
