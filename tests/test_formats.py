@@ -104,7 +104,8 @@ def test_bad_text_inputs_name_the_file_and_the_fix(tmp_path):
                                  .replace("q_nm^-1", "2th_deg").replace("4e-11", "5e-11"))
     with pytest.raises(SpectraValidationError, match="b.xy: wavelength 0.5 Å differs"):
         read_spectra(folder)
-    with pytest.warns(UserWarning, match="the header says 0.4 Å; using the 0.45 Å given"):
+    with pytest.warns(UserWarning,
+                      match=r"a.xy: the file says 0.4 Å \(31 keV\); using the 0.45 Å given"):
         assert read_spectra(folder, wavelength=0.45).attrs["wavelength"] == 0.45
 
 

@@ -7,7 +7,6 @@ bad files fail here with a message that names the file and the problem.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace as dc_replace
 from pathlib import Path
@@ -27,6 +26,8 @@ from specflow.data.schema import (
     TIME,
     TWO_THETA,
     SpectraValidationError,
+    beam_wavelength,
+    chosen_wavelength,
     energy_kev,
     energy_to_wavelength,
     make_spectra,
@@ -115,9 +116,7 @@ def with_beam(ds: xr.Dataset, wavelength: float | None, source: str | Path) -> x
         known = energy_to_wavelength(energy_kev(ds))
     except KeyError:
         known = None
-    if known is not None and abs(known / wavelength - 1) > 5e-4:
-        warnings.warn(f"{source}: the file says {known:.5g} Å ({wavelength_to_energy(known):.4g}"
-                      f" keV); using the {wavelength:.5g} Å given", UserWarning, stacklevel=3)
+    wavelength = chosen_wavelength(wavelength, known, source)
     return ds.assign_attrs(wavelength=float(wavelength),
                            energy=wavelength_to_energy(wavelength))
 
@@ -201,11 +200,7 @@ def read_xy(
             [f"{odd.path}: radial unit {odd.unit} differs from {curves[0].path.name}'s "
              f"{curves[0].unit}: one run is read from files of one unit"])
     lam = beam_wavelength(energy_kev, wavelength)
-    said = _header_wavelength(curves, agree=lam is None)
-    if lam is not None and said is not None and abs(said / lam - 1) > 5e-4:
-        warnings.warn(f"{paths[0]}: the header says {said:.5g} Å; using the {lam:.5g} Å "
-                      "given", UserWarning, stacklevel=2)
-    lam = said if lam is None else lam
+    lam = chosen_wavelength(lam, _header_wavelength(curves, agree=lam is None), paths[0])
     axes = [to_two_theta(c, lam) for c in curves]
     grid = axes[0][0]
     stacked = []
@@ -238,22 +233,6 @@ def read_xy(
         attrs["radial_unit"] = curves[0].unit  # as the files gave it; the axis is now 2θ
     return make_spectra(np.asarray(stacked), grid, pressure, time=time, attrs=attrs,
                         extra={SOURCE: np.array([p.name for p in paths])})
-
-
-def beam_wavelength(energy_kev: float | None = None,
-                    wavelength: float | None = None) -> float | None:
-    """The wavelength (Å) a caller gives as ``wavelength`` or ``energy_kev``; both must
-    agree."""
-    if (energy_kev is not None and energy_kev <= 0) or (wavelength is not None
-                                                         and wavelength <= 0):
-        raise ValueError("the beam energy and wavelength must be positive")
-    if (energy_kev is not None and wavelength is not None
-            and abs(energy_to_wavelength(energy_kev) / wavelength - 1) > 1e-3):
-        raise ValueError(f"energy {energy_kev:g} keV and wavelength {wavelength:g} Å "
-                         "disagree: give one of them")
-    if wavelength is not None:
-        return float(wavelength)
-    return energy_to_wavelength(energy_kev) if energy_kev is not None else None
 
 
 def _header_wavelength(curves: list[TextCurve], agree: bool = True) -> float | None:
@@ -304,8 +283,15 @@ def read_xy_folder(folder: str | Path, pressure: Any = None, **kwargs: Any) -> x
         raise SpectraValidationError(
             [f"{folder}: no {'/'.join(sorted(TEXT_SUFFIXES))} files (a folder is one run of "
              "single-curve text files)"])
-    if pressure is None and (folder / "pressure.csv").is_file():
-        pressure = folder / "pressure.csv"
+    return read_text_run(files, pressure=pressure, **kwargs)
+
+
+def read_text_run(files: Sequence[Path], pressure: Any = None, **kwargs: Any) -> xr.Dataset:
+    """Single-curve text files of one run (:func:`read_xy`); without ``pressure``, the
+    ``pressure.csv`` in their folder when there is one, else their headers."""
+    table = Path(files[0]).parent / "pressure.csv"
+    if pressure is None and table.is_file():
+        pressure = table
     return read_xy(files, pressure=pressure, **kwargs)
 
 

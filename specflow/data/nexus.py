@@ -19,11 +19,12 @@ import xarray as xr
 
 from specflow.data.schema import (
     SpectraValidationError,
-    energy_to_wavelength,
+    beam_wavelength,
+    chosen_wavelength,
     make_spectra,
     wavelength_to_energy,
 )
-from specflow.data.textformats import TextCurve, radial_unit_from, to_two_theta
+from specflow.data.textformats import radial_unit_from, stack_to_two_theta
 
 DEFINITION = "NXazint1d"
 
@@ -86,9 +87,8 @@ def read_nxazint1d(
     if unit is None:
         raise SpectraValidationError([f"{path}: radial_axis units {units!r} are neither "
                                       "degrees nor 1/angstrom"])
-    lam = wavelength or (energy_to_wavelength(energy_kev) if energy_kev else file_wavelength)
-    curves = [TextCurve(path, radial, row, unit, lam, None) for row in intensity]
-    axes = [to_two_theta(c, lam) for c in curves]
+    lam = chosen_wavelength(beam_wavelength(energy_kev, wavelength), file_wavelength, path)
+    grid, intensity = stack_to_two_theta(radial, intensity, unit, lam, path)
     if pressure is None:
         if "pressure" not in found:
             raise SpectraValidationError(
@@ -105,5 +105,4 @@ def read_nxazint1d(
         attrs.update(wavelength=float(lam), energy=wavelength_to_energy(float(lam)))
     if unit != "2th_deg":
         attrs["radial_unit"] = unit
-    return make_spectra(np.asarray([y for _, y in axes]), axes[0][0], pressure, time=time,
-                        attrs=attrs)
+    return make_spectra(intensity, grid, pressure, time=time, attrs=attrs)

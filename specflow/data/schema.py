@@ -16,6 +16,7 @@ Other layouts (Bluesky documents, Tiled runs, text files) are converted at the e
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,31 @@ def energy_to_wavelength(energy_kev: float) -> float:
 def wavelength_to_energy(wavelength: float) -> float:
     """Wavelength in Å to photon energy in keV."""
     return HC_KEV_ANGSTROM / wavelength
+
+
+def beam_wavelength(energy_kev: float | None = None,
+                    wavelength: float | None = None) -> float | None:
+    """The wavelength (Å) a caller gives as ``wavelength`` or ``energy_kev``; both must
+    agree."""
+    if (energy_kev is not None and energy_kev <= 0) or (wavelength is not None
+                                                         and wavelength <= 0):
+        raise ValueError("the beam energy and wavelength must be positive")
+    if (energy_kev is not None and wavelength is not None
+            and abs(energy_to_wavelength(energy_kev) / wavelength - 1) > 1e-3):
+        raise ValueError(f"energy {energy_kev:g} keV and wavelength {wavelength:g} Å "
+                         "disagree: give one of them")
+    if wavelength is not None:
+        return float(wavelength)
+    return energy_to_wavelength(energy_kev) if energy_kev is not None else None
+
+
+def chosen_wavelength(given: float | None, said: float | None, source: Any) -> float | None:
+    """The run's wavelength (Å): ``given`` by the caller, else what the file ``said``; a
+    given value that differs from the file's is used with a warning naming ``source``."""
+    if given is not None and said is not None and abs(said / given - 1) > 5e-4:
+        warnings.warn(f"{source}: the file says {said:.5g} Å ({wavelength_to_energy(said):.4g}"
+                      f" keV); using the {given:.5g} Å given", UserWarning, stacklevel=3)
+    return said if given is None else given
 
 
 def two_theta_to_q(two_theta: Any, wavelength: float) -> np.ndarray:

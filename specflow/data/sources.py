@@ -26,7 +26,13 @@ from typing import Any
 
 import xarray as xr
 
-from specflow.data.io import HDF5_SUFFIXES, NETCDF_SUFFIXES, TEXT_SUFFIXES, read_spectra, read_xy
+from specflow.data.io import (
+    HDF5_SUFFIXES,
+    NETCDF_SUFFIXES,
+    TEXT_SUFFIXES,
+    read_spectra,
+    read_text_run,
+)
 from specflow.data.labels import LabelSpec, apply_labels
 from specflow.data.schema import SpectraValidationError
 
@@ -161,10 +167,7 @@ def read_run(source: RunSource, labels: LabelSpec | None = None, **options: Any)
     ``labels`` when given. Options that are None are left out."""
     options = {k: v for k, v in options.items() if v is not None}
     if source.is_text:
-        folder_table = source.location / "pressure.csv"
-        if "pressure" not in options and folder_table.is_file():
-            options = {**options, "pressure": folder_table}
-        ds = read_xy(list(source.files), sample=source.name, **options)
+        ds = read_text_run(list(source.files), sample=source.name, **options)
     else:
         ds = read_spectra(source.files[0], **options)
     ds.attrs.setdefault("run_name", source.name)

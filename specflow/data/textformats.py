@@ -216,11 +216,20 @@ def check_two_theta(tth: np.ndarray, x: np.ndarray, source: str | Path) -> None:
             [f"{source}: radial value {tth[first]:g}° repeats: one curve per file expected"])
 
 
+def stack_to_two_theta(axis: np.ndarray, intensity: np.ndarray, unit: str,
+                       wavelength: float | None, source: str | Path
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Curves (n, L) that share one radial ``axis``: the increasing 2θ grid (degrees) and the
+    curves' columns in its order, the axis converted once."""
+    tth = radial_to_two_theta(axis, unit, wavelength, source)
+    order = np.argsort(tth, kind="stable")
+    check_two_theta(tth[order], np.asarray(axis, dtype=float), source)
+    return tth[order], np.asarray(intensity)[:, order]
+
+
 def to_two_theta(curve: TextCurve, wavelength: float | None) -> tuple[np.ndarray, np.ndarray]:
     """``curve`` on an increasing 2θ axis (degrees), see :func:`radial_to_two_theta`. The
     intensities are unchanged (only the axis is mapped), so nothing is lost."""
-    tth = radial_to_two_theta(curve.x, curve.unit, wavelength, curve.path)
-    order = np.argsort(tth, kind="stable")
-    tth = tth[order]
-    check_two_theta(tth, curve.x, curve.path)
-    return tth, curve.y.astype(float)[order]
+    tth, y = stack_to_two_theta(curve.x, curve.y.astype(float)[None], curve.unit, wavelength,
+                                curve.path)
+    return tth, y[0]

@@ -10,7 +10,7 @@ import xarray as xr
 
 from specflow.data.labels import labels_from_fraction
 from specflow.data.schema import SpectraValidationError, energy_to_wavelength, make_spectra
-from specflow.data.textformats import check_two_theta, radial_to_two_theta
+from specflow.data.textformats import stack_to_two_theta
 
 from . import keys
 
@@ -78,7 +78,9 @@ def run_to_dataset(
         layout = LAYOUTS[layout]
     layout = layout or RunLayout()
     start = dict(run.metadata.get("start") or {})
-    stream = stream or layout.stream or _default_stream(run, node)
+    stream = stream or layout.stream
+    if stream is None:
+        stream, node = _default_stream(run, node, spectrum_key or layout.spectrum_key)
     node = run[stream] if node is None else node
     descriptor = node.metadata
     data_keys = descriptor.get("data_keys") or {}
@@ -145,21 +147,22 @@ def run_to_dataset(
     )
 
 
-def _default_stream(run: Any, node: Any) -> str:
-    """``primary``, unless it holds no 1-D curves and the run has the ``integrated``
-    stream."""
+def _default_stream(run: Any, node: Any, spectrum: str | None) -> tuple[str, Any]:
+    """``primary`` (and its node), unless it holds no 1-D curves (``spectrum`` names the key
+    when given) and the run has the ``integrated`` stream."""
     if node is not None:
-        return "primary"
+        return "primary", node
     try:
-        primary = run["primary"].metadata.get("data_keys") or {}
+        primary = run["primary"]
     except KeyError:
-        primary = {}
+        primary = None
     try:
-        keys.spectrum_key(primary)
+        keys.spectrum_key((primary.metadata.get("data_keys") or {}) if primary is not None
+                          else {}, spectrum)
     except keys.KeyDetectionError:
         if FALLBACK_STREAM in run:
-            return FALLBACK_STREAM
-    return "primary"
+            return FALLBACK_STREAM, None
+    return "primary", primary
 
 
 def _on_radial_axis(intensity: np.ndarray, radial: np.ndarray, unit: str,
@@ -170,17 +173,15 @@ def _on_radial_axis(intensity: np.ndarray, radial: np.ndarray, unit: str,
     if radial.shape[0] > 1 and not np.allclose(radial, axis, rtol=1e-7, atol=0):
         intensity = np.stack([np.interp(axis, *((r, y) if r[0] < r[-1] else (r[::-1], y[::-1])))
                               for r, y in zip(radial, intensity, strict=True)])
-    source = f"run {uid[:8]}"
     wavelength = energy_to_wavelength(energy) if energy else None
     try:
-        tth = radial_to_two_theta(axis, unit, wavelength, source)
+        grid, intensity = stack_to_two_theta(axis, intensity, unit, wavelength,
+                                             f"run {uid[:8]}")
     except SpectraValidationError as err:
         raise SpectraValidationError(
             [p.split(": give --wavelength")[0] + ": record the energy in the run or pass "
              "layout=RunLayout(energy_kev=...)" for p in err.problems]) from None
-    order = np.argsort(tth, kind="stable")
-    check_two_theta(tth[order], axis, source)
-    return intensity[:, order], tth[order]
+    return intensity, grid
 
 
 def _fraction_key(data_keys: dict[str, Any]) -> str | None:

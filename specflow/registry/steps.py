@@ -83,7 +83,10 @@ def load_files(values: Sequence[str | Path], labels: LabelSpec | None = None,
     sources = find_runs(values)
     if not sources:
         raise ValueError("no data files given")
-    fingerprints = {src.location.name: src.sha256() for src in sources}
+    fingerprints: dict[str, str] = {}
+    for src in sources:  # keyed by file or folder name; by the path when two share a name
+        key = src.location.name
+        fingerprints[key if key not in fingerprints else str(src.location)] = src.sha256()
     return TrainingData([read_run(src, labels, **options) for src in sources],
                         [src.name for src in sources], fingerprints)
 
