@@ -40,7 +40,8 @@ from specflow.learn.metrics import mean_interval, paired_difference
 VARIANTS = {"previous default (60, 1,500)": (60, 1500),
             "60 runs, 3,000 steps": (60, 3000),
             "120 runs, 1,500 steps": (120, 1500),
-            "default (120, 3,000)": (120, 3000)}
+            "default (120, 3,000)": (120, 3000),
+            "240 runs, 6,000 steps": (240, 6000)}
 CONDITIONS = ("realistic", "shifted")
 
 

@@ -145,9 +145,10 @@ def test_two_concurrent_annotators_never_destroy_each_others_nodes(tiled_server,
         assert client[uid].metadata["specflow"]["latest"] == K1
 
 
-def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflow_store):
-    import stamina
-
+def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflow_store,
+                                                                  monkeypatch):
+    # the Tiled client's own retries off: the outage must reach specflow's (stamina) retries
+    monkeypatch.setattr("tiled.client.utils.TILED_RETRY_ATTEMPTS", 1)
     from specflow.ingest.server import tiled_server
 
     model = load_model(mlflow_store.champion)
@@ -163,7 +164,7 @@ def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflo
                 server.__exit__(None, None, None)
 
         t0 = time.monotonic()
-        with stamina.set_testing(True, attempts=1), pytest.raises(TiledUnreachable) as err:
+        with pytest.raises(TiledUnreachable) as err:
             annotate(client, uids, model=model, on_result=kill_after_first,
                      retry=RetryPolicy(attempts=3, base_delay=0.2, deadline=2.0))
         elapsed = time.monotonic() - t0

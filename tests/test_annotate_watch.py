@@ -129,9 +129,9 @@ def test_live_predictions_arrive_during_the_scan(mlflow_store):
     assert np.mean([p.probability for p in preds[:8]]) > 0.9 and set(labels[:8]) == {0}
 
 
-def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog):
-    import stamina
-
+def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog, monkeypatch):
+    # the Tiled client's own retries off: the outage must reach specflow's (stamina) retries
+    monkeypatch.setattr("tiled.client.utils.TILED_RETRY_ATTEMPTS", 1)
     from specflow.ingest.server import tiled_server
 
     with tiled_server(tmp_path / "tiled") as info:
@@ -151,7 +151,7 @@ def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog)
     thread = threading.Thread(target=restart, daemon=True)
     thread.start()
     try:
-        with stamina.set_testing(True, attempts=1), caplog.at_level(logging.WARNING):
+        with caplog.at_level(logging.WARNING):
             result = annotate_run(client, uid, model,
                                   retry=RetryPolicy(attempts=8, base_delay=0.2, max_delay=1.0))
         assert back.is_set() and result.status == "written", result

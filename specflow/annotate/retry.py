@@ -1,4 +1,5 @@
-"""Bounded exponential backoff for transient Tiled failures (server down, restarting, 5xx)."""
+"""Bounded exponential backoff (stamina) for transient Tiled failures (server down, restarting,
+5xx), and the errors that stop a batch."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx
+import stamina
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,29 +89,39 @@ def auth_problem(exc: BaseException) -> AnnotationError | None:
 def with_retries(fn: Callable[[], T], policy: RetryPolicy,
                  on_retry: Callable[[int, BaseException], None] | None = None,
                  reachable: Callable[[], bool] | None = None) -> T:
-    """Call ``fn`` until it succeeds, retrying transient errors with backoff (bounded in
-    tries and in time). ``reachable``: one quick check, made when a try found the server
-    unreachable after ``policy.grace`` seconds; if the server does not answer it either,
-    stop at once (the next try would only spend the client's own retries on a server that
-    is gone; a restart shorter than the grace is ridden through)."""
+    """Call ``fn`` until it succeeds, retrying transient errors with stamina's exponential
+    backoff (bounded in tries and in time). ``reachable``: one quick check, made when a try
+    found the server unreachable after ``policy.grace`` seconds; if the server does not answer
+    it either, stop at once (the next try would only spend the client's own retries on a
+    server that is gone; a restart shorter than the grace is ridden through)."""
     start = time.monotonic()
-    for attempt in range(policy.attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            problem = auth_problem(exc)
-            if problem is not None:
-                raise problem from exc
-            wait = policy.delay(attempt)
-            if (not is_transient(exc) or attempt == policy.attempts - 1
-                    or time.monotonic() - start + wait > policy.deadline
-                    or (reachable is not None and server_unreachable(exc)
-                        and time.monotonic() - start >= policy.grace
-                        and not reachable())):
-                raise
-            logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, attempt + 1,
-                           policy.attempts - 1, wait)
-            if on_retry is not None:
-                on_retry(attempt + 1, exc)
-            time.sleep(wait)
+    retries = 0
+
+    def retry_on(exc: Exception) -> bool:
+        nonlocal retries
+        if auth_problem(exc) is not None or not is_transient(exc):
+            return False
+        if (reachable is not None and server_unreachable(exc)
+                and time.monotonic() - start >= policy.grace and not reachable()):
+            return False
+        if time.monotonic() - start + policy.delay(retries) > policy.deadline:
+            return False
+        retries += 1
+        logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, retries,
+                       policy.attempts - 1, policy.delay(retries - 1))
+        if on_retry is not None:
+            on_retry(retries, exc)
+        return True
+
+    try:
+        for attempt in stamina.retry_context(
+                on=retry_on, attempts=policy.attempts, timeout=policy.deadline,
+                wait_initial=policy.base_delay, wait_max=policy.max_delay, wait_jitter=0.0):
+            with attempt:
+                return fn()
+    except Exception as exc:
+        problem = auth_problem(exc)
+        if problem is not None:
+            raise problem from exc
+        raise
     raise AssertionError("unreachable")
