@@ -17,7 +17,7 @@ scored on the same curves, decoded along each run:
 * **controls**: pressure only, nearest labelled neighbour, raw curves and the untrained
   encoder under a linear probe (labels only, no corpus);
 * **ceiling**: the ideal observer (knows phases, texture, nuisances and true pressure;
-  fits the fraction, thresholds it like the labeller; :mod:`specflow.data.observer`).
+  fits the fraction, thresholds it like the labeller; :mod:`specflow.simulator.observer`).
 
 Numbers are means over seeds ± the half-width of a 95 % t-interval; ``paired`` tables give
 default − control per seed (same runs, same labels) with its interval. ``--split val``
@@ -40,15 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from specflow.data.corpus import CorpusRecipe, build_corpus
-from specflow.data.phases import feo_rhombohedral
-from specflow.data.simulate import BEAMLINE_ENERGIES, simulate_family
-from specflow.data.transitions import TRANSITIONS
 from specflow.learn.corpus_model import corpus_network, corpus_training
 from specflow.learn.evaluate import evaluate_datasets
 from specflow.learn.metrics import mean_interval, paired_difference
 from specflow.learn.names import METHOD_NAMES, SSL_METHODS
 from specflow.learn.pretrain import load_checkpoint
+from specflow.simulator.corpus import CorpusRecipe, build_corpus
+from specflow.simulator.phases import feo_rhombohedral
+from specflow.simulator.simulate import BEAMLINE_ENERGIES, simulate_family
+from specflow.simulator.transitions import TRANSITIONS
 
 TRAIN_ENERGY = 30.0
 PROTOCOLS = ("cross_run", "shifted", "within_run")

@@ -33,18 +33,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from specflow.ingest import (  # noqa: E402
-    DiamondAnvilCell,
-    IntegratedDetector,
-    compression_ramp,
-    run_to_dataset,
-)
+from specflow.ingest import compression_ramp, run_to_dataset  # noqa: E402
+from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector  # noqa: E402
 
 NAME = "specflow-phase-bench"
 GOAL_RUN_S, GOAL_CURVES_S = 0.1, 2000.0
 SERVE = """
 import sys, time
-from specflow.ingest import tiled_server
+from specflow.servers.tiled import tiled_server
 with tiled_server(sys.argv[1], api_key=sys.argv[2]) as info:
     print(info.api_uri, flush=True)
     while True:
@@ -74,7 +70,6 @@ def register_models(workdir: Path) -> list[str]:
     import torch
     from mlflow.tracking import MlflowClient
 
-    from specflow.data.simulate import simulate_run
     from specflow.learn.data import to_curves
     from specflow.learn.pretrain import encode
     from specflow.learn.probe import train_probe
@@ -82,6 +77,7 @@ def register_models(workdir: Path) -> list[str]:
     from specflow.registry.phase_model import build_bundle
     from specflow.registry.promotion import log_phase_model, register
     from specflow.registry.tracking import configure_tracking, ensure_experiment
+    from specflow.simulator.simulate import simulate_run
 
     configure_tracking(workdir)
     ensure_experiment("annotate-bench")

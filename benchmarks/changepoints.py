@@ -16,10 +16,10 @@ import warnings
 
 import numpy as np
 
-from specflow.data.simulate import simulate_family
 from specflow.learn.changepoints import propose_transitions
 from specflow.learn.data import to_curves
 from specflow.learn.metrics import mean_interval
+from specflow.simulator.simulate import simulate_family
 
 
 def boundaries(truth: np.ndarray, up: int) -> list[int]:

@@ -3,7 +3,7 @@
 For each transition, corpus networks are trained on corpora of 60 or 120 runs (each run
 drawing no marker, Au or Pt) for 1,500 or 3,000 optimiser steps (each cached like the
 shipped ones); each labels the same unseen runs with zero hand labels: realistic runs, and
-the same loadings under shifted conditions (:func:`~specflow.data.simulate.shifted_conditions`:
+the same loadings under shifted conditions (:func:`~specflow.simulator.simulate.shifted_conditions`:
 high energy, broad lines, a marker, a 2θ offset). Per-curve accuracy and "during" recall,
 mean ± 95 % interval over runs, the ideal observer beside them, and the paired difference
 of each variant from the first (the previous default, 60 runs and 1,500 steps).
@@ -22,19 +22,19 @@ import warnings
 
 import numpy as np
 
-from specflow.data.corpus import CorpusRecipe
-from specflow.data.simulate import (
-    draw_conditions,
-    shifted_conditions,
-    simulate_family,
-    simulate_run_parts,
-)
-from specflow.data.transitions import get_transition
 from specflow.learn.ceiling import observer_probabilities
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.corpus_model import corpus_training
 from specflow.learn.decode import decode
 from specflow.learn.metrics import mean_interval, paired_difference
+from specflow.simulator.corpus import CorpusRecipe
+from specflow.simulator.simulate import (
+    draw_conditions,
+    shifted_conditions,
+    simulate_family,
+    simulate_run_parts,
+)
+from specflow.simulator.transitions import get_transition
 
 #: name -> (corpus runs, training steps)
 VARIANTS = {"previous default (60, 1,500)": (60, 1500),

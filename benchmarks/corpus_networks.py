@@ -1,7 +1,7 @@
 """Train the corpus networks that ship with specflow (``specflow/models/weights``).
 
 For every built-in transition, and for the Fe + FeO pair the demo records, simulate the
-default corpus (:class:`~specflow.data.corpus.CorpusRecipe`: 120 loadings per transition,
+default corpus (:class:`~specflow.simulator.corpus.CorpusRecipe`: 120 loadings per transition,
 each with no marker, Au or Pt, seeds from 1,000,000 — no benchmark uses them), train the
 default network on it (:data:`~specflow.learn.corpus_model.CORPUS_TRAINING`) and copy it
 into the package, so that
@@ -22,15 +22,15 @@ import time
 import warnings
 from dataclasses import asdict
 
-from specflow.data.corpus import build_corpus, cache_dir, recipe_from_text
 from specflow.data.preprocess import Preprocessing
-from specflow.data.transitions import TRANSITIONS
 from specflow.learn.corpus_model import (
     CORPUS_TRAINING,
     SHIPPED,
     corpus_network,
     network_name,
 )
+from specflow.simulator.corpus import build_corpus, cache_dir, recipe_from_text
+from specflow.simulator.transitions import TRANSITIONS
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from specflow.data.augment import make_augmentation
-from specflow.data.simulate import XRDSimulator
+from specflow.simulator.simulate import XRDSimulator
 
 
 def timed(fn, repeat: int = 1) -> float:

@@ -26,10 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specflow.data.reference import build_library
-from specflow.data.simulate import simulate_family
-from specflow.data.transitions import TRANSITIONS
-from specflow.learn.identify import (
+from specflow.identify.matching import (
     IdentifyConfig,
     LibraryMatcher,
     PhaseIdentifier,
@@ -37,7 +34,10 @@ from specflow.learn.identify import (
     segment_hits,
     split_entries,
 )
+from specflow.identify.reference import build_library
 from specflow.learn.metrics import mean_interval
+from specflow.simulator.simulate import simulate_family
+from specflow.simulator.transitions import TRANSITIONS
 
 OUT = Path(__file__).parent / "results"
 

@@ -25,15 +25,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from specflow.ingest import (  # noqa: E402
-    TILED_BATCH_SIZE,
-    DiamondAnvilCell,
-    IntegratedDetector,
-    SpectraCollector,
-    compression_ramp,
-    run_to_dataset,
-    tiled_server,
-)
+from specflow.ingest import SpectraCollector, compression_ramp, run_to_dataset  # noqa: E402
+from specflow.servers.tiled import tiled_server  # noqa: E402
+from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector  # noqa: E402
+from specflow.simulator.runs import TILED_BATCH_SIZE  # noqa: E402
 
 N_POINTS = 4000
 
@@ -122,9 +117,9 @@ FRAME_GOALS = {"register": 5000.0, "integrate": 100.0, "latency_ms": 100.0}
 
 def write_frames(path: Path, geometry, n: int) -> None:
     """``n`` simulated frames in an HDF5 file as the detector writes them (not timed)."""
-    from specflow.data.simulate import XRDSimulator
-    from specflow.ingest.area import FrameRenderer
-    from specflow.ingest.frames import FrameFile
+    from specflow.simulator.area import FrameRenderer
+    from specflow.simulator.detector import FrameFile
+    from specflow.simulator.simulate import XRDSimulator
 
     sim = XRDSimulator(material="Fe", energy_kev=geometry.energy_kev, seed=0)
     renderer = FrameRenderer(geometry, sim.two_theta, counts=0.05, seed=0)
@@ -143,7 +138,8 @@ def external_docs(path: Path, shape: tuple[int, int], n: int,
     fly scan's ``collect`` emits them."""
     from event_model import ComposeStreamResource
 
-    from specflow.ingest.frames import FRAMES_DATASET, HDF5_MIMETYPE, file_uri
+    from specflow.ingest.frames import HDF5_MIMETYPE, file_uri
+    from specflow.simulator.detector import FRAMES_DATASET
 
     run = compose_run(metadata={"sample": "bench"})
     desc = run.compose_descriptor(
@@ -237,8 +233,9 @@ def live_latency(client, frames_dir: Path, geometry, n: int,
     from bluesky_tiled_plugins import TiledWriter
 
     from specflow.annotate.live import LivePhaseMonitor
-    from specflow.ingest.frames import INTEGRATED_STREAM, AreaDetector, IntegratingRouter
+    from specflow.ingest.frames import INTEGRATED_STREAM, IntegratingRouter
     from specflow.learn.predictor import PhasePredictor
+    from specflow.simulator.detector import AreaDetector
 
     latency: list[float] = []
 
@@ -271,7 +268,6 @@ def small_bundle() -> dict:
     import torch
 
     from specflow.data.preprocess import Preprocessing
-    from specflow.data.simulate import simulate_run
     from specflow.learn.data import to_curves
     from specflow.learn.decode import DecoderConfig
     from specflow.learn.evaluate import pick_probe_labels
@@ -279,6 +275,7 @@ def small_bundle() -> dict:
     from specflow.learn.probe import train_probe
     from specflow.models.convsc import ConvSCEncoder
     from specflow.registry.phase_model import build_bundle
+    from specflow.simulator.simulate import simulate_run
 
     runs = [simulate_run("Fe", 120, seed=11), simulate_run("FeO", 120, seed=12)]
     torch.manual_seed(0)
@@ -292,7 +289,7 @@ def small_bundle() -> dict:
 
 
 def frames_section(n: int, pixels: int, console: Console) -> None:
-    from specflow.ingest.area import DetectorGeometry, detector_mask
+    from specflow.simulator.area import DetectorGeometry, detector_mask
 
     geometry = DetectorGeometry.square(pixels)
     table = Table(title=f"area-detector frames ({pixels}×{pixels} pixels, uint32, "

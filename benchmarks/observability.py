@@ -21,11 +21,11 @@ import warnings
 import numpy as np
 
 from specflow.data.labels import labels_from_fraction
-from specflow.data.observer import DISTINGUISHABLE_CHI2, distinguishability, ideal_observer
-from specflow.data.simulate import PRESETS, simulate_family_parts
-from specflow.data.transitions import TRANSITIONS
 from specflow.learn.decode import decode
 from specflow.learn.metrics import mean_interval
+from specflow.simulator.observer import DISTINGUISHABLE_CHI2, distinguishability, ideal_observer
+from specflow.simulator.simulate import PRESETS, simulate_family_parts
+from specflow.simulator.transitions import TRANSITIONS
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from tiled.client import from_uri
 
 SERVER = """
 import json, sys, time
-from specflow.ingest.server import tiled_server
+from specflow.servers.tiled import tiled_server
 with tiled_server(sys.argv[1]) as info:
     print(json.dumps({"uri": info.api_uri, "key": info.api_key}), flush=True)
     while True:
@@ -32,14 +32,14 @@ with tiled_server(sys.argv[1]) as info:
 RUNS = """
 import json, sys
 from tiled.client import from_uri
-from specflow.ingest import record_compressions
+from specflow.simulator.runs import record_compressions
 client = from_uri(sys.argv[1], api_key=sys.argv[2])
 print(json.dumps(record_compressions(client, runs=int(sys.argv[3]), curves=40)))
 """
 
 MODEL = """
 import sys
-from specflow.data.simulate import simulate_family
+from specflow.simulator.simulate import simulate_family
 from specflow.learn.classifier import PhaseClassifier
 from specflow.registry.classifier import log_classifier
 import mlflow

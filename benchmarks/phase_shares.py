@@ -1,5 +1,5 @@
 """Mixed-phase ("during") analysis: the high-pressure phase's share of a curve's intensity
-from a two-phase fit (:func:`specflow.learn.mixture.phase_shares`), against the simulator's
+from a two-phase fit (:func:`specflow.identify.mixture.phase_shares`), against the simulator's
 true volume fraction, on the curves where both phases are present (fraction 2–98 %).
 
 Control: a pressure ramp, share 0 → 1 linearly in pressure across those same curves (per leg),
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from specflow.data.reference import build_library
-from specflow.data.simulate import simulate_family
-from specflow.data.transitions import TRANSITIONS
+from specflow.identify.mixture import phase_shares
+from specflow.identify.reference import build_library
 from specflow.learn.metrics import mean_interval
-from specflow.learn.mixture import phase_shares
+from specflow.simulator.simulate import simulate_family
+from specflow.simulator.transitions import TRANSITIONS
 
 OUT = Path(__file__).parent / "results"
 

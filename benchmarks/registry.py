@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from specflow.data.io import write_netcdf
-from specflow.data.simulate import simulate_run
 from specflow.learn.probe import LinearProbe
 from specflow.models.convsc import ConvSCEncoder
 from specflow.models.heads import LinearClassifier
 from specflow.registry.phase_model import build_bundle
 from specflow.registry.promotion import log_phase_model, register
 from specflow.registry.tracking import configure_tracking, ensure_experiment
+from specflow.simulator.simulate import simulate_run
 
 CHILD = """
 import json, statistics, time

@@ -8,7 +8,7 @@ identified phases). About 20 % have no transition. The catalog is grown from the
 the larger one and every query is timed at both sizes in one run; the ratio column compares
 them. On PostgreSQL the larger size is timed again after ``specflow admin create-indexes``
 (:mod:`specflow.annotate.indexes`). PostgreSQL is a throwaway local server
-(:mod:`specflow.ingest.postgres`, fsync off), not a tuned facility instance.
+(:mod:`specflow.servers.postgres`, fsync off), not a tuned facility instance.
 
     python benchmarks/search.py --quick      # 1,000 and 3,000 runs
     python benchmarks/search.py              # 1,000 and 10,000 runs
@@ -28,8 +28,8 @@ from tiled.queries import Key, KeyPresent
 
 from specflow.annotate import find_phases, search
 from specflow.annotate.indexes import create_indexes
-from specflow.ingest import tiled_server
-from specflow.ingest.postgres import postgres_server
+from specflow.servers.postgres import postgres_server
+from specflow.servers.tiled import tiled_server
 
 OUT = Path(__file__).parent / "results"
 SAMPLES = {"Fe": ("Fe bcc (Im-3m)", "Fe hcp (P6_3/mmc)"),

@@ -1,7 +1,7 @@
 """Which part of the shifted preset costs the default model its accuracy?
 
 Each seed draws one realistic run's conditions and their shifted version
-(:func:`~specflow.data.simulate.shifted_conditions`), then simulates the same loading under
+(:func:`~specflow.simulator.simulate.shifted_conditions`), then simulates the same loading under
 the realistic conditions, the shifted beam energy and grid alone, and that plus one more
 shifted part at a time (broader, more Lorentzian lines; a pressure marker; the 2θ
 calibration error), and all of them. Every run is labelled with no hand label by the
@@ -28,19 +28,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from specflow.data.corpus import CorpusRecipe
-from specflow.data.simulate import (
+from specflow.learn.ceiling import observer_probabilities
+from specflow.learn.classifier import PhaseClassifier
+from specflow.learn.decode import decode
+from specflow.learn.metrics import mean_interval
+from specflow.simulator.corpus import CorpusRecipe
+from specflow.simulator.simulate import (
     RunConditions,
     draw_conditions,
     shifted_conditions,
     simulate_family,
     simulate_run_parts,
 )
-from specflow.data.transitions import get_transition
-from specflow.learn.ceiling import observer_probabilities
-from specflow.learn.classifier import PhaseClassifier
-from specflow.learn.decode import decode
-from specflow.learn.metrics import mean_interval
+from specflow.simulator.transitions import get_transition
 
 PARTS = ("realistic", "energy", "energy + broad lines", "energy + marker",
          "energy + 2θ offset", "all (shifted)")

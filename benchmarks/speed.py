@@ -65,8 +65,8 @@ def inference_table(length: int, n: int, batches: list[int], jit: bool = False) 
 
 
 def pretrain_table(n_curves: int, methods: list[str], epochs: int) -> list[tuple]:
-    from specflow.data.simulate import simulate_run
     from specflow.learn.pretrain import PretrainConfig, pretrain
+    from specflow.simulator.simulate import simulate_run
 
     data = [simulate_run("Fe", n_curves // 2, seed=0), simulate_run("FeO", n_curves // 2, seed=1)]
     rows = []
@@ -108,8 +108,8 @@ GOAL_CURVES_PER_S = 10_000  # whole path, this 2-core CPU, labels unchanged
 def trained_bundle(epochs: int) -> dict:
     """A real model: SpecRRMoco (quick preset) + linear probe + decoder on three simulated runs
     (Q grid of 2048 points, SNIP baseline: the default preprocessing)."""
-    from specflow.data.simulate import simulate_run
     from specflow.learn.classifier import PhaseClassifier
+    from specflow.simulator.simulate import simulate_run
 
     runs = [simulate_run("Fe", 120, seed=0), simulate_run("Fe", 120, seed=1),
             simulate_run("FeO", 120, seed=2)]
@@ -119,8 +119,8 @@ def trained_bundle(epochs: int) -> dict:
 
 def test_runs(n_runs: int, curves: int) -> list[tuple]:
     """Fresh runs (seeds the model never saw), raw: 4000 points on their own 2θ grid."""
-    from specflow.data.simulate import simulate_run
     from specflow.learn.data import wavelength_of
+    from specflow.simulator.simulate import simulate_run
 
     out = []
     for i in range(n_runs):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from specflow.data.corpus import CorpusRecipe, build_corpus
-from specflow.data.transitions import TRANSITIONS
 from specflow.learn.data import order_bins
 from specflow.learn.pretrain import PretrainConfig, pretrain, save_checkpoint
+from specflow.simulator.corpus import CorpusRecipe, build_corpus
+from specflow.simulator.transitions import TRANSITIONS
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ except PackageNotFoundError:  # running from a bundled copy (e.g. an MLflow mode
 # The public API, imported on first use so that `import specflow` stays light (no torch).
 __getattr__, __dir__, _names = lazy_loader.attach(__name__, submod_attrs={
     "learn.classifier": ["PhaseClassifier"],
-    "data.simulate": ["simulate", "simulate_family"],
+    "simulator.simulate": ["simulate", "simulate_family"],
     "data.io": ["read_spectra", "write_spectra"],
     "data.sources": ["read_runs"],
     "data.labels": ["LabelSpec"],

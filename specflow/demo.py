@@ -23,9 +23,8 @@ from tiled.client import from_uri
 from specflow.annotate import annotate, find_phases, read_labels
 from specflow.annotate.live import LivePhaseMonitor
 from specflow.annotate.model import load_model
-from specflow.ingest import record_compressions, run_to_dataset, tiled_server
-from specflow.ingest.area import DetectorGeometry
-from specflow.ingest.frames import INTEGRATED_STREAM, record_frame_compressions, uri_path
+from specflow.ingest import run_to_dataset
+from specflow.ingest.frames import INTEGRATED_STREAM, uri_path
 from specflow.learn.fitting import default_config
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
 from specflow.plots import save_contour
@@ -36,6 +35,9 @@ from specflow.registry.tracking import (
     configure_tracking,
     quiet_mlflow,
 )
+from specflow.servers.tiled import tiled_server
+from specflow.simulator.area import DetectorGeometry
+from specflow.simulator.runs import record_compressions, record_frame_compressions
 
 MODEL_NAME = DEFAULT_MODEL_NAME
 MARKER = ".specflow-demo"  # written into a work dir the demo created

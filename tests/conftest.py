@@ -47,7 +47,7 @@ def cli() -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Tiled server (SQLite catalog, zarr + DuckDB storage, API key) on 127.0.0.1."""
-    from specflow.ingest.server import tiled_server as serve
+    from specflow.servers.tiled import tiled_server as serve
 
     with serve(tmp_path_factory.mktemp("tiled")) as info:
         yield info
@@ -135,7 +135,6 @@ def small_phase_model() -> Any:
     import torch
 
     from specflow.data.preprocess import Preprocessing
-    from specflow.data.simulate import simulate_run
     from specflow.learn.data import to_curves
     from specflow.learn.decode import DecoderConfig
     from specflow.learn.evaluate import pick_probe_labels
@@ -143,6 +142,7 @@ def small_phase_model() -> Any:
     from specflow.learn.probe import train_probe
     from specflow.models.convsc import ConvSCEncoder
     from specflow.registry.phase_model import build_bundle
+    from specflow.simulator.simulate import simulate_run
 
     runs = [simulate_run("Fe", 160, seed=11), simulate_run("FeO", 160, seed=12)]
     with torch.random.fork_rng():  # leave the global RNG as other tests expect it
@@ -220,7 +220,8 @@ def record_ramp(client: Any, *, material: str = "Fe", start: float = 0.0, stop: 
     from bluesky import RunEngine
     from bluesky_tiled_plugins import TiledWriter
 
-    from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp
+    from specflow.ingest import compression_ramp
+    from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
 
     if engine is None:
         engine = RunEngine({}, call_returns_result=False)
@@ -275,12 +276,12 @@ def serve_mlflow(directory: Path, backend_uri: str, timeout: float = 120.0) -> I
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
-    """A throwaway PostgreSQL server on loopback (:mod:`specflow.ingest.postgres`).
+    """A throwaway PostgreSQL server on loopback (:mod:`specflow.servers.postgres`).
 
     Skipped where the machine has no PostgreSQL, except under ``SPECFLOW_REQUIRE_POSTGRES=1``
     (``make test`` sets it, so CI fails instead of skipping).
     """
-    from specflow.ingest.postgres import PostgresUnavailable, postgres_server
+    from specflow.servers.postgres import PostgresUnavailable, postgres_server
 
     try:
         find = postgres_server()

@@ -17,6 +17,7 @@ from specflow.annotate.retry import RetryPolicy
 from specflow.annotate.writer import node_key
 
 K1 = node_key(PHASE_MODEL, 1)
+K1_R2 = node_key(PHASE_MODEL, 1, revision=2)
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 OTHER = "other-phase-model"
@@ -105,9 +106,10 @@ def test_a_leased_partial_node_is_left_alone_until_its_lease_expires(tiled_clien
     assert len(tiled_client[uid].base["specflow"][K1]["label"].read()) == 2  # untouched
     busy.update_metadata({"writer": {**lease, "expires": (now - timedelta(seconds=1))
                                      .isoformat()}})
-    result = annotate_run(tiled_client, uid, model)  # its writer died: repaired
+    result = annotate_run(tiled_client, uid, model)  # its writer died: replaced
     assert result.status == "written" and "abandoned" in result.reason
-    assert len(tiled_client[uid].base["specflow"][K1]["label"].read()) == 20
+    assert set(tiled_client[uid].base["specflow"]) == {K1_R2}
+    assert len(tiled_client[uid].base["specflow"][K1_R2].read()) == 20
 
 
 def test_two_concurrent_annotators_never_destroy_each_others_nodes(tiled_server,
@@ -145,11 +147,46 @@ def test_two_concurrent_annotators_never_destroy_each_others_nodes(tiled_server,
         assert client[uid].metadata["specflow"]["latest"] == K1
 
 
+def test_two_writers_replacing_one_abandoned_node_never_delete_each_others(tiled_client,
+                                                                         mlflow_store):
+    """The race a lease cannot prevent (Tiled has no conditional delete): writers A and B
+    both find the same abandoned partial node; A deletes it and writes its own node before
+    B's delete lands. B's delete must not hit A's node: a replacement never reuses the key."""
+    from specflow.annotate import writer
+
+    (uid,) = ramps(tiled_client, 1, seed=58)
+    model = load_model(mlflow_store.champion)
+    container = tiled_client[uid].base.create_container("specflow")
+    container.create_container(K1, metadata={"status": "partial", "model_name": PHASE_MODEL})
+    a, b = writer.Writer(), writer.Writer()
+    real_drop = writer.drop_node
+    outcome = {}
+
+    def b_drops_late(target, key):  # B checked the node, then A ran to the end
+        if "a" not in outcome:
+            writer.drop_node = real_drop
+            outcome["a"] = annotate_run(tiled_client, uid, model, me=a)
+        real_drop(target, key)
+
+    writer.drop_node = b_drops_late
+    try:
+        outcome["b"] = annotate_run(tiled_client, uid, model, me=b)
+    finally:
+        writer.drop_node = real_drop
+    nodes = complete_nodes(tiled_client, uid)
+    assert outcome["a"].status == "written"
+    assert nodes[outcome["a"].node]["writer"]["id"] == a.id  # A's node is still A's
+    assert outcome["b"].status == "skipped"  # Tiled's 409 on the same new key
+    assert set(nodes) == {K1_R2} and nodes[K1_R2]["status"] == "complete"
+    assert len(tiled_client[uid].base["specflow"][K1_R2].read()) == 20
+    assert tiled_client[uid].metadata["specflow"]["latest"] == K1_R2
+
+
 def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflow_store,
                                                                   monkeypatch):
     # the Tiled client's own retries off: the outage must reach specflow's (stamina) retries
     monkeypatch.setattr("tiled.client.utils.TILED_RETRY_ATTEMPTS", 1)
-    from specflow.ingest.server import tiled_server
+    from specflow.servers.tiled import tiled_server
 
     model = load_model(mlflow_store.champion)
     server = tiled_server(tmp_path / "tiled")
@@ -268,7 +305,7 @@ def test_a_node_created_without_its_rows_is_replaced(tiled_client, mlflow_store)
                   key=K1, metadata={"status": "partial", "model_name": PHASE_MODEL})
     result = annotate_run(tiled_client, uid, model)
     assert result.status == "written" and "abandoned" in result.reason, result
-    node = tiled_client[uid].base["specflow"][K1]
+    node = tiled_client[uid].base["specflow"][K1_R2]
     assert node.metadata["status"] == "complete" and len(node.read()) == 20
 
 

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory):
     """A Tiled server for this module alone, so alias moves only touch these runs."""
-    from specflow.ingest.server import tiled_server
+    from specflow.servers.tiled import tiled_server
 
     with tiled_server(tmp_path_factory.mktemp("tiled-watch")) as info:
         yield info
@@ -107,8 +107,9 @@ def test_live_predictions_arrive_during_the_scan(mlflow_store):
     from bluesky import RunEngine
 
     from specflow.annotate.live import LivePhaseMonitor
-    from specflow.data.simulate import labels_from_fraction
-    from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp
+    from specflow.ingest import compression_ramp
+    from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
+    from specflow.simulator.simulate import labels_from_fraction
 
     truth: list[float] = []
     seen_at: list[int] = []  # events published when each prediction was made
@@ -132,7 +133,7 @@ def test_live_predictions_arrive_during_the_scan(mlflow_store):
 def test_transient_outage_is_retried_and_resumed(tmp_path, mlflow_store, caplog, monkeypatch):
     # the Tiled client's own retries off: the outage must reach specflow's (stamina) retries
     monkeypatch.setattr("tiled.client.utils.TILED_RETRY_ATTEMPTS", 1)
-    from specflow.ingest.server import tiled_server
+    from specflow.servers.tiled import tiled_server
 
     with tiled_server(tmp_path / "tiled") as info:
         client = info.client()

@@ -1,6 +1,8 @@
-"""Dependencies run one way: data → models → learn → registry → annotate; ingest beside
-(it uses data only, and registry/annotate may read runs through it); the CLI and the demo
-sit on top. Imports sit at module top; the lower layers know nothing of the servers."""
+"""Dependencies run one way: data → simulator, models → learn → identify → registry →
+annotate; production ingest beside (it uses data only; the simulated beamline records
+through it, registry and annotate read runs through it); local servers (Tiled, PostgreSQL)
+only for the application, tests and benchmarks; the CLI and the demo sit on top. Imports
+sit at module top; the lower layers know nothing of the servers."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import pytest
 import specflow
 
 ROOT = Path(specflow.__file__).parent
-LAYER = {"data": 0, "plots": 0, "models": 1, "learn": 2, "registry": 3, "annotate": 4}
+LAYER = {"data": 0, "plots": 0, "simulator": 1, "models": 1, "learn": 2, "identify": 3,
+         "registry": 4, "annotate": 5}
 TOP = {"cli", "demo", "__init__"}  # the application: may use every layer
 #: Imports allowed inside functions: optional extras.
 LAZY = {("learn/metrics.py", "umap"),
@@ -21,6 +24,9 @@ LAZY = {("learn/metrics.py", "umap"),
 #: Third-party packages a layer must not import (servers and the CLI stay out of the core).
 FORBIDDEN = {
     "data": {"mlflow", "tiled", "bluesky", "ophyd", "typer", "click"},
+    "simulator": {"mlflow", "typer", "click"},
+    "identify": {"mlflow", "tiled", "bluesky", "ophyd", "typer", "click"},
+    "servers": {"mlflow", "torch", "typer", "click"},
     "models": {"mlflow", "tiled", "bluesky", "ophyd", "typer", "click"},
     "learn": {"mlflow", "tiled", "bluesky", "ophyd", "typer", "click"},
     "registry": {"bluesky", "ophyd", "typer", "click"},
@@ -52,10 +58,16 @@ def specflow_imports(path: Path) -> set[str]:
 def allowed(importer: str, target: str) -> bool:
     if importer in TOP or importer == target:
         return True
+    if importer == "simulator":  # the simulator knows no models, learning or registry
+        return target in ("data", "ingest")
     if importer == "ingest":
         return target == "data"
     if target == "ingest":
-        return importer in ("registry", "annotate")
+        return importer in ("simulator", "registry", "annotate")
+    if target == "servers":  # local servers: the application, tests and benchmarks only
+        return False
+    if importer == "servers":
+        return target == "data"
     return target in LAYER and importer in LAYER and LAYER[target] <= LAYER[importer]
 
 

@@ -15,17 +15,13 @@ from bluesky_tiled_plugins import TiledWriter
 from scipy.ndimage import gaussian_filter1d
 
 from specflow.data.io import read_spectra
-from specflow.data.simulate import XRDSimulator
-from specflow.ingest import DiamondAnvilCell, SpectraCollector, compression_ramp, run_to_dataset
-from specflow.ingest.area import DetectorGeometry, FrameRenderer, detector_mask
-from specflow.ingest.frames import (
-    FRAMES_DATASET,
-    INTEGRATED_STREAM,
-    AreaDetector,
-    IntegratingRouter,
-    uri_path,
-)
+from specflow.ingest import SpectraCollector, compression_ramp, run_to_dataset
+from specflow.ingest.frames import INTEGRATED_STREAM, IntegratingRouter, uri_path
 from specflow.ingest.integrate import FrameIntegrator, IntegrationSettings, integrate_files
+from specflow.simulator.area import DetectorGeometry, FrameRenderer, detector_mask
+from specflow.simulator.detector import FRAMES_DATASET, AreaDetector
+from specflow.simulator.devices import DiamondAnvilCell
+from specflow.simulator.simulate import XRDSimulator
 
 pytestmark = [pytest.mark.integration]
 
@@ -192,7 +188,8 @@ def _frames_run(tmp_path, geometry, name, simulator, first_event_then_datum=True
     'stats' key of the same detector, one event arriving before its StreamDatum."""
     from event_model import ComposeStreamResource, compose_run
 
-    from specflow.ingest.frames import FrameFile, file_uri
+    from specflow.ingest.frames import file_uri
+    from specflow.simulator.detector import FrameFile
 
     renderer = FrameRenderer(geometry, simulator.two_theta, counts=20.0, seed=4)
     frames = [renderer.render(simulator.curves(np.array([p]))[0]) for p in (2.0, 9.0, 20.0)]

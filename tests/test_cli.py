@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from specflow.cli import COMMANDS, app, load_command
 from specflow.cli.mlproject import STEPS, command_argv
 from specflow.data.io import write_netcdf
-from specflow.data.simulate import simulate_run
+from specflow.simulator.simulate import simulate_run
 
 REPO = Path(__file__).resolve().parents[1]
 MLPROJECT = yaml.safe_load((REPO / "mlflow_projects" / "MLproject").read_text())

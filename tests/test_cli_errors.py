@@ -85,7 +85,7 @@ def test_bad_options_are_usage_errors(args, option):
 
 def test_registry_errors_name_what_to_check(tmp_path, mlflow_store, monkeypatch):
     from specflow.data.io import write_spectra
-    from specflow.data.simulate import simulate_run
+    from specflow.simulator.simulate import simulate_run
 
     data = write_spectra(simulate_run("Fe", 40, seed=2), tmp_path / "fe.nc")
     for model, words in ((f"models:/{mlflow_store.name}/99", "version"),
@@ -145,9 +145,9 @@ def test_fuzzed_arrays_validate_or_refuse(n, m, data):
 
 
 def test_mixed_grids_are_refused_not_cropped_and_a_narrow_curve_is_refused(small_phase_model):
-    from specflow.data.simulate import simulate_run
     from specflow.learn.data import to_curves, wavelength_of
     from specflow.learn.predictor import PhasePredictor
+    from specflow.simulator.simulate import simulate_run
 
     run = simulate_run("Fe", 20, seed=1)
     half = run.isel(two_theta=slice(0, run.sizes["two_theta"] // 2))

@@ -25,7 +25,8 @@ def loaded_heavy(code: str) -> list[str]:
 @pytest.mark.parametrize("code", [
     "import specflow.cli.query",
     "from specflow.cli import load_command; load_command('phases')",
-    "import specflow, specflow.annotate, specflow.ingest",  # packages: names load on use
+    "import specflow, specflow.annotate, specflow.ingest, specflow.simulator, "
+    "specflow.servers",  # packages: names load on use
 ])
 def test_the_query_path_imports_no_heavy_package(code):
     assert loaded_heavy(code) == []

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from specflow.data.corpus import CorpusRecipe, build_corpus, corpus_path, recipe_from_text
 from specflow.data.preprocess import Preprocessing
-from specflow.data.simulate import simulate_family
 from specflow.learn.classifier import PhaseClassifier, named_transitions
 from specflow.learn.corpus_model import (
     CORPUS_TRAINING,
@@ -18,6 +16,8 @@ from specflow.learn.corpus_model import (
     network_name,
 )
 from specflow.learn.fitting import recalibration
+from specflow.simulator.corpus import CorpusRecipe, build_corpus, corpus_path, recipe_from_text
+from specflow.simulator.simulate import simulate_family
 
 pytestmark = [pytest.mark.slow]
 
@@ -179,8 +179,8 @@ def test_auto_corpus_follows_the_transition_the_runs_name(runs):
 def test_the_shipped_networks_match_the_default_corpora():
     """Every built-in transition (and the demo's Fe + FeO) has a shipped network for the
     default recipe, preprocessing and training: PhaseClassifier() never trains one there."""
-    from specflow.data.transitions import TRANSITIONS
     from specflow.learn.corpus_model import SHIPPED
+    from specflow.simulator.transitions import TRANSITIONS
 
     for names in [*((t,) for t in TRANSITIONS), ("Fe", "FeO")]:
         name = network_name(CorpusRecipe(names), Preprocessing(), CORPUS_TRAINING)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ["specflow.learn.classifier", "specflow.data.simulate", "specflow.data.schema"]
+PUBLIC = ["specflow.learn.classifier", "specflow.simulator.simulate", "specflow.data.schema"]
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@ from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 from specflow.data.io import read_spectra
 from specflow.data.labels import LabelSpec
 from specflow.data.schema import SpectraValidationError, energy_to_wavelength, two_theta_to_q
-from specflow.data.simulate import simulate_run
 from specflow.data.sources import NoSuchRun, find_runs, read_one, read_runs
+from specflow.simulator.simulate import simulate_run
 
 RING_DEG = 12.0  # 2θ of the one ring in the pyFAI test image
 

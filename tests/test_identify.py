@@ -19,7 +19,8 @@ from pymatgen.io.cif import CifWriter
 
 import specflow
 from specflow.annotate import annotate, find_phases
-from specflow.data.compression import (
+from specflow.data.preprocess import prepare_curves, subtract_baseline
+from specflow.identify.compression import (
     HARD_K0,
     SLACK,
     SOFT_K0,
@@ -27,23 +28,7 @@ from specflow.data.compression import (
     compression_window,
     stretch_curves,
 )
-from specflow.data.patterns import (
-    PatternAugmentation,
-    augmented_curves,
-    clean_curves,
-    q_grid,
-    render,
-)
-from specflow.data.preprocess import prepare_curves, subtract_baseline
-from specflow.data.reference import (
-    ReferenceEntry,
-    ReferenceLibrary,
-    build_library,
-    cif_entries,
-    parse_elements,
-)
-from specflow.data.transitions import TRANSITIONS
-from specflow.learn.identify import (
+from specflow.identify.matching import (
     IdentifyConfig,
     LibraryMatcher,
     PhaseIdentifier,
@@ -52,10 +37,25 @@ from specflow.learn.identify import (
     segments_from_scores,
     split_entries,
 )
-from specflow.learn.mixture import phase_shares
+from specflow.identify.mixture import phase_shares
+from specflow.identify.patterns import (
+    PatternAugmentation,
+    augmented_curves,
+    clean_curves,
+    q_grid,
+    render,
+)
+from specflow.identify.reference import (
+    ReferenceEntry,
+    ReferenceLibrary,
+    build_library,
+    cif_entries,
+    parse_elements,
+)
 from specflow.models.regnet1d import AdaCos, RegNet1D, cosface_loss
 from specflow.registry.identifier import register_identifier, score_on_runs
 from specflow.registry.promotion import PromotionRefused
+from specflow.simulator.transitions import TRANSITIONS
 
 warnings.filterwarnings("ignore", message="No Pauling electronegativity")
 
@@ -329,7 +329,7 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
 
 def test_identify_without_options_builds_caches_and_reuses_the_default_library(
         cli, tmp_path, monkeypatch):
-    from specflow.data.reference import default_library_path
+    from specflow.identify.reference import default_library_path
 
     monkeypatch.setenv("SPECFLOW_CACHE", str(tmp_path / "cache"))
     fe = tmp_path / "fe.nc"

@@ -203,8 +203,9 @@ def test_collect_helper(make_docs):
 def test_bad_events_inside_a_run_engine_never_raise(caplog):
     from bluesky import RunEngine
 
-    from specflow.data.simulate import XRDSimulator
-    from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp
+    from specflow.ingest import compression_ramp
+    from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
+    from specflow.simulator.simulate import XRDSimulator
 
     class FlakyDetector(IntegratedDetector):
         """Every third curve has a dead pixel (NaN)."""

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from specflow.data.simulate import XRDSimulator
-from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp, pressure_path
+from specflow.ingest import compression_ramp, pressure_path
+from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
+from specflow.simulator.simulate import XRDSimulator
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,10 @@ from bluesky_tiled_plugins import TiledWriter
 from event_model import pack_event_page
 
 from specflow.data.schema import SpectraValidationError, validate
-from specflow.data.simulate import XRDSimulator
-from specflow.ingest import (
-    TILED_BATCH_SIZE,
-    DiamondAnvilCell,
-    IntegratedDetector,
-    SpectraCollector,
-    collect,
-    compression_ramp,
-    run_to_dataset,
-)
+from specflow.ingest import SpectraCollector, collect, compression_ramp, run_to_dataset
+from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
+from specflow.simulator.runs import TILED_BATCH_SIZE
+from specflow.simulator.simulate import XRDSimulator
 
 pytestmark = [pytest.mark.integration]
 
@@ -155,7 +149,7 @@ def test_ingest_demo_command_writes_runs(tiled_server, tiled_client, cli):
 
 
 def test_embedded_server_keeps_runs_across_restarts(tmp_path, beamline, tiled_client):
-    from specflow.ingest import tiled_server
+    from specflow.servers.tiled import tiled_server
 
     cell, det = beamline
     with tiled_server(tmp_path) as server:
@@ -196,7 +190,7 @@ def test_subscribers_hear_about_finished_runs(engine, beamline, tiled_client):
 def test_a_server_without_table_storage_is_refused_before_any_document(tmp_path, cli):
     """Served with array storage only (as `tiled serve catalog -w DIR` is), the ingest used
     to fail after 49 events with HTTP 500 and leave a half-written run behind."""
-    from specflow.ingest.server import tiled_server
+    from specflow.servers.tiled import tiled_server
 
     with tiled_server(tmp_path / "tiled", tables=False) as info:
         out = cli(["ingest-demo", "--tiled-uri", info.api_uri, "--api-key", info.api_key,

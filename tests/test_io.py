@@ -14,7 +14,7 @@ from specflow.data.io import (
     write_xy,
 )
 from specflow.data.schema import SpectraValidationError, make_spectra
-from specflow.data.simulate import simulate_run
+from specflow.simulator.simulate import simulate_run
 
 
 @pytest.fixture(scope="module")

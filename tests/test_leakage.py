@@ -15,7 +15,7 @@ from specflow.data.fingerprint import (
     run_fingerprint,
 )
 from specflow.data.io import write_spectra
-from specflow.data.simulate import simulate_family
+from specflow.simulator.simulate import simulate_family
 
 
 @pytest.fixture(scope="module")

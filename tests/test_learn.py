@@ -327,7 +327,7 @@ def test_raw_baseline_and_cli(tmp_path, cli):
 
 
 def test_simulator_end_to_end():
-    from specflow.data.simulate import simulate_run
+    from specflow.simulator.simulate import simulate_run
 
     runs = {"fe": simulate_run("Fe", n_curves=80, seed=0)}
     cfg = PretrainConfig(**{**TINY, "epochs": 2, "method": "rr"})
@@ -410,7 +410,7 @@ def test_evaluate_json_contract_v3_paired_and_ceiling(tmp_path, cli):
     import json
 
     from specflow.data.io import write_netcdf
-    from specflow.data.simulate import simulate_family
+    from specflow.simulator.simulate import simulate_family
 
     runs = simulate_family("Fe", 3, n_curves=(70, 90), seed=41)
     paths = [write_netcdf(r, tmp_path / f"{i}.nc") for i, r in enumerate(runs)]

@@ -22,8 +22,9 @@ def test_live_command_labels_curves_from_a_zmq_proxy(mlflow_store, tmp_path):
     from bluesky import RunEngine
     from bluesky.callbacks.zmq import Publisher
 
-    from specflow.data.simulate import labels_from_fraction
-    from specflow.ingest import DiamondAnvilCell, IntegratedDetector, compression_ramp
+    from specflow.ingest import compression_ramp
+    from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
+    from specflow.simulator.simulate import labels_from_fraction
 
     port_in, port_out = free_port(), free_port()
     proxy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bluesky-0MQ-proxy"),

@@ -15,13 +15,13 @@ from conftest import serve_mlflow
 from mlflow.tracking import MlflowClient
 
 from specflow.data.io import write_netcdf
-from specflow.data.simulate import simulate_run
 from specflow.learn.probe import LinearProbe
 from specflow.models.convsc import ConvSCEncoder
 from specflow.models.heads import LinearClassifier
 from specflow.registry.phase_model import build_bundle
 from specflow.registry.promotion import log_phase_model, promote, register
 from specflow.registry.tracking import ensure_experiment
+from specflow.simulator.simulate import simulate_run
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

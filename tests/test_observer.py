@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from specflow.data.labels import labels_from_fraction
-from specflow.data.observer import (
+from specflow.learn.decode import decode
+from specflow.simulator.observer import (
     DISTINGUISHABLE_CHI2,
     distinguishability,
     ideal_observer,
     visible_labels,
 )
-from specflow.data.simulate import resimulate, simulate_family, simulate_family_parts
-from specflow.data.transitions import TRANSITIONS
-from specflow.learn.decode import decode
+from specflow.simulator.simulate import resimulate, simulate_family, simulate_family_parts
+from specflow.simulator.transitions import TRANSITIONS
 
 pytestmark = [pytest.mark.slow]
 

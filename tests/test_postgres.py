@@ -9,8 +9,9 @@ from conftest import record_ramp
 from tiled.queries import Key
 
 from specflow.annotate import annotate, find_phases
-from specflow.ingest import run_to_dataset, tiled_server
+from specflow.ingest import run_to_dataset
 from specflow.ingest.catalog import search
+from specflow.servers.tiled import tiled_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -8,7 +8,7 @@ import torch
 
 from specflow.data.preprocess import interp_curves, minmax, normalize, regrid, remove_background
 from specflow.data.schema import energy_to_wavelength, make_spectra
-from specflow.data.simulate import simulate_run
+from specflow.simulator.simulate import simulate_run
 
 
 def test_minmax_numpy_and_torch_agree():
@@ -77,7 +77,7 @@ def test_q_conversion_round_trips_and_matches_bragg():
 
 def test_same_run_at_two_energies_prepares_to_the_same_q_curves():
     from specflow.data.preprocess import Preprocessing, prepare_curves
-    from specflow.data.simulate import RunConditions
+    from specflow.simulator.simulate import RunConditions
 
     cfg = Preprocessing(grid=(1.5, 5.5, 1024))
     out = []

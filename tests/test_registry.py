@@ -16,7 +16,6 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from specflow.data.io import write_netcdf
-from specflow.data.simulate import simulate_run
 from specflow.learn.data import wavelength_of
 from specflow.learn.decode import decode
 from specflow.registry.phase_model import PhasePredictor
@@ -29,6 +28,7 @@ from specflow.registry.promotion import (
     register,
 )
 from specflow.registry.tracking import configure_tracking, ensure_experiment
+from specflow.simulator.simulate import simulate_run
 
 pytestmark = [pytest.mark.slow]
 

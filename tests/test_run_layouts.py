@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from specflow.data.schema import SpectraValidationError, energy_to_wavelength, two_theta_to_q
-from specflow.data.simulate import simulate_run
 from specflow.ingest.keys import KeyDetectionError
 from specflow.ingest.reader import RunLayout, run_to_dataset
+from specflow.simulator.simulate import simulate_run
 
 ENERGY = 66.0  # keV, as at XPD
 

@@ -17,8 +17,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from specflow.data.simulate import simulate_run
 from specflow.learn.data import wavelength_of
+from specflow.simulator.simulate import simulate_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -40,12 +40,15 @@ def test_a_served_model_predicts_in_a_clean_environment_from_its_requirements(
     import specflow
     from specflow.registry.classifier import log_classifier
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    mlflow.set_tracking_uri(uri)
     try:
         run = simulate_run("Fe", 60, seed=5)
         clf = specflow.PhaseClassifier().fit(run)  # the default method, zero labels
-        with mlflow.start_run():
+        experiment = mlflow.MlflowClient(uri).create_experiment("served-model-env")
+        with mlflow.start_run(experiment_id=experiment):  # leaves the active experiment be
             info = log_classifier(clf)
         model_dir = Path(mlflow.artifacts.download_artifacts(info.model_uri,
                                                              dst_path=str(tmp_path / "model")))

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from specflow.data.eos import BirchMurnaghan3
-from specflow.data.phases import (
+from specflow.data.schema import validate
+from specflow.simulator.eos import BirchMurnaghan3
+from specflow.simulator.phases import (
     FE_BCC,
     FE_HCP,
     FEO_B1,
@@ -13,8 +14,7 @@ from specflow.data.phases import (
     feo_c_over_a,
     feo_rhombohedral,
 )
-from specflow.data.schema import validate
-from specflow.data.simulate import (
+from specflow.simulator.simulate import (
     MATERIALS,
     PAPER_PRESETS,
     XRDSimulator,
@@ -89,7 +89,7 @@ def test_feo_distortion_is_finite_at_each_loadings_own_onset():
 
 
 def test_a_runs_feo_follows_its_own_onset_and_inherits_the_b1_texture():
-    from specflow.data.simulate import simulate_family_parts
+    from specflow.simulator.simulate import simulate_family_parts
 
     run = simulate_family_parts("FeO", 1, n_curves=40, seed=4)[0]
     sim = run.simulator
@@ -102,7 +102,7 @@ def test_a_runs_feo_follows_its_own_onset_and_inherits_the_b1_texture():
 
 
 def test_shifted_preset_draws_conditions_realistic_never_does():
-    from specflow.data.simulate import BEAMLINE_ENERGIES, draw_conditions
+    from specflow.simulator.simulate import BEAMLINE_ENERGIES, draw_conditions
 
     rng = np.random.default_rng(0)
     for _ in range(20):

@@ -8,16 +8,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from specflow.data.artefacts import Artefacts
 from specflow.data.schema import validate
-from specflow.data.simulate import (
+from specflow.simulator.artefacts import Artefacts
+from specflow.simulator.simulate import (
     BEAMLINE_ENERGIES,
     RunConditions,
     draw_conditions,
     simulate_family,
     simulate_run,
 )
-from specflow.data.transitions import get_transition
+from specflow.simulator.transitions import get_transition
 
 
 def test_realistic_conditions_vary_between_runs_and_clean_does_not():

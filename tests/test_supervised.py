@@ -12,7 +12,6 @@ import torch
 from conftest import record_ramp
 
 from specflow.data.preprocess import Preprocessing
-from specflow.data.simulate import simulate_run
 from specflow.learn.data import to_curves, wavelength_of
 from specflow.learn.evaluate import evaluate_datasets
 from specflow.learn.metrics import ambiguity_width
@@ -26,6 +25,7 @@ from specflow.learn.supervised import (
 )
 from specflow.models.convsc import count_parameters
 from specflow.models.supervised import ARCHITECTURES, BinnedFCNN, build_network, window_index
+from specflow.simulator.simulate import simulate_run
 
 LENGTH = 256
 
@@ -314,3 +314,15 @@ def test_cli_evaluate_a_supervised_model(tmp_path, cli):
     saved = json.loads((tmp_path / "o.json").read_text())
     assert saved["method"] == "FNN-1D" and saved["train_seconds"] > 0
     assert saved["overall"]["recall"] > 0.6
+
+
+def test_balanced_batches_draw_every_class_equally_often():
+    from specflow.learn.supervised import _balanced_sampler
+
+    labels = np.array([0] * 90 + [1] * 5 + [2] * 30)
+    labelled = np.arange(len(labels)) + 1000  # indices into some larger set of curves
+    draw = _balanced_sampler(labels, labelled, 64, np.random.default_rng(0))
+    drawn = np.concatenate([draw() for _ in range(200)])
+    assert drawn.size == 200 * 64 and set(drawn) <= set(labelled)
+    shares = np.bincount(labels[drawn - 1000], minlength=3) / drawn.size
+    np.testing.assert_allclose(shares, 1 / 3, atol=0.02)  # plain batches: 0.72 / 0.04 / 0.24

@@ -5,9 +5,9 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from specflow.data.eos import BirchMurnaghan3
-from specflow.data.phases import FE_BCC, FE_HCP, FEO_B1, FEO_RB1, Phase
-from specflow.data.transitions import (
+from specflow.simulator.eos import BirchMurnaghan3
+from specflow.simulator.phases import FE_BCC, FE_HCP, FEO_B1, FEO_RB1, Phase
+from specflow.simulator.transitions import (
     TRANSITIONS,
     Transition,
     get_transition,

@@ -75,7 +75,7 @@ def build_summary(ds: Any, prediction: Any, model: LoadedModel, stream: str,
     The transition comes from the model's own sequence decoding of the run: ``decoded``
     when given (:meth:`LoadedModel.label_run`: the decoding that produced
     ``prediction["label"]``, done once), else the model's decoder on the probabilities. With an
-    ``identifier`` (:mod:`specflow.learn.identify`), ``identified`` names the library phase of
+    ``identifier`` (:mod:`specflow.identify.matching`), ``identified`` names the library phase of
     each segment of those labels (:func:`~.identify.identified_block`).
     """
 
@@ -224,7 +224,9 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
         if not n.complete and writer.still_abandoned(container, n, me):
             writer.drop_node(container, n.key)
             dropped.add(n.revision)
-    revision = max(taken - dropped, default=0) + 1
+    # never a key that was taken: a dropped key may already hold another writer's new node
+    # (it saw the same abandoned node), and Tiled's create answers 409 to all but one
+    revision = max(taken, default=0) + 1
     key = writer.node_key(model.name, model.version, revision)
     summary["latest"] = key
     if container is None:

@@ -24,8 +24,8 @@ from specflow.cli.options import (
 
 spectra_io = load("specflow.data.io")
 sources = load("specflow.data.sources")
-simulate_mod = load("specflow.data.simulate")
-transitions = load("specflow.data.transitions")
+simulate_mod = load("specflow.simulator.simulate")
+transitions = load("specflow.simulator.transitions")
 plots = load("specflow.plots")
 
 console = Console()

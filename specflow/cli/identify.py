@@ -32,10 +32,10 @@ from specflow.registry.names import DEFAULT_IDENTIFIER_NAME
 
 identified = load("specflow.annotate.identify")
 sources = load("specflow.data.sources")
-reference = load("specflow.data.reference")
+reference = load("specflow.identify.reference")
 reader = load("specflow.ingest.reader")
-identification = load("specflow.learn.identify")
-mixture = load("specflow.learn.mixture")
+identification = load("specflow.identify.matching")
+mixture = load("specflow.identify.mixture")
 registered = load("specflow.registry.identifier")
 promotion = load("specflow.registry.promotion")
 tracking = load("specflow.registry.tracking")

@@ -19,9 +19,9 @@ from specflow.cli.tiled import connect
 live = load("specflow.annotate.live")
 model_loader = load("specflow.annotate.model")
 catalog = load("specflow.ingest.catalog")
-area = load("specflow.ingest.area")
-compressions = load("specflow.ingest.compressions")
-frame_runs = load("specflow.ingest.frames")
+area = load("specflow.simulator.area")
+simulated_runs = load("specflow.simulator.runs")
+frame_router = load("specflow.ingest.frames")
 tracking = load("specflow.registry.tracking")
 
 
@@ -71,7 +71,7 @@ def ingest_demo(
         task = progress.add_task(f"{material} runs", total=runs * curves)
         advance = lambda: progress.advance(task)  # noqa: E731
         if detector is DetectorKind.curve:
-            uids = compressions.record_compressions(client, runs, curves, material, seed,
+            uids = simulated_runs.record_compressions(client, runs, curves, material, seed,
                                                     on_event=advance)
         else:
             uids = _record_area(client, frames, runs, curves, material, seed, pixels, model,
@@ -88,9 +88,9 @@ def _record_area(client, frames, runs, curves, material, seed, pixels, model, wo
     if model:
         tracking.configure_tracking(workdir, must_exist=True)
         monitor = live.LivePhaseMonitor(model_loader.load_model(model),
-                                        stream=frame_runs.INTEGRATED_STREAM)
+                                        stream=frame_router.INTEGRATED_STREAM)
         callbacks.append(monitor)
-    uids, router = frame_runs.record_frame_compressions(
+    uids, router = simulated_runs.record_frame_compressions(
         client, frames, runs, curves, material, seed, area.DetectorGeometry.square(pixels),
         callbacks, on_event=advance)
     if router.latency:

@@ -1,7 +1,7 @@
 """Phase labels: 0 before, 1 during, 2 after the transition.
 
 Of simulated curves from the high-pressure phase fraction (see also
-:func:`specflow.data.observer.visible_labels`); of measured runs from what a scientist gives
+:func:`specflow.simulator.observer.visible_labels`); of measured runs from what a scientist gives
 (:class:`LabelSpec`): a labels table, or pressures below / above which the phase is known.
 """
 

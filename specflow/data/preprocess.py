@@ -357,7 +357,7 @@ def prepare_curves(
 def finish_on_grid(on_grid: np.ndarray, covered: np.ndarray, cfg: Preprocessing,
                    grid: np.ndarray) -> np.ndarray:
     """The last steps of :func:`prepare_curves`, shared with rendered training curves
-    (:mod:`specflow.data.patterns`): ``cfg``'s baseline removal, then min–max of each row over
+    (:mod:`specflow.identify.patterns`): ``cfg``'s baseline removal, then min–max of each row over
     its ``covered`` bins (a mask for all rows, or one per row), 0 elsewhere."""
     if cfg.baseline:
         step = float(np.median(np.diff(grid)))

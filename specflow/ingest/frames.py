@@ -1,83 +1,34 @@
-"""Frames the modern way: an area detector writes HDF5, the documents only reference it.
+"""Area-detector frames in production: integrate each frame as it is announced.
 
-:class:`AreaDetector` (ophyd) renders a frame per trigger (:mod:`specflow.ingest.area`),
-appends it to an HDF5 file and announces it with StreamResource/StreamDatum documents; its
-data key is ``external: "STREAM:"``, so bluesky-tiled-plugins' TiledWriter registers the
-file in Tiled instead of copying the pixels (the server must be allowed to read the folder).
-:class:`IntegratingRouter` passes every document on and, for each frame event, reads the frame
-back from the HDF5 file, integrates it with pyFAI and emits it as an event of an extra
-``integrated`` stream: a 1-D curve plus the pressure, with the 2θ grid and energy in the
-descriptor, which the live collector, the live labeller and :func:`run_to_dataset` read as
-any other curve stream.
+A detector that writes its frames to HDF5 announces them with StreamResource/StreamDatum
+documents (``external: "STREAM:"``), and bluesky-tiled-plugins' TiledWriter registers the
+file in Tiled instead of copying the pixels. :class:`IntegratingRouter` passes every document
+on and, for each frame event, reads the frame back from the HDF5 file, integrates it with
+pyFAI and emits it as an event of an extra ``integrated`` stream: a 1-D curve plus the
+pressure, with the 2θ grid and energy in the descriptor, which the live collector, the live
+labeller and :func:`~specflow.ingest.reader.run_to_dataset` read as any other curve stream.
+(A simulated such detector: :class:`specflow.simulator.detector.AreaDetector`.)
 """
 
 from __future__ import annotations
 
 import logging
 import time as ttime
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
-import fabio.edfimage
 import h5py
-import hdf5plugin
 import numpy as np
-from bluesky import RunEngine
-from bluesky_tiled_plugins import TiledWriter
-from event_model import ComposeDescriptor, ComposeStreamResource, DocumentRouter
-from ophyd import Component as Cpt
-from ophyd import Device, Signal
-from ophyd.status import Status
+from event_model import ComposeDescriptor, DocumentRouter
 
-from specflow.data.simulate import XRDSimulator
-
-from .area import DetectorGeometry, FrameRenderer, detector_mask
-from .catalog import require_table_storage
-from .compressions import TILED_BATCH_SIZE, run_compressions
-from .devices import DiamondAnvilCell, FractionSignal, finished, pattern_at_cell
 from .integrate import FrameIntegrator, IntegrationSettings
 
 logger = logging.getLogger(__name__)
 
 HDF5_MIMETYPE = "application/x-hdf5"
-FRAMES_DATASET = "/entry/data/data"  # where Eiger-style files keep frames (fabio reads it)
 INTEGRATED_STREAM = "integrated"
-
-
-class FrameFile:
-    """An HDF5 file of frames (n, rows, cols) growing by one frame per :meth:`append`, in
-    single-writer/multiple-reader mode so readers see each frame once it is flushed."""
-
-    def __init__(self, path: Path, shape: tuple[int, int], dtype: str = "<u4",
-                 compress: bool = True) -> None:
-        self.path = path
-        self.file = h5py.File(path, "w", libver="latest")
-        # Bitshuffle-LZ4, as Dectris detectors write: ~7x smaller photon-count frames for
-        # ~6 ms each (1 Mpixel); Tiled's HDF5 adapter loads the filter (hdf5plugin)
-        options = dict(hdf5plugin.Bitshuffle(cname="lz4")) if compress else {}
-        try:
-            self.data = self.file.create_dataset(
-                FRAMES_DATASET, shape=(0, *shape), maxshape=(None, *shape),
-                chunks=(1, *shape), dtype=dtype, **options)
-            self.file.swmr_mode = True
-        except Exception:
-            self.file.close()
-            raise
-        self.count = 0
-
-    def append(self, frame: np.ndarray) -> int:
-        """Write ``frame`` as the next one; returns its index."""
-        self.data.resize(self.count + 1, axis=0)
-        self.data[self.count] = frame
-        self.data.flush()
-        self.count += 1
-        return self.count - 1
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def file_uri(path: Path) -> str:
@@ -91,94 +42,6 @@ def uri_path(uri: str) -> str:
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         raise ValueError(f"not a local file URI: {uri!r}")
     return unquote(parsed.path)
-
-
-class AreaDetector(Device):
-    """A simulated 2-D detector at a diamond-anvil cell, writing frames to HDF5.
-
-    Each ``trigger()`` simulates the 1-D pattern at the cell's readback pressure (with the
-    phase fraction of the path so far), renders it as a frame through ``geometry`` and
-    appends it to ``<directory>/<uuid>.h5`` (one file per run, opened at ``stage``). The frame
-    is data key ``<name>_image`` (external, ``STREAM:``); the event holds only the ground-truth
-    ``<name>_phase_fraction``. The geometry's ``.poni`` and the mask (``.edf``, non-zero =
-    masked) are written beside the file; their paths and the energy are configuration.
-    """
-
-    phase_fraction = Cpt(FractionSignal, value=0.0, kind="normal")
-    energy = Cpt(Signal, value=0.0, kind="config")
-    poni = Cpt(Signal, value="", kind="config")
-    mask_file = Cpt(Signal, value="", kind="config")
-
-    def __init__(self, *, name: str = "det", cell: DiamondAnvilCell, directory: str | Path,
-                 geometry: DetectorGeometry | None = None, material: str = "Fe",
-                 sparkle: float = 0.3, counts: float = 0.05, seed: int | None = 0,
-                 **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-        self.cell = cell
-        self.material = material
-        self.geometry = geometry or DetectorGeometry()
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.simulator = XRDSimulator(material=material, energy_kev=self.geometry.energy_kev,
-                                      seed=seed)
-        self.renderer = FrameRenderer(self.geometry, self.simulator.two_theta,
-                                      mask=detector_mask(self.geometry), sparkle=sparkle,
-                                      counts=counts, seed=seed)
-        self.energy.put(float(self.geometry.energy_kev))
-        self.image_key = f"{name}_image"
-        self._file: FrameFile | None = None
-        self._datum: Any = None
-        self._assets: list[tuple[str, dict]] = []
-
-    def stage(self) -> list[Any]:
-        """Open this run's files: ``<uuid>.h5`` for the frames, with the geometry
-        (``<uuid>.poni``) and mask (``<uuid>_mask.edf``) beside it, so a stored run keeps
-        the calibration it was recorded with."""
-        staged = super().stage()
-        base = self.directory / str(uuid.uuid4())
-        poni = self.geometry.write_poni(base.with_suffix(".poni"))
-        mask = base.parent / f"{base.name}_mask.edf"
-        fabio.edfimage.EdfImage(data=self.renderer.mask.astype(np.int8)).write(str(mask))
-        self.poni.put(str(poni))
-        self.mask_file.put(str(mask))
-        path = base.with_suffix(".h5")
-        self._file = FrameFile(path, self.geometry.shape)
-        bundle = ComposeStreamResource()(
-            HDF5_MIMETYPE, file_uri(path), self.image_key,
-            {"dataset": FRAMES_DATASET, "chunk_shape": (1, *self.geometry.shape),
-             "swmr": True})
-        self._assets = [("stream_resource", bundle.stream_resource_doc)]
-        self._datum = bundle.compose_stream_datum
-        return staged
-
-    def unstage(self) -> list[Any]:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        return super().unstage()
-
-    def describe(self) -> dict[str, dict[str, Any]]:
-        desc = super().describe()
-        desc[self.image_key] = {
-            "source": "file", "dtype": "array", "dtype_numpy": "<u4",
-            "shape": list(self.geometry.shape), "dims": ["row", "col"], "units": "counts",
-            "external": "STREAM:"}
-        return desc
-
-    def trigger(self) -> Status:
-        """Record one frame at the present cell pressure; returns a finished status."""
-        if self._file is None:
-            raise RuntimeError(f"{self.name} is not staged: frames need a run's HDF5 file")
-        pattern, fraction = pattern_at_cell(self.simulator, self.cell)
-        index = self._file.append(self.renderer.render(pattern))
-        self._assets.append(("stream_datum", self._datum({"start": index, "stop": index + 1})))
-        self.phase_fraction.put(fraction)
-        return finished(self)
-
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
-        """StreamResource (first frame of a run) and one StreamDatum per frame."""
-        assets, self._assets = self._assets, []
-        yield from assets
 
 
 class IntegratingRouter(DocumentRouter):
@@ -371,37 +234,6 @@ class IntegratingRouter(DocumentRouter):
         self._files.clear()
         self._reset()
 
-def record_frame_compressions(
-    client: Any,
-    frames: str | Path,
-    runs: int = 1,
-    curves: int = 60,
-    material: str = "Fe",
-    seed: int = 0,
-    geometry: DetectorGeometry | None = None,
-    callbacks: Sequence[Callable[[str, dict], Any]] = (),
-    on_event: Callable[[], None] | None = None,
-) -> tuple[list[str], IntegratingRouter]:
-    """Simulated compressions recorded by an area detector: frames → HDF5 (in ``frames``,
-    a folder the Tiled server may read) → Tiled as external data, and each frame integrated
-    with pyFAI into the run's ``integrated`` stream (:class:`IntegratingRouter`).
-
-    ``callbacks`` get every document, the integrated stream included (e.g. a live labeller
-    with ``stream="integrated"``). Returns the run uids and the router (its ``latency``
-    holds the frame-to-curve delay of every frame).
-    """
-    require_table_storage(client)
-    engine = RunEngine({}, call_returns_result=False)
-    router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), *callbacks)
-    engine.subscribe(router)
-    uids = run_compressions(
-        engine, runs, curves, material, seed,
-        lambda cell, i: AreaDetector(name="det", cell=cell, directory=frames,
-                                     geometry=geometry, material=material, seed=seed + i),
-        md={"detector": "area"}, on_event=on_event)
-    return uids, router
-
-
 def _unpack(page: dict) -> Iterator[dict]:
     """Events of an event page."""
     for i, seq in enumerate(page["seq_num"]):
@@ -411,5 +243,4 @@ def _unpack(page: dict) -> Iterator[dict]:
                "timestamps": {k: v[i] for k, v in page["timestamps"].items()}}
 
 
-__all__ = ["FRAMES_DATASET", "HDF5_MIMETYPE", "INTEGRATED_STREAM", "AreaDetector",
-           "FrameFile", "IntegratingRouter", "file_uri", "record_frame_compressions"]
+__all__ = ["HDF5_MIMETYPE", "INTEGRATED_STREAM", "IntegratingRouter", "file_uri", "uri_path"]

@@ -24,10 +24,11 @@ from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from specflow.data.schema import make_spectra, two_theta_to_q
 
-from .area import POLARIZATION
-
 METHOD = ("bbox", "csr", "cython")  # pixel splitting, sparse-matrix engine, CPU
 
+
+#: Horizontal linear polarisation of a synchrotron beam (pyFAI's polarization factor)
+POLARIZATION = 0.99
 
 @dataclass(frozen=True)
 class IntegrationSettings:

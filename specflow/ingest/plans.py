@@ -10,10 +10,8 @@ from bluesky import plans as bp
 
 from specflow.data.schema import energy_to_wavelength
 
-from .devices import DiamondAnvilCell, IntegratedDetector
-
 if TYPE_CHECKING:
-    from .frames import AreaDetector
+    from ophyd import Device
 
 
 def pressure_path(
@@ -29,8 +27,8 @@ def pressure_path(
 
 
 def compression_ramp(
-    cell: DiamondAnvilCell,
-    detector: IntegratedDetector | AreaDetector,
+    cell: Device,
+    detector: Device,
     start: float,
     stop: float,
     num: int,
@@ -42,6 +40,10 @@ def compression_ramp(
     description: str | None = None,
 ) -> Generator[Any, Any, str]:
     """Step the cell through a pressure ramp and take one curve per step.
+
+    ``cell``: any ophyd positioner of the pressure (GPa); ``detector``: any device with an
+    ``energy`` signal (keV) and a ``two_theta`` signal (its 1-D grid), real or simulated
+    (:mod:`specflow.simulator.devices`).
 
     Each event holds the spectrum, the pressure readback and its setpoint. The start
     document carries sample, material, a human description, energy (keV), wavelength (Å)

@@ -66,7 +66,7 @@ def run_to_dataset(
     ``material``, ``energy`` (keV) and ``wavelength`` (Å) go to attrs. Intensities are
     returned exactly as stored (float32, bit for bit). A simulated run's ground truth
     (data key ``<detector>_phase_fraction``) becomes ``phase_fraction`` plus the derived
-    ``label`` (:func:`specflow.data.simulate.labels_from_fraction`).
+    ``label`` (:func:`specflow.simulator.simulate.labels_from_fraction`).
 
     ``node``: the stream's node when the caller has it already (e.g. from one listing of
     ``run.base.items()``), saving a request. Reading takes three requests: the stream's

@@ -1,4 +1,4 @@
-"""The ceiling of an accuracy table: the ideal observer (:mod:`specflow.data.observer`) on
+"""The ceiling of an accuracy table: the ideal observer (:mod:`specflow.simulator.observer`) on
 simulated runs, whose noise-free truth is rebuilt from the simulation they record."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from specflow.data.observer import ideal_observer
-from specflow.data.simulate import SimulatedRun, resimulate
+from specflow.simulator.observer import ideal_observer
+from specflow.simulator.simulate import SimulatedRun, resimulate
 
 
 def observer_probabilities(runs: Sequence[xr.Dataset | SimulatedRun]) -> np.ndarray | None:

@@ -24,7 +24,6 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from specflow.data.corpus import Corpus, CorpusRecipe, build_corpus, recipe_from_text
 from specflow.data.preprocess import Preprocessing
 from specflow.data.schema import (
     CURVE,
@@ -36,7 +35,6 @@ from specflow.data.schema import (
     TWO_THETA,
     validate,
 )
-from specflow.data.transitions import TRANSITIONS, get_transition
 from specflow.learn.corpus_model import corpus_network, corpus_training
 from specflow.learn.data import Curves, to_curves, wavelength_of
 from specflow.learn.decode import DecoderConfig
@@ -61,6 +59,8 @@ from specflow.learn.predictor import PhasePredictor, ood_verdict
 from specflow.learn.pretrain import PretrainConfig
 from specflow.learn.probe import ProbeConfig
 from specflow.learn.supervised import SupervisedConfig
+from specflow.simulator.corpus import Corpus, CorpusRecipe, build_corpus, recipe_from_text
+from specflow.simulator.transitions import TRANSITIONS, get_transition
 
 MethodName = Literal["auto", "rrmoco", "rr", "moco", "selftime", "raw", "untrained",
                      "reference", "cnn", "lstm", "transformer", "fnn", "resnet", "convsc",
@@ -73,7 +73,7 @@ DEFAULT_DECODER = DecoderConfig()
 class PhaseClassifier(ClassifierMixin, BaseEstimator):
     """Phase labels (0 before, 1 during, 2 after) for diffraction runs.
 
-    With a **corpus** — many simulated runs of the transition (:mod:`specflow.data.corpus`)
+    With a **corpus** — many simulated runs of the transition (:mod:`specflow.simulator.corpus`)
     — a network trained on it labels new runs with no hand label at all; labels given to
     :meth:`fit` then adapt its head. Without one, a linear probe is fitted on the labels
     over features of the curves (or an end-to-end network is trained on them).

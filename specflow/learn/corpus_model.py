@@ -1,4 +1,4 @@
-"""A network trained on a simulated corpus (:mod:`specflow.data.corpus`): what a model that
+"""A network trained on a simulated corpus (:mod:`specflow.simulator.corpus`): what a model that
 has seen many runs of a transition knows before any hand label.
 
 :func:`train_on_corpus` trains one of the supervised architectures
@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from specflow.data.augment import make_augmentation
-from specflow.data.corpus import Corpus, CorpusRecipe, build_corpus, cache_dir
 from specflow.data.preprocess import Preprocessing
 from specflow.learn.data import Curves
 from specflow.learn.supervised import SupervisedConfig, TrainedNetwork, train_network
 from specflow.models.supervised import build_network
+from specflow.simulator.corpus import Corpus, CorpusRecipe, build_corpus, cache_dir
 
 log = logging.getLogger(__name__)
 NETWORK_FORMAT = "specflow-corpus-network/1"
@@ -54,6 +54,8 @@ def training_fingerprint(training: SupervisedConfig) -> str:
     payload = {k: getattr(training, k) for k in FINGERPRINTED}
     if training.arch_kwargs:  # networks trained with the architecture's defaults keep theirs
         payload["arch_kwargs"] = dict(sorted(training.arch_kwargs.items()))
+    if training.balance:  # likewise: networks trained on plain batches keep their names
+        payload["balance"] = True
     payload["transforms"] = repr(make_augmentation(training.augmentation))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -76,7 +78,7 @@ def corpus_network(source: CorpusRecipe | Corpus, training: SupervisedConfig | N
                    preprocessing: Preprocessing | None = None, device: str = "auto",
                    directory: Path | None = None) -> TrainedNetwork:
     """The network ``training`` gives on the corpus of ``source`` (a recipe or a built
-    corpus): from the cache (``directory``, default :func:`~specflow.data.corpus.cache_dir`)
+    corpus): from the cache (``directory``, default :func:`~specflow.simulator.corpus.cache_dir`)
     or the networks shipped with specflow when trained before; else the corpus is built and
     the network trained and cached."""
     training = training or CORPUS_TRAINING

@@ -13,7 +13,7 @@ model outputs: per-curve probabilities decoded along each run
 picked without class information by default (``even``: evenly spaced in acquisition order).
 With ``baselines`` the same labels feed the controls of :mod:`specflow.learn.controls`, and
 ``paired`` holds the method's difference to each, run by run, with a 95 % interval; with
-``ceiling`` the ideal observer (:mod:`specflow.data.observer`) scores the simulated test runs.
+``ceiling`` the ideal observer (:mod:`specflow.simulator.observer`) scores the simulated test runs.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import xarray as xr
 from scipy import optimize
+from sklearn.model_selection import LeaveOneGroupOut
 
-from specflow.data.corpus import Corpus
 from specflow.data.preprocess import Preprocessing
 from specflow.learn import controls
 from specflow.learn.data import Curves
@@ -38,6 +38,7 @@ from specflow.learn.supervised import (
     run_sequences,
     train_network,
 )
+from specflow.simulator.corpus import Corpus
 
 CORPUS_SAMPLE = 6000  # corpus curves a head is fitted on (and the OOD reference holds)
 CORPUS_HEAD_C = 1.0  # inverse L2 strength of a head fitted on a corpus
@@ -209,15 +210,14 @@ def recalibration(logp: np.ndarray, y: np.ndarray, groups: np.ndarray | None = N
     logp, y = np.asarray(logp, dtype=np.float64), np.asarray(y, dtype=int)
     if strength is None:
         strength = RECALIBRATION_STRENGTHS[len(RECALIBRATION_STRENGTHS) // 2]
-        runs = np.unique(groups) if groups is not None else np.array([0])
-        if len(runs) >= 2:
+        if groups is not None and len(np.unique(groups)) >= 2:
+            folds = list(LeaveOneGroupOut().split(logp, y, groups))
             losses = []
             for s in RECALIBRATION_STRENGTHS:
                 nll = 0.0
-                for r in runs:
-                    out = groups == r
-                    a, b = recalibration(logp[~out], y[~out], strength=s)
-                    nll += _nll(a, b, logp[out], y[out]) * out.sum()
+                for train, held in folds:
+                    a, b = recalibration(logp[train], y[train], strength=s)
+                    nll += _nll(a, b, logp[held], y[held]) * len(held)
                 losses.append(nll)
             strength = RECALIBRATION_STRENGTHS[int(np.argmin(losses))]
     k = logp.shape[1]

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import LeaveOneGroupOut
+from sklearn.preprocessing import StandardScaler
 from torch.nn import functional as F
 
 from specflow.data.augment import check_augmentation, make_augmentation
@@ -179,8 +181,9 @@ def run_out_temperature(
     """Softmax temperature minimising the negative log-likelihood of each run's labels under
     a probe fitted on the other runs' labels (1.0 when no run can be held out)."""
     logits, target = [], []
-    for g in np.unique(groups):
-        out = groups == g
+    for _, held in LeaveOneGroupOut().split(h, y, groups):
+        out = np.zeros(len(y), bool)
+        out[held] = True
         if len(np.unique(y[~out])) < 2:
             continue
         xs = None if x is None else x[~out]
@@ -212,7 +215,11 @@ def temper(probe: LinearProbe, temperature: float) -> LinearProbe:
 def split_train_val(
     labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of indices; a class keeps ≥ 1 training curve, val gets the rest."""
+    """Stratified split of indices; a class keeps ≥ 1 training curve, val gets the rest.
+
+    Not scikit-learn's ``train_test_split(stratify=...)``: with a few labels a class often
+    has one curve, which it refuses; here that curve trains and the class has no val curve.
+    """
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in np.unique(labels):
@@ -253,10 +260,12 @@ def train_probe(
 
 
 def _moments(h: np.ndarray, cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Feature mean and std for z-scoring (zeros and ones without ``standardize``)."""
+    """Feature mean and scale for z-scoring (scikit-learn's StandardScaler; zeros and ones
+    without ``standardize``). Kept as arrays: the bundle stores them for the predictor."""
     if not cfg.standardize:
         return np.zeros(h.shape[1]), np.ones(h.shape[1])
-    return h.mean(0), h.std(0) + 1e-6
+    scaler = StandardScaler().fit(h)
+    return scaler.mean_, scaler.scale_
 
 
 def _fit_logistic(h: np.ndarray, y: np.ndarray, classes: np.ndarray,
@@ -408,7 +417,7 @@ def suggest_labels(
     k-means on standardised embeddings; the curve nearest each centroid ("central"), then the
     curves with the smallest margin between their two nearest centroids ("boundary").
     """
-    z = (h - h.mean(0)) / (h.std(0) + 1e-6)
+    z = StandardScaler().fit_transform(h)
     km = KMeans(n_clusters=min(n_clusters, len(z)), n_init=10, random_state=seed).fit(z)
     d = km.transform(z)
     out: list[tuple[int, str]] = []

@@ -48,6 +48,7 @@ class SupervisedConfig:
     augmentation: str = "nuisance"
     augment_p: float = 0.5
     arch_kwargs: dict[str, int] = field(default_factory=dict)
+    balance: bool = False  # batches with as many curves of each class (curve models only)
     seed: int = 0
     device: str = "auto"
 
@@ -125,6 +126,8 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
             if net.context != "curve" else None)
     history, t0 = [], time.perf_counter()
     net.train()
+    if draw is None and cfg.balance:
+        draw = _balanced_sampler(curves.label[labelled], labelled, cfg.batch_size, rng)
     for _ in range(cfg.steps):
         idx = (rng.choice(labelled, min(cfg.batch_size, max(len(labelled), 2)))
                if draw is None else draw())
@@ -137,6 +140,20 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
     net.eval()
     return TrainedNetwork(net, cfg.arch, kwargs, history,
                           time.perf_counter() - t0, int(labelled.size))
+
+
+def _balanced_sampler(labels: np.ndarray, labelled: np.ndarray, batch_size: int,
+                      rng: np.random.Generator):
+    """A function drawing ``batch_size`` labelled curves, each class equally likely: the
+    network then learns no class prior from the training set's proportions."""
+    pools = [labelled[labels == c] for c in np.unique(labels)]
+
+    def draw() -> np.ndarray:
+        counts = rng.multinomial(batch_size, np.full(len(pools), 1 / len(pools)))
+        return np.concatenate([rng.choice(pool, k) for pool, k in zip(pools, counts,
+                                                                      strict=True)])
+
+    return draw
 
 
 def _window_sampler(curves: Curves, labelled: np.ndarray, window: int, n_windows: int,

@@ -16,9 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-from specflow.data.simulate import simulate_family
-from specflow.data.transitions import TRANSITIONS
-from specflow.learn.identify import PhaseIdentifier, segment_hits
+from specflow.identify.matching import PhaseIdentifier, segment_hits
 from specflow.registry.names import DEFAULT_IDENTIFIER_NAME
 from specflow.registry.promotion import (
     PACKAGE_DIR,
@@ -29,6 +27,8 @@ from specflow.registry.promotion import (
 )
 from specflow.registry.tracking import DEFAULT_ALIAS, ensure_experiment
 from specflow.registry.uris import resolve_version
+from specflow.simulator.simulate import simulate_family
+from specflow.simulator.transitions import TRANSITIONS
 
 IDENTIFIER_CODE = Path(__file__).with_name("identifier_code.py")
 EXPERIMENT = "specflow-identify"

@@ -1,4 +1,4 @@
-"""The MLflow pyfunc serving a trained phase identifier (:mod:`specflow.learn.identify`).
+"""The MLflow pyfunc serving a trained phase identifier (:mod:`specflow.identify.matching`).
 
 Input: float32 curves (n, L) on the 2θ grid given as param ``two_theta`` (deg), with the beam
 ``wavelength`` (Å); optional params ``pressure`` (GPa per curve: matched within its
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from specflow.data.preprocess import prepare_curves
-from specflow.learn.identify import PhaseIdentifier
+from specflow.identify.matching import PhaseIdentifier
 
 
 class IdentifierModel(mlflow.pyfunc.PythonModel):

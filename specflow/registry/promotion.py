@@ -37,9 +37,9 @@ from specflow.data.schema import (
     energy_kev,
     energy_to_wavelength,
 )
-from specflow.data.simulate import simulate_run
 from specflow.learn.predictor import context_window
 from specflow.registry.requirements import pinned_requirements
+from specflow.simulator.simulate import simulate_run
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MODEL_CODE = Path(__file__).with_name("model_code.py")

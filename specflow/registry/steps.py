@@ -27,7 +27,6 @@ from tiled.client import from_uri
 from tiled.queries import Key
 
 import specflow
-from specflow.data.corpus import CorpusRecipe
 from specflow.data.fingerprint import refuse_training_runs, run_fingerprint
 from specflow.data.labels import LabelSpec
 from specflow.data.preprocess import Preprocessing
@@ -62,6 +61,7 @@ from specflow.registry.tracking import (
     configure_tracking,
     ensure_experiment,
 )
+from specflow.simulator.corpus import CorpusRecipe
 
 CHECKPOINT_ARTIFACT = "checkpoint/pretrain.pt"
 

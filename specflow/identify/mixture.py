@@ -15,10 +15,10 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import nnls
 
-from specflow.data.patterns import clean_curves, q_grid
-from specflow.data.reference import ReferenceLibrary
 from specflow.data.schema import CURVE, PRESSURE
-from specflow.learn.identify import LibraryMatcher
+from specflow.identify.matching import LibraryMatcher
+from specflow.identify.patterns import clean_curves, q_grid
+from specflow.identify.reference import ReferenceLibrary
 
 
 def phase_shares(library: ReferenceLibrary, ds: xr.Dataset, first: str, second: str,

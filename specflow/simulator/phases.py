@@ -27,8 +27,8 @@ import numpy as np
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Composition, Lattice, Structure
 
-from specflow.data.eos import BirchMurnaghan3
 from specflow.data.schema import energy_to_wavelength
+from specflow.simulator.eos import BirchMurnaghan3
 
 SQRT6 = math.sqrt(6.0)
 

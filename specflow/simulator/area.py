@@ -5,7 +5,7 @@ photon energy) as pyFAI's :class:`~pyFAI.integrator.azimuthal.AzimuthalIntegrato
 and read from a ``.poni`` file. :class:`FrameRenderer` turns a simulated 1-D pattern into a
 frame: rings through the geometry (pyFAI's ``calcfrom1d``, with solid angle and polarisation),
 grain sparkle along the rings, a beamstop and module gaps (the :func:`detector_mask`), and
-Poisson counting noise. :class:`AreaDetector` (``specflow.ingest.frames``) writes such frames
+Poisson counting noise. :class:`~specflow.simulator.detector.AreaDetector` writes such frames
 to HDF5.
 """
 
@@ -19,8 +19,7 @@ from pyFAI.detectors import Detector
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
 from specflow.data.schema import energy_to_wavelength
-
-POLARIZATION = 0.99  # horizontal linear polarisation of a synchrotron beam
+from specflow.ingest.integrate import POLARIZATION
 
 
 @dataclass(frozen=True)

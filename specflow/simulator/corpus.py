@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from specflow.data.artefacts import ANY_MARKER, MARKERS
 from specflow.data.preprocess import Preprocessing, prepare_curves
-from specflow.data.simulate import PRESETS, simulate_family
-from specflow.data.transitions import get_transition
+from specflow.simulator.artefacts import ANY_MARKER, MARKERS
+from specflow.simulator.simulate import PRESETS, simulate_family
+from specflow.simulator.transitions import get_transition
 
 CORPUS_FORMAT = "specflow-corpus/1"
 SIMULATOR_VERSION = "v3"  # bump when the simulator's physics change: old caches go stale

@@ -1,9 +1,13 @@
 """An embedded, writable Tiled server for demos and tests (SQLite or PostgreSQL catalog).
 
-Starts in well under a second: the catalog is initialised in-process (as
-``tiled serve catalog --temp`` does) instead of through the ``tiled catalog init``
-subprocess that :class:`tiled.server.SimpleTiledServer` spawns. This uses tiled internals
-(``initialize_database``, ``stamp_head``), so tiled is pinned to 0.2.20.
+Tiled's public route, :class:`tiled.server.SimpleTiledServer`, serves only a SQLite catalog
+and initialises it through ``catalog_from_uri(init_if_not_exists=True)``, which runs
+``tiled catalog init`` in a subprocess (seconds per start; the tests start dozens of
+servers). Here a SQLite catalog is initialised in-process, as ``tiled serve catalog --temp``
+does, and a PostgreSQL catalog (not offered by SimpleTiledServer) goes through the public
+``catalog_from_uri``. The in-process initialisation uses tiled internals
+(``initialize_database``, ``stamp_head``), so tiled is pinned below 0.3 (0.2.20 is the
+newest release).
 """
 
 from __future__ import annotations

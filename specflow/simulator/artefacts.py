@@ -1,7 +1,7 @@
 """What a diamond-anvil cell and an area detector add to a sample's diffraction curve.
 
 Each artefact is switchable in :class:`Artefacts` (all off by default) and documented with the
-physics it stands for. The simulator (:mod:`specflow.data.simulate`) draws one set per run
+physics it stands for. The simulator (:mod:`specflow.simulator.simulate`) draws one set per run
 (one loading, one beamtime) and applies them in :meth:`XRDSimulator.curves`:
 
 * diamond anvils: single-crystal Bragg spots that leak through the integration mask (sharp,
@@ -24,8 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from specflow.data.eos import BirchMurnaghan3
-from specflow.data.phases import Phase, _cubic, _hexagonal, _structure
+from specflow.simulator.eos import BirchMurnaghan3
+from specflow.simulator.phases import Phase, _cubic, _hexagonal, _structure
 
 # Gaskets: hcp Re (Anzellini et al. 2014, J. Appl. Phys.) and bcc W (Dewaele et al. 2004,
 # PRB), rounded. V0 per atom (Å³), K0 (GPa), K0'.

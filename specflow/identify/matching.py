@@ -2,7 +2,7 @@
 
 A :class:`~specflow.models.regnet1d.RegNet1D` is trained with an
 :class:`~specflow.models.regnet1d.AdaCos` head on physics-augmented renders of the training
-entries of a :class:`~specflow.data.reference.ReferenceLibrary`. Identification is retrieval:
+entries of a :class:`~specflow.identify.reference.ReferenceLibrary`. Identification is retrieval:
 a curve's embedding is compared (cosine) with the embeddings of **every** library entry's
 clean render, so phases the network never trained on can still be named, and the split can
 hold whole structure groups out. ``split_entries(kind="structure")`` is that leak-free split;
@@ -24,21 +24,21 @@ import torch.nn.functional as F
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
-from specflow.data.compression import compression_window, stretch_curves
-from specflow.data.patterns import (
+from specflow.data.preprocess import PreparedCurves, Preprocessing, prepare_curves
+from specflow.data.schema import INTENSITY, PHASE_NAMES, PRESSURE, TWO_THETA
+from specflow.identify.compression import compression_window, stretch_curves
+from specflow.identify.patterns import (
     Q_GRID,
     PatternAugmentation,
     augmented_curves,
     clean_curves,
     q_grid,
 )
-from specflow.data.preprocess import PreparedCurves, Preprocessing, prepare_curves
-from specflow.data.reference import ReferenceLibrary, parse_elements
-from specflow.data.schema import INTENSITY, PHASE_NAMES, PRESSURE, TWO_THETA
-from specflow.data.transitions import get_transition
+from specflow.identify.reference import ReferenceLibrary, parse_elements
 from specflow.learn.data import wavelength_of
 from specflow.learn.devices import check_device, resolve_device
 from specflow.models.regnet1d import AdaCos, RegNet1D, cosface_loss
+from specflow.simulator.transitions import get_transition
 
 IDENTIFIER_FORMAT = "specflow-identifier/1"
 SEGMENTS = tuple(PHASE_NAMES.values())
@@ -107,7 +107,7 @@ class _RunIdentification:
     segments.
 
     :meth:`scores` stretches each curve back over its compression window
-    (:func:`~specflow.data.compression.compression_window`: the curve's pressure against each
+    (:func:`~specflow.identify.compression.compression_window`: the curve's pressure against each
     entry's lattice pressure) on a grid of ``scan_step`` and keeps each entry's best raw
     score (:meth:`_raw_scores`) where the stretch is plausible. A raw score that already
     tolerates a strain range itself (``tolerance``: the model's training strains) needs a

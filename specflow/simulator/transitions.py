@@ -1,6 +1,6 @@
 """A library of well-documented room-temperature pressure-induced phase transitions.
 
-Each :class:`Transition` pairs a low- and a high-pressure :class:`~specflow.data.phases.Phase`
+Each :class:`Transition` pairs a low- and a high-pressure :class:`~specflow.simulator.phases.Phase`
 (pymatgen structure + third-order Birch–Murnaghan EOS) with the pressures at which the
 high-pressure fraction grows on compression and shrinks on decompression (hysteresis).
 :data:`TRANSITIONS` holds the built-in ones, :func:`get_transition` looks one up by name and
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from pymatgen.io.cif import CifParser
 
-from specflow.data.eos import BirchMurnaghan3
-from specflow.data.phases import (
+from specflow.simulator.eos import BirchMurnaghan3
+from specflow.simulator.phases import (
     FE_BCC,
     FE_HCP,
     FEO_B1,
@@ -55,7 +55,7 @@ class Transition:
     ``inherits_texture``: the high phase's reflections keep the texture of the low phase's
     reflection they come from (displacive, group–subgroup transitions);
     ``labels_by_sight``: "during" starts and ends where two phases can be seen at the run's
-    noise (:func:`specflow.data.observer.visible_labels`): a mixture with a few per cent of
+    noise (:func:`specflow.simulator.observer.visible_labels`): a mixture with a few per cent of
     one phase is invisible in a weak run, and a label nobody can see is no label.
     """
 

@@ -12,11 +12,11 @@ from ophyd import Device, Signal
 from ophyd.sim import SynAxis
 from ophyd.status import Status
 
-from specflow.data.simulate import DEFAULT_ENERGY_KEV, XRDSimulator
+from specflow.simulator.simulate import DEFAULT_ENERGY_KEV, XRDSimulator
 
 
 class Simulator(Protocol):
-    """What the detector needs from :class:`specflow.data.simulate.XRDSimulator`."""
+    """What the detector needs from :class:`specflow.simulator.simulate.XRDSimulator`."""
 
     two_theta: np.ndarray
 

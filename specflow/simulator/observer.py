@@ -3,7 +3,7 @@
 An observer that is *given* what a method has to learn — the loading's two phases with their
 texture, every nuisance (background, gasket, medium, diamond spots, beam decay) and each
 curve's true pressure — and does not know the grain sparkle or the counting noise. Two
-questions, on a :class:`~specflow.data.simulate.SimulatedRun`:
+questions, on a :class:`~specflow.simulator.simulate.SimulatedRun`:
 
 * :func:`distinguishability` — can a "during" curve be told from a pure phase at all? Each
   curve's noise-free sample signal is fitted by the best *single* phase (either one), with
@@ -29,11 +29,11 @@ from scipy.optimize import nnls
 from scipy.special import ndtr
 
 from specflow.data.labels import LABEL_THRESHOLD
-from specflow.data.lines import pseudo_voigt_sum
-from specflow.data.phases import Phase
+from specflow.simulator.lines import pseudo_voigt_sum
+from specflow.simulator.phases import Phase
 
 if TYPE_CHECKING:
-    from specflow.data.simulate import SimulatedRun
+    from specflow.simulator.simulate import SimulatedRun
 
 DISTINGUISHABLE_CHI2 = 25.0  # a 5σ likelihood-ratio for the one parameter a mixture adds
 WIDTHS = np.array([0.7, 0.85, 1.0, 1.2, 1.5, 2.0])  # free line width, × the curve's own

@@ -1,6 +1,7 @@
 """Physically grounded simulator of diamond-anvil-cell XRD runs through a phase transition.
 
-Reflections come from pymatgen's XRDCalculator on real structures (:mod:`specflow.data.phases`),
+Reflections come from pymatgen's XRDCalculator on real structures
+(:mod:`specflow.simulator.phases`),
 their lattices follow third-order Birch–Murnaghan equations of state; on top come a
 path-dependent phase fraction (coexistence, hysteresis on decompression), pressure-dependent
 pseudo-Voigt broadening, texture, a smooth background and Poisson counting noise. The
@@ -9,7 +10,7 @@ ground-truth label of each curve follows from its phase fraction.
 Two presets (:func:`draw_conditions`): ``clean`` (one fixed instrument, the literature onset,
 no artefacts: the paper-shaped sets D1–D9) and ``realistic`` (every run its own beam energy,
 2θ range and grid, counts, background, onset and transition width, gauge calibration error,
-and the artefacts of :mod:`specflow.data.artefacts`). :func:`simulate_family` draws several
+and the artefacts of :mod:`specflow.simulator.artefacts`). :func:`simulate_family` draws several
 loadings of one transition, the unit of the cross-run benchmark.
 """
 
@@ -23,7 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from specflow.data.artefacts import (
+from specflow.data.labels import LABEL_THRESHOLD, labels_from_fraction
+from specflow.data.schema import energy_to_wavelength, make_spectra, q_to_two_theta, two_theta_to_q
+from specflow.simulator.artefacts import (
     ANY_MARKER,
     GASKETS,
     MARKERS,
@@ -35,12 +38,10 @@ from specflow.data.artefacts import (
     labeller_thresholds,
     medium_weight,
 )
-from specflow.data.labels import LABEL_THRESHOLD, labels_from_fraction
-from specflow.data.lines import ExpectedCurves, line_sum, pseudo_voigt_sum
-from specflow.data.observer import visible_labels
-from specflow.data.phases import Phase
-from specflow.data.schema import energy_to_wavelength, make_spectra, q_to_two_theta, two_theta_to_q
-from specflow.data.transitions import TRANSITIONS, Transition, get_transition
+from specflow.simulator.lines import ExpectedCurves, line_sum, pseudo_voigt_sum
+from specflow.simulator.observer import visible_labels
+from specflow.simulator.phases import Phase
+from specflow.simulator.transitions import TRANSITIONS, Transition, get_transition
 
 DEFAULT_ENERGY_KEV = 25.6
 DEFAULT_GRID = (5.0, 25.0, 4000)
@@ -570,7 +571,7 @@ def resimulate(ds: xr.Dataset) -> SimulatedRun | None:
 class SimulatedRun:
     """A simulated run with what made it: the Dataset, the simulator (the loading: phases,
     texture, artefacts) and the noise-free mean of every curve by part — the truth an ideal
-    observer (:mod:`specflow.data.observer`) is given."""
+    observer (:mod:`specflow.simulator.observer`) is given."""
 
     data: xr.Dataset
     simulator: XRDSimulator

@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 
-from specflow.data.eos import RATIO_RANGE, BirchMurnaghan3
+from specflow.simulator.eos import RATIO_RANGE, BirchMurnaghan3
 
 #: Bulk moduli (GPa, K0' = 4) bounding the compression of any sample.
 SOFT_K0, HARD_K0 = 15.0, 300.0

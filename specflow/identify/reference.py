@@ -15,7 +15,7 @@ composition are separate entries, while every entry of one structure type — an
 its substituted variants, and the specflow or CIF phases of that type (Fe bcc with the A2
 prototype, all rocksalts together) — shares a group, so a train/test split by group keeps
 them on one side. Patterns are stored as sticks in Q (Å⁻¹),
-independent of the beam energy; :mod:`specflow.data.patterns` renders them on a grid.
+independent of the beam energy; :mod:`specflow.identify.patterns` renders them on a grid.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from pymatgen.core import Composition, Element, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from pymatgen.util.provenance import StructureNL
 
-from specflow.data.corpus import cache_dir
 from specflow.data.schema import energy_to_wavelength
-from specflow.data.transitions import TRANSITIONS, read_cif
+from specflow.simulator.corpus import cache_dir
+from specflow.simulator.transitions import TRANSITIONS, read_cif
 
 #: Q range (Å⁻¹) the library covers: 2θ 5–25° at 25.6 keV is Q 1.13–5.6.
 Q_MAX = 6.5

@@ -1,20 +1,25 @@
 """Simulated compression runs through a real RunEngine into Tiled (bluesky-tiled-plugins'
 TiledWriter): the embedded data source of the demo and the ingest tests — curves event by
 event (:func:`record_compressions`); area-detector frames:
-:func:`specflow.ingest.frames.record_frame_compressions`."""
+:func:`record_frame_compressions` (written to HDF5, registered in Tiled as external data, and
+integrated with pyFAI into each run's ``integrated`` stream)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from bluesky import RunEngine
 from bluesky_tiled_plugins import TiledWriter
 
-from specflow.data.simulate import MATERIALS
 from specflow.ingest.catalog import require_table_storage
-from specflow.ingest.devices import DiamondAnvilCell, IntegratedDetector
+from specflow.ingest.frames import IntegratingRouter
 from specflow.ingest.plans import compression_ramp
+from specflow.simulator.area import DetectorGeometry
+from specflow.simulator.detector import AreaDetector
+from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
+from specflow.simulator.simulate import MATERIALS
 
 #: Events buffered by TiledWriter before a write. 50 keeps the RunEngine thread from
 #: stalling (one HTTP round trip per 50 curves, ~2 writes/s at beamline rates) while the
@@ -42,7 +47,7 @@ def record_compressions(
     runs, curves : int
         Experiments, and curves per experiment.
     material : str
-        ``Fe`` or ``FeO`` (:data:`specflow.data.simulate.MATERIALS`).
+        ``Fe`` or ``FeO`` (:data:`specflow.simulator.simulate.MATERIALS`).
     seed : int
         Random seed of the first run (run ``i`` uses ``seed + i``).
     on_event : callable, optional
@@ -90,3 +95,34 @@ def run_compressions(
             md={"demo_index": i, "seed": seed + i, **(md or {})},
         )))
     return uids
+
+
+def record_frame_compressions(
+    client: Any,
+    frames: str | Path,
+    runs: int = 1,
+    curves: int = 60,
+    material: str = "Fe",
+    seed: int = 0,
+    geometry: DetectorGeometry | None = None,
+    callbacks: Sequence[Callable[[str, dict], Any]] = (),
+    on_event: Callable[[], None] | None = None,
+) -> tuple[list[str], IntegratingRouter]:
+    """Simulated compressions recorded by an area detector: frames → HDF5 (in ``frames``,
+    a folder the Tiled server may read) → Tiled as external data, and each frame integrated
+    with pyFAI into the run's ``integrated`` stream (:class:`IntegratingRouter`).
+
+    ``callbacks`` get every document, the integrated stream included (e.g. a live labeller
+    with ``stream="integrated"``). Returns the run uids and the router (its ``latency``
+    holds the frame-to-curve delay of every frame).
+    """
+    require_table_storage(client)
+    engine = RunEngine({}, call_returns_result=False)
+    router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), *callbacks)
+    engine.subscribe(router)
+    uids = run_compressions(
+        engine, runs, curves, material, seed,
+        lambda cell, i: AreaDetector(name="det", cell=cell, directory=frames,
+                                     geometry=geometry, material=material, seed=seed + i),
+        md={"detector": "area"}, on_event=on_event)
+    return uids, router
