@@ -246,6 +246,12 @@ def test_library_matcher_names_fe_and_feo_and_one_segment_without_transition(lib
     res = matcher.identify_run(feo, labels=feo["label"].values, top=5)
     assert res["segments"]["before"][0]["name"] == "FeO B1 (Fm-3m)"
     assert res["segments"]["after"][0]["name"] == "FeO rB1 (R-3m)"
+    assert set(res["verdict"]) == set(res["segments"])
+    assert all(v in ("match", "possible", "none") for v in res["verdict"].values())
+    confident, possible = matcher.verdict_thresholds
+    assert [matcher.verdict(x) for x in (confident, possible, possible - 1e-3)] == [
+        "match", "possible", "none"]
+    assert PhaseIdentifier().verdict(0.99) is None  # a trained identifier: not calibrated
     flat = specflow.simulate("Fe", curves=40, seed=4, stop=8.0)
     assert set(matcher.identify_run(flat)["segments"]) == {"before"}
     assert (segments_from_scores(matcher.scores(matcher.prepare(flat)),
@@ -319,6 +325,11 @@ def test_cli_library_identify_contract(cli, library, tmp_path, cif):
     out = cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "Xe"],
               exit_code=2)
     assert "no library phase is made only of" in " ".join(out.split())
+    zr = tmp_path / "zr.nc"  # a sample the library holds no phase of: said, not hidden
+    specflow.write_spectra(specflow.simulate("Fe", curves=60, seed=3).assign_attrs(
+        material="Zr", formula="Zr"), zr)
+    out = cli(["identify", zr, "--library", tmp_path / "lib2.nc", "--elements", "auto"])
+    assert "library holds no phase of Zr" in " ".join(out.split())
     out = cli(["identify", fe, "--library", tmp_path / "lib2.nc", "--elements", "iron"],
               exit_code=2)
     assert "--elements" in out and "not a chemical formula" in " ".join(out.split())
@@ -521,12 +532,15 @@ def test_elements_restrict_candidates_to_the_samples_chemistry(library):
                                                                   material=""),
                                                  labels=feo["label"].values, elements="auto")
     assert named["elements"] is None  # not a formula: the whole library
+    assert named["no_phase_of"] is None  # nothing to warn about: the run names no formula
     with pytest.raises(ValueError, match="no library phase is made only of"):
         matcher.identify_run(feo, elements="Xe")
     unfiltered = matcher.identify_run(feo, labels=feo["label"].values, elements=None)
     assert unfiltered["elements"] is None  # None overrides the standing setting
     xe = LibraryMatcher(library).identify_run(feo.assign_attrs(material="Xe"), elements="auto")
     assert xe["elements"] is None  # 'auto' with no phase of those elements: whole library
+    assert xe["no_phase_of"] == ["Xe"]  # ... and the result says its candidates are guesses
+    assert res["no_phase_of"] is None
     blind = feo.assign_coords(pressure=("curve", np.full(feo.sizes["curve"], np.nan)))
     res = matcher.identify_run(blind, labels=feo["label"].values)
     assert res["pressure"]["before"] == [None, None]

@@ -21,7 +21,8 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
     score, the segment's pressure range and the top candidates — None for a segment the run
     does not have, so a re-annotation replaces every segment (Tiled merges metadata). ``names``
     lists the best phases (a Tiled ``Contains`` query finds runs by exact name), ``elements``
-    the sample-chemistry filter used (None: the whole library). A run the
+    the sample-chemistry filter used (None: the whole library), ``no_phase_of`` the run's
+    elements when the library holds no phase of them (its candidates are guesses). A run the
     identifier cannot read (e.g. outside its Q range) gets ``{"error": ...}`` and keeps its
     phase labels."""
     block: dict[str, Any] = {"library_version": identifier.library_.version,
@@ -32,9 +33,11 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
     except ValueError as exc:
         return {**block, "error": str(exc)}
     block["elements"] = result.get("elements")
+    block["no_phase_of"] = result.get("no_phase_of")  # candidates are guesses when set
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,
+                          "verdict": result.get("verdict", {}).get(segment),
                           "candidates": ranked}
         if ranked[0]["name"] not in block["names"]:
             block["names"].append(ranked[0]["name"])

@@ -181,6 +181,8 @@ def run_out_temperature(
     """Softmax temperature minimising the negative log-likelihood of each run's labels under
     a probe fitted on the other runs' labels (1.0 when no run can be held out)."""
     logits, target = [], []
+    if len(np.unique(groups)) < 2:
+        return 1.0
     for _, held in LeaveOneGroupOut().split(h, y, groups):
         out = np.zeros(len(y), bool)
         out[held] = True
