@@ -179,3 +179,90 @@ def test_a_missing_extra_is_named_with_its_install_line(tmp_path):
     text = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 1, text
     assert "pip install 'specflow[beamline]'" in text and "Traceback" not in text
+
+
+PYFAI_HEADER = "# == pyFAI calibration ==\n# Wavelength: 4.133e-11 m\n# 2th_deg I\n"
+Q_HEADER = "# q_A^-1 I\n"  # no wavelength: Q needs --energy or --wavelength
+
+
+def _inputs(tmp_path):
+    """A good NetCDF run, a folder of pyFAI text curves, a folder of Q curves without a beam,
+    a labels table, a bad labels table and two bad files: name → path."""
+    from specflow.data.io import write_spectra
+    from specflow.simulator.simulate import simulate_run
+
+    run = simulate_run("Fe", 12, seed=2)
+    paths = {"run.nc": write_spectra(run, tmp_path / "run.nc")}
+    tth = run["two_theta"].values[::20]
+    for name, header, axis in (("xy", PYFAI_HEADER, tth), ("q", Q_HEADER, None)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = []
+        for i, (p, y) in enumerate(zip(run["pressure"].values,
+                                       run["intensity"].values[:, ::20], strict=True)):
+            x = axis if axis is not None else np.linspace(1.0, 5.0, y.size)
+            body = "\n".join(f"{a:.5f} {b:.3f}" for a, b in zip(x, y, strict=True))
+            (folder / f"c{i:03d}.xy").write_text(header + body + "\n")
+            rows.append(f"c{i:03d}.xy,{p:.3f}")
+        (folder / "pressure.csv").write_text("file,pressure\n" + "\n".join(rows) + "\n")
+        paths[name] = folder
+    (tmp_path / "labels.csv").write_text("curve,label\n0,before\n11,after\n")
+    (tmp_path / "bad-labels.csv").write_text("curve,label\n0,sideways\n")
+    paths["labels.csv"] = tmp_path / "labels.csv"
+    paths["bad-labels.csv"] = tmp_path / "bad-labels.csv"
+    for name in ("garbage.nc", "text-cell.csv"):
+        (tmp_path / name).write_bytes(BAD_FILES[name])
+        paths[name] = tmp_path / name
+    return paths
+
+
+def _snapshot(paths) -> dict:
+    out = {}
+    for p in paths.values():
+        for f in ([p] if p.is_file() else sorted(p.iterdir())):
+            out[f] = f.read_bytes()
+    return out
+
+
+OPTIONS = {
+    "energy": st.sampled_from([[], ["--energy", "30"], ["--energy", "500"],
+                               ["--energy", "x"]]),
+    "wavelength": st.sampled_from([[], ["--wavelength", "0.4133"], ["--wavelength", "9"]]),
+    "unit": st.sampled_from([[], ["--radial-unit", "q_A^-1"], ["--radial-unit", "2th_deg"],
+                             ["--radial-unit", "furlongs"]]),
+    "labels": st.sampled_from([[], ["--labels", "labels.csv"], ["--labels", "bad-labels.csv"],
+                               ["--labels", "missing.csv"]]),
+    "ranges": st.sampled_from([[], ["--before-below", "10", "--after-above", "20"],
+                               ["--before-below", "20", "--after-above", "10"],
+                               ["--after-above", "-5"]]),
+}
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=st.sampled_from(["run.nc", "xy", "q", "garbage.nc", "text-cell.csv",
+                               "missing.nc"]),
+       picked=st.fixed_dictionaries(OPTIONS))
+def test_option_combinations_succeed_or_fail_in_a_line_and_touch_no_input(
+        tmp_path_factory, source, picked):
+    """Every combination of a command's reading and labelling options with good and bad
+    inputs: it draws the figure, or stops with exit 1 (one 'error:' line and the --debug
+    hint) or 2 (usage), never a traceback, and no input file changes."""
+    tmp_path = tmp_path_factory.mktemp("combo")
+    paths = _inputs(tmp_path)
+    before = _snapshot(paths)
+    args = [str(paths.get(source, tmp_path / source)), "--out", str(tmp_path / "fig.png")]
+    for option in picked.values():
+        args += [str(paths.get(a, tmp_path / a)) if a.endswith(".csv") else a for a in option]
+    out, text = invoke("plot", *args)
+    assert out.exit_code in (0, 1, 2), out.output
+    assert "Traceback" not in out.output
+    if out.exit_code == 0:
+        assert (tmp_path / "fig.png").exists()
+    elif out.exit_code == 1:
+        lines = [line for line in out.output.splitlines() if line.strip()]
+        assert text.startswith("error:") and len(lines) <= 3, out.output
+        assert not (tmp_path / "fig.png").exists()
+    else:
+        assert "Error" in out.output or "error:" in out.output
+    assert _snapshot(paths) == before  # inputs never touched

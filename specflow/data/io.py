@@ -94,8 +94,10 @@ def read_spectra(
         return read_xy([path], **beam, **kwargs)
     if suffix in HDF5_SUFFIXES and is_nxazint1d(path):
         return read_nxazint1d(path, **beam, **kwargs)
-    if kwargs:
-        raise TypeError(f"{path}: {', '.join(kwargs)} apply to text and NeXus files only")
+    if kwargs:  # e.g. radial_unit: a NetCDF or CSV spectra file stores its own 2θ axis
+        names = ", ".join(f"{k} (--{k.replace('_', '-')})" for k in kwargs)
+        raise SpectraValidationError([f"{path}: {names} applies to text and NeXus files "
+                                      "only; this file names its own axis: leave it out"])
     if suffix in NETCDF_SUFFIXES | HDF5_SUFFIXES:
         ds = read_netcdf(path)
     elif suffix == ".csv":
