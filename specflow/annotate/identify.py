@@ -37,7 +37,6 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,
-                          "verdict": result.get("verdict", {}).get(segment),
                           "candidates": ranked}
         if ranked[0]["name"] not in block["names"]:
             block["names"].append(ranked[0]["name"])

@@ -40,10 +40,6 @@ registered = load("specflow.registry.identifier")
 promotion = load("specflow.registry.promotion")
 tracking = load("specflow.registry.tracking")
 
-#: How a segment's open-set verdict reads in its table title (none: not calibrated)
-VERDICTS = {"match": "", "possible": " — possible match",
-            "none": " — no library phase matches: the candidates are guesses"}
-
 library_app = typer.Typer(help="Build or extend the reference library of named phases.",
                           no_args_is_help=True)
 
@@ -247,15 +243,14 @@ def identify(
                 key: [None if np.isnan(v) else round(float(v), 4) for v in shares[key].values]
                 for key in ("share", "fit")}}
     if not per_curve:
-        for key in ("segments", "pressure", "verdict"):
+        for key in ("segments", "pressure"):
             result[key].pop("during", None)
     console = Console()
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         span = f"{lo:.1f}–{hi:.1f} GPa" if lo is not None else "pressure unknown"
-        verdict = VERDICTS.get(result["verdict"].get(segment), "")
         table = Table("rank", "phase", "formula", "space group", "score",
-                      title=f"{segment} ({span}){verdict}")
+                      title=f"{segment} ({span})")
         for i, c in enumerate(ranked, 1):
             table.add_row(str(i), c["name"], c["formula"], c["space_group"],
                           f"{c['score']:.3f}")
@@ -263,7 +258,14 @@ def identify(
     console.print(f"library {result['library_version']}, method {result['method']}"
                   + (f", elements {','.join(result['elements'])}" if result["elements"]
                      else ""))
-    if result.get("no_phase_of"):
+    if result.get("generated"):
+        console.print(f"[yellow]the library holds no phase of "
+                      f"{', '.join(result['no_phase_of'])}: candidates named '… in …' are "
+                      "the bundled prototypes with those elements put in, volumes "
+                      "estimated, ranked with the library's other compositions (none is a "
+                      "measured phase of the sample; add a CIF with specflow library add)"
+                      "[/yellow]")
+    elif result.get("no_phase_of"):
         console.print(f"[yellow]the library holds no phase of "
                       f"{', '.join(result['no_phase_of'])}: the candidates above are other "
                       "compositions, guesses at the structure type, not identifications "

@@ -34,7 +34,7 @@ from specflow.identify.patterns import (
     clean_curves,
     q_grid,
 )
-from specflow.identify.reference import ReferenceLibrary, parse_elements
+from specflow.identify.reference import ReferenceLibrary, candidate_library, parse_elements
 from specflow.learn.data import wavelength_of
 from specflow.learn.devices import check_device, resolve_device
 from specflow.models.regnet1d import AdaCos, RegNet1D, cosface_loss
@@ -124,17 +124,12 @@ class _RunIdentification:
     #: The sample-chemistry filter :meth:`identify_run` applies when given none (see
     #: :meth:`allowed`); None: every entry.
     elements: str | Iterable[str] | None = None
-    #: Open-set verdict: (confident, possible) score thresholds, or None (no verdict).
-    verdict_thresholds: tuple[float, float] | None = None
 
-    def verdict(self, score: float) -> str | None:
-        """``match`` (a score that at most 5 % of renders of structures the library lacks
-        reach), ``possible`` (at most 20 %), ``none`` (no library phase matches: the
-        candidates are guesses), or None without calibrated thresholds."""
-        if self.verdict_thresholds is None or not np.isfinite(score):
-            return None
-        confident, possible = self.verdict_thresholds
-        return "match" if score >= confident else "possible" if score >= possible else "none"
+    def generated(self, elements: Sequence[str]) -> _RunIdentification | None:
+        """An identifier over candidates made of ``elements`` (for a sample the library has
+        no phase of), or None when this identifier cannot rank generated ones."""
+        return None
+
 
     def _raw_scores(self, curves: np.ndarray, covered: np.ndarray
                     ) -> np.ndarray:  # pragma: no cover - abstract
@@ -234,8 +229,7 @@ class _RunIdentification:
         "library_version", "method", "elements", "no_phase_of"}`` plus ``"curves"`` (ranked
         per curve) with ``per_curve``. ``no_phase_of``: with ``"auto"``, the run's elements
         when the library holds no phase made of them (the candidates are then other
-        compositions: guesses, not identifications), else None. ``verdict``: per segment,
-        :meth:`verdict` of its best score.
+        compositions: guesses, not identifications), else None.
         """
         wanted = self.elements if elements == "setting" else elements
         mask, chosen = self.allowed(wanted, ds)
@@ -243,6 +237,10 @@ class _RunIdentification:
         if isinstance(wanted, str) and wanted == "auto" and mask is None:
             named = sample_elements(ds.attrs)
             no_phase_of = sorted(named) if named is not None else None
+            generated = self.generated(no_phase_of) if no_phase_of else None
+            if generated is not None:  # rank candidates made of the sample's elements
+                result = generated.identify_run(ds, labels, top, per_curve, elements=None)
+                return {**result, "no_phase_of": no_phase_of, "generated": True}
         prepared = self.prepared(ds)
         pressure = ds[PRESSURE].values
         scores = self.scores(prepared.x, prepared.covered, pressure)
@@ -254,13 +252,12 @@ class _RunIdentification:
         result: dict[str, Any] = {"segments": {}, "pressure": {},
                                   "library_version": self.library_.version,
                                   "method": self.method, "elements": chosen,
-                                  "no_phase_of": no_phase_of, "verdict": {}}
+                                  "no_phase_of": no_phase_of}
         for code, segment in enumerate(SEGMENTS):
             members = labels == code
             if members.any():
                 ranked = self.rank(scores[members].mean(0), top)
                 result["segments"][segment] = [c.as_dict() for c in ranked]
-                result["verdict"][segment] = self.verdict(ranked[0].score) if ranked else None
                 known = pressure[members][np.isfinite(pressure[members])]
                 result["pressure"][segment] = ([float(known.min()), float(known.max())]
                                                if known.size else [None, None])
@@ -280,22 +277,36 @@ class LibraryMatcher(_RunIdentification):
     """
 
     method = "raw"
-    #: Calibrated on structure types held out of the default library
-    #: (``benchmarks/open_set.py``, ``benchmarks/results/open_set.txt``): at 0.861, 5.1 % of
-    #: renders of absent structure types are accepted and 63 % of present ones rejected; at
-    #: 0.782, 20.6 % and 17.4 %. Single renders; a segment's score is a mean over its curves.
-    verdict_thresholds = (0.861, 0.782)
 
     def __init__(self, library: ReferenceLibrary, baseline: str | None = "snip",
                  elements: str | Iterable[str] | None = None, power: float = 0.5,
-                 floor: float = 0.02) -> None:
+                 floor: float = 0.02, generate: bool = True) -> None:
         if not (0 < power <= 1 and 0 <= floor < 1):
             raise ValueError(f"need 0 < power <= 1 and 0 <= floor < 1, got {power}, {floor}")
         self.library_ = library
         self.baseline = baseline
         self.elements = elements
         self.power, self.floor = power, floor
+        self.generate = generate
         self._references: np.ndarray | None = None
+
+    def generated(self, elements: Sequence[str]) -> LibraryMatcher | None:
+        """With ``generate``: a matcher over this library plus the bundled prototypes with
+        ``elements`` put in (:func:`~specflow.identify.reference.candidate_library`,
+        cached), ranked together (a phase of the same structure and another composition
+        may still fit best), else None."""
+        if not self.generate:
+            return None
+        try:
+            candidates = candidate_library(elements)
+        except ValueError:
+            return None  # no prototype with as many elements
+        library = ReferenceLibrary([*self.library_.entries, *candidates.entries],
+                                   {**self.library_.provenance,
+                                    "substituted": list(elements),
+                                    "unique_by": ["formula", "prototype"]})
+        return LibraryMatcher(library, self.baseline, None, self.power, self.floor,
+                              generate=False)
 
     def compress(self, x: np.ndarray) -> np.ndarray:
         """Intensities as the cosine compares them (see the class docstring)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import gzip
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -172,6 +173,91 @@ def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = Non
     return out
 
 
+def substituted_entries(elements: Iterable[str], limit: int | None = None
+                        ) -> list[ReferenceEntry]:
+    """Candidates made of ``elements`` for a sample the library has no phase of: every
+    bundled AFLOW prototype with as many elements, each assignment of ``elements`` to its
+    sites, at a plausible volume (:func:`_estimated_volume`; the compression scan absorbs
+    the rest). Named like ``Zr in A3 (Mg-type, P6_3/mmc)``, in the prototype's structure
+    group; polymorphs of one space group are kept apart."""
+    wanted = sorted({str(e) for e in elements})
+    if not all(Element.is_valid_symbol(e) for e in wanted):
+        raise ValueError(f"not chemical elements: {wanted}")
+    with gzip.open(AFLOW_FILE) as handle:
+        records = json.loads(handle.read())[:limit]
+    out: list[ReferenceEntry] = []
+    for record in records:
+        structure = StructureNL.from_dict(record["snl"]).structure
+        own = [e.symbol for e in structure.composition.elements]
+        if len(own) != len(wanted) or any(Element(e).atomic_radius is None
+                                          for e in own + wanted):
+            continue
+        tags = record["tags"]
+        label = next(str(tags[k]) for k in ("strukturbericht", "mineral", "pearson")
+                     if str(tags.get(k) or "None") != "None")
+        group, space_group = structure_type(structure), _space_group(structure)
+        prototype = structure.composition.reduced_formula
+        for order in itertools.permutations(wanted):
+            mapping = dict(zip(own, order, strict=True))
+            variant = structure.copy()
+            variant.replace_species(mapping)
+            variant.scale_lattice(_estimated_volume(structure, variant))
+            formula = variant.composition.reduced_formula
+            try:
+                out.append(entry_from_structure(
+                    variant, f"{formula} in {label} ({prototype}-type, {space_group})",
+                    "substituted:aflow", space_group, group))
+            except ValueError:
+                continue  # no reflections in range
+    return out
+
+
+AVOGADRO = 6.02214076e23
+
+
+def _atomic_volume(element: Element) -> float | None:
+    """Volume per atom (Å³) of the element's own solid, from its molar volume."""
+    molar = element.molar_volume
+    return float(molar) * 1e24 / AVOGADRO if molar is not None else None
+
+
+def _estimated_volume(prototype: Structure, variant: Structure) -> float:
+    """A plausible cell volume for ``variant`` (``prototype`` with other elements): an
+    element in a one-element prototype takes its own solid's volume per atom; otherwise
+    the prototype's volume scaled by the ratio of the summed atomic volumes (by the cube
+    of the atomic-radius ratio where a molar volume is missing)."""
+    old = [_atomic_volume(site.specie) for site in prototype]
+    new = [_atomic_volume(site.specie) for site in variant]
+    if all(v is not None for v in old + new):
+        if len(variant.composition.elements) == 1:
+            return float(sum(new))
+        return prototype.volume * sum(new) / sum(old)
+    ratio = np.mean([float(b.specie.atomic_radius) / float(a.specie.atomic_radius)
+                     for a, b in zip(prototype, variant, strict=True)])
+    return prototype.volume * ratio**3
+
+
+def candidate_library(elements: Iterable[str], refresh: bool = False) -> ReferenceLibrary:
+    """:func:`substituted_entries` of ``elements`` as a library, built once (seconds to a
+    minute) and cached beside the default library."""
+    wanted = sorted({str(e) for e in elements})
+    path = (cache_dir() / "library" /
+            f"candidates-{'-'.join(wanted)}-{AFLOW_FILE.name.split('.')[0]}.nc")
+    if path.exists() and not refresh:
+        return ReferenceLibrary.load(path)
+    entries = substituted_entries(wanted)
+    if not entries:
+        raise ValueError(f"no bundled prototype has {len(wanted)} elements to put "
+                         f"{', '.join(wanted)} into")
+    library = ReferenceLibrary(entries, {"substituted": wanted,
+                                         "unique_by": ["formula", "prototype"]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.nc")
+    library.save(partial)
+    partial.replace(path)
+    return library
+
+
 def specflow_entries() -> list[ReferenceEntry]:
     """The built-in transitions' phases at their reference pressure, with the space group
     their name gives (spglib's tolerance would call a slightly distorted rB1 cubic)."""
@@ -229,17 +315,19 @@ def parse_elements(text: str) -> frozenset[str]:
 
 
 class ReferenceLibrary:
-    """Named stick patterns with provenance; unique by (formula, space group).
+    """Named stick patterns with provenance; unique by (formula, space group), or by the
+    entry fields ``provenance["unique_by"]`` names.
 
     ``version`` is a short hash of the content (names, groups and sticks), so a model trained
     on a library and a Tiled annotation made with it name exactly the same library.
     """
 
     def __init__(self, entries: Sequence[ReferenceEntry], provenance: dict | None = None):
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, ...]] = set()
         kept = []
+        unique_by = tuple((provenance or {}).get("unique_by", ("formula", "space_group")))
         for entry in entries:
-            key = (entry.formula, entry.space_group)
+            key = tuple(str(getattr(entry, field)) for field in unique_by)
             if key not in seen:  # the first source wins: specflow phases before prototypes
                 seen.add(key)
                 kept.append(entry)
