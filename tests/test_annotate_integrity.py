@@ -383,3 +383,26 @@ def test_ctrl_c_finishes_the_run_in_flight_and_says_how_to_resume(tiled_server, 
         nodes = complete_nodes(client, uid)
         assert [m["status"] for m in nodes.values()] == ["complete"]
         assert client[uid].metadata["specflow"]["latest"] == K1
+
+
+def test_retries_count_tries_and_report_each_retry_once():
+    import httpx
+
+    from specflow.annotate.retry import with_retries
+
+    calls, retried = [], []
+
+    def down() -> None:
+        calls.append(1)
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(httpx.ConnectError):
+        with_retries(down, RetryPolicy(attempts=3, base_delay=0.01, deadline=10.0),
+                     on_retry=lambda n, exc: retried.append(n))
+    assert len(calls) == 3 and retried == [1, 2]  # no "retry 3/2" after the last try
+    calls.clear()
+    with pytest.raises(ValueError):  # not transient: one try
+        with_retries(lambda: calls.append(1) or (_ for _ in ()).throw(ValueError("bad")),
+                     RetryPolicy(attempts=3, base_delay=0.01))
+    assert len(calls) == 1
+

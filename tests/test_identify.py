@@ -534,7 +534,7 @@ def test_elements_restrict_candidates_to_the_samples_chemistry(library):
     xe = LibraryMatcher(library).identify_run(feo.assign_attrs(material="Xe"), elements="auto")
     assert xe["elements"] is None  # 'auto' with no phase of those elements: whole library
     assert xe["no_phase_of"] == ["Xe"]  # ... and says so
-    assert "generated" not in xe  # no prototype takes Xe (no atomic radius): other phases
+    assert xe["generated"] is False  # no prototype takes Xe (no atomic radius): other phases
     assert res["no_phase_of"] is None
     blind = feo.assign_coords(pressure=("curve", np.full(feo.sizes["curve"], np.nan)))
     res = matcher.identify_run(blind, labels=feo["label"].values)
@@ -590,6 +590,9 @@ def test_a_sample_the_library_lacks_gets_candidates_of_its_own_elements(library)
     si = specflow.simulate("Si", curves=80, seed=5)
     res = LibraryMatcher(kept).identify_run(si, labels=si["label"].values, elements="auto")
     assert res["generated"] and res["no_phase_of"] == ["Si"]
+    assert res["library_version"] != kept.version  # the library and the candidates together
+    combined = LibraryMatcher(kept).generated(["Si"]).library_
+    assert set(kept.names) <= set(combined.names)  # the library's own entries all kept
     before = [c["name"] for c in res["segments"]["before"]]
     after = [c["name"] for c in res["segments"]["after"]]
     assert before[0] == "Si in A4 (C-type, Fd-3m)", before

@@ -34,6 +34,8 @@ def identified_block(identifier: Any, ds: Any, labels: np.ndarray) -> dict[str, 
         return {**block, "error": str(exc)}
     block["elements"] = result.get("elements")
     block["no_phase_of"] = result.get("no_phase_of")  # candidates are guesses when set
+    block["generated"] = bool(result.get("generated"))
+    block["library_version"] = result.get("library_version", block["library_version"])
     for segment, ranked in result["segments"].items():
         lo, hi = result["pressure"][segment]
         block[segment] = {**ranked[0], "pressure_min": lo, "pressure_max": hi,

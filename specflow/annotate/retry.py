@@ -97,14 +97,16 @@ def with_retries(fn: Callable[[], T], policy: RetryPolicy,
     start = time.monotonic()
     retries = 0
 
-    def retry_on(exc: Exception) -> bool:
+    def retry_on(exc: Exception) -> bool:  # called after every failed try, the last too
         nonlocal retries
+        if retries >= policy.attempts - 1:
+            return False
         if auth_problem(exc) is not None or not is_transient(exc):
+            return False
+        if time.monotonic() - start + policy.delay(retries) > policy.deadline:
             return False
         if (reachable is not None and server_unreachable(exc)
                 and time.monotonic() - start >= policy.grace and not reachable()):
-            return False
-        if time.monotonic() - start + policy.delay(retries) > policy.deadline:
             return False
         retries += 1
         logger.warning("Tiled unavailable (%s); retry %d/%d in %.1f s", exc, retries,

@@ -238,7 +238,9 @@ def identify(
     if per_curve and segments.get("before") and segments.get("after"):
         pair = segments["before"][0]["name"], segments["after"][0]["name"]
         if pair[0] != pair[1]:
-            shares = mixture.phase_shares(identifier.library_, ds, *pair, identifier.baseline)
+            used = (identifier.generated(result["no_phase_of"]) if result.get("generated")
+                    else identifier)  # generated names live in the library ranked with them
+            shares = mixture.phase_shares(used.library_, ds, *pair, identifier.baseline)
             result["shares"] = {"phases": list(pair), **{
                 key: [None if np.isnan(v) else round(float(v), 4) for v in shares[key].values]
                 for key in ("share", "fit")}}

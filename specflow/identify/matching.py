@@ -228,8 +228,10 @@ class _RunIdentification:
         Returns ``{"segments": {name: [candidate dicts]}, "pressure": {name: [min, max]},
         "library_version", "method", "elements", "no_phase_of"}`` plus ``"curves"`` (ranked
         per curve) with ``per_curve``. ``no_phase_of``: with ``"auto"``, the run's elements
-        when the library holds no phase made of them (the candidates are then other
-        compositions: guesses, not identifications), else None.
+        when the library holds no phase made of them, else None; ``generated``: True when
+        candidates made of those elements (:meth:`generated`) were ranked with the library
+        (``library_version`` is then that of the two together), False when the candidates
+        are the library's other compositions only.
         """
         wanted = self.elements if elements == "setting" else elements
         mask, chosen = self.allowed(wanted, ds)
@@ -241,6 +243,7 @@ class _RunIdentification:
             if generated is not None:  # rank candidates made of the sample's elements
                 result = generated.identify_run(ds, labels, top, per_curve, elements=None)
                 return {**result, "no_phase_of": no_phase_of, "generated": True}
+        generated_used = False
         prepared = self.prepared(ds)
         pressure = ds[PRESSURE].values
         scores = self.scores(prepared.x, prepared.covered, pressure)
@@ -252,7 +255,7 @@ class _RunIdentification:
         result: dict[str, Any] = {"segments": {}, "pressure": {},
                                   "library_version": self.library_.version,
                                   "method": self.method, "elements": chosen,
-                                  "no_phase_of": no_phase_of}
+                                  "no_phase_of": no_phase_of, "generated": generated_used}
         for code, segment in enumerate(SEGMENTS):
             members = labels == code
             if members.any():
@@ -289,6 +292,7 @@ class LibraryMatcher(_RunIdentification):
         self.power, self.floor = power, floor
         self.generate = generate
         self._references: np.ndarray | None = None
+        self._generated: dict[tuple[str, ...], LibraryMatcher] = {}
 
     def generated(self, elements: Sequence[str]) -> LibraryMatcher | None:
         """With ``generate``: a matcher over this library plus the bundled prototypes with
@@ -300,13 +304,15 @@ class LibraryMatcher(_RunIdentification):
         try:
             candidates = candidate_library(elements)
         except ValueError:
-            return None  # no prototype with as many elements
-        library = ReferenceLibrary([*self.library_.entries, *candidates.entries],
-                                   {**self.library_.provenance,
-                                    "substituted": list(elements),
-                                    "unique_by": ["formula", "prototype"]})
-        return LibraryMatcher(library, self.baseline, None, self.power, self.floor,
-                              generate=False)
+            return None  # no prototype with as many elements (candidate_library caches it)
+        key = tuple(sorted(elements))
+        if key not in self._generated:  # one matcher (and one rendering) per elements
+            library = ReferenceLibrary([*self.library_.entries, *candidates.entries],
+                                       {**self.library_.provenance, "substituted": list(key),
+                                        "unique_by": ["name"]})  # keeps the library's own
+            self._generated[key] = LibraryMatcher(library, self.baseline, None, self.power,
+                                                  self.floor, generate=False)
+        return self._generated[key]
 
     def compress(self, x: np.ndarray) -> np.ndarray:
         """Intensities as the cosine compares them (see the class docstring)."""

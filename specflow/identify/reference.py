@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import itertools
 import json
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -213,6 +214,8 @@ def substituted_entries(elements: Iterable[str], limit: int | None = None
 
 
 AVOGADRO = 6.02214076e23
+#: Changes with how candidates are made (volumes, names, sticks): older cached files unused
+CANDIDATES_FORMAT = "c1"
 
 
 def _atomic_volume(element: Element) -> float | None:
@@ -241,18 +244,20 @@ def candidate_library(elements: Iterable[str], refresh: bool = False) -> Referen
     """:func:`substituted_entries` of ``elements`` as a library, built once (seconds to a
     minute) and cached beside the default library."""
     wanted = sorted({str(e) for e in elements})
-    path = (cache_dir() / "library" /
-            f"candidates-{'-'.join(wanted)}-{AFLOW_FILE.name.split('.')[0]}.nc")
+    path = (cache_dir() / "library" / f"candidates-{CANDIDATES_FORMAT}-{'-'.join(wanted)}-"
+            f"{AFLOW_FILE.name.split('.')[0]}.nc")
     if path.exists() and not refresh:
         return ReferenceLibrary.load(path)
+    if path.with_suffix(".none").exists() and not refresh:
+        raise ValueError(f"no bundled prototype takes {', '.join(wanted)}")
     entries = substituted_entries(wanted)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not entries:
-        raise ValueError(f"no bundled prototype has {len(wanted)} elements to put "
-                         f"{', '.join(wanted)} into")
+        path.with_suffix(".none").touch()  # remembered: the prototypes are not read again
+        raise ValueError(f"no bundled prototype takes {', '.join(wanted)}")
     library = ReferenceLibrary(entries, {"substituted": wanted,
                                          "unique_by": ["formula", "prototype"]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.nc")
+    partial = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}.partial.nc")
     library.save(partial)
     partial.replace(path)
     return library
