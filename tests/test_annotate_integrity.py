@@ -110,6 +110,11 @@ def test_a_leased_partial_node_is_left_alone_until_its_lease_expires(tiled_clien
     assert result.status == "written" and "abandoned" in result.reason
     assert set(tiled_client[uid].base["specflow"]) == {K1_R2}
     assert len(tiled_client[uid].base["specflow"][K1_R2].read()) == 20
+    from specflow.annotate.query import search
+    from specflow.annotate.watch import unannotated
+
+    assert tiled_client[uid].metadata["specflow"]["annotated"] == {K1: K1_R2}
+    assert uid not in search(tiled_client, *unannotated(PHASE_MODEL, 1))  # the watcher rests
 
 
 def test_two_concurrent_annotators_never_destroy_each_others_nodes(tiled_server,

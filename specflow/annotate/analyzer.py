@@ -135,10 +135,13 @@ def publish_rule(block: Mapping[str, Any], model: LoadedModel) -> str | None:
 
 
 def _listed(summary: dict[str, Any], key: str) -> dict[str, Any]:
-    """The run metadata's ``nodes`` entry for node ``key``."""
-    return {"nodes": {key: {"model_name": summary["model"]["name"],
-                            "model_version": summary["model"]["version"],
-                            "timestamp": summary["timestamp"]}}}
+    """The run metadata's ``nodes`` entry for node ``key``, and ``annotated``: the model
+    version's latest node under its revision-free key (what the watcher searches for; a
+    first annotation may land at ``-r2`` after an abandoned partial node)."""
+    model = summary["model"]
+    return {"nodes": {key: {"model_name": model["name"], "model_version": model["version"],
+                            "timestamp": summary["timestamp"]}},
+            "annotated": {writer.node_base(model["name"], model["version"]): key}}
 
 
 def _publish(run: Any, summary: dict[str, Any], key: str) -> None:

@@ -42,6 +42,14 @@ def needs_annotation(md: Any, name: str, version: str) -> bool:
                    for n in nodes if isinstance(n, dict))
 
 
+def unannotated(name: str, version: str | int) -> tuple[Any, ...]:
+    """Tiled queries for finished runs without a node of model ``name`` ``version``: neither
+    its ``annotated`` marker nor, for runs annotated before the marker, its first node."""
+    base = node_base(name, version)
+    return (KeyPresent("stop"), KeyPresent(f"specflow.annotated.{base}", exists=False),
+            KeyPresent(f"specflow.nodes.{base}", exists=False))
+
+
 class Watcher:
     """Annotate runs as they finish; re-annotate the old champion's runs when it changes.
 
@@ -121,9 +129,8 @@ class Watcher:
 
         if self.model is None:
             return
-        listed = f"specflow.nodes.{node_base(self.model.name, self.model.version)}"
         try:
-            hits = search(self.client, KeyPresent("stop"), KeyPresent(listed, exists=False))
+            hits = search(self.client, *unannotated(self.model.name, self.model.version))
             for uid in hits:
                 if not self._waiting(uid) and uid not in self._in_backlog:
                     self._enqueue(uid)
