@@ -26,7 +26,7 @@ from specflow.learn.ceiling import observer_probabilities
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.corpus_model import corpus_training
 from specflow.learn.decode import decode
-from specflow.learn.metrics import mean_interval, paired_difference
+from specflow.learn.metrics import classification_report, mean_interval, paired_difference
 from specflow.simulator.corpus import CorpusRecipe
 from specflow.simulator.simulate import (
     draw_conditions,
@@ -61,6 +61,44 @@ def test_runs(name: str, n_runs: int) -> dict[str, list]:
     return runs
 
 
+def validation_runs(name: str, n_runs: int) -> dict[str, list]:
+    """:func:`test_runs` as Datasets (realistic and shifted)."""
+    return {kind: [r.data for r in parts] for kind, parts in test_runs(name, n_runs).items()}
+
+
+def run_score(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Per-curve accuracy and "during" recall (%; NaN for a run without "during")."""
+    report = classification_report(truth, predicted)
+    during = report["during_recall"]
+    return 100 * report["accuracy"], np.nan if during is None else 100 * during
+
+
+def ceiling_scores(runs: list, truth: list[np.ndarray]) -> list[float]:
+    """The ideal observer's accuracy (%) on each simulated run (parts with their truth)."""
+    return [100 * float((decode(observer_probabilities([r]),
+                                r.data["pressure"].values).labels == t).mean())
+            for r, t in zip(runs, truth, strict=True)]
+
+
+def variant_rows(fitted: dict[str, tuple], runs: list, truth: list[np.ndarray],
+                 first: str, width: int) -> dict[str, list[float]]:
+    """Print one row per fitted variant (accuracy, "during" recall, paired difference from
+    ``first``, training seconds) on ``runs``; returns each variant's per-run accuracy."""
+    scores: dict[str, list[float]] = {}
+    for variant, (clf, seconds) in fitted.items():
+        acc, during = zip(*(run_score(clf.predict(run.data)["label"].values, t)
+                            for run, t in zip(runs, truth, strict=True)), strict=True)
+        scores[variant] = list(acc)
+        m, h = mean_interval(acc)
+        d, dh = mean_interval(during)
+        diff = paired_difference(acc, scores[first])
+        delta = ("—" if variant == first else
+                 f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]")
+        print(f"{variant:<{width}} | {m:6.1f} ± {h:3.1f} | {d:6.1f} ± {dh:4.1f} | "
+              f"{delta:>22} | {seconds:.0f}", flush=True)
+    return scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transitions", nargs="+", default=["Fe", "FeO"])
@@ -81,30 +119,13 @@ def main() -> None:
                 time.perf_counter() - t0)
         for kind in CONDITIONS:
             truth = [r.data["label"].values for r in runs[kind]]
-            ceiling = [100 * float((decode(observer_probabilities([r]),
-                                           r.data["pressure"].values).labels == t).mean())
-                       for r, t in zip(runs[kind], truth, strict=True)]
-            scores: dict[str, list[float]] = {}
             print(f"\n## {name}: {args.runs} unseen {kind} runs (seeds 600+), zero labels")
             print(f"{'corpus network':<30} | {'accuracy %':>12} | {'during rec. %':>13} | "
                   f"{'− first (points)':>22} | train s")
-            for variant, (clf, seconds) in fitted.items():
-                acc, during = [], []
-                for run, t in zip(runs[kind], truth, strict=True):
-                    p = clf.predict(run.data)["label"].values
-                    acc.append(100 * float((p == t).mean()))
-                    during.append(100 * float((p[t == 1] == 1).mean()) if (t == 1).any()
-                                  else np.nan)
-                scores[variant] = acc
-                m, h = mean_interval(acc)
-                d, dh = mean_interval(during)
-                diff = paired_difference(acc, scores[args.variants[0]])
-                delta = ("—" if variant == args.variants[0] else
-                         f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]")
-                print(f"{variant:<30} | {m:6.1f} ± {h:3.1f} | {d:6.1f} ± {dh:4.1f} | "
-                      f"{delta:>22} | {seconds:.0f}", flush=True)
-            m, h = mean_interval(ceiling)
+            variant_rows(fitted, runs[kind], truth, args.variants[0], 30)
+            m, h = mean_interval(ceiling_scores(runs[kind], truth))
             print(f"{'ceiling: ideal observer':<30} | {m:6.1f} ± {h:3.1f} |")
+
 
 if __name__ == "__main__":
     main()

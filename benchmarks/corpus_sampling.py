@@ -19,12 +19,15 @@ import time
 import warnings
 
 import numpy as np
-from corpus_budget import CONDITIONS, test_runs  # benchmarks/corpus_budget.py, beside this
+from corpus_budget import (  # benchmarks/corpus_budget.py, beside this
+    CONDITIONS,
+    ceiling_scores,
+    test_runs,
+    variant_rows,
+)
 
-from specflow.learn.ceiling import observer_probabilities
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.corpus_model import corpus_training
-from specflow.learn.decode import decode
 from specflow.learn.metrics import mean_interval, paired_difference
 from specflow.simulator.simulate import simulate_family
 
@@ -50,35 +53,17 @@ def main() -> None:
                                time.perf_counter() - t0)
         for kind in CONDITIONS:
             truth = [r.data["label"].values for r in runs[kind]]
-            ceiling = [100 * float((decode(observer_probabilities([r]),
-                                           r.data["pressure"].values).labels == t).mean())
-                       for r, t in zip(runs[kind], truth, strict=True)]
-            scores: dict[str, list[float]] = {}
             print(f"\n## {name}: {args.runs} unseen {kind} runs (seeds 600+), zero labels")
             print(f"{'corpus network':<26} | {'accuracy %':>12} | {'during rec. %':>13} | "
                   f"{'− default (points)':>22} | train s")
             first = next(iter(VARIANTS))
-            for variant, (clf, seconds) in fitted.items():
-                acc, during = [], []
-                for run, t in zip(runs[kind], truth, strict=True):
-                    p = clf.predict(run.data)["label"].values
-                    acc.append(100 * float((p == t).mean()))
-                    during.append(100 * float((p[t == 1] == 1).mean()) if (t == 1).any()
-                                  else np.nan)
-                scores[variant] = acc
-                m, h = mean_interval(acc)
-                d, dh = mean_interval(during)
-                diff = paired_difference(acc, scores[first])
-                delta = ("—" if variant == first else
-                         f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]")
-                print(f"{variant:<26} | {m:6.1f} ± {h:3.1f} | {d:6.1f} ± {dh:4.1f} | "
-                      f"{delta:>22} | {seconds:.0f}", flush=True)
+            scores = variant_rows(fitted, runs[kind], truth, first, 26)
             balanced = np.mean([scores["balanced, seed 0"], scores["balanced, seed 1"]], 0)
             plain = np.mean([scores[first], scores["plain, seed 1"]], 0)
             diff = paired_difference(balanced, plain)
             print(f"{'balanced − plain (2 seeds)':<26} | {'':>12} | {'':>13} | "
                   f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]".rstrip())
-            m, h = mean_interval(ceiling)
+            m, h = mean_interval(ceiling_scores(runs[kind], truth))
             print(f"{'ceiling: ideal observer':<26} | {m:6.1f} ± {h:3.1f} |")
 
 

@@ -64,9 +64,8 @@ def main() -> None:
     for name in args.transitions:
         t0 = time.perf_counter()
         transition = get_transition(name)
-        elements = {str(e) for phase in (transition.low, transition.high)
-                    for e in phase.structure(phase.lattice(
-                        np.array([phase.reference_pressure]))[0]).composition.elements}
+        elements = set().union(*(full.entries[full.index(phase.name)].elements
+                                 for phase in (transition.low, transition.high)))
         truth = {"before": groups[transition.low.name], "after": groups[transition.high.name]}
         kept = ReferenceLibrary([e for e in full.entries if not e.elements <= elements])
         runs = simulate_family(name, args.runs, n_curves=(120, 200), seed=11)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from network_seeds import sem, unseen_runs  # benchmarks/network_seeds.py, beside this
+from corpus_budget import validation_runs  # benchmarks/corpus_budget.py, beside this
+from network_seeds import candidate_rows  # benchmarks/network_seeds.py, beside this
 from scipy.ndimage import gaussian_filter1d
 
 from specflow.learn.classifier import PhaseClassifier
@@ -39,32 +40,25 @@ def main() -> None:
     counts = gaussian_filter1d(counts, 2, axis=0) + 1.0
     prior = counts / counts.sum(1, keepdims=True)
     shares = np.bincount(corpus.label, minlength=3) / len(corpus.label)
-    runs = unseen_runs(name, args.runs)
+    runs = validation_runs(name, args.runs)
     unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
     clf = PhaseClassifier().fit(unlabelled)
     cfg = DecoderConfig(**clf.bundle_["decoder"])
+
+    def candidates(run) -> dict[str, np.ndarray]:
+        pressure = run["pressure"].values
+        predicted = clf.predict(run)
+        probs = predicted["probabilities"].values
+        at = prior[np.clip(np.digitize(pressure, BINS) - 1, 0, len(prior) - 1)]
+        out = {"default": predicted["label"].values}
+        for power, key in ((1.0, "prior^1"), (0.5, "prior^0.5")):
+            q = probs * (at / shares) ** power
+            out[key] = decode(q / q.sum(1, keepdims=True), pressure, cfg).labels
+        out["prior only"] = decode(at, pressure, cfg).labels
+        return out
+
     for kind, rs in runs.items():
-        acc = {k: [] for k in ("default", "prior^1", "prior^0.5", "prior only")}
-        during = {k: [] for k in acc}
-        for run in rs:
-            t, pressure = run["label"].values, run["pressure"].values
-            probs = clf.predict(run)["probabilities"].values
-            at = prior[np.clip(np.digitize(pressure, BINS) - 1, 0, len(prior) - 1)]
-            cands = {"default": clf.predict(run)["label"].values}
-            for power, key in ((1.0, "prior^1"), (0.5, "prior^0.5")):
-                q = probs * (at / shares) ** power
-                cands[key] = decode(q / q.sum(1, keepdims=True), pressure, cfg).labels
-            cands["prior only"] = decode(at, pressure, cfg).labels
-            for k, p in cands.items():
-                acc[k].append(100 * (p == t).mean())
-                during[k].append(100 * (p[t == 1] == 1).mean() if (t == 1).any() else np.nan)
-        base = np.array(acc["default"])
-        for k in acc:
-            a = np.array(acc[k])
-            d = a - base
-            print(f"{name} {kind:9s} {k:10s} acc {a.mean():5.1f} ± {sem(a):.1f} during "
-                  f"{np.nanmean(during[k]):5.1f}  − default {d.mean():+.1f} ± {sem(d):.1f}",
-                  flush=True)
+        candidate_rows(name, kind, rs, candidates, "default")
 
 
 if __name__ == "__main__":

@@ -243,7 +243,6 @@ class _RunIdentification:
             if generated is not None:  # rank candidates made of the sample's elements
                 result = generated.identify_run(ds, labels, top, per_curve, elements=None)
                 return {**result, "no_phase_of": no_phase_of, "generated": True}
-        generated_used = False
         prepared = self.prepared(ds)
         pressure = ds[PRESSURE].values
         scores = self.scores(prepared.x, prepared.covered, pressure)
@@ -255,7 +254,7 @@ class _RunIdentification:
         result: dict[str, Any] = {"segments": {}, "pressure": {},
                                   "library_version": self.library_.version,
                                   "method": self.method, "elements": chosen,
-                                  "no_phase_of": no_phase_of, "generated": generated_used}
+                                  "no_phase_of": no_phase_of, "generated": False}
         for code, segment in enumerate(SEGMENTS):
             members = labels == code
             if members.any():

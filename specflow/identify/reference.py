@@ -26,7 +26,7 @@ import hashlib
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import version as _version
@@ -135,12 +135,30 @@ def _substitute(structure: Structure, rng: np.random.Generator) -> Structure | N
         if not options or element.atomic_radius is None:
             return None
         mapping[element.symbol] = str(rng.choice(options))
-    ratio = np.mean([float(Element(mapping[s.specie.symbol]).atomic_radius)
-                     / float(s.specie.atomic_radius) for s in structure])
     new = structure.copy()
     new.replace_species(mapping)
-    new.scale_lattice(structure.volume * ratio**3)
+    new.scale_lattice(_radius_scaled_volume(structure, new))
     return new
+
+
+def _radius_scaled_volume(prototype: Structure, variant: Structure) -> float:
+    """``prototype``'s volume scaled by the cube of the mean atomic-radius ratio of
+    ``variant``'s species to its own, site by site."""
+    ratio = np.mean([float(b.specie.atomic_radius) / float(a.specie.atomic_radius)
+                     for a, b in zip(prototype, variant, strict=True)])
+    return prototype.volume * ratio**3
+
+
+def _prototypes(limit: int | None = None) -> Iterator[tuple[Structure, str]]:
+    """The bundled AFLOW prototypes (the first ``limit``): each structure with its label
+    (Strukturbericht symbol, else mineral name, else Pearson symbol)."""
+    with gzip.open(AFLOW_FILE) as handle:
+        records = json.loads(handle.read())[:limit]
+    for record in records:
+        tags = record["tags"]
+        yield (StructureNL.from_dict(record["snl"]).structure,
+               next(str(tags[k]) for k in ("strukturbericht", "mineral", "pearson")
+                    if str(tags.get(k) or "None") != "None"))
 
 
 def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = None,
@@ -148,18 +166,13 @@ def aflow_entries(substitutions: int = 3, seed: int = 0, limit: int | None = Non
     """Entries of the bundled AFLOW prototypes (the first ``limit``), each with up to
     ``substitutions`` element-substituted variants in its group; ``progress(done, total)``
     after each prototype."""
-    with gzip.open(AFLOW_FILE) as handle:
-        records = json.loads(handle.read())[:limit]
+    prototypes = list(_prototypes(limit))
     rng = np.random.default_rng(seed)
     out: list[ReferenceEntry] = []
-    for number, record in enumerate(records, 1):
+    for number, (structure, label) in enumerate(prototypes, 1):
         if progress is not None:
-            progress(number, len(records))
-        tags = record["tags"]
-        structure = StructureNL.from_dict(record["snl"]).structure
+            progress(number, len(prototypes))
         group = structure_type(structure)  # variants keep it: substitution keeps the type
-        label = next(str(tags[k]) for k in ("strukturbericht", "mineral", "pearson")
-                     if str(tags.get(k) or "None") != "None")
         space_group = _space_group(structure)
         variants = [structure] + [_substitute(structure, rng) for _ in range(substitutions)]
         for variant in variants:
@@ -184,18 +197,12 @@ def substituted_entries(elements: Iterable[str], limit: int | None = None
     wanted = sorted({str(e) for e in elements})
     if not all(Element.is_valid_symbol(e) for e in wanted):
         raise ValueError(f"not chemical elements: {wanted}")
-    with gzip.open(AFLOW_FILE) as handle:
-        records = json.loads(handle.read())[:limit]
     out: list[ReferenceEntry] = []
-    for record in records:
-        structure = StructureNL.from_dict(record["snl"]).structure
+    for structure, label in _prototypes(limit):
         own = [e.symbol for e in structure.composition.elements]
         if len(own) != len(wanted) or any(Element(e).atomic_radius is None
                                           for e in own + wanted):
             continue
-        tags = record["tags"]
-        label = next(str(tags[k]) for k in ("strukturbericht", "mineral", "pearson")
-                     if str(tags.get(k) or "None") != "None")
         group, space_group = structure_type(structure), _space_group(structure)
         prototype = structure.composition.reduced_formula
         for order in itertools.permutations(wanted):
@@ -235,9 +242,7 @@ def _estimated_volume(prototype: Structure, variant: Structure) -> float:
         if len(variant.composition.elements) == 1:
             return float(sum(new))
         return prototype.volume * sum(new) / sum(old)
-    ratio = np.mean([float(b.specie.atomic_radius) / float(a.specie.atomic_radius)
-                     for a, b in zip(prototype, variant, strict=True)])
-    return prototype.volume * ratio**3
+    return _radius_scaled_volume(prototype, variant)
 
 
 def candidate_library(elements: Iterable[str], refresh: bool = False) -> ReferenceLibrary:
@@ -255,8 +260,14 @@ def candidate_library(elements: Iterable[str], refresh: bool = False) -> Referen
     if not entries:
         path.with_suffix(".none").touch()  # remembered: the prototypes are not read again
         raise ValueError(f"no bundled prototype takes {', '.join(wanted)}")
-    library = ReferenceLibrary(entries, {"substituted": wanted,
-                                         "unique_by": ["formula", "prototype"]})
+    return _cached(ReferenceLibrary(entries, {"substituted": wanted,
+                                              "unique_by": ["formula", "prototype"]}), path)
+
+
+def _cached(library: ReferenceLibrary, path: Path) -> ReferenceLibrary:
+    """Save ``library`` at ``path`` atomically (a uniquely named partial file, then a
+    rename: concurrent builders never read a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}.partial.nc")
     library.save(partial)
     partial.replace(path)
@@ -465,9 +476,4 @@ def default_library(refresh: bool = False,
     path = default_library_path()
     if path.exists() and not refresh:
         return ReferenceLibrary.load(path)
-    library = build_library(progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.nc")
-    library.save(partial)
-    partial.replace(path)
-    return library
+    return _cached(build_library(progress=progress), path)
