@@ -4,7 +4,9 @@ The corpus holds ``--runs`` simulated loadings of every built-in transition (the
 preset, corpus seeds); pretraining runs the paper's recipe (``PretrainConfig.paper``) for
 about ``--steps`` optimiser steps of ``--batch`` curves with ``--views`` views each, and
 appends each epoch's losses and seconds to ``OUT/history.jsonl``, a checkpoint per epoch
-beside it. Start it in the background and read the history while it runs:
+beside it. The whole training state lives in ``OUT/state.pt``: started again with the same
+arguments, a stopped run goes on after its last finished epoch (hours on a CPU need not fit
+one sitting). Start it in the background and read the history while it runs:
 
     nohup python benchmarks/ssl_budget.py --out ssl --threads 2 &
     python benchmarks/ssl_budget.py --out ssl-quick --runs 2 --steps 4 --batch 32   # a check
@@ -50,6 +52,10 @@ def main() -> None:
                                n_views=args.views, warmup_epochs=1, device=args.device, seed=0)
     print(f"corpus {len(corpus)} curves ({time.perf_counter() - t0:.0f} s); {epochs} epochs × "
           f"{per_epoch} steps", flush=True)
+    state = args.out / "state.pt"
+    if state.exists():
+        done = len(torch.load(state, weights_only=True)["history"])
+        print(f"resuming after epoch {done - 1} from {state}", flush=True)
     (args.out / "recipe.json").write_text(json.dumps(
         {"corpus": recipe.to_dict(), "epochs": epochs, "batch": args.batch,
          "views": args.views}, indent=1))
@@ -65,7 +71,7 @@ def main() -> None:
 
     targets = order_bins(corpus.run, corpus.order, cfg.tmp_bins)
     result = pretrain(corpus.x, cfg, on_epoch=on_epoch, targets=targets,
-                      on_checkpoint=on_checkpoint)
+                      on_checkpoint=on_checkpoint, state=state)
     result.save(args.out / "rrmoco_final.pt")
     print(f"done in {(time.perf_counter() - t0) / 3600:.2f} h", flush=True)
 

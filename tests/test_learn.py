@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -195,6 +196,27 @@ def test_deterministic_on_cpu():
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(),
                            strict=True):
         assert torch.equal(va, vb), k
+
+
+def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    cfg = PretrainConfig(**{**TINY, "epochs": 3})
+    data = [synthetic_run(128, 256)]
+    whole = pretrain(data, cfg)
+    state = tmp_path / "state.pt"
+
+    def killed_after_first_epoch(epoch: int, metrics: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(data, cfg, state=state, on_epoch=killed_after_first_epoch)
+    assert len(torch.load(state, weights_only=True)["history"]) == 1
+    resumed = pretrain(data, cfg, state=state)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    for (k, va), vb in zip(whole.model.state_dict().items(),
+                           resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    with pytest.raises(ValueError, match="another configuration or corpus"):
+        pretrain(data, replace(cfg, lr=0.1), state=state)
 
 
 def test_checkpoint_round_trip(trained, runs, tmp_path):

@@ -8,7 +8,9 @@ L = L_inter + L_intra + L_tmp + c·L_cont (§3.6). ``method`` picks the terms:
 * ``moco``: L_cont only.
 
 The loop takes Datasets or arrays and reports through ``on_epoch(epoch, metrics)``; it knows
-nothing of storage or tracking servers.
+nothing of tracking servers. A long run can keep its whole training state in one file
+(``state=``): written after every epoch, it lets a stopped run go on where it stopped, with
+the same weights an uninterrupted run reaches.
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def pretrain(
     on_epoch: EpochCallback | None = None,
     targets: np.ndarray | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    state: str | Path | None = None,
 ) -> PretrainResult:
     """Pretrain an encoder on unlabelled curves.
 
@@ -234,11 +237,15 @@ def pretrain(
         targets: external-variable targets (N,) overriding the order/pressure bins.
         on_checkpoint: called after every epoch with the epoch index and the model (e.g.
             to save it during a long run).
+        state: a training-state file (model, optimiser, random state, history), replaced
+            atomically after every epoch. If it exists, training goes on after its last
+            epoch; it must come from the same configuration and number of curves.
 
     Seeded by ``config.seed``; torch's global random state is left as it was.
     """
     with torch.random.fork_rng(devices=[]):
-        return _pretrain(data, config or PretrainConfig(), on_epoch, targets, on_checkpoint)
+        return _pretrain(data, config or PretrainConfig(), on_epoch, targets, on_checkpoint,
+                         Path(state) if state is not None else None)
 
 
 def _pretrain(
@@ -247,6 +254,7 @@ def _pretrain(
     on_epoch: EpochCallback | None,
     targets: np.ndarray | None,
     on_checkpoint: CheckpointCallback | None = None,
+    state: Path | None = None,
 ) -> PretrainResult:
     if isinstance(data, np.ndarray):
         x_np = minmax(np.asarray(data, dtype=np.float32))
@@ -274,7 +282,9 @@ def _pretrain(
     steps = max(1, math.ceil(n / cfg.batch_size))
     amp = device.type == "cuda" and cfg.amp
     history: list[dict[str, float]] = []
-    for epoch in range(cfg.epochs):
+    if state is not None and state.exists():
+        history = _restore_state(state, cfg, n, model, opt, g)
+    for epoch in range(len(history), cfg.epochs):
         model.train()
         t0 = time.perf_counter()
         batches = torch.randperm(n, generator=g, device=device).tensor_split(steps)
@@ -299,12 +309,50 @@ def _pretrain(
         metrics = {k: v / steps for k, v in sums.items()}
         metrics["epoch_s"] = time.perf_counter() - t0
         history.append(metrics)
+        if state is not None:
+            _save_state(state, cfg, n, model, opt, g, history)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
         if on_checkpoint is not None:
             on_checkpoint(epoch, model)
     model.eval()
     return PretrainResult(model, cfg, curves.grid, history)
+
+
+STATE_FORMAT = "specflow-ssl-state/1"
+
+
+def _state_config(cfg: PretrainConfig) -> dict[str, Any]:
+    """The configuration a state file must match (the device may change between sessions)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in {"device", "amp"}}
+
+
+def _save_state(path: Path, cfg: PretrainConfig, n: int, model: SSLModel,
+                opt: torch.optim.Optimizer, g: torch.Generator,
+                history: list[dict[str, float]]) -> None:
+    """Everything the next epoch needs, written to a temporary file and renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save({"format": STATE_FORMAT, "config": _state_config(cfg), "curves": n,
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "generator": g.get_state(), "history": history}, partial)
+    partial.replace(path)
+
+
+def _restore_state(path: Path, cfg: PretrainConfig, n: int, model: SSLModel,
+                   opt: torch.optim.Optimizer, g: torch.Generator) -> list[dict[str, float]]:
+    """Load a state file into the model, optimiser and generator; return its history."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not a specflow pretraining state; pass another state file")
+    if saved["config"] != _state_config(cfg) or saved["curves"] != n:
+        raise ValueError(f"{path}: saved by a run with another configuration or corpus "
+                         f"({saved['curves']} curves, this run {n}); pass a new state file "
+                         "or delete this one to start over")
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    g.set_state(saved["generator"])
+    return list(saved["history"])
 
 
 def save_checkpoint(
