@@ -40,7 +40,7 @@ def contour_figure(
     y_axis: str = "curve",
     title: str | None = None,
 ):
-    """Contour map (curve index or pressure vs 2θ) with true and predicted labels beside it.
+    """Contour map (curve index or pressure vs 2θ) with given and predicted labels beside it.
 
     ``predicted`` (n,) labels and ``probabilities`` (n, 3) are optional model outputs; the
     ``label`` variable of ``ds`` (if any) is drawn as the reference strip.
@@ -59,7 +59,7 @@ def contour_figure(
         raise ValueError("y_axis must be 'curve' or 'pressure'")
     if y_axis == "pressure" and np.any(np.diff(y) <= 0):
         y = y + np.arange(n) * 1e-9  # ties in readback pressure: keep order, stay monotone
-    strips = [("true", ds[LABEL].values)] if LABEL in ds else []
+    strips = [("labels", ds[LABEL].values)] if LABEL in ds else []  # given or true
     if predicted is not None:
         strips.append(("pred.", np.asarray(predicted)))
     width_ratios = [12] + [0.7] * len(strips) + ([2.5] if probabilities is not None else [])

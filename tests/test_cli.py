@@ -26,7 +26,7 @@ def test_every_command_is_listed_without_imports_and_loads_with_its_help(cli):
     assert set(COMMANDS) == {
         "simulate", "plot", "demo", "ingest-demo", "integrate", "evaluate", "pretrain", "probe",
         "register", "promote", "pipeline", "annotate", "watch", "phases", "suggest-labels",
-        "label",
+        "label", "ingest", "export",
         "library", "train-identifier", "identify", "live", "admin"}
     listing = " ".join(cli(["--help"]).split())
     for name, entry in COMMANDS.items():

@@ -41,6 +41,8 @@ COMMANDS: dict[str, Entry] = {
                   "with its labels beside it."),
     "demo": Entry("demo", "demo", "End-to-end demo: embedded Tiled + MLflow, ingest, train, "
                   "promote, annotate, query."),
+    "ingest": Entry("ingest", "ingest_files", "Write runs read from files into Tiled as "
+                    "Bluesky runs; print a uid per run."),
     "ingest-demo": Entry("ingest", "ingest_demo", "Run simulated diamond-anvil-cell "
                          "compressions and write them to Tiled; print run uids."),
     "integrate": Entry("integrate", "integrate_cmd", "Integrate detector images azimuthally "
@@ -69,6 +71,8 @@ COMMANDS: dict[str, Entry] = {
     "label": Entry("annotate", "label_cmd", "Label runs from files with the registered "
                    "model; write per-curve phases, transition pressures and curves to take "
                    "away."),
+    "export": Entry("annotate", "export_cmd", "Write the labels already in Tiled to take "
+                    "away: per-curve phases, transition pressures, NeXus, curves."),
     "suggest-labels": Entry("annotate", "suggest_cmd", "Curves to label next: where the "
                             "registered model is least sure of the phase."),
     "library": Entry("identify", "library_app", "Build or extend the reference library of "

@@ -282,13 +282,33 @@ def suggest_cmd(
         json_out.write_text(json.dumps({"model": loaded.uri, "suggestions": rows}, indent=2))
 
 
+def _summary_rows(frame, title: str) -> Table:
+    table = Table("run", "curves", "onset (GPa)", "end (GPa)", "unlike training", title=title)
+
+    def gpa(value, err) -> str:
+        return "—" if value is None or value != value else f"{value:.2f} ± {err:.2f}"
+
+    for row in frame.itertuples():
+        table.add_row(row.run, str(row.curves), gpa(row.onset_gpa, row.onset_err_gpa),
+                      gpa(row.end_gpa, row.end_err_gpa), "yes" if row.unlike_training else "no")
+    return table
+
+
+CurvesOpt = Annotated[str | None, typer.Option(
+    "--curves", help="Also write each curve, its pressure and phase in the header: xy "
+    "(2θ, Dioptas / GSAS-II) or fxye (GSAS-II).")]
+
+
+def _check_curves(curves: str | None) -> None:
+    if curves not in (None, "xy", "fxye"):
+        raise typer.BadParameter(f"{curves!r}: use xy or fxye", param_hint="--curves")
+
+
 def label_cmd(
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
     model: ModelUriOpt = DEFAULT_MODEL_URI,
-    curves: Annotated[str | None, typer.Option(
-        "--curves", help="Also write each curve, its pressure and phase in the header: xy "
-        "(2θ, Dioptas / GSAS-II) or fxye (GSAS-II).")] = None,
+    curves: CurvesOpt = None,
     workdir: WorkdirOpt = Path("work"),
     energy: EnergyOpt = None,
     wavelength: WavelengthOpt = None,
@@ -298,23 +318,47 @@ def label_cmd(
     pressures and curves to take away.
 
     For each run: OUT/RUN/labels.csv (a row per curve), OUT/RUN/summary.json (onset and end
-    pressures with uncertainty, the model), with --curves the curves themselves; and
-    OUT/summary.csv, a row per run."""
+    pressures with uncertainty, the model), OUT/RUN/RUN.nxs (NeXus NXazint1d: curves and
+    results), with --curves the curves themselves; and OUT/summary.csv, a row per run."""
     if not data:
         raise typer.BadParameter("give the runs to label", param_hint="--data")
-    if curves not in (None, "xy", "fxye"):
-        raise typer.BadParameter(f"{curves!r}: use xy or fxye", param_hint="--curves")
+    _check_curves(curves)
     runs = sources.read_runs(data, **read_options(energy, wavelength, radial_unit))
     tracking.configure_tracking(workdir, must_exist=True)
     loaded = model_loader.load_model(model)
     frame = export.export_labels(loaded, runs, out, curves)
-    table = Table("run", "curves", "onset (GPa)", "end (GPa)", "unlike training",
-                  title=f"phases by {loaded.uri} → {out}")
+    Console().print(_summary_rows(frame, f"phases by {loaded.uri} → {out}"))
 
-    def gpa(value, err) -> str:
-        return "—" if value is None or value != value else f"{value:.2f} ± {err:.2f}"
 
-    for row in frame.itertuples():
-        table.add_row(row.run, str(row.curves), gpa(row.onset_gpa, row.onset_err_gpa),
-                      gpa(row.end_gpa, row.end_err_gpa), "yes" if row.unlike_training else "no")
-    Console().print(table)
+def export_cmd(
+    tiled_uri: TiledServerOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")],
+    api_key: ApiKeyOpt = None,
+    run: RunOpt = None,
+    query: QueryOpt = None,
+    all_runs: Annotated[bool, typer.Option(
+        "--all", help="Every finished run that has labels (runs without are skipped)")] = False,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="Annotation node to export (default: each run's published one, "
+        "specflow.latest)")] = None,
+    curves: CurvesOpt = None,
+) -> None:
+    """Write the labels already in Tiled to take away: per-curve phases, transition
+    pressures, NeXus, curves.
+
+    The same files as 'specflow label', for each run (NAME: its run_name and the start of its
+    uid): OUT/NAME/labels.csv, OUT/NAME/summary.json, OUT/NAME/NAME.nxs, with --curves the
+    curves; and OUT/summary.csv. No model is loaded: the labels are those 'specflow annotate'
+    wrote."""
+    if not (run or query or all_runs):
+        raise typer.BadParameter("give --run UID, --query KEY=VALUE or --all")
+    _check_curves(curves)
+    client = connect(tiled_uri, api_key)
+    uids = analyzer.select_runs(client, run, parse_query(query), all_runs)
+    frame = export.export_annotations(client, uids, out, curves, key,
+                                      skip_unlabelled=not run)
+    console = Console()
+    console.print(_summary_rows(frame, f"phases from {tiled_uri} → {out}"))
+    if len(frame) < len(uids):
+        console.print(f"{len(uids) - len(frame)} of {len(uids)} runs have no labels yet: "
+                      "'specflow annotate' labels them")

@@ -27,6 +27,7 @@ sources = load("specflow.data.sources")
 simulate_mod = load("specflow.simulator.simulate")
 transitions = load("specflow.simulator.transitions")
 plots = load("specflow.plots")
+label_rules = load("specflow.data.labels")
 
 console = Console()
 
@@ -70,6 +71,10 @@ def simulate(
                                           "structures as CIF files instead of the library."),
     onset: tuple[float, float] | None = typer.Option(None, help="With --cif: onset and end "
                                               "pressure (GPa) of the transition."),
+    files: str | None = typer.Option(None, "--files", help="xy: write each run as a folder "
+                                     "of pyFAI-style .xy files (a curve per file, wavelength "
+                                     "and pressure in the header, no labels: what a beamtime "
+                                     "leaves) and the true labels in OUT/truth.csv."),
     list_: bool = typer.Option(False, "--list", help="List the built-in transitions."),
 ) -> None:
     """Simulate DAC pressure runs (pymatgen XRD + Birch–Murnaghan EOS) with true labels."""
@@ -82,7 +87,13 @@ def simulate(
         return
     if out is None:
         raise typer.BadParameter("an output path is needed", param_hint="--out")
-    if preset != Preset.paper and runs == 1 and out.suffix.lower() not in (".nc", ".csv"):
+    if files not in (None, "xy"):
+        raise typer.BadParameter(f"{files!r}: use xy", param_hint="--files")
+    if files and preset == Preset.paper:
+        raise typer.BadParameter("--files goes with --runs, not --preset paper",
+                                 param_hint="--files")
+    if preset != Preset.paper and runs == 1 and not files and \
+            out.suffix.lower() not in (".nc", ".csv"):
         raise typer.BadParameter(f"{out}: write a .nc or .csv file (or a directory with "
                                  "--runs > 1)", param_hint="--out")
     if cif:
@@ -110,15 +121,22 @@ def simulate(
                           "/".join(map(str, counts)), str(path))
         console.print(table)
         return
-    if runs > 1:
+    if runs > 1 or files:
         with console.status(f"simulating {runs} runs of {transition.name}"):
             family = simulate_mod.simulate_family(transition, runs, n_curves=curves,
                                                   seed=seed, preset=preset.value,
                                                   energy_kev=energy)
         out.mkdir(parents=True, exist_ok=True)
         table = Table("file", "curves", "energy (keV)", "onset (GPa)", "before/during/after")
+        if files:
+            label_rules.write_labels_table(
+                {f"run{i}": ds for i, ds in enumerate(family)}, out / "truth.csv")
         for i, ds in enumerate(family):
-            path = spectra_io.write_spectra(ds, out / f"run{i}.nc")
+            if files:
+                spectra_io.write_xy(ds, out / f"run{i}")
+                path = out / f"run{i}"
+            else:
+                path = spectra_io.write_spectra(ds, out / f"run{i}.nc")
             counts = [int((ds.label == k).sum()) for k in (0, 1, 2)]
             table.add_row(str(path), str(ds.sizes["curve"]), f"{ds.attrs['energy']:g}",
                           f"{ds.attrs['transition_onset']:.1f}", "/".join(map(str, counts)))

@@ -1,5 +1,6 @@
-"""``specflow ingest-demo``: simulated compression runs through a RunEngine into Tiled,
-as integrated curves or as area-detector frames in HDF5."""
+"""``specflow ingest``: runs from files into Tiled; ``specflow ingest-demo``: simulated
+compression runs through a RunEngine into Tiled, as integrated curves or as area-detector
+frames in HDF5."""
 
 from __future__ import annotations
 
@@ -11,9 +12,20 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from specflow.cli.lazy import load
-from specflow.cli.options import ApiKeyOpt, SeedOpt, TiledServerOpt, WorkdirOpt
+from specflow.cli.options import (
+    ApiKeyOpt,
+    DataOpt,
+    EnergyOpt,
+    RadialUnitOpt,
+    SeedOpt,
+    TiledServerOpt,
+    WavelengthOpt,
+    WorkdirOpt,
+    read_options,
+)
 from specflow.cli.tiled import connect
 
 live = load("specflow.annotate.live")
@@ -23,6 +35,37 @@ area = load("specflow.simulator.area")
 simulated_runs = load("specflow.simulator.runs")
 frame_router = load("specflow.ingest.frames")
 tracking = load("specflow.registry.tracking")
+sources = load("specflow.data.sources")
+file_runs = load("specflow.ingest.files")
+
+
+def ingest_files(
+    data: DataOpt,
+    tiled_uri: TiledServerOpt,
+    api_key: ApiKeyOpt = None,
+    metadata: Annotated[list[str] | None, typer.Option(
+        "--metadata", help="KEY=VALUE for every run's start document, e.g. proposal=12345 "
+        "(repeatable).")] = None,
+    energy: EnergyOpt = None,
+    wavelength: WavelengthOpt = None,
+    radial_unit: RadialUnitOpt = None,
+) -> list[str]:
+    """Write runs read from files into Tiled as Bluesky runs; print a uid per run.
+
+    The runs are read as every command reads them (files, folders, globs; curves in Q placed
+    on 2θ with the beam), then stored through TiledWriter: a primary stream with an event per
+    curve, the 2θ grid and beam energy in the detector configuration. 'specflow annotate',
+    'specflow phases' and any Tiled client then see them like live runs."""
+    if not data:
+        raise typer.BadParameter("give the runs to store", param_hint="--data")
+    runs = sources.read_runs(data, **read_options(energy, wavelength, radial_unit))
+    client = connect(tiled_uri, api_key)
+    uids = file_runs.write_runs(client, runs, catalog.parse_key_values(metadata))
+    table = Table("run", "curves", "uid", title=f"stored in {tiled_uri}")
+    for (name, ds), uid in zip(runs.items(), uids, strict=True):
+        table.add_row(name, str(ds.sizes["curve"]), uid)
+    Console().print(table)
+    return uids
 
 
 class DetectorKind(StrEnum):

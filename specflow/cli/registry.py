@@ -63,17 +63,20 @@ tracking = load("specflow.registry.tracking")
 
 console = Console()
 
+
 def load_data(data: list[str] | None, tiled_uri: str | None, api_key: str | None,
               runs: list[str] | None, query: list[str] | None, read: dict | None = None,
               labels=None, layout: str | None = None) -> TrainingData:
     """Files or Tiled runs -> TrainingData (exactly one source); ``read``: the reader's
     options, ``labels``: a :class:`~specflow.data.labels.LabelSpec` for file runs,
     ``layout``: how the Tiled runs store their curves."""
-    if tiled_uri:
+    if data and (runs or query):
+        raise typer.BadParameter("give --data files or Tiled runs (--run/--query), not both")
+    if data:  # files, even where TILED_URI is set for the commands that write to Tiled
+        return steps.load_files(data, labels, **(read or {}))
+    if tiled_uri and (runs or query):
         return steps.load_tiled(tiled_uri, api_key, list(runs or []), query or [], layout)
-    if not data:
-        raise typer.BadParameter("give --data files or --tiled-uri with --run/--query")
-    return steps.load_files(data, labels, **(read or {}))
+    raise typer.BadParameter("give --data files, or --tiled-uri with --run/--query")
 
 
 def read_gate(eval_data: list[str] | None, read: dict) -> list | None:

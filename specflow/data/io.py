@@ -34,7 +34,13 @@ from specflow.data.schema import (
     validate,
     wavelength_to_energy,
 )
-from specflow.data.textformats import RADIAL_UNITS, TextCurve, read_text_curve, to_two_theta
+from specflow.data.textformats import (
+    RADIAL_UNITS,
+    TextCurve,
+    read_text_curve,
+    to_two_theta,
+    write_xy_curve,
+)
 
 TEXT_SUFFIXES = {".xy", ".xye", ".chi", ".dat", ".txt", ".fxye", ".gsa", ".gsas"}
 NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf"}
@@ -298,20 +304,19 @@ def read_text_run(files: Sequence[Path], pressure: Any = None, **kwargs: Any) ->
 
 
 def write_xy(ds: xr.Dataset, directory: str | Path, stem: str = "curve") -> list[Path]:
-    """Write one ``.xy`` file per curve (with pressure and time in the header)."""
+    """Write one pyFAI-style ``.xy`` file per curve (pressure, time and the beam wavelength
+    in the header; labels are not written): a folder that reads back as this run."""
     validate(ds)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    out = []
+    wavelength = (float(ds.attrs["wavelength"]) if "wavelength" in ds.attrs else
+                  energy_to_wavelength(float(ds.attrs["energy"])) if "energy" in ds.attrs
+                  else None)
     grid = ds[TWO_THETA].values
-    for i in range(ds.sizes[CURVE]):
-        path = directory / f"{stem}_{i:05d}.xy"
-        header = (f"pressure_GPa={float(ds[PRESSURE][i]):.6g} time_s={float(ds[TIME][i]):.6g}\n"
-                  "2theta_deg intensity")
-        np.savetxt(path, np.column_stack([grid, ds[INTENSITY].values[i]]), header=header,
-                   fmt="%.6f %.8g")
-        out.append(path)
-    return out
+    return [write_xy_curve(directory / f"{stem}_{i:05d}.xy", grid, ds[INTENSITY].values[i],
+                           wavelength, (f"pressure_GPa={float(ds[PRESSURE][i]):.6g} "
+                                        f"time_s={float(ds[TIME][i]):.6g}",))
+            for i in range(ds.sizes[CURVE])]
 
 
 def write_csv(ds: xr.Dataset, path: str | Path) -> Path:

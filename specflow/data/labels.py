@@ -7,6 +7,7 @@ Of simulated curves from the high-pressure phase fraction (see also
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,3 +163,15 @@ def apply_labels(ds: xr.Dataset, spec: LabelSpec, run: str | None = None) -> xr.
     label = np.where(given >= 0, given, old).astype(np.int8)
     return ds.assign({LABEL: (CURVE, label, {"flag_values": "-1 0 1 2",
                                              "flag_meanings": "unknown before during after"})})
+
+
+def write_labels_table(runs: Mapping[str, xr.Dataset], path: str | Path) -> Path:
+    """The ``label`` of every run as a labels table (``run,curve,label``), the form
+    :class:`LabelSpec` reads back; unknown labels (-1) are left out."""
+    rows = [pd.DataFrame({"run": name, "curve": np.flatnonzero(ds[LABEL].values >= 0),
+                          "label": ds[LABEL].values[ds[LABEL].values >= 0]})
+            for name, ds in runs.items() if LABEL in ds]
+    path = Path(path)
+    (pd.concat(rows) if rows else pd.DataFrame(columns=["run", "curve", "label"])).to_csv(
+        path, index=False)
+    return path

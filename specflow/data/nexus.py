@@ -4,11 +4,17 @@
 (``units`` degrees or 1/angstrom) and ``instrument/monochromator/wavelength`` (Å). Pressures
 are not part of the definition: they come from a ``pressure`` dataset in the entry (e.g.
 ``sample/pressure``) or from the caller.
+
+:func:`write_nxazint1d` writes a run in the same layout, with per-curve results beside the
+curves in an ``NXprocess`` group. It writes with h5py rather than pyFAI's
+``save_NXazint1d``, which needs the integrator's own results (solid angle, polarisation,
+error model) that curves read from text files do not carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ from specflow.data.schema import (
 from specflow.data.textformats import radial_unit_from, stack_to_two_theta
 
 DEFINITION = "NXazint1d"
+RESULTS_GROUP = "phases"
 
 
 def _text(value: Any) -> str:
@@ -80,6 +87,11 @@ def read_nxazint1d(
         units = _text(data["radial_axis"].attrs.get("units", "degrees")).casefold()
         mono = entry.get("instrument/monochromator/wavelength")
         file_wavelength = float(mono[()]) if mono is not None else None
+        named = entry.get("sample/name")
+        sample = sample or (_text(named) if named is not None else None) or None
+        times = entry.get("sample/time")
+        if time is None and times is not None and times.shape == intensity.shape[:1]:
+            time = np.asarray(times, dtype=float)
         entry.visititems(lambda name, node: found.setdefault(name.rsplit("/", 1)[-1], node[()])
                          if isinstance(node, h5py.Dataset) and name.endswith("pressure")
                          else None)
@@ -106,3 +118,68 @@ def read_nxazint1d(
     if unit != "2th_deg":
         attrs["radial_unit"] = unit
     return make_spectra(intensity, grid, pressure, time=time, attrs=attrs)
+
+
+def write_nxazint1d(
+    ds: xr.Dataset,
+    path: str | Path,
+    results: pd.DataFrame | None = None,
+    program: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write run ``ds`` as an NXazint1d file that :func:`read_nxazint1d` (and NeXus viewers)
+    read back: ``data/I`` on the 2θ ``radial_axis`` (degrees; NaN where a curve has no data),
+    the wavelength, ``sample/pressure`` (GPa) and ``sample/time`` (s).
+
+    ``results`` (a row per curve; numeric or text columns) go to ``entry/phases``, an
+    ``NXprocess`` whose ``program``, ``version`` and ``note`` (JSON) come from ``program``.
+    The file is written beside its final name and renamed into place.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    with h5py.File(partial, "w") as h5:
+        h5.attrs["default"] = "entry"
+        entry = _group(h5, "entry", "NXentry", default="data")
+        entry["definition"] = DEFINITION
+        entry["title"] = str(ds.attrs.get("sample", path.stem))
+        mono = _group(_group(entry, "instrument", "NXinstrument"), "monochromator",
+                      "NXmonochromator")
+        if ds.attrs.get("wavelength"):
+            mono["wavelength"] = float(ds.attrs["wavelength"])
+            mono["wavelength"].attrs["units"] = "angstrom"
+            mono["energy"] = wavelength_to_energy(float(ds.attrs["wavelength"]))
+            mono["energy"].attrs["units"] = "keV"
+        sample = _group(entry, "sample", "NXsample")
+        sample["name"] = str(ds.attrs.get("sample", ""))
+        for name, unit in (("pressure", "GPa"), ("time", "s")):
+            sample[name] = np.asarray(ds[name].values, dtype=float)
+            sample[name].attrs["units"] = unit
+        data = _group(entry, "data", "NXdata", signal="I", axes=[".", "radial_axis"],
+                      interpretation="spectrum")
+        data["radial_axis"] = np.asarray(ds["two_theta"].values, dtype=float)
+        data["radial_axis"].attrs.update(units="degrees", long_name="2theta")
+        data.create_dataset("I", data=np.asarray(ds["intensity"].values, dtype=np.float32),
+                            compression="gzip")
+        data["I"].attrs["long_name"] = "intensity"
+        if results is not None:
+            if len(results) != ds.sizes["curve"]:
+                raise ValueError(f"{path}: {len(results)} result rows for "
+                                 f"{ds.sizes['curve']} curves")
+            process = _group(entry, RESULTS_GROUP, "NXprocess")
+            for key, value in (program or {}).items():
+                process[key] = value if isinstance(value, str) else json.dumps(
+                    value, default=str)
+            for column in results.columns:
+                values = results[column].to_numpy()
+                if values.dtype == object:  # text: variable-length UTF-8
+                    process.create_dataset(column, data=values.astype(str).astype(object),
+                                           dtype=h5py.string_dtype())
+                else:
+                    process[column] = values
+    partial.replace(path)
+    return path
+
+
+def _group(parent: Any, name: str, nx_class: str, **attrs: Any) -> Any:
+    group = parent.create_group(name)
+    group.attrs.update(NX_class=nx_class, **attrs)
+    return group

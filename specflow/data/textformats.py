@@ -13,6 +13,9 @@ Recognised from the file's header (nothing to configure for these):
 
 :func:`to_two_theta` places any of these radial axes on the canonical 2θ axis (degrees); Q and
 d need the beam wavelength, which the header, the run or the caller gives.
+
+:func:`write_xy_curve` and :func:`write_fxye_curve` write one curve the way pyFAI and GSAS-II
+do, so that the files read back here and open in Dioptas and GSAS-II.
 """
 
 from __future__ import annotations
@@ -233,3 +236,31 @@ def to_two_theta(curve: TextCurve, wavelength: float | None) -> tuple[np.ndarray
     tth, y = stack_to_two_theta(curve.x, curve.y.astype(float)[None], curve.unit, wavelength,
                                 curve.path)
     return tth, y[0]
+
+
+def write_xy_curve(path: str | Path, two_theta: np.ndarray, intensity: np.ndarray,
+             wavelength: float | None = None, notes: tuple[str, ...] = ()) -> Path:
+    """One curve as pyFAI writes it: ``# Wavelength: … m``, ``notes`` (e.g.
+    ``pressure_GPa=…``) and the ``2th_deg I`` column line; NaN points (gaps) left out."""
+    path = Path(path)
+    keep = np.isfinite(intensity)
+    header = [*notes, *([f"Wavelength: {wavelength * 1e-10:.6e} m"] if wavelength else []),
+              "2th_deg I"]
+    np.savetxt(path, np.column_stack([two_theta[keep], intensity[keep]]),
+               header="\n".join(header), fmt="%.6f %.8g")
+    return path
+
+
+def write_fxye_curve(path: str | Path, two_theta: np.ndarray, intensity: np.ndarray,
+               title: str = "") -> Path:
+    """One curve as GSAS-II's FXYE: a title, the ``BANK … CONS … FXYE`` line, then 2θ in
+    centidegrees, intensity and esd √I; NaN points (gaps) left out."""
+    path = Path(path)
+    keep = np.isfinite(intensity)
+    x, y = two_theta[keep], intensity[keep].astype(float)
+    step = float(np.median(np.diff(x))) * 100
+    lines = [title, f"BANK 1 {x.size} {x.size} CONS {x[0] * 100:.4f} {step:.4f} 0 0 FXYE"]
+    lines += [f"{100 * a:.4f} {b:.6g} {math.sqrt(max(b, 1.0)):.4g}"
+              for a, b in zip(x, y, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path

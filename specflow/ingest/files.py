@@ -1,0 +1,96 @@
+"""Runs from files into Tiled: old beamtimes join the catalog the way live runs do.
+
+A run read from files (:func:`specflow.data.sources.read_runs`) becomes the Bluesky documents
+a beamline would have emitted — composed with event-model, a ``primary`` stream with an event
+per curve (the curve, the pressure readback, the curve's time as the event time) and the 2θ
+grid and beam energy in the detector's configuration — and TiledWriter stores them. The run
+then reads back through :func:`specflow.ingest.reader.run_to_dataset` exactly as it was read
+from the files (intensities bit for bit), and ``specflow annotate`` labels it like any other.
+
+Hand labels are not stored with the curves: labels live beside runs as annotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from bluesky_tiled_plugins import TiledWriter
+from event_model import compose_run
+
+from specflow.data.schema import SOURCE, energy_kev
+from specflow.ingest.catalog import require_table_storage
+
+DETECTOR = "xrd"
+SPECTRUM_KEY = f"{DETECTOR}_spectrum"
+TWO_THETA_KEY = f"{DETECTOR}_two_theta"
+ENERGY_KEY = f"{DETECTOR}_energy"
+PRESSURE_KEY = "pressure"
+PLAN_NAME = "specflow.ingest.files"
+
+
+def run_documents(ds: xr.Dataset, name: str, metadata: Mapping[str, Any] | None = None
+                  ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The Bluesky documents of run ``ds`` (start, descriptor, an event per curve, stop).
+
+    The start document records ``sample``, ``run_name`` (``name``), the beam, the files the
+    curves came from and ``metadata``; its ``uid`` is new.
+    """
+    n_points = ds.sizes["two_theta"]
+    times = np.asarray(ds["time"].values, dtype=float)
+    keV = energy_kev(ds, default=0.0) or None
+    start_md: dict[str, Any] = {
+        "plan_name": PLAN_NAME, "run_name": name,
+        "sample": str(ds.attrs.get("sample", name)),
+        "source": str(ds.attrs.get("source", "")),
+        **({"energy": keV, "wavelength": float(ds.attrs["wavelength"])} if keV else {}),
+        **({"files": [str(f) for f in ds[SOURCE].values]} if SOURCE in ds else {}),
+        **dict(metadata or {}),
+    }
+    bundle = compose_run(metadata=start_md, time=float(times[0]) if len(times) else None)
+    yield "start", bundle.start_doc
+    config_keys = {TWO_THETA_KEY: {"dtype": "array", "shape": [n_points], "source": name,
+                                   "units": "deg"}}
+    config_data: dict[str, Any] = {TWO_THETA_KEY: ds["two_theta"].values.astype(float).tolist()}
+    if keV:
+        config_keys[ENERGY_KEY] = {"dtype": "number", "shape": [], "source": name,
+                                   "units": "keV"}
+        config_data[ENERGY_KEY] = keV
+    descriptor = bundle.compose_descriptor(
+        name="primary",
+        data_keys={SPECTRUM_KEY: {"dtype": "array", "dtype_numpy": "<f4", "shape": [n_points],
+                                  "source": name, "object_name": DETECTOR},
+                   PRESSURE_KEY: {"dtype": "number", "shape": [], "source": name,
+                                  "units": "GPa", "object_name": PRESSURE_KEY}},
+        object_keys={DETECTOR: [SPECTRUM_KEY], PRESSURE_KEY: [PRESSURE_KEY]},
+        configuration={DETECTOR: {"data": config_data,
+                                  "timestamps": dict.fromkeys(config_data, float(times[0])),
+                                  "data_keys": config_keys}},
+        hints={DETECTOR: {"fields": [SPECTRUM_KEY]}},
+        time=float(times[0]))
+    yield "descriptor", descriptor.descriptor_doc
+    intensity = ds["intensity"].values.astype(np.float32)
+    pressure = ds["pressure"].values.astype(float)
+    for curve, (y, p, t) in enumerate(zip(intensity, pressure, times, strict=True)):
+        yield "event", descriptor.compose_event(
+            data={SPECTRUM_KEY: y, PRESSURE_KEY: float(p)},
+            timestamps={SPECTRUM_KEY: float(t), PRESSURE_KEY: float(t)},
+            time=float(t), seq_num=curve + 1)
+    yield "stop", bundle.compose_stop(exit_status="success",
+                                      time=float(times[-1]) if len(times) else None)
+
+
+def write_runs(client: Any, runs: Mapping[str, xr.Dataset],
+               metadata: Mapping[str, Any] | None = None, batch_size: int = 50) -> list[str]:
+    """Store every run in Tiled through TiledWriter; return their uids in order."""
+    require_table_storage(client)
+    uids = []
+    for name, ds in runs.items():
+        writer = TiledWriter(client, batch_size=batch_size)
+        for kind, doc in run_documents(ds, name, metadata):
+            writer(kind, doc)
+            if kind == "start":
+                uids.append(doc["uid"])
+    return uids
