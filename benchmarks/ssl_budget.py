@@ -10,6 +10,12 @@ one sitting). Start it in the background and read the history while it runs:
 
     nohup python benchmarks/ssl_budget.py --out ssl --threads 2 &
     python benchmarks/ssl_budget.py --out ssl-quick --runs 2 --steps 4 --batch 32   # a check
+
+When it is done, register the encoder with the corpus it saw and compare it, paired, with the
+other methods under the same heads:
+
+    specflow register-encoder ssl/rrmoco_final.pt --corpus-recipe ssl/recipe.json
+    python benchmarks/accuracy.py --ssl-checkpoint ssl/rrmoco_final.pt
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def test_every_command_is_listed_without_imports_and_loads_with_its_help(cli):
     assert set(COMMANDS) == {
         "simulate", "plot", "demo", "ingest-demo", "integrate", "evaluate", "pretrain", "probe",
         "register", "promote", "pipeline", "annotate", "watch", "phases", "suggest-labels",
-        "label", "ingest", "export",
+        "label", "ingest", "export", "register-encoder",
         "library", "train-identifier", "identify", "live", "admin"}
     listing = " ".join(cli(["--help"]).split())
     for name, entry in COMMANDS.items():
@@ -107,6 +107,46 @@ def data_files(tmp_path_factory) -> list[Path]:
 def _last_word(output: str, prefix: str) -> str:
     (line,) = [line for line in output.splitlines() if line.startswith(prefix)]
     return line[len(prefix):].split(",")[0].strip()
+
+
+@pytest.mark.slow
+def test_a_registered_encoder_is_where_a_probe_starts(cli, data_files, tmp_path,
+                                                      embedded_tracking):
+    """register-encoder → the pyfunc gives the checkpoint's features → probe starts from it."""
+    import mlflow
+
+    from specflow.data.io import read_spectra
+    from specflow.data.preprocess import prepare_curves
+    from specflow.learn.data import wavelength_of
+    from specflow.learn.pretrain import PretrainConfig, encode, pretrain
+    from specflow.registry.encoder import load_registered_encoder
+
+    runs = [read_spectra(f) for f in data_files]
+    result = pretrain(runs, PretrainConfig.quick(epochs=1, batch_size=32, queue_size=64,
+                                                 device="cpu"))
+    checkpoint = result.save(tmp_path / "ssl.pt")
+    (tmp_path / "recipe.json").write_text('{"transitions": ["Fe", "FeO"], "runs": 2}')
+    work = ["--workdir", tmp_path]
+    out = cli(["register-encoder", checkpoint, "--corpus-recipe", tmp_path / "recipe.json",
+               "--alias", "champion", *work])
+    assert "registered specflow-encoder version 1 (specflow-encoder@champion)" in out
+    mv = MlflowClient().get_model_version_by_alias("specflow-encoder", "champion")
+    assert mv.tags["epochs_trained"] == "1" and '"FeO"' in mv.tags["corpus"]
+    loaded = load_registered_encoder("models:/specflow-encoder@champion")
+    ds = runs[0]
+    lam = wavelength_of(ds)
+    x = prepare_curves(ds.intensity.values, ds.two_theta.values, result.config.preprocessing,
+                       lam, result.grid).x
+    want = encode(result.encoder, x, device="cpu")
+    assert np.array_equal(encode(loaded.encoder, x, device="cpu"), want)
+    served = mlflow.pyfunc.load_model("models:/specflow-encoder/1").predict(
+        ds.intensity.values.astype(np.float32), params={"two_theta": ds.two_theta.values.tolist(),
+                                                         "wavelength": lam})
+    assert np.allclose(served, want, atol=1e-5)
+    data = [a for f in data_files for a in ("--data", f)]
+    out = cli(["probe", "--pretrain-run", "models:/specflow-encoder@champion", *data,
+               "--holdout", "0.3", *work])
+    assert "probe run " in out and "precision" in out
 
 
 @pytest.mark.slow

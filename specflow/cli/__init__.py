@@ -55,6 +55,8 @@ COMMANDS: dict[str, Entry] = {
                    "labels; logs the pyfunc model."),
     "register": Entry("registry", "register_cmd", "Register the model logged by a probe run "
                       "as a new version, tagged with its metrics."),
+    "register-encoder": Entry("registry", "register_encoder_cmd", "Register a pretrained "
+                              "encoder so probes start from it instead of pretraining."),
     "promote": Entry("registry", "promote_cmd", "Move an alias to a version if it is not "
                      "worse than the holder on the gate set."),
     "pipeline": Entry("registry", "pipeline_cmd", "fit (corpus network, probe or network on "

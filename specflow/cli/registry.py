@@ -7,6 +7,7 @@ MLproject entry points and interactive use.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -50,6 +51,7 @@ from specflow.cli.options import (
     read_options,
 )
 from specflow.learn.names import DEFAULT_METHOD, SSL_METHODS
+from specflow.registry.names import DEFAULT_ENCODER_NAME
 
 if TYPE_CHECKING:
     from specflow.registry.steps import TrainingData
@@ -59,6 +61,7 @@ sources = load("specflow.data.sources")
 fitting = load("specflow.learn.fitting")
 promotion = load("specflow.registry.promotion")
 steps = load("specflow.registry.steps")
+encoder_registry = load("specflow.registry.encoder")
 tracking = load("specflow.registry.tracking")
 
 console = Console()
@@ -114,7 +117,9 @@ def pretrain_cmd(
 
 
 def probe_cmd(
-    pretrain_run: Annotated[str, typer.Option(help="Run id of the pretraining run.")],
+    pretrain_run: Annotated[str, typer.Option(
+        help="Run id of the pretraining run, or a registered encoder "
+        "(models:/specflow-encoder@champion).")],
     data: DataOpt = None,
     tiled_uri: TiledUriOpt = None,
     api_key: ApiKeyOpt = None,
@@ -139,6 +144,30 @@ def probe_cmd(
     _print_metrics(out.metrics)
     console.print(f"probe run {out.run_id}, model {out.model_uri}")
     return str(out.run_id)
+
+
+def register_encoder_cmd(
+    checkpoint: Annotated[Path, typer.Argument(
+        help="Pretraining checkpoint (.pt: 'specflow pretrain' logs one, "
+        "benchmarks/ssl_budget.py writes one per epoch).", exists=True, dir_okay=False)],
+    corpus: Annotated[Path | None, typer.Option(
+        "--corpus-recipe", help="JSON of the corpus the encoder saw (ssl_budget.py's "
+        "recipe.json), recorded with the version.", exists=True, dir_okay=False)] = None,
+    name: Annotated[str, typer.Option(
+        "--name", help="Registered encoder name.")] = DEFAULT_ENCODER_NAME,
+    alias: Annotated[str | None, typer.Option(
+        "--alias", help="Also point this alias at the new version (no gate: an encoder is "
+        "judged under a head, in benchmarks/accuracy.py).")] = None,
+    workdir: WorkdirOpt = Path("work"),
+) -> str:
+    """Register a pretrained encoder so probes start from it instead of pretraining."""
+    tracking.configure_tracking(workdir)  # an embedded store under --workdir if none is set
+    recipe = json.loads(corpus.read_text()) if corpus else None
+    version = encoder_registry.register_encoder(checkpoint, recipe, name, alias)
+    where = f" ({name}@{alias})" if alias else ""
+    console.print(f"registered {name} version {version}{where}: probe it with --pretrain-run "
+                  f"models:/{name}/{version}")
+    return version
 
 
 def _print_registered(name: str):

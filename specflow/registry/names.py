@@ -5,3 +5,4 @@ DEFAULT_MODEL_NAME = "specflow-phase"
 DEFAULT_ALIAS = "champion"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
 DEFAULT_IDENTIFIER_NAME = "specflow-identify"  # the phase identifier's registered model
+DEFAULT_ENCODER_NAME = "specflow-encoder"  # pretrained SSL encoders a probe starts from

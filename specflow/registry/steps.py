@@ -48,6 +48,7 @@ from specflow.learn.pretrain import load_checkpoint, pretrain
 from specflow.learn.probe import ProbeConfig
 from specflow.learn.supervised import SupervisedConfig
 from specflow.plots import contour_figure
+from specflow.registry.encoder import load_registered_encoder
 from specflow.registry.promotion import (
     PromotionRefused,
     log_phase_model,
@@ -193,7 +194,10 @@ def _loss_figure(history: list[dict[str, float]]):
 
 
 def load_pretrained(run_id: str):
-    """The pretraining checkpoint logged by :func:`pretrain_step` in run ``run_id``."""
+    """The pretraining checkpoint logged by :func:`pretrain_step` in run ``run_id``, or the
+    registered encoder ``run_id`` names as ``models:/<name>@<alias>`` (or ``/<version>``)."""
+    if run_id.startswith("models:/"):
+        return load_registered_encoder(run_id)
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT)
     return load_checkpoint(local)
 
