@@ -187,6 +187,38 @@ def test_two_writers_replacing_one_abandoned_node_never_delete_each_others(tiled
     assert tiled_client[uid].metadata["specflow"]["latest"] == K1_R2
 
 
+def test_two_publishers_deciding_at_once_never_publish_the_older_version(tiled_client,
+                                                                         mlflow_store):
+    """The race a read-then-write publish cannot prevent: A (version 1) and B (version 2)
+    both find nothing published and decide to publish; B publishes first, then A's write
+    lands. The run must publish version 2: A loses the publication log's compare-and-swap
+    and decides again against B's entry."""
+    from specflow.annotate import analyzer
+
+    (uid,) = ramps(tiled_client, 1, seed=61)
+    v1 = load_model(mlflow_store.champion)
+    v2 = load_model(f"models:/{mlflow_store.name}/{mlflow_store.versions[1]}")
+    real_rule = analyzer.publish_rule
+    outcome = {}
+
+    def a_decides_then_b_runs(block, model):
+        decision = real_rule(block, model)
+        if model.version == v1.version and "b" not in outcome:
+            outcome["b"] = annotate_run(tiled_client, uid, v2)  # B: start to end, now
+        return decision
+
+    analyzer.publish_rule = a_decides_then_b_runs
+    try:
+        outcome["a"] = annotate_run(tiled_client, uid, v1)
+    finally:
+        analyzer.publish_rule = real_rule
+    assert outcome["b"].status == "written" and outcome["a"].status == "written"
+    assert "newer version 2" in outcome["a"].reason  # A decided again and stood back
+    block = tiled_client[uid].metadata["specflow"]
+    assert block["latest"] == node_key(PHASE_MODEL, 2) and block["model"]["version"] == 2
+    assert set(block["nodes"]) == {K1, node_key(PHASE_MODEL, 2)}  # both listed
+
+
 def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflow_store,
                                                                   monkeypatch):
     # the Tiled client's own retries off: the outage must reach specflow's (stamina) retries

@@ -30,6 +30,7 @@ from specflow.learn.predictor import ood_verdict
 from . import writer
 from .identify import identified_block
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model
+from .publication import append_publication, last_publication
 from .query import search
 from .retry import (
     AnnotationError,
@@ -144,9 +145,16 @@ def _listed(summary: dict[str, Any], key: str) -> dict[str, Any]:
             "annotated": {writer.node_base(model["name"], model["version"]): key}}
 
 
-def _publish(run: Any, summary: dict[str, Any], key: str) -> None:
-    """Copy a node's summary into the run's metadata and point ``latest`` at it."""
-    run.update_metadata({"specflow": {**summary, "latest": key, **_listed(summary, key)}})
+def _copy_published(client: Any, uid: str, listing: dict[str, Any]) -> None:
+    """Copy the publication log's last entry into the run's metadata (with ``listing``, the
+    writer's own node), until no newer entry appears while copying."""
+    seq, block = last_publication(client[uid].base)
+    while True:
+        client[uid].update_metadata({"specflow": {**(block or {}), **listing}})
+        now, newer = last_publication(client[uid].base)
+        if now == seq:
+            return
+        seq, block = now, newer
 
 
 def _record_node(run: Any, summary: dict[str, Any], key: str) -> None:
@@ -161,24 +169,40 @@ def _is_current(block: Mapping[str, Any], key: str, model: LoadedModel) -> bool:
             and current.get("alias") == model.alias)
 
 
+#: How often a publisher decides again after losing the publication race
+PUBLISH_TRIES = 20
+
+
 def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: LoadedModel,
             publish: bool, n: int, reason: str, wrote: bool) -> AnnotationResult:
-    """Publish (or only list) a complete node, following :func:`publish_rule`, against the
-    run's metadata as it is now (re-read: the client's copy may be seconds old)."""
-    run = client[uid]
-    block = run.metadata.get("specflow") or {}
-    if publish and _is_current(block, key, model):
-        status = "written" if wrote else "skipped"
-        return AnnotationResult(uid, status, reason if wrote else
-                                f"already annotated by {model.uri}", key, n if wrote else 0)
-    blocked = publish_rule(block, model) if publish else "not published (publish=False)"
-    if blocked is None:
-        _publish(run, summary, key)
-        return AnnotationResult(uid, "written", reason, key, n)
-    _record_node(run, summary, key)
-    if not wrote:  # the node existed already and the summary may not move to it
-        return AnnotationResult(uid, "skipped", blocked, key)
-    return AnnotationResult(uid, "written", "; ".join(r for r in (reason, blocked) if r), key, n)
+    """Publish (or only list) a complete node, following :func:`publish_rule`, against what
+    is published now: the publication log's last entry (:mod:`.publication`), or for a run
+    published before the log, its metadata. Losing the race to publish means deciding again
+    against the winner's entry."""
+    for _ in range(PUBLISH_TRIES):
+        run = client[uid]
+        listed = run.metadata.get("specflow") or {}
+        seq, published = last_publication(run.base)
+        block = {**(published if published is not None else listed),
+                 "nodes": listed.get("nodes") or {}}
+        if publish and _is_current(block, key, model):
+            if listed.get("latest") != key:  # its publisher stopped before copying it
+                _copy_published(client, uid, _listed(summary, key))
+            status = "written" if wrote else "skipped"
+            return AnnotationResult(uid, status, reason if wrote else
+                                    f"already annotated by {model.uri}", key, n if wrote else 0)
+        blocked = publish_rule(block, model) if publish else "not published (publish=False)"
+        if blocked is not None:
+            _record_node(run, summary, key)
+            if not wrote:  # the node existed already and the summary may not move to it
+                return AnnotationResult(uid, "skipped", blocked, key)
+            return AnnotationResult(uid, "written", "; ".join(r for r in (reason, blocked)
+                                                              if r), key, n)
+        if append_publication(run.base, seq + 1, {**summary, "latest": key}):
+            _copy_published(client, uid, _listed(summary, key))
+            return AnnotationResult(uid, "written", reason, key, n)
+    raise RuntimeError(f"run {uid}: its published summary changed {PUBLISH_TRIES} times while "
+                       "this annotation was being published; annotate it again")
 
 
 def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force: bool,
