@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(WORK) .pytest_cache

@@ -374,3 +374,24 @@ def test_a_run_is_decoded_once_and_as_the_served_model_decodes_it(small_phase_mo
         once = transition_summary(ds["pressure"].values,
                                   prediction[["p0", "p1", "p2"]].to_numpy(), decoded=decoded)
         assert once["transition"] == again["transition"]
+
+
+def test_the_published_copy_is_patched_by_path_not_by_a_stale_diff():
+    """A copy computed against one state and applied to a newer one still sets exactly the
+    published block and keeps every listing (a diff of the cached copy patches lists by
+    index and can leave [0, 2, 2] where [0, 2] was published)."""
+    import jsonpatch
+
+    from specflow.annotate.analyzer import _absolute_patch
+
+    seen = {"start": {"uid": "u"}, "specflow": {"latest": "m-v1", "phases": [0],
+                                                 "nodes": {"m-v1": {"v": 1}}}}
+    server = {"start": {"uid": "u"}, "specflow": {"latest": "m-v2", "phases": [0, 1, 2],
+                                                   "nodes": {"m-v1": {"v": 1}, "m-v2": {"v": 2}}}}
+    block = {"latest": "m-v3", "phases": [0, 2], "truth": None}
+    ops = _absolute_patch(seen, block, {"nodes": {"m-v3": {"v": 3}}})
+    result = jsonpatch.apply_patch(server, ops)["specflow"]
+    assert result["phases"] == [0, 2] and result["latest"] == "m-v3" and result["truth"] is None
+    assert set(result["nodes"]) == {"m-v1", "m-v2", "m-v3"}
+    first = _absolute_patch({"start": {}}, block, {"nodes": {"m-v3": {"v": 3}}})
+    assert jsonpatch.apply_patch({"start": {}}, first)["specflow"]["nodes"] == {"m-v3": {"v": 3}}

@@ -215,8 +215,12 @@ def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     for (k, va), vb in zip(whole.model.state_dict().items(),
                            resumed.model.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
-    with pytest.raises(ValueError, match="another configuration or corpus"):
+    with pytest.raises(ValueError, match="another configuration or other curves"):
         pretrain(data, replace(cfg, lr=0.1), state=state)
+    other = synthetic_run(128, 256)
+    other["intensity"] = other["intensity"][::-1]  # as many curves, other curves
+    with pytest.raises(ValueError, match="another configuration or other curves"):
+        pretrain([other], cfg, state=state)
 
 
 def test_checkpoint_round_trip(trained, runs, tmp_path):

@@ -145,16 +145,44 @@ def _listed(summary: dict[str, Any], key: str) -> dict[str, Any]:
             "annotated": {writer.node_base(model["name"], model["version"]): key}}
 
 
+LISTINGS = ("nodes", "annotated")
+
+
+def _absolute_patch(current: Mapping[str, Any], block: Mapping[str, Any],
+                    listing: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A JSON Patch setting every field of ``block`` under ``specflow`` and adding
+    ``listing``'s entries, by path: unlike ``update_metadata``'s diff against the client's
+    cached copy (lists patched by index), it means the same on any server state."""
+    if not isinstance(current.get("specflow"), Mapping):
+        return [{"op": "add", "path": "/specflow", "value": {**block, **listing}}]
+    ops = [{"op": "add", "path": f"/specflow/{k}", "value": v} for k, v in block.items()
+           if k not in LISTINGS]
+    for group, entries in listing.items():
+        if isinstance(current["specflow"].get(group), Mapping):
+            ops += [{"op": "add", "path": f"/specflow/{group}/{k}", "value": v}
+                    for k, v in entries.items()]
+        else:
+            ops.append({"op": "add", "path": f"/specflow/{group}", "value": entries})
+    return ops
+
+
 def _copy_published(client: Any, uid: str, listing: dict[str, Any]) -> None:
     """Copy the publication log's last entry into the run's metadata (with ``listing``, the
-    writer's own node), until no newer entry appears while copying."""
-    seq, block = last_publication(client[uid].base)
-    while True:
-        client[uid].update_metadata({"specflow": {**(block or {}), **listing}})
-        now, newer = last_publication(client[uid].base)
-        if now == seq:
+    writer's own node) and read it back, until the copy holds the last entry and no newer
+    entry appeared meanwhile."""
+    for _ in range(PUBLISH_TRIES):
+        run = client[uid]
+        seq, block = last_publication(run.base)
+        run.patch_metadata(_absolute_patch(run.metadata, block or {}, listing))
+        fresh = client[uid]
+        now, _ = last_publication(fresh.base)
+        copy = fresh.metadata.get("specflow") or {}
+        if now == seq and all(copy.get(k) == v for k, v in (block or {}).items()
+                              if k not in LISTINGS) and all(
+                (copy.get(g) or {}).get(k) == v for g, e in listing.items() for k, v in e.items()):
             return
-        seq, block = now, newer
+    raise RuntimeError(f"run {uid}: its published summary kept changing while it was copied "
+                       "into the run's metadata; annotate it again")
 
 
 def _record_node(run: Any, summary: dict[str, Any], key: str) -> None:
@@ -185,9 +213,9 @@ def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: Loa
         seq, published = last_publication(run.base)
         block = {**(published if published is not None else listed),
                  "nodes": listed.get("nodes") or {}}
+        if published is not None and listed.get("latest") != published.get("latest"):
+            _copy_published(client, uid, {})  # its publisher stopped before copying it
         if publish and _is_current(block, key, model):
-            if listed.get("latest") != key:  # its publisher stopped before copying it
-                _copy_published(client, uid, _listed(summary, key))
             status = "written" if wrote else "skipped"
             return AnnotationResult(uid, status, reason if wrote else
                                     f"already annotated by {model.uri}", key, n if wrote else 0)

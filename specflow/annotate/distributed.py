@@ -37,6 +37,7 @@ from .analyzer import (
     stopped_unreachable,
 )
 from .model import LoadedModel
+from .retry import RetryPolicy, auth_problem, is_transient, server_unreachable, with_retries
 
 #: Per worker process: loaded models, Tiled clients, the writer identity, load counts.
 _WORKER: dict[str, Any] = {"models": {}, "clients": {}, "writers": {}, "loads": 0}
@@ -100,7 +101,13 @@ def annotate_batch(tiled_uri: str, api_key: str | None, uids: Sequence[str], ref
     :func:`annotate_on_dask`) lets a run retried on another worker recognise a node this
     call already completed.
     """
-    client = worker_client(tiled_uri, api_key)
+    try:  # a server restarting is ridden through; one that stays away fails the batch's runs
+        client = with_retries(lambda: worker_client(tiled_uri, api_key), RetryPolicy())
+    except Exception as exc:
+        if auth_problem(exc) is not None or not is_transient(exc):
+            raise
+        return [AnnotationResult(uid, "failed", f"{type(exc).__name__}: {exc}",
+                                 unreachable=server_unreachable(exc)) for uid in uids]
     model = worker_model(ref)
     me = _WORKER["writers"].setdefault(call, writer.Writer(call=call))
     results = []

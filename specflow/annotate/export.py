@@ -44,6 +44,10 @@ from .model import LoadedModel
 from .writer import CONTAINER, read_labels
 
 CurveFormat = Literal["xy", "fxye"]
+
+
+class NoLabels(ValueError):
+    """A Tiled run asked for has no (complete) annotation to export."""
 TILED_ONLY = ("status", "latest", "stream")
 
 
@@ -131,8 +135,9 @@ def export_annotations(client: Any, uids: list[str], out: str | Path,
     """Write the files above for Tiled runs from the labels already written beside them.
 
     ``key`` names the annotation node (default: each run's published one). A run without
-    that annotation raises ``KeyError`` naming it and what to run first (or is left out with
-    ``skip_unlabelled``); a run whose stream has grown since it was labelled, ``ValueError``.
+    that annotation raises :class:`NoLabels` (a ``ValueError``) naming it and what to run
+    first (or is left out with ``skip_unlabelled``); a run whose stream has grown since it was
+    labelled, ``ValueError``.
     """
     out = Path(out)
     rows = []
@@ -143,7 +148,7 @@ def export_annotations(client: Any, uids: list[str], out: str | Path,
         except KeyError as exc:
             if skip_unlabelled:
                 continue
-            raise KeyError(f"run {uid}: {exc.args[0]}; label it first with 'specflow "
+            raise NoLabels(f"run {uid}: {exc.args[0]}; label it first with 'specflow "
                            "annotate'") from None
         summary = dict(run.base[CONTAINER][labels.attrs["node"]].metadata["summary"])
         ds = run_to_dataset(run, summary["stream"])

@@ -60,11 +60,17 @@ def ingest_files(
         raise typer.BadParameter("give the runs to store", param_hint="--data")
     runs = sources.read_runs(data, **read_options(energy, wavelength, radial_unit))
     client = connect(tiled_uri, api_key)
-    uids = file_runs.write_runs(client, runs, catalog.parse_key_values(metadata))
-    table = Table("run", "curves", "uid", title=f"stored in {tiled_uri}")
-    for (name, ds), uid in zip(runs.items(), uids, strict=True):
-        table.add_row(name, str(ds.sizes["curve"]), uid)
+    try:
+        metadata_md = catalog.parse_key_values(metadata)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--metadata") from None
+    stored = file_runs.write_runs(client, runs, metadata_md)
+    table = Table("run", "curves", "uid", "", title=f"stored in {tiled_uri}")
+    for item in stored:
+        table.add_row(item.name, str(runs[item.name].sizes["curve"]), item.uid,
+                      "" if item.new else "already stored")
     Console().print(table)
+    uids = [item.uid for item in stored]
     return uids
 
 

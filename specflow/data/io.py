@@ -234,6 +234,8 @@ def read_xy(
                  "beside them, or pressure= when reading"])
     if isinstance(pressure, str | Path):
         pressure = _pressure_table(Path(pressure), paths)
+    if time is None and all(c.time is not None for c in curves):  # "time_s=" headers
+        time = [c.time for c in curves]
     attrs: dict[str, Any] = {"sample": sample or paths[0].stem, "source": str(paths[0].parent)}
     if lam is not None:
         attrs.update(wavelength=lam, energy=wavelength_to_energy(lam))
@@ -305,7 +307,8 @@ def read_text_run(files: Sequence[Path], pressure: Any = None, **kwargs: Any) ->
 
 def write_xy(ds: xr.Dataset, directory: str | Path, stem: str = "curve") -> list[Path]:
     """Write one pyFAI-style ``.xy`` file per curve (pressure, time and the beam wavelength
-    in the header; labels are not written): a folder that reads back as this run."""
+    in the header, detector gaps as ``nan``; labels are not written): a folder that reads
+    back as this run."""
     validate(ds)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -315,7 +318,7 @@ def write_xy(ds: xr.Dataset, directory: str | Path, stem: str = "curve") -> list
     grid = ds[TWO_THETA].values
     return [write_xy_curve(directory / f"{stem}_{i:05d}.xy", grid, ds[INTENSITY].values[i],
                            wavelength, (f"pressure_GPa={float(ds[PRESSURE][i]):.6g} "
-                                        f"time_s={float(ds[TIME][i]):.6g}",))
+                                        f"time_s={float(ds[TIME][i])!r}",), keep_gaps=True)
             for i in range(ds.sizes[CURVE])]
 
 

@@ -27,6 +27,8 @@ from specflow.data.schema import (
     SpectraValidationError,
     beam_wavelength,
     chosen_wavelength,
+    energy_kev,
+    energy_to_wavelength,
     make_spectra,
     wavelength_to_energy,
 )
@@ -135,6 +137,8 @@ def write_nxazint1d(
     The file is written beside its final name and renamed into place.
     """
     path = Path(path)
+    if results is not None and len(results) != ds.sizes["curve"]:
+        raise ValueError(f"{path}: {len(results)} result rows for {ds.sizes['curve']} curves")
     partial = path.with_name(f".{path.name}.partial")
     with h5py.File(partial, "w") as h5:
         h5.attrs["default"] = "entry"
@@ -143,10 +147,11 @@ def write_nxazint1d(
         entry["title"] = str(ds.attrs.get("sample", path.stem))
         mono = _group(_group(entry, "instrument", "NXinstrument"), "monochromator",
                       "NXmonochromator")
-        if ds.attrs.get("wavelength"):
-            mono["wavelength"] = float(ds.attrs["wavelength"])
+        keV = energy_kev(ds, default=0.0)
+        if keV:
+            mono["wavelength"] = energy_to_wavelength(keV)
             mono["wavelength"].attrs["units"] = "angstrom"
-            mono["energy"] = wavelength_to_energy(float(ds.attrs["wavelength"]))
+            mono["energy"] = keV
             mono["energy"].attrs["units"] = "keV"
         sample = _group(entry, "sample", "NXsample")
         sample["name"] = str(ds.attrs.get("sample", ""))
@@ -161,9 +166,6 @@ def write_nxazint1d(
                             compression="gzip")
         data["I"].attrs["long_name"] = "intensity"
         if results is not None:
-            if len(results) != ds.sizes["curve"]:
-                raise ValueError(f"{path}: {len(results)} result rows for "
-                                 f"{ds.sizes['curve']} curves")
             process = _group(entry, RESULTS_GROUP, "NXprocess")
             for key, value in (program or {}).items():
                 process[key] = value if isinstance(value, str) else json.dumps(

@@ -35,6 +35,7 @@ _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _PRESSURE = re.compile(r"(?<![\w.])pressure(?:_GPa)?\s*[=:]\s*" + _NUMBER
                        + r"\s*(gpa|kbar|mpa)?(?![\w.,])", re.IGNORECASE)
 PRESSURE_UNITS = {"gpa": 1.0, "kbar": 0.1, "mpa": 1e-3}
+_TIME = re.compile(r"(?<![\w.])time_s\s*[=:]\s*" + _NUMBER + r"(?![\w.,])")
 #: beam keys at the start of a header line (after comment marks, quotes and spaces), so
 #: that e.g. "detector threshold energy" is not read as the beam's
 _LINE_START = r"^[\s#!%\"']*"
@@ -67,6 +68,7 @@ class TextCurve:
     unit: str
     wavelength: float | None
     pressure: float | None
+    time: float | None = None  # a "time_s=<s>" header line (what write_xy_curve's notes say)
 
 
 def radial_unit_from(units: str, name_unit: str | None = None) -> str | None:
@@ -117,11 +119,13 @@ def read_text_curve(path: str | Path) -> TextCurve:
         raise SpectraValidationError([f"{path}: cannot read ({exc.strerror})"]) from None
     rows: list[tuple[float, float]] = []
     header: list[str] = []
-    pressure = wavelength = energy = None
+    pressure = wavelength = energy = when = None
     unit = None
     for number, line in enumerate(lines, 1):
         if number <= 20 and pressure is None and (m := _PRESSURE.search(line)):
             pressure = float(m.group(1)) * PRESSURE_UNITS[(m.group(2) or "gpa").casefold()]
+        if number <= 20 and when is None and (m := _TIME.search(line)):
+            when = float(m.group(1))
         stripped = line.strip()
         comment = stripped.startswith(("#", "!", "%"))
         parts = [] if comment else stripped.replace(",", " ").split()
@@ -168,7 +172,7 @@ def read_text_curve(path: str | Path) -> TextCurve:
         raise SpectraValidationError(
             [f"{path}: radial value of data row {bad + 1} is {data[bad, 0]}: every row needs a "
              "finite position"])
-    return TextCurve(path, data[:, 0], data[:, 1], unit, wavelength, pressure)
+    return TextCurve(path, data[:, 0], data[:, 1], unit, wavelength, pressure, when)
 
 
 def radial_to_two_theta(x: np.ndarray, unit: str, wavelength: float | None,
@@ -239,11 +243,14 @@ def to_two_theta(curve: TextCurve, wavelength: float | None) -> tuple[np.ndarray
 
 
 def write_xy_curve(path: str | Path, two_theta: np.ndarray, intensity: np.ndarray,
-             wavelength: float | None = None, notes: tuple[str, ...] = ()) -> Path:
+                   wavelength: float | None = None, notes: tuple[str, ...] = (),
+                   keep_gaps: bool = False) -> Path:
     """One curve as pyFAI writes it: ``# Wavelength: … m``, ``notes`` (e.g.
-    ``pressure_GPa=…``) and the ``2th_deg I`` column line; NaN points (gaps) left out."""
+    ``pressure_GPa=…``) and the ``2th_deg I`` column line. NaN points (detector gaps) are
+    left out, as other programs expect, or with ``keep_gaps`` written as ``nan`` so that a
+    run reads back on its own grid."""
     path = Path(path)
-    keep = np.isfinite(intensity)
+    keep = np.isfinite(intensity) | keep_gaps
     header = [*notes, *([f"Wavelength: {wavelength * 1e-10:.6e} m"] if wavelength else []),
               "2th_deg I"]
     np.savetxt(path, np.column_stack([two_theta[keep], intensity[keep]]),

@@ -12,7 +12,11 @@ Hand labels are not stored with the curves: labels live beside runs as annotatio
 
 from __future__ import annotations
 
+import hashlib
+import time
+import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,7 @@ import xarray as xr
 from bluesky_tiled_plugins import TiledWriter
 from event_model import compose_run
 
-from specflow.data.schema import SOURCE, energy_kev
+from specflow.data.schema import SOURCE, energy_kev, energy_to_wavelength
 from specflow.ingest.catalog import require_table_storage
 
 DETECTOR = "xrd"
@@ -29,6 +33,17 @@ TWO_THETA_KEY = f"{DETECTOR}_two_theta"
 ENERGY_KEY = f"{DETECTOR}_energy"
 PRESSURE_KEY = "pressure"
 PLAN_NAME = "specflow.ingest.files"
+RESERVED = {"uid", "time", "plan_name", "run_name", "time_offset"}
+CLOCK_TIME = 1e8  # s since the epoch (1973): smaller curve times are not clock times
+UID_NAMESPACE = uuid.UUID("6b1f0d5e-3c1a-4c59-9a8e-5f0c2d7e9b11")
+
+
+def run_uid(ds: xr.Dataset, name: str) -> str:
+    """A uid that the same curves, pressures and run name always give (uuid5)."""
+    digest = hashlib.sha256(name.encode())
+    for var in ("intensity", "pressure", "two_theta"):
+        digest.update(np.ascontiguousarray(ds[var].values).tobytes())
+    return str(uuid.uuid5(UID_NAMESPACE, digest.hexdigest()))
 
 
 def run_documents(ds: xr.Dataset, name: str, metadata: Mapping[str, Any] | None = None
@@ -36,20 +51,32 @@ def run_documents(ds: xr.Dataset, name: str, metadata: Mapping[str, Any] | None 
     """The Bluesky documents of run ``ds`` (start, descriptor, an event per curve, stop).
 
     The start document records ``sample``, ``run_name`` (``name``), the beam, the files the
-    curves came from and ``metadata``; its ``uid`` is new.
+    curves came from and ``metadata``. Its ``uid`` is derived from the curves, their pressures
+    and ``name``, so the same run stored twice is refused by Tiled rather than duplicated.
+    Curve times that are not clock times (files give seconds from the run's start, or the
+    curve index) are placed after the moment of storing, their spacing kept; the start
+    document's ``time_offset`` says by how much.
     """
+    reserved = sorted(set(metadata or {}) & RESERVED)
+    if reserved:
+        raise ValueError(f"metadata keys {reserved} are the start document's own; choose "
+                         "other names")
     n_points = ds.sizes["two_theta"]
     times = np.asarray(ds["time"].values, dtype=float)
+    offset = time.time() if len(times) and times[0] < CLOCK_TIME else 0.0
+    times = times + offset
     keV = energy_kev(ds, default=0.0) or None
     start_md: dict[str, Any] = {
         "plan_name": PLAN_NAME, "run_name": name,
         "sample": str(ds.attrs.get("sample", name)),
         "source": str(ds.attrs.get("source", "")),
-        **({"energy": keV, "wavelength": float(ds.attrs["wavelength"])} if keV else {}),
+        **({"energy": keV, "wavelength": energy_to_wavelength(keV)} if keV else {}),
         **({"files": [str(f) for f in ds[SOURCE].values]} if SOURCE in ds else {}),
+        **({"time_offset": offset} if offset else {}),
         **dict(metadata or {}),
     }
-    bundle = compose_run(metadata=start_md, time=float(times[0]) if len(times) else None)
+    bundle = compose_run(uid=run_uid(ds, name), metadata=start_md,
+                         time=float(times[0]) if len(times) else None)
     yield "start", bundle.start_doc
     config_keys = {TWO_THETA_KEY: {"dtype": "array", "shape": [n_points], "source": name,
                                    "units": "deg"}}
@@ -82,15 +109,34 @@ def run_documents(ds: xr.Dataset, name: str, metadata: Mapping[str, Any] | None 
                                       time=float(times[-1]) if len(times) else None)
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """A run :func:`write_runs` handled: its name, uid and whether it was new."""
+
+    name: str
+    uid: str
+    new: bool
+
+
 def write_runs(client: Any, runs: Mapping[str, xr.Dataset],
-               metadata: Mapping[str, Any] | None = None, batch_size: int = 50) -> list[str]:
-    """Store every run in Tiled through TiledWriter; return their uids in order."""
+               metadata: Mapping[str, Any] | None = None, batch_size: int = 50
+               ) -> list[StoredRun]:
+    """Store every run in Tiled through TiledWriter, in order. A run stored before (same
+    curves, pressures and name) is not stored again; one stored before but left unfinished
+    (an interrupted ingest) is refused with what to do."""
     require_table_storage(client)
-    uids = []
+    stored = []
     for name, ds in runs.items():
+        uid = run_uid(ds, name)
+        if uid in client:
+            if "stop" not in (client[uid].metadata or {}):
+                raise ValueError(f"run {name}: stored before but unfinished (uid {uid}, an "
+                                 "interrupted ingest); delete that run in Tiled or store "
+                                 "this one under another name")
+            stored.append(StoredRun(name, uid, new=False))
+            continue
         writer = TiledWriter(client, batch_size=batch_size)
         for kind, doc in run_documents(ds, name, metadata):
             writer(kind, doc)
-            if kind == "start":
-                uids.append(doc["uid"])
-    return uids
+        stored.append(StoredRun(name, uid, new=True))
+    return stored

@@ -15,6 +15,7 @@ the same weights an uninterrupted run reaches.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -282,8 +283,9 @@ def _pretrain(
     steps = max(1, math.ceil(n / cfg.batch_size))
     amp = device.type == "cuda" and cfg.amp
     history: list[dict[str, float]] = []
+    data = (data_fingerprint(x_all, tmp_all) if state is not None else "", n)
     if state is not None and state.exists():
-        history = _restore_state(state, cfg, n, model, opt, g)
+        history = _restore_state(state, cfg, data, model, opt, g)
     for epoch in range(len(history), cfg.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -310,7 +312,7 @@ def _pretrain(
         metrics["epoch_s"] = time.perf_counter() - t0
         history.append(metrics)
         if state is not None:
-            _save_state(state, cfg, n, model, opt, g, history)
+            _save_state(state, cfg, data, model, opt, g, history)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
         if on_checkpoint is not None:
@@ -319,36 +321,51 @@ def _pretrain(
     return PretrainResult(model, cfg, curves.grid, history)
 
 
-STATE_FORMAT = "specflow-ssl-state/1"
+STATE_FORMAT = "specflow-ssl-state/2"
+STATE_FORMAT_1 = "specflow-ssl-state/1"  # checked by curve count only; still read
 
 
 def _state_config(cfg: PretrainConfig) -> dict[str, Any]:
-    """The configuration a state file must match (the device may change between sessions)."""
+    """The configuration a state file must match (device and precision are checked apart)."""
     return {k: v for k, v in asdict(cfg).items() if k not in {"device", "amp"}}
 
 
-def _save_state(path: Path, cfg: PretrainConfig, n: int, model: SSLModel,
+def data_fingerprint(x: Tensor, targets: Tensor) -> str:
+    """sha256 of the curves and external-variable targets a run trains on."""
+    digest = hashlib.sha256(x.detach().cpu().numpy().tobytes())
+    digest.update(targets.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save_state(path: Path, cfg: PretrainConfig, data: tuple[str, int], model: SSLModel,
                 opt: torch.optim.Optimizer, g: torch.Generator,
                 history: list[dict[str, float]]) -> None:
-    """Everything the next epoch needs, written to a temporary file and renamed into place."""
+    """Everything the next epoch needs, written to a temporary file and renamed into place;
+    ``data``: the curves' fingerprint and count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    torch.save({"format": STATE_FORMAT, "config": _state_config(cfg), "curves": n,
+    torch.save({"format": STATE_FORMAT, "config": _state_config(cfg), "data": data[0],
+                "curves": data[1], "device": g.device.type,
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "generator": g.get_state(), "history": history}, partial)
     partial.replace(path)
 
 
-def _restore_state(path: Path, cfg: PretrainConfig, n: int, model: SSLModel,
+def _restore_state(path: Path, cfg: PretrainConfig, data: tuple[str, int], model: SSLModel,
                    opt: torch.optim.Optimizer, g: torch.Generator) -> list[dict[str, float]]:
     """Load a state file into the model, optimiser and generator; return its history."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("format") != STATE_FORMAT:
+    if saved.get("format") not in (STATE_FORMAT, STATE_FORMAT_1):
         raise ValueError(f"{path}: not a specflow pretraining state; pass another state file")
-    if saved["config"] != _state_config(cfg) or saved["curves"] != n:
-        raise ValueError(f"{path}: saved by a run with another configuration or corpus "
-                         f"({saved['curves']} curves, this run {n}); pass a new state file "
-                         "or delete this one to start over")
+    same_data = (saved["data"] == data[0] if saved["format"] == STATE_FORMAT
+                 else saved["curves"] == data[1])  # format 1 kept only the count
+    if saved["config"] != _state_config(cfg) or not same_data:
+        raise ValueError(f"{path}: saved by a run with another configuration or other curves; "
+                         "pass a new state file or delete this one to start over")
+    device = saved.get("device", "cpu")
+    if device != g.device.type:  # the random stream of one device goes on there only
+        raise ValueError(f"{path}: saved on {device}; go on there (device={device!r}) or "
+                         "start over with a new state file")
     model.load_state_dict(saved["model"])
     opt.load_state_dict(saved["optimizer"])
     g.set_state(saved["generator"])

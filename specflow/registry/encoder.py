@@ -12,6 +12,7 @@ is worth shows only under a head, in ``benchmarks/accuracy.py --ssl-checkpoint``
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -33,6 +34,7 @@ from specflow.registry.uris import resolve_version
 ENCODER_CODE = Path(__file__).with_name("encoder_code.py")
 EXPERIMENT = "specflow-encoder"
 ARTIFACT = "checkpoint"
+ARTIFACT_FILE = "encoder.pt"
 
 
 def encoder_signature() -> ModelSignature:
@@ -50,7 +52,7 @@ def register_encoder(checkpoint: str | Path, corpus: dict[str, Any] | None = Non
     """Track the checkpoint of a pretraining run (its configuration, per-epoch losses and the
     corpus ``recipe`` it saw), register it as a new version of ``name`` and, if asked, move
     ``alias`` to it; returns the version."""
-    result = load_checkpoint(checkpoint)
+    result = load_checkpoint(checkpoint)  # refuses what is not a pretraining checkpoint
     cfg = result.config
     epochs = len(result.history)
     ensure_experiment(EXPERIMENT)
@@ -63,11 +65,13 @@ def register_encoder(checkpoint: str | Path, corpus: dict[str, Any] | None = Non
                                step=epoch)
         if corpus is not None:
             mlflow.log_dict(corpus, "corpus_recipe.json")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
             warnings.filterwarnings("ignore", message=".*(type hints|input example).*")
+            copy = Path(tmp) / ARTIFACT_FILE  # one name, whatever the checkpoint was called
+            shutil.copyfile(checkpoint, copy)
             info = mlflow.pyfunc.log_model(
                 name="encoder", python_model=str(ENCODER_CODE),
-                artifacts={ARTIFACT: str(Path(checkpoint))}, code_paths=[str(PACKAGE_DIR)],
+                artifacts={ARTIFACT: str(copy)}, code_paths=[str(PACKAGE_DIR)],
                 signature=encoder_signature(),
                 pip_requirements=pip_requirements("specflow.registry.encoder_code"),
                 metadata={"specflow": {"kind": "encoder", "method": cfg.method,
@@ -90,4 +94,4 @@ def load_registered_encoder(uri: str) -> PretrainResult:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}",
                                                          dst_path=tmp))
-        return load_checkpoint(next((local / "artifacts").glob("*.pt")))
+        return load_checkpoint(local / "artifacts" / ARTIFACT_FILE)

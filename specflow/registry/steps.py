@@ -62,6 +62,7 @@ from specflow.registry.tracking import (
     configure_tracking,
     ensure_experiment,
 )
+from specflow.registry.uris import resolve_version
 from specflow.simulator.corpus import CorpusRecipe
 
 CHECKPOINT_ARTIFACT = "checkpoint/pretrain.pt"
@@ -349,7 +350,12 @@ def probe_run(
     """The probe step on the encoder of a pretraining run, in its own tracked run."""
     with start_run(workdir) as active:
         log_provenance(training)
-        set_step_tags(step="probe", pretrain_run=pretrain_run_id)
+        source = pretrain_run_id
+        if source.startswith("models:/"):  # the version the alias names now, for lineage
+            name, version, _, run_id = resolve_version(source)
+            source = f"models:/{name}/{version}"
+            mlflow.set_tag("pretrain_encoder_run", run_id)
+        set_step_tags(step="probe", pretrain_run=source)
         out = probe_step(load_pretrained(pretrain_run_id), training, label_fraction, seed,
                          holdout=holdout)
         out.run_id = active.info.run_id
