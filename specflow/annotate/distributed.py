@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import mlflow
 from dask.distributed import Client, LocalCluster, as_completed
 from tiled.client import from_uri
@@ -111,11 +112,14 @@ def annotate_batch(tiled_uri: str, api_key: str | None, uids: Sequence[str], ref
     model = worker_model(ref)
     me = _WORKER["writers"].setdefault(call, writer.Writer(call=call))
     results = []
-    for uid in uids:
-        results.append(annotate_run(client, uid, model, stream=stream, force=force,
-                                    publish=publish, me=me, identifier=identifier))
-        if results[-1].unreachable:
-            break
+    # Tiled's table reads compute with dask: here they run in this worker, not as tasks
+    # sent back to the cluster (a restarted worker cancelled them: FutureCancelledError)
+    with dask.config.set(scheduler="sync"):
+        for uid in uids:
+            results.append(annotate_run(client, uid, model, stream=stream, force=force,
+                                        publish=publish, me=me, identifier=identifier))
+            if results[-1].unreachable:
+                break
     return results
 
 

@@ -65,10 +65,10 @@ def ingest_files(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--metadata") from None
     stored = file_runs.write_runs(client, runs, metadata_md)
-    table = Table("run", "curves", "uid", "", title=f"stored in {tiled_uri}")
+    table = Table("run", "curves", "uid", "stored", title=f"in {tiled_uri}")
     for item in stored:
         table.add_row(item.name, str(runs[item.name].sizes["curve"]), item.uid,
-                      "" if item.new else "already stored")
+                      "now" if item.new else "before (not again)")
     Console().print(table)
     uids = [item.uid for item in stored]
     return uids
