@@ -155,6 +155,8 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
                     help="seconds the watcher gets to catch up after the last fault")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    for var in [v for v in os.environ if v.startswith("MLFLOW_")]:  # its own servers only
+        del os.environ[var]
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     import mlflow
     from mlflow.tracking import MlflowClient
