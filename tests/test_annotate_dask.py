@@ -46,7 +46,7 @@ def test_dask_workers_annotate_each_run_once_and_load_the_model_once(
                                model, client=cluster, batch_size=2, rounds=2, backoff=0.1,
                                on_result=seen.append)
     assert [r.uid for r in results] == [*uids, bad, "nope"]  # given order, one each
-    assert [r.status for r in results[:6]] == ["written"] * 6
+    assert [r.status for r in results[:6]] == ["written"] * 6, [r.reason for r in results]
     assert results[6].status == "failed" and results[6].reason.startswith("validation:")
     assert results[7].status == "failed"  # no such run: retried, then reported
     assert sorted(r.uid for r in seen) == sorted(r.uid for r in results)
