@@ -52,14 +52,6 @@ with tiled_server(sys.argv[1], api_key=sys.argv[2], port=int(sys.argv[3]),
 MODEL = "soak"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     while True:
@@ -166,6 +158,7 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
     from specflow.annotate.writer import COMPLETE, CONTAINER, node_base, read_labels
     from specflow.ingest.files import write_runs
     from specflow.ingest.reader import run_to_dataset
+    from specflow.servers.ports import free_port
     from specflow.servers.postgres import postgres_server
     from specflow.simulator.simulate import simulate_run
 

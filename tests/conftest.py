@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from specflow.servers.ports import free_port  # test_deploy and test_live_remote import it here
 
 N_POINTS = 4000
 # The authors' released checkpoint lives beside the checkout where it is lent (never in the
@@ -234,12 +235,6 @@ def record_ramp(client: Any, *, material: str = "Fe", start: float = 0.0, stop: 
 
 
 # --------------------------------------------------------------- servers in processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve_mlflow(directory: Path, backend_uri: str, timeout: float = 120.0) -> Iterator[str]:
     """A real ``mlflow server`` process on loopback (artifacts in ``directory/artifacts``)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 from typer.testing import CliRunner
 
 from specflow.cli import app
 from specflow.demo import MARKER, prepare_workdir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from specflow.servers.ports import free_port
 
 
 def test_demo_never_removes_a_directory_it_did_not_create(tmp_path):

@@ -3,11 +3,8 @@ phase pyfunc (its deployable bundle, served by the same predictor) and loaded ba
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import torch
 from mlflow.models import Model
 
@@ -15,7 +12,7 @@ from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.names import DEFAULT_METHOD
 from specflow.registry.promotion import log_phase_model
 from specflow.registry.tracking import DEFAULT_MODEL_URI
-from specflow.registry.uris import resolve_version
+from specflow.registry.uris import downloaded_model
 
 
 def log_classifier(clf: PhaseClassifier, name: str = "model", **kwargs: Any):
@@ -58,10 +55,7 @@ def load_classifier(uri: str = DEFAULT_MODEL_URI) -> PhaseClassifier:
     >>> clf = load_classifier("models:/specflow-phase@champion")  # doctest: +SKIP
     >>> clf.predict(ds)["label"]  # doctest: +SKIP
     """
-    name, version, _, _ = resolve_version(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}",
-                                                         dst_path=tmp))
+    with downloaded_model(uri) as local:
         bundle = torch.load(local / "artifacts" / "bundle.pt", map_location="cpu",
                             weights_only=True)
         meta = (Model.load(local).metadata or {}).get("specflow") or {}

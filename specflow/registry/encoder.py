@@ -29,7 +29,7 @@ from specflow.learn.pretrain import PretrainResult, load_checkpoint
 from specflow.registry.names import DEFAULT_ENCODER_NAME
 from specflow.registry.promotion import PACKAGE_DIR, pip_requirements
 from specflow.registry.tracking import ensure_experiment
-from specflow.registry.uris import resolve_version
+from specflow.registry.uris import downloaded_model
 
 ENCODER_CODE = Path(__file__).with_name("encoder_code.py")
 EXPERIMENT = "specflow-encoder"
@@ -90,8 +90,5 @@ def register_encoder(checkpoint: str | Path, corpus: dict[str, Any] | None = Non
 def load_registered_encoder(uri: str) -> PretrainResult:
     """The checkpoint behind ``models:/<name>@<alias>`` (or ``/<version>``), loaded with
     ``weights_only`` (no artifact code runs)."""
-    name, version, _, _ = resolve_version(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}",
-                                                         dst_path=tmp))
+    with downloaded_model(uri) as local:
         return load_checkpoint(local / "artifacts" / ARTIFACT_FILE)

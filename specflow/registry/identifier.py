@@ -26,7 +26,7 @@ from specflow.registry.promotion import (
     pip_requirements,
 )
 from specflow.registry.tracking import DEFAULT_ALIAS, ensure_experiment
-from specflow.registry.uris import resolve_version
+from specflow.registry.uris import downloaded_model
 from specflow.simulator.simulate import simulate_family
 from specflow.simulator.transitions import TRANSITIONS
 
@@ -151,8 +151,5 @@ def promote_identifier(ident: PhaseIdentifier, name: str, version: str, alias: s
 def load_registered_identifier(uri: str) -> PhaseIdentifier:
     """The identifier behind ``models:/<name>@<alias>`` (or ``/<version>``), loaded with
     ``weights_only`` (no artifact code runs)."""
-    name, version, _, _ = resolve_version(uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}",
-                                                         dst_path=tmp))
+    with downloaded_model(uri) as local:
         return PhaseIdentifier.load(local / "artifacts" / "identifier.pt")

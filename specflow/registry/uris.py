@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -26,3 +31,13 @@ def resolve_version(uri: str) -> tuple[str, str, str | None, str | None]:
     mv = (client.get_model_version_by_alias(name, alias) if alias
           else client.get_model_version(name, version))
     return name, str(mv.version), alias, mv.run_id
+
+
+@contextmanager
+def downloaded_model(uri: str) -> Iterator[Path]:
+    """The model folder (``MLmodel``, ``artifacts/``) of the version ``uri`` points at now,
+    downloaded into a temporary directory that lives as long as the block."""
+    name, version, _, _ = resolve_version(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}",
+                                                       dst_path=tmp))

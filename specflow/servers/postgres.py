@@ -16,13 +16,14 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from specflow.servers.ports import free_port
 
 SUPERUSER = "specflow"
 SYSTEM_USER = "postgres"  # created by Debian's postgresql-common
@@ -92,11 +93,6 @@ class PostgresServer:
         return out.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _as_server_user(cmd: list[str]) -> list[str]:
     """Prefix ``cmd`` so it runs as the ``postgres`` user when we are root."""
@@ -133,7 +129,7 @@ def postgres_server(timeout: float = 60.0) -> Iterator[PostgresServer]:
         owner = pwd.getpwnam(SYSTEM_USER) if _has_user(SYSTEM_USER) else None
         if owner is not None:
             os.chown(root, owner.pw_uid, owner.pw_gid)
-    port = _free_port()
+    port = free_port()
     pg_ctl = str(bindir / "pg_ctl")
     try:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
