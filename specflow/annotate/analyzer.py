@@ -186,8 +186,9 @@ def _copy_published(client: Any, uid: str, listing: dict[str, Any]) -> None:
 
 
 def _record_node(run: Any, summary: dict[str, Any], key: str) -> None:
-    """List a node in the run's metadata without publishing its summary."""
-    run.update_metadata({"specflow": _listed(summary, key)})
+    """List a node in the run's metadata without publishing its summary (by path, as the
+    published copy is written)."""
+    run.patch_metadata(_absolute_patch(run.metadata, {}, _listed(summary, key)))
 
 
 def _is_current(block: Mapping[str, Any], key: str, model: LoadedModel) -> bool:
