@@ -149,33 +149,59 @@ def print_table(cells: dict, protocol: str, metrics: tuple, title: str,
         print(line)
 
 
+def _overall(cell: dict, protocol: str, who: str) -> dict | None:
+    """One method's overall scores in a cell: ``default``, ``zero labels``, an alternative
+    corpus, ``ceiling``, a control, or ``head:NAME`` (a corpus head of ``--methods``)."""
+    block = cell["default"]["protocols"].get(protocol, {})
+    if who == "default":
+        return block.get("overall")
+    if who == "ceiling":
+        return block.get("ceiling")
+    if who == "zero labels":
+        return cell["zero"]["protocols"].get(protocol, {}).get("overall")
+    if who in ALTERNATIVES:
+        return cell.get(who, {}).get("protocols", {}).get(protocol, {}).get("overall")
+    if who.startswith("head:"):
+        res = cell.get("methods", {}).get(who[5:])
+        return None if res is None else res["protocols"].get(protocol, {}).get("overall")
+    return block.get("baselines", {}).get(who)
+
+
+def _head_label(name: str) -> str:
+    return f"head on {METHOD_NAMES.get(name, name)}"
+
+
 def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
-    """Default − control (and − ceiling) per seed: accuracy (points) and onset error."""
-    print(f"\n## {protocol.replace('_', '-')}: paired differences, default − other, per seed "
-          "(same runs, same labels); accuracy in points, onset and end error in GPa "
-          "(negative: default better); mean [95 % CI]")
+    """Default − control (and − ceiling) per seed: accuracy (points) and onset error; then
+    the corpus-pretrained SSL head − the other corpus heads, when both were run."""
+    heads = list(dict.fromkeys(m for c in cells.values() for m in c.get("methods", {})))
     others = [*CONTROLS, "zero labels",
               *[alt for alt in ALTERNATIVES if any(alt in c for c in cells.values())],
-              "ceiling"]
-    print(f"{'default − ...':<34}" + "".join(f"| {t:<44}" for t in args.transitions))
+              *[f"head:{m}" for m in heads], "ceiling"]
+    _paired_block(cells, protocol, args, "default", others)
+    ssl = [m for m in heads if m in SSL_METHODS]
+    for m in ssl:
+        rest = [f"head:{h}" for h in heads if h != m]
+        if rest:
+            _paired_block(cells, protocol, args, f"head:{m}", rest)
+
+
+def _paired_block(cells: dict, protocol: str, args: argparse.Namespace, mine_key: str,
+                  others: list[str]) -> None:
+    mine_name = "default" if mine_key == "default" else _head_label(mine_key[5:])
+    print(f"\n## {protocol.replace('_', '-')}: paired differences, {mine_name} − other, "
+          "per seed (same runs, same labels); accuracy in points, onset and end error in "
+          f"GPa (negative: {mine_name} better); mean [95 % CI]")
+    print(f"{mine_name + ' − ...':<34}" + "".join(f"| {t:<44}" for t in args.transitions))
     for other in others:
-        line = f"{other:<34}"
+        line = f"{_head_label(other[5:]) if other.startswith('head:') else other:<34}"
         for t in args.transitions:
             a, b, oa, ob, ea, eb = [], [], [], [], [], []
             for (tt, _s), cell in cells.items():
                 if tt != t:
                     continue
-                block = cell["default"]["protocols"].get(protocol, {})
-                mine = block.get("overall")
-                if other == "ceiling":
-                    theirs = block.get("ceiling")
-                elif other == "zero labels":
-                    theirs = cell["zero"]["protocols"].get(protocol, {}).get("overall")
-                elif other in ALTERNATIVES:
-                    theirs = cell.get(other, {}).get("protocols", {}).get(
-                        protocol, {}).get("overall")
-                else:
-                    theirs = block.get("baselines", {}).get(other)
+                mine, theirs = (_overall(cell, protocol, mine_key),
+                                _overall(cell, protocol, other))
                 if mine is None or theirs is None:
                     continue
                 a.append(100 * mine["accuracy"])
@@ -197,6 +223,28 @@ def _interval(d: dict[str, Any], digits: int) -> str:
     if d["low"] is None:
         return f"{d['mean']:+.{digits}f}".rjust(13)
     return f"{d['mean']:+.{digits}f}[{d['low']:+.{digits}f},{d['high']:+.{digits}f}]"
+
+
+def report(cells: dict, args: argparse.Namespace) -> None:
+    """Every protocol's tables: user metrics, class metrics, paired differences."""
+    for protocol in PROTOCOLS:
+        print_table(cells, protocol, USER_METRICS,
+                    "onset / end error (GPa), boundary error (curves), accuracy outside ±2 "
+                    "curves of a true boundary (%)", args)
+        print_table(cells, protocol, CLASS_METRICS,
+                    "weighted precision / recall (= accuracy), during recall, ECE (%)", args)
+        print_paired(cells, protocol, args)
+
+
+def load_cells(paths: list[str]) -> dict[tuple[str, int], dict]:
+    """Cells of several ``--json`` outputs (a seed run twice: the later file's)."""
+    cells = {}
+    for path in paths:
+        with open(path) as f:
+            for key, cell in json.load(f).items():
+                t, seed = key.rsplit("/", 1)
+                cells[(t, int(seed))] = cell
+    return dict(sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])))
 
 
 def main() -> None:
@@ -225,13 +273,25 @@ def main() -> None:
     ap.add_argument("--label-fraction", type=float, default=0.03)
     ap.add_argument("--no-ceiling", action="store_true")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--first-seed", type=int, default=None,
+                    help="start at this seed instead of the split's first (to share the "
+                         "seeds between processes; --merge prints their tables together)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="print the tables of these --json outputs together (nothing run)")
     args = ap.parse_args()
+    if args.merge:
+        cells = load_cells(args.merge)
+        args.seed_list = sorted({s for _, s in cells})
+        args.transitions = [t for t in args.transitions if any(t == tt for tt, _ in cells)]
+        report(cells, args)
+        return
     if "FeO-v2" in args.transitions:
         register_legacy_feo()
     if args.quick:
         args.curves = (100, 160)
-    base = 100 if args.split == "val" else 0
+    base = args.first_seed if args.first_seed is not None else (
+        100 if args.split == "val" else 0)
     args.seed_list = list(range(base, base + args.seeds))
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     t_start = time.perf_counter()
@@ -290,13 +350,7 @@ def main() -> None:
                   f"{'—' if ceil is None else f'{100 * ceil:.1f} %'} | "
                   f"{time.perf_counter() - t0:.0f} s (total "
                   f"{(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
-    for protocol in PROTOCOLS:
-        print_table(cells, protocol, USER_METRICS,
-                    "onset / end error (GPa), boundary error (curves), accuracy outside ±2 "
-                    "curves of a true boundary (%)", args)
-        print_table(cells, protocol, CLASS_METRICS,
-                    "weighted precision / recall (= accuracy), during recall, ECE (%)", args)
-        print_paired(cells, protocol, args)
+    report(cells, args)
     print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min")
     if args.json:
         with open(args.json, "w") as f:

@@ -271,9 +271,11 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
             watch.wait(timeout=60)
             watcher_stopped = "yes"
         except subprocess.TimeoutExpired:  # a finding of the soak, not a crash of it
+            watch.send_signal(signal.SIGUSR1)  # where it hangs: every thread's stack
+            time.sleep(2)
             os.killpg(watch.pid, signal.SIGKILL)
             watch.wait()
-            watcher_stopped = "no: killed after 60 s"
+            watcher_stopped = "no: killed after 60 s (stacks below)"
         lost, duplicates, partial, differ, miscounted = [], [], [], [], []
         for uid in finished:
             run = client[uid]
@@ -320,6 +322,11 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
                 ("wall time (s)", f"{time.monotonic() - t0:.0f}")]
         for what, value in rows:
             print(f"| {what} | {value} |")
+        if watcher_stopped != "yes":
+            text = watched.text()
+            print("\nwatcher's threads when it did not stop:")
+            at = text.find("(most recent call first)")
+            print(text[max(0, at - 200):at + 8000] if at >= 0 else text[-4000:])
         for name, out in (("watcher", watched), ("bulk", bulked)):
             text = out.text()
             if "Traceback" in text:  # what the user saw, to find where it came from

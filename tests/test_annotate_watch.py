@@ -240,3 +240,51 @@ def test_failed_runs_are_tried_again_with_backoff(own_server, mlflow_store, monk
     reasons = [r.reason for r in watcher.results if r.uid == flaky and r.status == "failed"]
     assert reasons[0].endswith("(try 1; again in 0.5 s)") and "(try 2; again in 1 s)" in reasons[1]
     assert watch.retryable(AnnotationResult("x", "failed", "validation: no pressure")) is False
+
+
+def test_stopping_while_tiled_is_down_returns_at_once(tmp_path, mlflow_store):
+    """Ctrl-C while the subscription is reconnecting to a server that went away: the
+    watcher returns at once instead of waiting out the websocket's own retries (minutes)."""
+    from specflow.servers.tiled import tiled_server
+
+    with tiled_server(tmp_path / "tiled") as info:
+        watcher = Watcher(info.client(), mlflow_store.champion, mode="subscribe",
+                          registry_interval=60)
+        thread = start(watcher)
+        wait_for(lambda: watcher.subscribed)
+    time.sleep(12.0)  # the subscription thread now waits seconds between reconnections
+    t0 = time.monotonic()
+    watcher.stop()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - t0 < 2
+
+
+def test_watch_process_prints_its_stacks_on_sigusr1_and_stops_on_ctrl_c(own_server,
+                                                                         mlflow_store,
+                                                                         tmp_path):
+    """The way an operator finds where a watcher hangs, and the way it is stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TILED_API_KEY": own_server.api_key, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specflow.cli", "watch", "--tiled-uri", own_server.api_uri,
+         "--model", mlflow_store.champion, "--poll", "--timeout", "120",
+         "--workdir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("watching" in line for line in lines), timeout=120)
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: any("most recent call first" in line for line in lines))
+        assert proc.poll() is None  # it printed and went on
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    reader.join(5)
+    assert "Traceback" not in "".join(lines)

@@ -273,5 +273,7 @@ class Watcher:
                     self._handle(uid)
         finally:
             if sub is not None:
-                sub.disconnect()
+                # not joined: between reconnection attempts to a server that went away
+                # Tiled's (daemon) thread sleeps up to 45 s before it notices
+                sub.disconnect(wait=False)
         return self.results

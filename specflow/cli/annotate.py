@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -78,6 +80,16 @@ def stop_between_runs(console: Console) -> Iterator[list[bool]]:
         yield asked
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def stacks_on_sigusr1() -> Iterator[None]:
+    """While in the block, SIGUSR1 prints every thread's stack to the process's stderr."""
+    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    try:
+        yield
+    finally:
+        faulthandler.unregister(signal.SIGUSR1)
 
 
 def annotate_cmd(
@@ -190,7 +202,8 @@ def watch_cmd(
     """Follow the catalog: annotate runs as they finish, re-annotate when the alias moves.
 
     Runs until Ctrl+C, or until --max-runs results or --timeout seconds (e.g. from cron);
-    exits 1 if any run failed."""
+    exits 1 if any run failed. A watcher that seems stuck prints every thread's stack on
+    SIGUSR1 (kill -USR1 PID) and goes on."""
     console = Console()
     client = connect(tiled_uri, api_key)
     tracking.configure_tracking(workdir, must_exist=True)
@@ -199,7 +212,8 @@ def watch_cmd(
                                console=console)
     console.print(f"watching {tiled_uri} with {model} (Ctrl+C to stop)")
     try:
-        results = watcher.run(max_events=max_runs, timeout=timeout)
+        with stacks_on_sigusr1():
+            results = watcher.run(max_events=max_runs, timeout=timeout)
     except KeyboardInterrupt:
         watcher.stop()
         results = watcher.results
