@@ -298,6 +298,56 @@ def whole_path_table(runs: list[tuple], bundle: dict, threads: list[int], repeat
                                     for t, s in stages.items()}}
 
 
+def default_bundle() -> dict:
+    """The default model: the Fe corpus network shipped with specflow, its head adapted to
+    three simulated Fe runs (``PhaseClassifier()``)."""
+    from specflow.learn.classifier import PhaseClassifier
+    from specflow.simulator.simulate import simulate_run
+
+    return PhaseClassifier(device="cpu").fit(
+        [simulate_run("Fe", 120, seed=s) for s in range(3)]).bundle_
+
+
+def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
+                       repeats: int) -> dict:
+    """The default (corpus-network) model's whole path: as served (BatchNorms folded into
+    the convolutions) against the network as trained, and other batch sizes;
+    rows as :func:`whole_path_table`'s."""
+    from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
+    from specflow.models.supervised import build_network
+
+    spec = bundle["network"]
+    before = "unfolded BatchNorm (before)"
+    n = sum(len(r[0]) for r in runs)
+    rows, stages = [], {}
+    for t in threads:
+        torch.set_num_threads(t)
+        found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle)}
+        unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
+        unfolded.load_state_dict(spec["state"])
+        found[before].network = unfolded.eval()
+        for size in sorted({16, 64, 256} - {NETWORK_CPU_BATCH}):
+            found[f"served, batch {size}"] = PhasePredictor(bundle)
+            found[f"served, batch {size}"].batch_size = size
+        for predictor in found.values():
+            predictor.predict(*runs[0])
+        best = dict.fromkeys(found, float("inf"))
+        outputs: dict[str, list[dict]] = {}
+        for _ in range(repeats):
+            for name, predictor in found.items():
+                sec, outputs[name] = predict_all(predictor, runs)
+                best[name] = min(best[name], sec)
+        stages[t] = stage_times(found["served"], runs, repeats)
+        for name, sec in best.items():
+            rows.append({"threads": t, "variant": name, "curves_per_s": n / sec,
+                         "us_per_curve": 1e6 * sec / n, "vs_before": best[before] / sec,
+                         "vs_eager": best["served"] / sec,
+                         **agreement(outputs[name], outputs[before])})
+    return {"curves": n, "runs": len(runs), "rows": rows,
+            "stages_us_per_curve": {t: {k: 1e6 * v for k, v in s.items()}
+                                    for t, s in stages.items()}}
+
+
 def print_whole(result: dict) -> None:
     print(f"\nwhole path (prepare → encoder → probe → OOD → decode), {result['runs']} fresh "
           f"runs, {result['curves']} curves × 4000 points → Q grid of 2048")
@@ -320,8 +370,9 @@ def print_whole(result: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer curves, 2 repeats, 1 epoch")
-    ap.add_argument("--sections", nargs="+", default=["whole", "encoder", "decode"],
-                    choices=["whole", "encoder", "decode", "pretrain"])
+    ap.add_argument("--sections", nargs="+",
+                    default=["default", "whole", "encoder", "decode"],
+                    choices=["default", "whole", "encoder", "decode", "pretrain"])
     ap.add_argument("--length", type=int, default=2048, help="encoder table: points per curve")
     ap.add_argument("--curves", type=int, default=4096, help="encoder table: curves")
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 16, 64, 256])
@@ -333,6 +384,12 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the whole-path table here")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
+    if "default" in args.sections:
+        runs = test_runs(4 if args.quick else 8, 250)
+        result = default_path_table(runs, default_bundle(), args.threads,
+                                    2 if args.quick else 3)
+        print("\ndefault model (corpus CNN); ×eager: as a ratio to the served path")
+        print_whole(result)
     if "whole" in args.sections:
         runs = test_runs(4 if args.quick else 8, 250)
         result = whole_path_table(runs, trained_bundle(1 if args.quick else 2), args.threads,

@@ -233,6 +233,20 @@ def test_checkpoint_round_trip(trained, runs, tmp_path):
     assert np.array_equal(encode(loaded.encoder, x), encode(result.encoder, x))
 
 
+def test_a_slim_checkpoint_keeps_the_features_and_the_recipe_not_the_queue(trained, runs,
+                                                                          tmp_path):
+    from specflow.learn.pretrain import slim_checkpoint
+
+    result, _ = trained
+    full = result.save(tmp_path / "ssl.pt")
+    recipe = {"transitions": ["Fe", "FeO"], "runs": 2}
+    slim = load_checkpoint(slim_checkpoint(full, tmp_path / "slim.pt", corpus=recipe))
+    assert slim.corpus == recipe and slim.history == result.history
+    assert slim.model.moco.queue.shape[1] == 1 < result.model.moco.queue.shape[1]
+    x = to_curves(runs, grid=slim.grid, preprocessing=slim.config.preprocessing).x
+    assert np.array_equal(encode(slim.encoder, x), encode(result.encoder, x))
+
+
 # --- probing and metrics --------------------------------------------------------------------
 
 

@@ -326,3 +326,28 @@ def test_balanced_batches_draw_every_class_equally_often():
     assert drawn.size == 200 * 64 and set(drawn) <= set(labelled)
     shares = np.bincount(labels[drawn - 1000], minlength=3) / drawn.size
     np.testing.assert_allclose(shares, 1 / 3, atol=0.02)  # plain batches: 0.72 / 0.04 / 0.24
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_folding_batch_norms_leaves_the_outputs(arch):
+    """What the predictor serves: BatchNorms after a convolution folded into it."""
+    from specflow.models.supervised import build_network, fold_batch_norms
+
+    torch.manual_seed(0)
+    net = build_network(arch, 512)
+    for m in net.modules():  # statistics as training leaves them, not the identity
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    folded = fold_batch_norms(net)
+    x = torch.rand(16, 512)
+    with torch.inference_mode():
+        (a, ha), (b, hb) = net(x), folded(x)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ha, hb, atol=1e-5)
+    left = sum(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    if arch == "cnn":
+        assert left == 0
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())  # a copy

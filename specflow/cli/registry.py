@@ -147,9 +147,11 @@ def probe_cmd(
 
 
 def register_encoder_cmd(
-    checkpoint: Annotated[Path, typer.Argument(
+    checkpoint: Annotated[Path | None, typer.Argument(
         help="Pretraining checkpoint (.pt: 'specflow pretrain' logs one, "
-        "benchmarks/ssl_budget.py writes one per epoch).", exists=True, dir_okay=False)],
+        "benchmarks/ssl_budget.py writes one per epoch); default: the encoder shipped with "
+        "specflow (SpecRRMoco on the ten built-in transitions).", exists=True,
+        dir_okay=False, show_default=False)] = None,
     corpus: Annotated[Path | None, typer.Option(
         "--corpus-recipe", help="JSON of the corpus the encoder saw (ssl_budget.py's "
         "recipe.json), recorded with the version.", exists=True, dir_okay=False)] = None,
@@ -163,7 +165,8 @@ def register_encoder_cmd(
     """Register a pretrained encoder so probes start from it instead of pretraining."""
     tracking.configure_tracking(workdir)  # an embedded store under --workdir if none is set
     recipe = json.loads(corpus.read_text()) if corpus else None
-    version = encoder_registry.register_encoder(checkpoint, recipe, name, alias)
+    version = encoder_registry.register_encoder(checkpoint or encoder_registry.SHIPPED_ENCODER,
+                                                recipe, name, alias)
     where = f" ({name}@{alias})" if alias else ""
     console.print(f"registered {name} version {version}{where}: probe it with --pretrain-run "
                   f"models:/{name}/{version}")

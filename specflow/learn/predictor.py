@@ -23,7 +23,7 @@ from specflow.learn.decode import Decoded, DecoderConfig, decode
 from specflow.learn.supervised import network_outputs
 from specflow.models.convsc import ConvSCEncoder, FusedConvSC, inference_batch_size
 from specflow.models.export import onnx_encoder
-from specflow.models.supervised import ARCHITECTURES, build_network
+from specflow.models.supervised import ARCHITECTURES, build_network, fold_batch_norms
 
 BUNDLE_FORMAT = "specflow-phase-bundle/2"
 LEGACY_FORMAT = "specflow-phase-bundle/1"  # 2θ grid, min–max only, no decoder
@@ -169,6 +169,9 @@ def ood_scale(features: np.ndarray, groups: np.ndarray | None = None,
     return value if value > 0 else 1.0
 
 
+#: Curves per forward pass of a corpus/supervised network on a CPU
+NETWORK_CPU_BATCH = 64
+
 class PhasePredictor:
     """Runs a bundle on raw curves of one run (or of a batch of curves).
 
@@ -192,8 +195,9 @@ class PhasePredictor:
             spec = bundle["network"]
             self.network = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
             self.network.load_state_dict(spec["state"])
-            self.network.eval().to(self.device)
-            self.batch_size = 64 if self.device.type == "cpu" else 4096
+            self.network = fold_batch_norms(self.network).to(self.device)
+            # benchmarks/speed.py --sections default times other sizes
+            self.batch_size = NETWORK_CPU_BATCH if self.device.type == "cpu" else 4096
             if backend != "torch":
                 raise ValueError(f"backend {backend!r} runs ConvSC-encoder models; this one "
                                  f"is a supervised {spec['arch']} network: use 'torch'")

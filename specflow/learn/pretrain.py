@@ -171,6 +171,7 @@ class PretrainResult:
     config: PretrainConfig
     grid: np.ndarray
     history: list[dict[str, float]]
+    corpus: dict[str, Any] | None = None  # the recipe of the corpus it saw, when recorded
 
     @property
     def encoder(self) -> ConvSCEncoder:
@@ -178,7 +179,8 @@ class PretrainResult:
 
     def save(self, path: str | Path) -> Path:
         """Checkpoint: state dict, config, training grid and history."""
-        return save_checkpoint(path, self.model, self.config, self.grid, self.history)
+        return save_checkpoint(path, self.model, self.config, self.grid, self.history,
+                               self.corpus)
 
 
 def _step_losses(
@@ -374,9 +376,10 @@ def _restore_state(path: Path, cfg: PretrainConfig, data: tuple[str, int], model
 
 def save_checkpoint(
     path: str | Path, model: SSLModel, config: PretrainConfig, grid: np.ndarray,
-    history: list[dict[str, float]] | None = None,
+    history: list[dict[str, float]] | None = None, corpus: dict[str, Any] | None = None,
 ) -> Path:
-    """Save state dict + config + training grid (+ history) with torch.save."""
+    """Save state dict + config + training grid (+ history, + the corpus recipe) with
+    torch.save."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({
@@ -385,8 +388,23 @@ def save_checkpoint(
         "config": asdict(config),
         "grid": torch.as_tensor(np.asarray(grid, dtype=np.float64)),
         "history": history or [],
+        **({"corpus": corpus} if corpus is not None else {}),
     }, path)
     return path
+
+
+def slim_checkpoint(path: str | Path, out: str | Path,
+                    corpus: dict[str, Any] | None = None) -> Path:
+    """The checkpoint at ``path`` for using its encoder, not for pretraining further: the
+    MoCo queue of negatives (nearly all of the file) is cut to one key; ``corpus``, the
+    recipe of the corpus it saw, is kept with it. Features are unchanged."""
+    result = load_checkpoint(path)
+    moco = getattr(result.model, "moco", None)
+    if moco is not None:
+        moco.queue = moco.queue[:, :1].clone()
+        moco.queue_ptr.zero_()
+    return save_checkpoint(out, result.model, result.config, result.grid, result.history,
+                           corpus if corpus is not None else result.corpus)
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> PretrainResult:
@@ -397,7 +415,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> PretrainResult:
     model = SSLModel(cfg, queue_size=queue.shape[1] if queue is not None else 1)
     model.load_state_dict(ckpt["state_dict"], strict=True)
     model.to(device).eval()
-    return PretrainResult(model, cfg, ckpt["grid"].numpy(), ckpt["history"])
+    return PretrainResult(model, cfg, ckpt["grid"].numpy(), ckpt["history"],
+                          ckpt.get("corpus"))
 
 
 @torch.inference_mode()

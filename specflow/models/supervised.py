@@ -352,3 +352,22 @@ def build_network(arch: str, length: int, **kwargs: int) -> SupervisedNet:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; use one of {tuple(ARCHITECTURES)}")
     return ARCHITECTURES[arch](length, **kwargs)
+
+
+def fold_batch_norms(net: SupervisedNet) -> SupervisedNet:
+    """An inference copy of ``net`` (eval mode) with each BatchNorm that directly follows a
+    Conv1d in an ``nn.Sequential`` folded into that convolution's weights: the same outputs
+    to float rounding, one pass over the activations fewer (the CNN's BatchNorms cost a
+    third of its time on a CPU)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv1d) and isinstance(bn, nn.BatchNorm1d):
+                seq[i] = fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+    return net

@@ -32,6 +32,11 @@ from specflow.registry.tracking import ensure_experiment
 from specflow.registry.uris import downloaded_model
 
 ENCODER_CODE = Path(__file__).with_name("encoder_code.py")
+#: SpecRRMoco pretrained at the published budget on the ten built-in transitions' corpus
+#: (benchmarks/ssl_budget.py), slimmed (:func:`~specflow.learn.pretrain.slim_checkpoint`);
+#: its recipe and per-epoch losses are inside
+SHIPPED_ENCODER = Path(__file__).resolve().parents[1] / "models" / "weights" / "ssl" / \
+    "rrmoco-10-transitions.pt"
 EXPERIMENT = "specflow-encoder"
 ARTIFACT = "checkpoint"
 ARTIFACT_FILE = "encoder.pt"
@@ -50,9 +55,10 @@ def encoder_signature() -> ModelSignature:
 def register_encoder(checkpoint: str | Path, corpus: dict[str, Any] | None = None,
                      name: str = DEFAULT_ENCODER_NAME, alias: str | None = None) -> str:
     """Track the checkpoint of a pretraining run (its configuration, per-epoch losses and the
-    corpus ``recipe`` it saw), register it as a new version of ``name`` and, if asked, move
-    ``alias`` to it; returns the version."""
+    corpus recipe it saw: ``corpus``, else the one saved in it), register it as a new
+    version of ``name`` and, if asked, move ``alias`` to it; returns the version."""
     result = load_checkpoint(checkpoint)  # refuses what is not a pretraining checkpoint
+    corpus = corpus if corpus is not None else result.corpus
     cfg = result.config
     epochs = len(result.history)
     ensure_experiment(EXPERIMENT)
