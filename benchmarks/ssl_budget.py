@@ -11,11 +11,13 @@ one sitting). Start it in the background and read the history while it runs:
     nohup python benchmarks/ssl_budget.py --out ssl --threads 2 &
     python benchmarks/ssl_budget.py --out ssl-quick --runs 2 --steps 4 --batch 32   # a check
 
-When it is done, register the encoder with the corpus it saw and compare it, paired, with the
-other methods under the same heads:
+When it is done, ``OUT/rrmoco_encoder.pt`` is the encoder without the MoCo queue, with the
+corpus recipe inside (specflow ships the one it made at
+``specflow/models/weights/ssl/rrmoco-10-transitions.pt``). Register it and compare it,
+paired, with the other methods under the same heads:
 
-    specflow register-encoder ssl/rrmoco_final.pt --corpus-recipe ssl/recipe.json
-    python benchmarks/accuracy.py --ssl-checkpoint ssl/rrmoco_final.pt
+    specflow register-encoder ssl/rrmoco_encoder.pt
+    python benchmarks/accuracy.py --methods raw untrained --ssl-checkpoint ssl/rrmoco_encoder.pt
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from pathlib import Path
 import torch
 
 from specflow.learn.data import order_bins
-from specflow.learn.pretrain import PretrainConfig, pretrain, save_checkpoint
+from specflow.learn.pretrain import (
+    PretrainConfig,
+    pretrain,
+    save_checkpoint,
+    slim_checkpoint,
+)
 from specflow.simulator.corpus import CorpusRecipe, build_corpus
 from specflow.simulator.transitions import TRANSITIONS
 
@@ -62,9 +69,9 @@ def main() -> None:
     if state.exists():
         done = len(torch.load(state, weights_only=True)["history"])
         print(f"resuming after epoch {done - 1} from {state}", flush=True)
-    (args.out / "recipe.json").write_text(json.dumps(
-        {"corpus": recipe.to_dict(), "epochs": epochs, "batch": args.batch,
-         "views": args.views}, indent=1))
+    described = {"corpus": recipe.to_dict(), "epochs": epochs, "batch": args.batch,
+                 "views": args.views}
+    (args.out / "recipe.json").write_text(json.dumps(described, indent=1))
     history = (args.out / "history.jsonl").open("a")
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -78,7 +85,8 @@ def main() -> None:
     targets = order_bins(corpus.run, corpus.order, cfg.tmp_bins)
     result = pretrain(corpus.x, cfg, on_epoch=on_epoch, targets=targets,
                       on_checkpoint=on_checkpoint, state=state)
-    result.save(args.out / "rrmoco_final.pt")
+    result.corpus = described
+    slim_checkpoint(result.save(args.out / "rrmoco_final.pt"), args.out / "rrmoco_encoder.pt")
     print(f"done in {(time.perf_counter() - t0) / 3600:.2f} h", flush=True)
 
 

@@ -149,6 +149,23 @@ def test_a_registered_encoder_is_where_a_probe_starts(cli, data_files, tmp_path,
     assert "probe run " in out and "precision" in out
 
 
+def test_the_shipped_encoder_registers_with_its_recipe_and_training_log(cli, tmp_path,
+                                                                       embedded_tracking):
+    """register-encoder with no checkpoint: the SSL encoder specflow ships, its corpus
+    recipe and per-epoch losses in MLflow, loadable offline."""
+    from specflow.registry.encoder import SHIPPED_ENCODER, load_registered_encoder
+
+    out = cli(["register-encoder", "--workdir", tmp_path])
+    assert "registered specflow-encoder version 1" in out
+    mv = MlflowClient().get_model_version("specflow-encoder", "1")
+    assert mv.tags["method"] == "rrmoco" and '"ZnS"' in mv.tags["corpus"]
+    assert mv.tags["epochs_trained"] == mv.tags["epochs_planned"]  # a finished run
+    losses = MlflowClient().get_metric_history(mv.run_id, "pretrain.loss")
+    assert len(losses) == int(mv.tags["epochs_trained"]) and losses[-1].value < losses[0].value
+    loaded = load_registered_encoder("models:/specflow-encoder/1")
+    assert SHIPPED_ENCODER.stat().st_size < 2e6 and loaded.corpus["corpus"]["runs"] == 20
+
+
 @pytest.mark.slow
 def test_lifecycle_step_by_step(cli, data_files, tmp_path, embedded_tracking):
     """pretrain → probe → register → promote, each a separate invocation of the app."""
