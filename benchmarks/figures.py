@@ -7,6 +7,9 @@
 * ``contour_fe.png``: an unseen simulated Fe run (validation seed 600, realistic
   conditions) as a contour map, with its true labels and the labels and probabilities the
   default model gives with no hand labels.
+* ``ssl_training_log.png``: the shipped SSL encoder's pretraining (benchmarks/ssl_budget.py),
+  per epoch: the total loss and each pretext task's accuracy, from
+  ``benchmarks/results/ssl_budget_history.jsonl``.
 
     python benchmarks/figures.py                 # writes docs/figures/
 """
@@ -97,6 +100,30 @@ def contour_fe(path: Path) -> Path:
                               "with no hand labels")
 
 
+def ssl_training_log(path: Path) -> Path:
+    rows = [json.loads(line) for line in
+            (ROOT / "benchmarks/results/ssl_budget_history.jsonl").read_text().splitlines()]
+    epochs = [r["epoch"] for r in rows]
+    fig = Figure(figsize=(8.4, 3.0))
+    left, right = fig.subplots(1, 2)
+    left.plot(epochs, [r["loss"] for r in rows], "o-", ms=3, color="k")
+    left.set_title("total loss", fontsize=9)
+    tasks = [("inter_acc", "same curve? (relational, inter)"),
+             ("intra_acc", "which transform? (relational, intra)"),
+             ("tmp_acc", "where in its run? (order bin)"),
+             ("cont_acc", "which key? (MoCo, top-1)")]
+    for key, text in tasks:
+        right.plot(epochs, [100 * r[key] for r in rows], "o-", ms=3, label=text)
+    right.set_title("pretext-task accuracy (%)", fontsize=9)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.set_xlabel("epoch (132 steps of 256 curves × 4 views)")
+        ax.grid(color="0.92")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs/figures")
@@ -104,6 +131,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(methods_vs_ceiling(args.out / "methods_vs_ceiling.png"))
     print(contour_fe(args.out / "contour_fe.png"))
+    print(ssl_training_log(args.out / "ssl_training_log.png"))
 
 
 if __name__ == "__main__":

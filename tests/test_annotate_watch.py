@@ -278,12 +278,18 @@ def test_watch_process_prints_its_stacks_on_sigusr1_and_stops_on_ctrl_c(own_serv
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        wait_for(lambda: any("watching" in line for line in lines), timeout=120)
+        wait_for(lambda: any("watching" in line for line in lines), timeout=120)  # loaded
         proc.send_signal(signal.SIGUSR1)
         wait_for(lambda: any("most recent call first" in line for line in lines))
         assert proc.poll() is None  # it printed and went on
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # where it hangs
+            time.sleep(2)
+            raise AssertionError("no exit 30 s after Ctrl-C:\n" + "".join(lines[-150:])) from None
+        assert proc.returncode == 0, "".join(lines)
     finally:
         proc.kill()
     reader.join(5)

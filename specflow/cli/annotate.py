@@ -210,7 +210,9 @@ def watch_cmd(
     watcher = watching.Watcher(client, model, mode="poll" if poll else "auto",
                                poll_interval=interval, registry_interval=registry_interval,
                                console=console)
-    console.print(f"watching {tiled_uri} with {model} (Ctrl+C to stop)")
+    watcher.model = model_loader.load_model(model)
+    console.print(f"watching {tiled_uri} with {model} (version {watcher.model.version}; "
+                  "Ctrl+C to stop)")
     try:
         with stacks_on_sigusr1():
             results = watcher.run(max_events=max_runs, timeout=timeout)

@@ -20,12 +20,14 @@ sees sequences both in training and at test time.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from specflow.models.convsc import ConvSCEncoder
 
@@ -359,10 +361,6 @@ def fold_batch_norms(net: SupervisedNet) -> SupervisedNet:
     Conv1d in an ``nn.Sequential`` folded into that convolution's weights: the same outputs
     to float rounding, one pass over the activations fewer (the CNN's BatchNorms cost a
     third of its time on a CPU)."""
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     net = copy.deepcopy(net).eval()
     for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
