@@ -115,7 +115,9 @@ def ssl_training_log(path: Path) -> Path:
     for key, text in tasks:
         right.plot(epochs, [100 * r[key] for r in rows], "o-", ms=3, label=text)
     right.set_title("pretext-task accuracy (%)", fontsize=9)
-    right.legend(fontsize=7)
+    right.set_ylim(0, 135)
+    right.set_yticks(range(0, 101, 20))
+    right.legend(fontsize=7, loc="upper center", ncol=2)
     for ax in (left, right):
         ax.set_xlabel("epoch (132 steps of 256 curves × 4 views)")
         ax.grid(color="0.92")
