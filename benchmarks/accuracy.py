@@ -32,6 +32,7 @@ default − control per seed (same runs, same labels) with its interval. ``--spl
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
 import warnings
@@ -237,10 +238,11 @@ def report(cells: dict, args: argparse.Namespace) -> None:
 
 
 def load_cells(paths: list[str]) -> dict[tuple[str, int], dict]:
-    """Cells of several ``--json`` outputs (a seed run twice: the later file's)."""
+    """Cells of several ``--json`` outputs, gzipped or not (a seed run twice: the later
+    file's)."""
     cells = {}
     for path in paths:
-        with open(path) as f:
+        with (gzip.open if str(path).endswith(".gz") else open)(path, "rt") as f:
             for key, cell in json.load(f).items():
                 t, seed = key.rsplit("/", 1)
                 cells[(t, int(seed))] = cell
