@@ -160,6 +160,7 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
     from specflow.ingest.reader import run_to_dataset
     from specflow.servers.ports import free_port
     from specflow.servers.postgres import postgres_server
+    from specflow.servers.processes import popen_interruptible
     from specflow.simulator.simulate import simulate_run
 
     py = sys.executable
@@ -185,7 +186,7 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
         registry.set_registered_model_alias(MODEL, "champion", v1)
         env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_url, "TILED_URI": uri,
                "TILED_API_KEY": key, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-        watch = subprocess.Popen(
+        watch = popen_interruptible(
             [py, "-m", "specflow.cli", "watch", "--poll", "--interval", "1",
              "--registry-interval", "3", "--model", f"models:/{MODEL}@champion"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -243,7 +244,7 @@ def main() -> None:  # noqa: C901 - one scenario, read top to bottom
                 v2 = register_version(4)
                 registry.set_registered_model_alias(MODEL, "champion", v2)
                 faults.append(f"version {v2} promoted to champion")
-                bulk = subprocess.Popen(
+                bulk = popen_interruptible(
                     [py, "-m", "specflow.cli", "annotate", "--all", "--workers", "2",
                      "--model", f"models:/{MODEL}@champion"], env=env,
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

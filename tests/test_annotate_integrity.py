@@ -397,11 +397,13 @@ def test_ctrl_c_finishes_the_run_in_flight_and_says_how_to_resume(tiled_server, 
     import subprocess
     import sys
 
+    from specflow.servers.processes import popen_interruptible
+
     client = tiled_server.client()
     uids = ramps(client, 12, seed=80)
     sample = client[uids[0]].metadata["start"]["sample"]
     env = {**os.environ, "TILED_API_KEY": tiled_server.api_key, "COLUMNS": "200"}
-    proc = subprocess.Popen(
+    proc = popen_interruptible(
         [sys.executable, "-m", "specflow.cli", "annotate", "--tiled-uri", tiled_server.api_uri,
          "--query", f"start.sample={sample}", "--model", mlflow_store.champion,
          "--workdir", str(tmp_path)],

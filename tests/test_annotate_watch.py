@@ -269,7 +269,9 @@ def test_watch_process_prints_its_stacks_on_sigusr1_and_stops_on_ctrl_c(own_serv
     import sys
 
     env = {**os.environ, "TILED_API_KEY": own_server.api_key, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
+    from specflow.servers.processes import popen_interruptible
+
+    proc = popen_interruptible(
         [sys.executable, "-m", "specflow.cli", "watch", "--tiled-uri", own_server.api_uri,
          "--model", mlflow_store.champion, "--poll", "--timeout", "120",
          "--workdir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
