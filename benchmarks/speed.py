@@ -311,7 +311,8 @@ def default_bundle() -> dict:
 def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
                        repeats: int) -> dict:
     """The default (corpus-network) model's whole path: as served (BatchNorms folded into
-    the convolutions) against the network as trained, and other batch sizes;
+    the convolutions, batches of 16) against the path before (the network as trained,
+    batches of 64), and other batch sizes;
     rows as :func:`whole_path_table`'s."""
     from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
     from specflow.models.supervised import build_network
@@ -326,6 +327,7 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
         unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
         unfolded.load_state_dict(spec["state"])
         found[before].network = unfolded.eval()
+        found[before].batch_size = 64  # as served before
         for size in sorted({16, 64, 256} - {NETWORK_CPU_BATCH}):
             found[f"served, batch {size}"] = PhasePredictor(bundle)
             found[f"served, batch {size}"].batch_size = size
