@@ -154,7 +154,8 @@ def register_encoder_cmd(
         dir_okay=False, show_default=False)] = None,
     corpus: Annotated[Path | None, typer.Option(
         "--corpus-recipe", help="JSON of the corpus the encoder saw (ssl_budget.py's "
-        "recipe.json), recorded with the version.", exists=True, dir_okay=False)] = None,
+        "recipe.json), recorded with the version; default: the recipe saved in the "
+        "checkpoint, if any.", exists=True, dir_okay=False)] = None,
     name: Annotated[str, typer.Option(
         "--name", help="Registered encoder name.")] = DEFAULT_ENCODER_NAME,
     alias: Annotated[str | None, typer.Option(
