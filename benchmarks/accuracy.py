@@ -110,23 +110,21 @@ def rows_of(cells: dict, protocol: str, args: argparse.Namespace) -> dict[str, d
             rows.setdefault(row, {}).setdefault(t, []).append(m)
 
     for (t, _seed), cell in cells.items():
+        def score(who: str, cell: dict = cell) -> dict | None:
+            return _overall(cell, protocol, who)
+
         add(f"default ({cell['default']['method']}), {args.label_fraction:.0%} labels", t,
-            cell["default"]["protocols"].get(protocol, {}).get("overall"))
-        add("default, zero labels", t, cell["zero"]["protocols"].get(protocol, {})
-            .get("overall"))
+            score("default"))
+        add("default, zero labels", t, score("zero labels"))
         for alt in ALTERNATIVES:
-            if alt in cell:
-                add(f"{alt}, {args.label_fraction:.0%} labels", t,
-                    cell[alt]["protocols"].get(protocol, {}).get("overall"))
-        for name, res in cell.get("methods", {}).items():
+            add(f"{alt}, {args.label_fraction:.0%} labels", t, score(alt))
+        for name in cell.get("methods", {}):
             add(f"corpus head on {METHOD_NAMES.get(name, name)}"
                 + (" (corpus-pretrained)" if name in SSL_METHODS else ""), t,
-                res["protocols"].get(protocol, {}).get("overall"))
-        block = cell["default"]["protocols"].get(protocol, {})
+                score(f"head:{name}"))
         for control in CONTROLS:
-            add(f"  control: {METHOD_NAMES[control]}", t,
-                block.get("baselines", {}).get(control))
-        add("ceiling: ideal observer", t, block.get("ceiling"))
+            add(f"  control: {METHOD_NAMES[control]}", t, score(control))
+        add("ceiling: ideal observer", t, score("ceiling"))
     return rows
 
 

@@ -13,7 +13,10 @@ unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -262,40 +265,52 @@ def stage_times(predictor, runs: list[tuple], repeats: int) -> dict:
     return best
 
 
-def whole_path_table(runs: list[tuple], bundle: dict, threads: list[int], repeats: int) -> dict:
-    """Every variant at each thread count, as curves/s, ratio to eager and label changes.
+def timed_table(runs: list[tuple], threads: list[int], repeats: int,
+                make_variants: Callable[[int], dict], before: str, eager: str,
+                labels_against: str, within: Callable[[str], Any] | None = None) -> dict:
+    """Every variant ``make_variants(threads)`` gives, at each thread count, as curves/s,
+    ratios to ``before`` and ``eager`` and label changes against ``labels_against``;
+    ``within(name)``: a context each variant's timing runs in.
 
     Variants are timed in rounds (each round times every variant once) and the best round
     counts, so a burst of load on the shared machine hits all variants alike."""
-    import contextlib
-
-    from specflow.learn.predictor import PhasePredictor
-
     n = sum(len(r[0]) for r in runs)
-    calibration = PhasePredictor(bundle).prepare(*runs[0][:3])
-    before = "eager, per-curve pybaselines (before)"
     rows, stages = [], {}
     for t in threads:
         torch.set_num_threads(t)
-        found = {before: PhasePredictor(bundle), **variants(bundle, t, calibration)}
+        found = make_variants(t)
         for predictor in found.values():
             predictor.predict(*runs[0])  # warm-up: compilation, allocator, ONNX sessions
         best = dict.fromkeys(found, float("inf"))
         outputs: dict[str, list[dict]] = {}
         for _ in range(repeats):
             for name, predictor in found.items():
-                with PerCurveBaselines() if name == before else contextlib.nullcontext():
+                with within(name) if within else contextlib.nullcontext():
                     sec, outputs[name] = predict_all(predictor, runs)
                 best[name] = min(best[name], sec)
-        stages[t] = stage_times(found["eager"], runs, repeats)
+        stages[t] = stage_times(found[eager], runs, repeats)
         for name, sec in best.items():
             rows.append({"threads": t, "variant": name, "curves_per_s": n / sec,
                          "us_per_curve": 1e6 * sec / n, "vs_before": best[before] / sec,
-                         "vs_eager": best["eager"] / sec,
-                         **agreement(outputs[name], outputs["eager"])})
+                         "vs_eager": best[eager] / sec,
+                         **agreement(outputs[name], outputs[labels_against])})
     return {"curves": n, "runs": len(runs), "rows": rows,
             "stages_us_per_curve": {t: {k: 1e6 * v for k, v in s.items()}
                                     for t, s in stages.items()}}
+
+
+def whole_path_table(runs: list[tuple], bundle: dict, threads: list[int], repeats: int) -> dict:
+    """Every acceleration of an SSL-encoder model against eager PyTorch, and the path
+    before the batched SNIP (:func:`timed_table`)."""
+    from specflow.learn.predictor import PhasePredictor
+
+    calibration = PhasePredictor(bundle).prepare(*runs[0][:3])
+    before = "eager, per-curve pybaselines (before)"
+    return timed_table(
+        runs, threads, repeats,
+        lambda t: {before: PhasePredictor(bundle), **variants(bundle, t, calibration)},
+        before, "eager", "eager",
+        lambda name: PerCurveBaselines() if name == before else contextlib.nullcontext())
 
 
 def default_bundle() -> dict:
@@ -312,17 +327,14 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
                        repeats: int) -> dict:
     """The default (corpus-network) model's whole path: as served (BatchNorms folded into
     the convolutions, batches of 16) against the path before (the network as trained,
-    batches of 64), and other batch sizes;
-    rows as :func:`whole_path_table`'s."""
+    batches of 64), and other batch sizes (:func:`timed_table`)."""
     from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
     from specflow.models.supervised import build_network
 
     spec = bundle["network"]
     before = "unfolded BatchNorm (before)"
-    n = sum(len(r[0]) for r in runs)
-    rows, stages = [], {}
-    for t in threads:
-        torch.set_num_threads(t)
+
+    def served_and_before(_threads: int) -> dict:
         found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle)}
         unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
         unfolded.load_state_dict(spec["state"])
@@ -331,23 +343,9 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
         for size in sorted({16, 64, 256} - {NETWORK_CPU_BATCH}):
             found[f"served, batch {size}"] = PhasePredictor(bundle)
             found[f"served, batch {size}"].batch_size = size
-        for predictor in found.values():
-            predictor.predict(*runs[0])
-        best = dict.fromkeys(found, float("inf"))
-        outputs: dict[str, list[dict]] = {}
-        for _ in range(repeats):
-            for name, predictor in found.items():
-                sec, outputs[name] = predict_all(predictor, runs)
-                best[name] = min(best[name], sec)
-        stages[t] = stage_times(found["served"], runs, repeats)
-        for name, sec in best.items():
-            rows.append({"threads": t, "variant": name, "curves_per_s": n / sec,
-                         "us_per_curve": 1e6 * sec / n, "vs_before": best[before] / sec,
-                         "vs_eager": best["served"] / sec,
-                         **agreement(outputs[name], outputs[before])})
-    return {"curves": n, "runs": len(runs), "rows": rows,
-            "stages_us_per_curve": {t: {k: 1e6 * v for k, v in s.items()}
-                                    for t, s in stages.items()}}
+        return found
+
+    return timed_table(runs, threads, repeats, served_and_before, before, "served", before)
 
 
 def print_whole(result: dict) -> None:

@@ -172,6 +172,7 @@ def ood_scale(features: np.ndarray, groups: np.ndarray | None = None,
 #: Curves per forward pass of a corpus/supervised network on a CPU
 NETWORK_CPU_BATCH = 16
 
+
 class PhasePredictor:
     """Runs a bundle on raw curves of one run (or of a batch of curves).
 
