@@ -172,17 +172,15 @@ def _head_label(name: str) -> str:
 
 def print_paired(cells: dict, protocol: str, args: argparse.Namespace) -> None:
     """Default − control (and − ceiling) per seed: accuracy (points) and onset error; then
-    the corpus-pretrained SSL head − the other corpus heads, when both were run."""
+    the corpus-pretrained SSL head − the other corpus heads and the controls."""
     heads = list(dict.fromkeys(m for c in cells.values() for m in c.get("methods", {})))
     others = [*CONTROLS, "zero labels",
               *[alt for alt in ALTERNATIVES if any(alt in c for c in cells.values())],
               *[f"head:{m}" for m in heads], "ceiling"]
     _paired_block(cells, protocol, args, "default", others)
-    ssl = [m for m in heads if m in SSL_METHODS]
-    for m in ssl:
-        rest = [f"head:{h}" for h in heads if h != m]
-        if rest:
-            _paired_block(cells, protocol, args, f"head:{m}", rest)
+    for m in [m for m in heads if m in SSL_METHODS]:
+        _paired_block(cells, protocol, args, f"head:{m}",
+                      [*(f"head:{h}" for h in heads if h != m), *CONTROLS])
 
 
 def _paired_block(cells: dict, protocol: str, args: argparse.Namespace, mine_key: str,
