@@ -16,6 +16,7 @@ from specflow.data.augment import (
     PeakElimination,
     PeakScaling,
     Scaling,
+    Texture,
     TimeWarp,
     WindowSlice,
     WindowWarp,
@@ -25,7 +26,7 @@ from specflow.data.augment import (
 )
 
 ALL = [Jitter(), Scaling(), MagnitudeWarp(), TimeWarp(), WindowSlice(), WindowWarp(), Cutout(),
-       PeakScaling(), PeakElimination(), PatternShift()]
+       PeakScaling(), PeakElimination(), PatternShift(), Texture()]
 L = 1000
 
 
@@ -89,6 +90,18 @@ def test_magnitude_warp():
     y = MagnitudeWarp(sigma=0.3)(x, gen(0))
     assert 0.2 < y.std(dim=1).mean() < 0.4  # factor ~ N(1, 0.3), smooth along the curve
     assert y.diff(dim=1).abs().max() < 0.05
+
+
+def test_texture_scales_distant_lines_apart_and_keeps_a_split_line_together():
+    pos = torch.arange(L, dtype=torch.float32)
+    lines = sum(torch.exp(-0.5 * ((pos - c) / 2.0) ** 2) for c in (200, 206, 600))
+    y = Texture(sigma=0.5, spacing=40)(lines.repeat(400, 1), gen(0))
+    first, split, far = y[:, 200], y[:, 206], y[:, 600]
+    log_split, log_far = (split / first).log(), (far / first).log()
+    assert 0.5 < log_far.std() < 0.9  # two independent log-normal factors, σ = 0.5 each
+    assert log_split.std() < 0.25 * log_far.std()  # 6 bins apart: nearly one factor
+    assert abs(y[:, 600].mean() - 1) < 0.1  # unbiased on average
+    assert torch.allclose(Texture(sigma=0.0)(lines[None]), lines[None])
 
 
 def test_jitter_and_scaling_statistics():

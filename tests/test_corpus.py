@@ -118,6 +118,18 @@ def test_architecture_settings_name_a_new_network_and_defaults_keep_theirs():
     wide = network_name(TINY, Preprocessing(), corpus_training(steps=120,
                                                                arch_kwargs={"channels": 16}))
     assert wide != plain
+    root = Preprocessing(intensity="sqrt")  # another input: another corpus and network
+    assert network_name(TINY, root, SHORT) != plain and Preprocessing().intensity == "linear"
+
+
+def test_a_convsc_network_trains_on_a_corpus_only_when_given_one(cache, runs):
+    unlabelled = [r.drop_vars("label") for r in runs[:2]]
+    assert PhaseClassifier(method="convsc").resolve_corpus(unlabelled) is None  # auto: none
+    clf = PhaseClassifier(method="convsc", corpus=TINY,
+                          corpus_training=corpus_training(steps=20, arch="convsc"))
+    clf.fit(unlabelled)  # zero labels: only a corpus network can do this
+    assert clf.method_ == "convsc" and clf.training_log_["training"]["arch"] == "convsc"
+    assert clf.predict(runs[2])["label"].shape == (runs[2].sizes["curve"],)
 
 
 def test_zero_label_mode_labels_a_run_with_no_hand_label(runs):

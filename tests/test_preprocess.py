@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from specflow.data.preprocess import interp_curves, minmax, normalize, regrid, remove_background
+from specflow.data.preprocess import (
+    Preprocessing,
+    interp_curves,
+    minmax,
+    normalize,
+    prepare_curves,
+    regrid,
+    remove_background,
+)
 from specflow.data.schema import energy_to_wavelength, make_spectra
 from specflow.simulator.simulate import simulate_run
 
@@ -76,7 +84,6 @@ def test_q_conversion_round_trips_and_matches_bragg():
 
 
 def test_same_run_at_two_energies_prepares_to_the_same_q_curves():
-    from specflow.data.preprocess import Preprocessing, prepare_curves
     from specflow.simulator.simulate import RunConditions
 
     cfg = Preprocessing(grid=(1.5, 5.5, 1024))
@@ -93,7 +100,6 @@ def test_same_run_at_two_energies_prepares_to_the_same_q_curves():
 
 
 def test_prepare_curves_fills_gaps_removes_spikes_and_rejects_bad_input():
-    from specflow.data.preprocess import Preprocessing, prepare_curves
 
     ds = simulate_run("Fe", 8, seed=3)
     x, tt, lam = ds["intensity"].values, ds["two_theta"].values, ds.attrs["wavelength"]
@@ -131,3 +137,23 @@ def test_batched_snip_equals_pybaselines_curve_by_curve(half_window):
     assert not np.allclose(got, x)  # it did clip peaks
     removed = subtract_baseline(x.astype(np.float32), half_window)
     np.testing.assert_allclose(removed, x - expected, rtol=1e-5, atol=1e-3)
+
+
+def test_square_root_intensities_equalise_poisson_noise_and_keep_old_fingerprints():
+    rng = np.random.default_rng(0)
+    two_theta = np.linspace(5, 25, 2000)
+    pos = np.linspace(0, 1, 2000)
+    mean = 100 + 5000 * np.exp(-0.5 * ((pos - 0.5) / 0.01) ** 2)
+    counts = rng.poisson(mean, size=(200, 2000)).astype(np.float32)
+    plain = Preprocessing(axis="two_theta", grid=None, despike=0.0, baseline=None)
+    root = Preprocessing(axis="two_theta", grid=None, despike=0.0, baseline=None,
+                         intensity="sqrt")
+    noise = {name: prepare_curves(counts, two_theta, cfg).x.std(axis=0)
+             for name, cfg in (("linear", plain), ("sqrt", root))}
+    for n in noise.values():  # spread on the line (bin 1000) over the spread off it (bin 100)
+        n[:] = n / n[100]
+    assert noise["linear"][1000] > 5 and noise["sqrt"][1000] < 1.5
+    assert "intensity" not in Preprocessing().to_dict()  # fingerprints from before stay
+    assert Preprocessing.from_dict(root.to_dict()) == root
+    with pytest.raises(ValueError, match="intensity scale"):
+        Preprocessing(intensity="log")

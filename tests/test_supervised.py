@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from dataclasses import replace
 
 import mlflow
 import numpy as np
@@ -12,11 +13,13 @@ import torch
 from conftest import record_ramp
 
 from specflow.data.preprocess import Preprocessing
+from specflow.learn.corpus_model import training_fingerprint
 from specflow.learn.data import to_curves, wavelength_of
 from specflow.learn.evaluate import evaluate_datasets
 from specflow.learn.metrics import ambiguity_width
 from specflow.learn.names import SUPERVISED_METHODS, TRANSDUCTIVE_METHODS
 from specflow.learn.predictor import PhasePredictor, build_network_bundle
+from specflow.learn.pretrain import load_checkpoint
 from specflow.learn.supervised import (
     SupervisedConfig,
     network_outputs,
@@ -25,6 +28,7 @@ from specflow.learn.supervised import (
 )
 from specflow.models.convsc import count_parameters
 from specflow.models.supervised import ARCHITECTURES, BinnedFCNN, build_network, window_index
+from specflow.registry.encoder import SHIPPED_ENCODER
 from specflow.simulator.simulate import simulate_run
 
 LENGTH = 256
@@ -351,3 +355,29 @@ def test_folding_batch_norms_leaves_the_outputs(arch):
     if arch == "cnn":
         assert left == 0
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())  # a copy
+
+
+def test_a_convsc_network_can_start_from_a_pretrained_encoder(curves):
+    _, c = curves
+    start = SupervisedConfig(arch="convsc", steps=1, lr=0.0, init=str(SHIPPED_ENCODER),
+                             device="cpu")
+    trained = train_network(c, np.arange(len(c.x)), start).network
+    pretrained = dict(load_checkpoint(SHIPPED_ENCODER).encoder.named_parameters())
+    for name, value in trained.encoder.named_parameters():
+        assert torch.equal(value, pretrained[name]), name
+    fresh = train_network(c, np.arange(len(c.x)), replace(start, init=None)).network
+    assert not torch.equal(fresh.encoder.conv1[0].weight, pretrained["conv1.0.weight"])
+    assert training_fingerprint(start) != training_fingerprint(replace(start, init=None))
+    with pytest.raises(ValueError, match="init starts a ConvSC encoder"):
+        SupervisedConfig(arch="cnn", init=str(SHIPPED_ENCODER))
+
+
+def test_a_cosine_learning_rate_changes_the_network_and_its_fingerprint(curves):
+    _, c = curves
+    constant = SupervisedConfig(arch="cnn", steps=20, batch_size=8, device="cpu")
+    cosine = replace(constant, schedule="cosine")
+    a, b = (train_network(c, np.arange(len(c.x)), cfg).network for cfg in (constant, cosine))
+    assert not torch.equal(a.head.weight, b.head.weight)
+    assert training_fingerprint(cosine) != training_fingerprint(constant)
+    with pytest.raises(ValueError, match="learning-rate schedule"):
+        SupervisedConfig(schedule="step")

@@ -11,7 +11,9 @@ Groups: ``G0`` jitter + magnitude warp + window slice; ``G1`` jitter + time warp
 ``physics`` peak scaling + peak elimination + pattern shift (autoXRD-style); ``xrd``
 [magnitude warp, gentle time warp σ = 0.05]: texture-like intensity changes and small smooth
 strain-like shifts that leave small peak splittings intact (docs/method.md compares it with
-``release``).
+``release``); ``nuisance`` spurious lines; ``instrument`` (the corpus networks') Q stretch,
+line broadening, a smooth intensity warp and spurious lines; ``instrument+texture`` the same
+and each reflection's intensity changed on its own (:class:`Texture`).
 """
 
 from __future__ import annotations
@@ -128,6 +130,23 @@ class MagnitudeWarp(Transform):
         b, length = x.shape
         values = 1.0 + self.sigma * _randn((b, self.knot + 2), g, x.device)
         return x * (values @ spline_basis(length, self.knot + 2, x.device).T)
+
+
+class Texture(Transform):
+    """Multiply by a log-normal factor that changes every ``spacing`` bins (a cubic spline of
+    log factors ~ N(0, ``sigma``), mean 1): what texture and coarse grains do to a powder
+    pattern, each reflection's intensity scaled on its own while lines closer than
+    ``spacing`` (a split reflection) keep their ratio. On the default Q grid 40 bins are
+    0.09 Å⁻¹, below the spacing of most reflections."""
+
+    def __init__(self, sigma: float = 0.3, spacing: int = 40) -> None:
+        self.sigma, self.spacing = sigma, spacing
+
+    def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        b, length = x.shape
+        knots = max(4, math.ceil(length / self.spacing) + 1)
+        log_f = self.sigma * _randn((b, knots), g, x.device) - self.sigma**2 / 2
+        return x * torch.exp(log_f @ spline_basis(length, knots, x.device).T)
 
 
 class TimeWarp(Transform):
@@ -358,6 +377,9 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
     # calibration, line width and shape, smooth intensity changes, lines from elsewhere
     "instrument": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
                            SpuriousLines(), MinMax()],
+    # the same, and each reflection's intensity changed on its own (texture, coarse grains)
+    "instrument+texture": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
+                                   Texture(), SpuriousLines(), MinMax()],
     "none": lambda: [],
 }
 
@@ -371,7 +393,7 @@ def check_augmentation(name: object) -> str:
 
 def make_augmentation(name: str = "release", p: float = 1.0) -> Compose:
     """Named augmentation pipeline (``G0``, ``G1``, ``G2``, ``release``, ``physics``, ``xrd``,
-    ``nuisance``, ``none``)."""
+    ``nuisance``, ``instrument``, ``instrument+texture``, ``none``)."""
     return Compose(GROUPS[check_augmentation(name)](), p=p)
 
 
@@ -390,6 +412,7 @@ __all__ = [
     "SpuriousLines",
     "Stretch",
     "Broaden",
+    "Texture",
     "TimeWarp",
     "Transform",
     "WindowSlice",

@@ -251,9 +251,11 @@ class Preprocessing:
     ``axis="q"``: curves are moved onto ``grid`` in Q (Å⁻¹) using each run's wavelength;
     ``axis="two_theta"``: onto ``grid`` in degrees (``grid=None``: the data's own grid, the
     legacy behaviour). NaN gaps are filled, one-bin spikes removed (``despike`` robust σ, 0:
-    off), a pybaselines ``baseline`` subtracted (half window ``baseline_width`` in grid units,
-    None: off), then each curve is min–max scaled to [0, 1] over the bins its data cover;
-    bins outside the data's range are 0. A curve must cover ``min_coverage`` of the grid.
+    off), ``intensity="sqrt"`` takes the square root of the (non-negative) counts, which
+    makes Poisson noise the same size under weak and strong lines; then a pybaselines
+    ``baseline`` is subtracted (half window ``baseline_width`` in grid units, None: off) and
+    each curve is min–max scaled to [0, 1] over the bins its data cover; bins outside the
+    data's range are 0. A curve must cover ``min_coverage`` of the grid.
     """
 
     axis: Axis = "q"
@@ -262,8 +264,11 @@ class Preprocessing:
     baseline: str | None = "snip"
     baseline_width: float = 0.12
     min_coverage: float = 0.5
+    intensity: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.intensity not in ("linear", "sqrt"):
+            raise ValueError(f"unknown intensity scale {self.intensity!r}; use 'linear' or 'sqrt'")
         if self.axis not in ("q", "two_theta"):
             raise ValueError(f"unknown axis {self.axis!r}; use 'q' or 'two_theta'")
         if self.axis == "q" and self.grid is None:
@@ -277,7 +282,12 @@ class Preprocessing:
         return cls(axis="two_theta", grid=None, despike=0.0, baseline=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; ``intensity`` only when not linear, so the fingerprints of corpora and
+        networks prepared before it existed stay the same."""
+        values = asdict(self)
+        if values["intensity"] == "linear":
+            del values["intensity"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
@@ -359,6 +369,8 @@ def finish_on_grid(on_grid: np.ndarray, covered: np.ndarray, cfg: Preprocessing,
     """The last steps of :func:`prepare_curves`, shared with rendered training curves
     (:mod:`specflow.identify.patterns`): ``cfg``'s baseline removal, then min–max of each row over
     its ``covered`` bins (a mask for all rows, or one per row), 0 elsewhere."""
+    if cfg.intensity == "sqrt":
+        on_grid = np.sqrt(np.clip(on_grid, 0.0, None))
     if cfg.baseline:
         step = float(np.median(np.diff(grid)))
         on_grid = subtract_baseline(on_grid, max(2, round(cfg.baseline_width / step)),

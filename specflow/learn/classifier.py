@@ -89,7 +89,10 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
         the runs given to :meth:`fit` (``rrmoco``, ``rr``, ``moco``, ``selftime``).
         End-to-end networks (``cnn``, ``lstm``, ``transformer``, ``fnn``, ``resnet``,
         ``convsc``, ``convsct``, ``binned``); ``cnn`` is trained on the corpus when there is
-        one (once: cached, and shipped for the built-in transitions' default corpora).
+        one (once: cached, and shipped for the built-in transitions' default corpora), and
+        ``convsc`` and ``convsct`` when given one (``corpus_training=corpus_training(
+        arch="convsc", init=...)`` starts the encoder from a pretrained one, e.g. the
+        shipped SSL encoder).
     corpus : str, CorpusRecipe, Corpus or None
         ``auto`` (default): for ``method`` ``auto`` and ``cnn``, the built-in transitions
         the runs name (attrs ``material``, ``formula`` or ``sample``; every run must name
@@ -202,8 +205,8 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
 
     def resolve_corpus(self, runs: Sequence[xr.Dataset]) -> CorpusRecipe | Corpus | None:
         """The corpus this classifier would use for ``runs``: ``auto`` is the built-in
-        transitions the runs name, for the default method and the corpus networks (other
-        methods take a corpus only when given one)."""
+        transitions the runs name, for the default method and its corpus network (other
+        corpus networks, e.g. ``convsc``, train on a corpus only when given one)."""
         spec = self.corpus
         if spec is None or spec == "none":
             return None
@@ -211,7 +214,7 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
             return spec
         if spec == "auto":
             names = named_transitions(runs)
-            wants = str(self.method) in ("auto", *CORPUS_NETWORKS)
+            wants = str(self.method) in ("auto", DEFAULT_CORPUS_METHOD)
             return None if names is None or not wants else CorpusRecipe(names)
         return recipe_from_text(str(spec))
 

@@ -56,6 +56,10 @@ def training_fingerprint(training: SupervisedConfig) -> str:
         payload["arch_kwargs"] = dict(sorted(training.arch_kwargs.items()))
     if training.balance:  # likewise: networks trained on plain batches keep their names
         payload["balance"] = True
+    if training.schedule != "constant":
+        payload["schedule"] = training.schedule
+    if training.init is not None:  # the starting encoder's weights, not its path
+        payload["init"] = hashlib.sha256(Path(training.init).read_bytes()).hexdigest()
     payload["transforms"] = repr(make_augmentation(training.augmentation))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

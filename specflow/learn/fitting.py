@@ -187,7 +187,8 @@ def corpus_network_bundle(
     among ``curves``, its log-probabilities are recalibrated to those labels
     (:func:`recalibration`: per-class scale and bias, pulled towards the network's own
     output). The OOD reference is the features of ``curves`` (the runs it was fitted on)."""
-    probs, h = network_outputs(trained.network, curves.x, device=device)
+    probs, h = network_outputs(trained.network, curves.x, run_sequences(curves),
+                               device=device)  # sequence networks read each run on its own
     bundle = build_network_bundle(trained, curves.grid, h, preprocessing, decoder,
                                   groups=curves.run)
     if adapt and known.size:

@@ -11,8 +11,9 @@ SUPERVISED_METHODS = ("cnn", "lstm", "transformer", "fnn", "resnet", "convsc", "
                       "binned")
 TRANSDUCTIVE_METHODS = ("transformer", "convsct")
 METHODS = (*SSL_METHODS, "raw", "untrained", "reference", *SUPERVISED_METHODS)
-# Networks trained on a simulated corpus when there is one (the others train on labels).
-CORPUS_NETWORKS = ("cnn",)
+# Networks trained on a simulated corpus when given one (the others train on labels); "convsc"
+# and "convsct" can start from the shipped SSL encoder (SupervisedConfig.init).
+CORPUS_NETWORKS = ("cnn", "convsc", "convsct")
 LABEL_STRATEGIES = ("even", "stratified", "suggest")
 # "auto" resolves when a model is fitted: with a corpus of the transition, the network
 # trained on it (DEFAULT_CORPUS_METHOD); without one, the linear probe on the curves

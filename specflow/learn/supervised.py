@@ -25,7 +25,11 @@ import torch
 from specflow.data.augment import check_augmentation, make_augmentation
 from specflow.learn.data import Curves
 from specflow.learn.devices import check_device, resolve_device
+from specflow.learn.pretrain import load_checkpoint
 from specflow.models.supervised import ARCHITECTURES, SupervisedNet, build_network
+
+#: Architectures built on the ConvSC encoder, which a pretrained encoder can start
+CONVSC_ARCHITECTURES = ("convsc", "convsct")
 
 
 @dataclass
@@ -35,7 +39,8 @@ class SupervisedConfig:
     ``steps`` mini-batches of ``batch_size`` labelled curves (sequence models: ``sequences``
     windows of ``window`` curves); ``augmentation`` group applied to each curve with
     probability ``augment_p``; ``arch_kwargs`` go to the network (e.g. ``{"bins": 8}`` for
-    ``binned``).
+    ``binned``); ``init``: a pretraining checkpoint (``specflow pretrain``, or the shipped
+    encoder) whose encoder starts a ConvSC network's encoder (fine-tuning).
     """
 
     arch: str = "cnn"
@@ -49,6 +54,8 @@ class SupervisedConfig:
     augment_p: float = 0.5
     arch_kwargs: dict[str, int] = field(default_factory=dict)
     balance: bool = False  # batches with as many curves of each class (curve models only)
+    init: str | None = None
+    schedule: str = "constant"  # learning rate: constant, or "cosine" decay to 0 over the steps
     seed: int = 0
     device: str = "auto"
 
@@ -58,6 +65,12 @@ class SupervisedConfig:
             raise ValueError(f"unknown architecture {self.arch!r}; choose from "
                              f"{list(ARCHITECTURES)}")
         check_augmentation(self.augmentation)
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown learning-rate schedule {self.schedule!r}; use "
+                             "'constant' or 'cosine'")
+        if self.init is not None and self.arch not in CONVSC_ARCHITECTURES:
+            raise ValueError(f"init starts a ConvSC encoder; {self.arch!r} has none (use "
+                             f"one of {CONVSC_ARCHITECTURES})")
         self.device = check_device(self.device)
         if self.steps < 1 or self.batch_size < 1 or not 0 <= self.augment_p <= 1:
             raise ValueError(f"steps and batch_size must be ≥ 1 and augment_p in [0, 1] "
@@ -115,9 +128,14 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
     kwargs = dict(cfg.arch_kwargs)
     if ARCHITECTURES[cfg.arch].context != "curve":  # predicts in windows of the trained width
         kwargs.setdefault("window", cfg.window)
-    net = build_network(cfg.arch, curves.x.shape[1], **kwargs).to(dev)
+    net = build_network(cfg.arch, curves.x.shape[1], **kwargs)
+    if cfg.init is not None:
+        net.encoder.load_state_dict(load_checkpoint(cfg.init).encoder.state_dict())
+    net = net.to(dev)
     aug = make_augmentation(cfg.augmentation) if cfg.augmentation != "none" else None
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+                if cfg.schedule == "cosine" else None)
     x_all = torch.as_tensor(np.asarray(curves.x, dtype=np.float32))
     y_all = np.full(len(curves.x), -1, dtype=np.int64)
     y_all[labelled] = curves.label[labelled]
@@ -136,6 +154,8 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         history.append(float(loss.detach()))
     net.eval()
     return TrainedNetwork(net, cfg.arch, kwargs, history,
