@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -123,6 +125,19 @@ def requests_in(log: Path, since: int) -> int:
 
 def log_lines(log: Path) -> int:
     return len(log.read_text().splitlines())
+
+
+def requests_by_route(log: Path, since: int) -> Counter:
+    """The server's requests after line ``since`` of its access log, by method and route
+    (run and node keys replaced by placeholders)."""
+    routes: Counter = Counter()
+    for line in log.read_text().splitlines()[since:]:
+        found = re.search(r"(GET|POST|PUT|PATCH|DELETE) (/api/v1/[^ ?]*)", line)
+        if found:
+            path = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<run>", found.group(2))
+            path = re.sub(rf"{NAME}-v\d+(-r\d+)?", "<node>", path)
+            routes[f"{found.group(1)} {path}"] += 1
+    return routes
 
 
 # ------------------------------------------------------------------ before (spec v2)
@@ -248,6 +263,7 @@ def main() -> None:
             results = annotate(client, uids, model=models[0])
             dt = time.perf_counter() - t0
             assert {r.status for r in results} == {"written"}, results
+            routes = requests_by_route(log, n0)
             rows["bulk, this process"] = {
                 "s": dt, "per_run": dt / args.runs, "curves_s": n / dt,
                 "requests": requests_in(log, n0) / args.runs,
@@ -297,6 +313,12 @@ def main() -> None:
     table.add_row("goal: bulk throughput", f">= {GOAL_CURVES_S:.0f} curves/s; best "
                   f"{best:.0f} ({best / GOAL_CURVES_S:.0%} of the goal)", "", "")
     console.print(table)
+    by_route = Table("route", "requests per run", title="requests of one bulk annotation "
+                     "(this process), by route")
+    for route, count in routes.most_common():
+        by_route.add_row(route, f"{count / args.runs:.2f}")
+    console.print(by_route)
+    rows["bulk, this process"]["routes"] = {k: v / args.runs for k, v in routes.items()}
     if args.out:
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                         "rows": rows}, indent=1))

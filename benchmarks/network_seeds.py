@@ -7,7 +7,13 @@ probabilities and the normalised geometric mean of three, decoded as usual. Per-
 accuracy and "during" recall: mean ± 1.96 standard errors over runs, and the paired
 difference from seed 0. Validation seeds 600+ (no accuracy table uses them).
 
+``--schedule cosine``: beside each seed's network, one of the same seed trained with that
+learning-rate schedule, and the paired difference schedule − default averaged over the
+three seeds per run (mean ± 1.96 standard errors over runs): whether the schedule helps
+beyond one network's luck.
+
     python benchmarks/network_seeds.py FeO 12     # transition, runs; minutes per network
+    python benchmarks/network_seeds.py Fe 12 --schedule cosine
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ def sem(values: np.ndarray) -> float:
     return float(1.96 * values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def candidate_rows(name: str, kind: str, runs: list, candidates, base: str) -> None:
+def candidate_rows(name: str, kind: str, runs: list, candidates, base: str
+                   ) -> dict[str, tuple[list, list]]:
     """Score ``candidates(run)`` (name → decoded labels) on every run and print one row per
     candidate: accuracy and "during" recall, mean ± 1.96 standard errors over runs, and the
     paired difference from ``base``."""
@@ -45,21 +52,36 @@ def candidate_rows(name: str, kind: str, runs: list, candidates, base: str) -> N
         print(f"{name} {kind:9s} {key:{width}s} acc {a.mean():5.1f} ± {sem(a):.1f}  during "
               f"{np.nanmean(during):5.1f}  − {base} {d.mean():+.1f} ± {sem(d):.1f}",
               flush=True)
+    return res
+
+
+def schedule_row(name: str, kind: str, res: dict[str, tuple[list, list]], schedule: str
+                 ) -> None:
+    """``schedule`` − default per run, averaged over the seeds both were trained with."""
+    seeds = [k for k in res if k.startswith("seed")]
+    d = np.mean([np.array(res[f"{schedule}-{k}"][0]) - np.array(res[k][0]) for k in seeds], 0)
+    print(f"{name} {kind:9s} {schedule} − default, mean over {len(seeds)} seeds: "
+          f"{d.mean():+.1f} ± {sem(d):.1f} points", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("transition", nargs="?", default="FeO")
     ap.add_argument("runs", nargs="?", type=int, default=12)
+    ap.add_argument("--schedule", choices=["cosine"], default=None,
+                    help="also train each seed with this learning-rate schedule")
     args = ap.parse_args()
     name = args.transition
     runs = validation_runs(name, args.runs)
     unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
-    clfs = []
+    clfs, others = [], []
     for s in (0, 1, 2):
         t0 = time.perf_counter()
         clfs.append(PhaseClassifier(corpus_training=corpus_training(seed=s)).fit(unlabelled))
         print(f"seed {s} fitted in {time.perf_counter() - t0:.0f} s", flush=True)
+        if args.schedule:
+            others.append(PhaseClassifier(corpus_training=corpus_training(
+                seed=s, schedule=args.schedule)).fit(unlabelled))
     dec = clfs[0].bundle_.get("decoder")
     print("decoder", dec, flush=True)
     cfg = DecoderConfig(**dec) if isinstance(dec, dict) else dec
@@ -73,10 +95,14 @@ def main() -> None:
         out["mean012"] = decode(sum(probs) / 3, pressure, cfg).labels
         g = np.exp(np.mean([np.log(np.clip(p, 1e-6, None)) for p in probs], 0))
         out["geo012"] = decode(g / g.sum(1, keepdims=True), pressure, cfg).labels
+        for i, c in enumerate(others):
+            out[f"{args.schedule}-seed{i}"] = c.predict(run)["label"].values
         return out
 
     for kind, rs in runs.items():
-        candidate_rows(name, kind, rs, candidates, "seed0")
+        res = candidate_rows(name, kind, rs, candidates, "seed0")
+        if args.schedule:
+            schedule_row(name, kind, res, args.schedule)
 
 
 if __name__ == "__main__":
