@@ -13,6 +13,7 @@ import pytest
 from conftest import PHASE_MODEL, record_ramp
 
 from specflow.annotate import TiledUnreachable, annotate, annotate_run, load_model
+from specflow.annotate.publication import LOG, PublicationLog
 from specflow.annotate.retry import RetryPolicy
 from specflow.annotate.writer import node_key
 
@@ -217,6 +218,31 @@ def test_two_publishers_deciding_at_once_never_publish_the_older_version(tiled_c
     block = tiled_client[uid].metadata["specflow"]
     assert block["latest"] == node_key(PHASE_MODEL, 2) and block["model"]["version"] == 2
     assert set(block["nodes"]) == {K1, node_key(PHASE_MODEL, 2)}  # both listed
+
+
+def test_a_publication_log_fetches_its_container_once_and_its_entries_every_time(
+        tiled_client):
+    (uid,) = ramps(tiled_client, 1, seed=62)
+    base = tiled_client[uid].base
+    looks = []
+
+    class Counted:  # the run's container, counting the fetches of the log's container
+        def __getitem__(self, key):
+            looks.append(key)
+            return base[key]
+
+        def create_container(self, *args, **kwargs):
+            return base.create_container(*args, **kwargs)
+
+    log = PublicationLog(Counted())
+    assert log.last() == (0, None)  # one look: no log yet
+    assert log.append(1, {"latest": "a"})  # creates it without looking again
+    other = PublicationLog(base)
+    assert other.last() == (1, {"latest": "a"})
+    assert not other.append(1, {"latest": "b"})  # the compare-and-swap still holds
+    assert other.append(2, {"latest": "b"})
+    assert log.last() == (2, {"latest": "b"})  # entries listed afresh
+    assert log.last() == (2, {"latest": "b"}) and looks == [LOG]
 
 
 def test_dead_server_stops_the_batch_quickly_and_a_rerun_resumes(tmp_path, mlflow_store,

@@ -30,7 +30,7 @@ from specflow.learn.predictor import ood_verdict
 from . import writer
 from .identify import identified_block
 from .model import DEFAULT_MODEL_URI, LoadedModel, load_model
-from .publication import append_publication, last_publication
+from .publication import PublicationLog
 from .query import search
 from .retry import (
     AnnotationError,
@@ -166,16 +166,17 @@ def _absolute_patch(current: Mapping[str, Any], block: Mapping[str, Any],
     return ops
 
 
-def _copy_published(client: Any, uid: str, listing: dict[str, Any]) -> None:
+def _copy_published(client: Any, uid: str, log: PublicationLog,
+                    listing: dict[str, Any]) -> None:
     """Copy the publication log's last entry into the run's metadata (with ``listing``, the
     writer's own node) and read it back, until the copy holds the last entry and no newer
     entry appeared meanwhile."""
     for _ in range(PUBLISH_TRIES):
         run = client[uid]
-        seq, block = last_publication(run.base)
+        seq, block = log.last()
         run.patch_metadata(_absolute_patch(run.metadata, block or {}, listing))
         fresh = client[uid]
-        now, _ = last_publication(fresh.base)
+        now, _ = log.last()
         copy = fresh.metadata.get("specflow") or {}
         if now == seq and all(copy.get(k) == v for k, v in (block or {}).items()
                               if k not in LISTINGS) and all(
@@ -208,14 +209,17 @@ def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: Loa
     is published now: the publication log's last entry (:mod:`.publication`), or for a run
     published before the log, its metadata. Losing the race to publish means deciding again
     against the winner's entry."""
+    log = None
     for _ in range(PUBLISH_TRIES):
         run = client[uid]
+        if log is None:  # kept across tries: it fetches the log's container once
+            log = PublicationLog(run.base)
         listed = run.metadata.get("specflow") or {}
-        seq, published = last_publication(run.base)
+        seq, published = log.last()
         block = {**(published if published is not None else listed),
                  "nodes": listed.get("nodes") or {}}
         if published is not None and listed.get("latest") != published.get("latest"):
-            _copy_published(client, uid, {})  # its publisher stopped before copying it
+            _copy_published(client, uid, log, {})  # its publisher stopped before copying it
         if publish and _is_current(block, key, model):
             status = "written" if wrote else "skipped"
             return AnnotationResult(uid, status, reason if wrote else
@@ -227,8 +231,8 @@ def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: Loa
                 return AnnotationResult(uid, "skipped", blocked, key)
             return AnnotationResult(uid, "written", "; ".join(r for r in (reason, blocked)
                                                               if r), key, n)
-        if append_publication(run.base, seq + 1, {**summary, "latest": key}):
-            _copy_published(client, uid, _listed(summary, key))
+        if log.append(seq + 1, {**summary, "latest": key}):
+            _copy_published(client, uid, log, _listed(summary, key))
             return AnnotationResult(uid, "written", reason, key, n)
     raise RuntimeError(f"run {uid}: its published summary changed {PUBLISH_TRIES} times while "
                        "this annotation was being published; annotate it again")
