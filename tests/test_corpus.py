@@ -118,6 +118,9 @@ def test_architecture_settings_name_a_new_network_and_defaults_keep_theirs():
     wide = network_name(TINY, Preprocessing(), corpus_training(steps=120,
                                                                arch_kwargs={"channels": 16}))
     assert wide != plain
+    windows = {network_name(TINY, Preprocessing(), corpus_training(steps=120, arch="convsct",
+                                                                   window=w)) for w in (16, 32)}
+    assert len(windows) == 2  # a sequence network's window is part of its name
     root = Preprocessing(intensity="sqrt")  # another input: another corpus and network
     assert network_name(TINY, root, SHORT) != plain and Preprocessing().intensity == "linear"
 

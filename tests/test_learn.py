@@ -24,6 +24,7 @@ from specflow.learn.metrics import classification_report, cluster_scores, plot_e
 from specflow.learn.moco import MoCo
 from specflow.learn.pretrain import (
     PretrainConfig,
+    _state_config,
     encode,
     load_checkpoint,
     pretrain,
@@ -196,6 +197,13 @@ def test_deterministic_on_cpu():
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(),
                            strict=True):
         assert torch.equal(va, vb), k
+
+
+def test_a_state_names_its_preprocessing_as_the_preprocessing_does():
+    """States saved before a preprocessing field existed (at its default) still match."""
+    state = _state_config(PretrainConfig())
+    assert state["preprocessing"] == Preprocessing().to_dict()
+    assert "intensity" not in state["preprocessing"]
 
 
 def test_a_stopped_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):

@@ -24,7 +24,7 @@ from specflow.data.augment import make_augmentation
 from specflow.data.preprocess import Preprocessing
 from specflow.learn.data import Curves
 from specflow.learn.supervised import SupervisedConfig, TrainedNetwork, train_network
-from specflow.models.supervised import build_network
+from specflow.models.supervised import ARCHITECTURES, build_network
 from specflow.simulator.corpus import Corpus, CorpusRecipe, build_corpus, cache_dir
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ def training_fingerprint(training: SupervisedConfig) -> str:
         payload["arch_kwargs"] = dict(sorted(training.arch_kwargs.items()))
     if training.balance:  # likewise: networks trained on plain batches keep their names
         payload["balance"] = True
+    if ARCHITECTURES[training.arch].context != "curve":  # what a sequence network reads
+        payload["window"], payload["sequences"] = training.window, training.sequences
     if training.schedule != "constant":
         payload["schedule"] = training.schedule
     if training.init is not None:  # the starting encoder's weights, not its path

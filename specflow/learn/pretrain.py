@@ -328,8 +328,13 @@ STATE_FORMAT_1 = "specflow-ssl-state/1"  # checked by curve count only; still re
 
 
 def _state_config(cfg: PretrainConfig) -> dict[str, Any]:
-    """The configuration a state file must match (device and precision are checked apart)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in {"device", "amp"}}
+    """The configuration a state file must match (device and precision are checked apart);
+    the preprocessing as it names itself, so fields added later at their defaults do not
+    refuse a state saved before them."""
+    state = {k: v for k, v in asdict(cfg).items() if k not in {"device", "amp"}}
+    if isinstance(cfg.preprocessing, Preprocessing):
+        state["preprocessing"] = cfg.preprocessing.to_dict()
+    return state
 
 
 def data_fingerprint(x: Tensor, targets: Tensor) -> str:
