@@ -31,53 +31,40 @@ def _key(seq: int) -> str:
 class PublicationLog:
     """One run's log, as one annotation reads and extends it: the log's container is fetched
     (or created) once and kept, since it never moves; its entries are listed afresh on every
-    :meth:`last`, since they do. Saves the container's fetch on every read after the first,
-    and the second look for a log that :meth:`last` just found missing."""
+    :meth:`last`, since they do. Saves the container's fetch on every read after the first;
+    a log that :meth:`last` found missing is created without looking again."""
 
     def __init__(self, run_base: Any) -> None:
         self.run_base = run_base
         self._node: Any = None
-        self._absent = False  # the last look found no log
 
-    def _fetch(self) -> Any | None:
+    def last(self) -> tuple[int, dict[str, Any] | None]:
+        """The last entry: its sequence number and block (0 and None: nothing logged)."""
         if self._node is None:
             try:
                 self._node = self.run_base[LOG]
             except KeyError:
-                return None
-        return self._node
-
-    def last(self) -> tuple[int, dict[str, Any] | None]:
-        """The last entry: its sequence number and block (0 and None: nothing logged)."""
-        log = self._fetch()
-        self._absent = log is None
-        if log is None:
-            return 0, None
-        entries = [(int(key), child) for key, child in log.items() if key.isdigit()]
+                return 0, None
+        entries = [(int(key), child) for key, child in self._node.items() if key.isdigit()]
         if not entries:
             return 0, None
         seq, child = max(entries, key=lambda entry: entry[0])
         return seq, dict(child.metadata["block"])
 
-    def _fetch_or_create(self) -> Any:
-        if self._node is None and not self._absent:
-            self._fetch()
-        if self._node is None:
+    def append(self, seq: int, block: dict[str, Any]) -> bool:
+        """Create entry ``seq`` holding ``block``; False if another publisher created it
+        first. Called after :meth:`last`, which fetched the log if it existed."""
+        if self._node is None:  # none at the last look: create it (409: another did first)
             try:
                 self._node = self.run_base.create_container(LOG, metadata={
                     "description": "specflow's published summaries in order; the run's "
                                    "'specflow' metadata copies the last one"})
             except Exception as exc:
-                if status_code(exc) != 409:  # 409: another publisher created it first
+                if status_code(exc) != 409:
                     raise
                 self._node = self.run_base[LOG]
-        return self._node
-
-    def append(self, seq: int, block: dict[str, Any]) -> bool:
-        """Create entry ``seq`` holding ``block``; False if another publisher created it
-        first."""
         try:
-            self._fetch_or_create().create_container(_key(seq), metadata={"block": block})
+            self._node.create_container(_key(seq), metadata={"block": block})
         except Exception as exc:
             if status_code(exc) == 409:
                 return False
