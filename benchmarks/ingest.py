@@ -1,6 +1,8 @@
 """Ingest throughput: the live SpectraCollector alone, and RunEngine → TiledWriter end to end
 (section ``curves``); area-detector frames (section ``frames``): frames registered in Tiled
-as external HDF5 against curves written as event rows, and frame → live label latency;
+as external HDF5 against curves written as event rows, by TiledWriter fed document by
+document and by specflow's ``paged_writer`` (step scans: a StreamDatum and an event per
+frame; fly scans: one of each per 100 frames), and frame → live label latency;
 pyFAI integration of a 1-Mpixel frame by engine against pyFAI's own benchmark call, timed
 alike in the same run (section ``integration``; ``OMP_NUM_THREADS`` sets pyFAI's threads).
 
@@ -175,13 +177,18 @@ def external_docs(path: Path, shape: tuple[int, int], n: int,
 
 
 def time_writer(client, docs: list[tuple[str, dict]], repeats: int = 3,
-                batch_size: int = TILED_BATCH_SIZE) -> float:
-    """Median seconds for TiledWriter(batch_size) to take one run's documents."""
+                batch_size: int = TILED_BATCH_SIZE, paged: bool = False) -> float:
+    """Median seconds for TiledWriter(batch_size) to take one run's documents; ``paged``:
+    through specflow's :func:`~specflow.ingest.paging.paged_writer` (pages of events and
+    merged StreamDatums, whole pages past the normaliser)."""
     from bluesky_tiled_plugins import TiledWriter
+
+    from specflow.ingest.paging import paged_writer
 
     times = []
     for _ in range(repeats):
-        writer = TiledWriter(client, batch_size=batch_size)
+        writer = (paged_writer(client, batch_size) if paged
+                  else TiledWriter(client, batch_size=batch_size))
         fresh = [(name, {**doc, "uid": str(uuid.uuid4())} if name in ("start",) else doc)
                  for name, doc in docs]
         start_uid = fresh[0][1]["uid"]
@@ -273,14 +280,15 @@ class Replay:
 
 def live_latency(client, frames_dir: Path, geometry, n: int,
                  replay: np.ndarray | None = None) -> dict:
-    """RunEngine → AreaDetector → IntegratingRouter → TiledWriter + live labels: seconds
-    from each frame's event to its label, and the frames per second the chain sustains.
-    ``replay``: frames the detector hands out instead of simulating each."""
+    """RunEngine → AreaDetector → IntegratingRouter → paged TiledWriter (as
+    ``record_frame_compressions`` has it) + live labels: seconds from each frame's event to
+    its label, and the frames per second the chain sustains. ``replay``: frames the detector
+    hands out instead of simulating each."""
     from bluesky import RunEngine
-    from bluesky_tiled_plugins import TiledWriter
 
     from specflow.annotate.live import LivePhaseMonitor
     from specflow.ingest.frames import INTEGRATED_STREAM, IntegratingRouter
+    from specflow.ingest.paging import paged_writer
     from specflow.learn.predictor import PhasePredictor
     from specflow.simulator.detector import AreaDetector
 
@@ -291,8 +299,7 @@ def live_latency(client, frames_dir: Path, geometry, n: int,
             latency.append(time.time() - doc["time"])
 
     monitor = LivePhaseMonitor(PhasePredictor(small_bundle()), stream=INTEGRATED_STREAM)
-    router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), monitor,
-                               labelled)
+    router = IntegratingRouter(paged_writer(client, TILED_BATCH_SIZE), monitor, labelled)
     engine = RunEngine({}, call_returns_result=False)
     engine.subscribe(router)
     cell = DiamondAnvilCell(seed=0)
@@ -341,16 +348,17 @@ def frames_section(n: int, pixels: int, console: Console) -> None:
     geometry = DetectorGeometry.square(pixels)
     table = Table(title=f"area-detector frames ({pixels}×{pixels} pixels, uint32, "
                         f"Bitshuffle-LZ4 HDF5)")
-    for col in ("path", "count", "seconds", "per second", "vs event rows", "goal"):
+    for col in ("path", "count", "seconds", "per second", "× event rows",
+                "× TiledWriter, same batch", "goal"):
         table.add_column(col, justify="left" if col in ("path", "goal") else "right")
     with tempfile.TemporaryDirectory() as tmp, tiled_server(tmp) as server:
         client = server.client()
         path = server.frames / "bench.h5"
         t0 = time.perf_counter()
         write_frames(path, geometry, n)
-        table.add_row("simulate + render + write frames (detector side)", str(n),
+        table.add_row("simulate, render, write frames (detector)", str(n),
                       f"{time.perf_counter() - t0:.2f}",
-                      f"{n / (time.perf_counter() - t0):,.1f}", "", "")
+                      f"{n / (time.perf_counter() - t0):,.1f}", "", "", "")
         # registration reads no pixels: a file declaring `reg` frames stands for a long run
         reg = max(n, 2000)
         declared = server.frames / "declared.h5"
@@ -360,18 +368,23 @@ def frames_section(n: int, pixels: int, console: Console) -> None:
             h5.create_dataset("/entry/data/data", shape=(reg, *geometry.shape),
                               chunks=(1, *geometry.shape), dtype="<u4")
         rows_s = time_writer(client, synthetic_docs(reg, None))
-        table.add_row("curves as event rows → TiledWriter", str(reg), f"{rows_s:.2f}",
-                      f"{reg / rows_s:,.0f}", "1.00", "")
+        table.add_row("curves as event rows → TiledWriter(50)", str(reg), f"{rows_s:.2f}",
+                      f"{reg / rows_s:,.0f}", "1.00", "", "")
         goal = FRAME_GOALS["register"]
-        for label, block in (("step scan: a StreamDatum + event per frame", 1),
-                             ("fly scan: a StreamDatum + event page per 100 frames", 100)):
+        # step scan: a StreamDatum and an event per frame; fly scan: one of each per 100
+        for label, block in (("step scan", 1), ("fly scan", 100)):
             for batch in (TILED_BATCH_SIZE, 1000):
-                ext_s = time_writer(client, external_docs(declared, geometry.shape, reg,
-                                                          block), batch_size=batch)
-                table.add_row(f"frames as external HDF5 → TiledWriter({batch}), {label}",
-                              str(reg), f"{ext_s:.2f}", f"{reg / ext_s:,.0f}",
-                              f"{rows_s / ext_s:.1f}", f"≥ {goal:,.0f}/s: "
-                              f"{'met' if reg / ext_s >= goal else 'NOT met'}")
+                docs = external_docs(declared, geometry.shape, reg, block)
+                plain_s = time_writer(client, docs, batch_size=batch)
+                paged_s = time_writer(client, docs, batch_size=batch, paged=True)
+                for writer, seconds in ((f"TiledWriter({batch})", plain_s),
+                                        (f"paged_writer({batch})", paged_s)):
+                    table.add_row(f"external HDF5 → {writer}, {label}",
+                                  str(reg), f"{seconds:.2f}", f"{reg / seconds:,.0f}",
+                                  f"{rows_s / seconds:.1f}", f"{plain_s / seconds:.1f}",
+                                  f"≥ {goal:,.0f}/s: "
+                                  f"{'met' if reg / seconds >= goal else 'NOT met'}")
+        profile = writer_profile(client, external_docs(declared, geometry.shape, reg, 1), 1000)
         with h5py.File(path, "r") as h5:
             bank = h5["/entry/data/data"][:8]
         goal = FRAME_GOALS["latency_ms"]
@@ -379,12 +392,43 @@ def frames_section(n: int, pixels: int, console: Console) -> None:
             live = live_latency(client, server.frames, geometry, max(20, n // 4), replay)
             rate = live["frames"] / live["seconds"]
             met = live["p50_ms"] <= goal and rate >= 10
-            table.add_row(f"RunEngine → {label} → HDF5 → Tiled + integrate + live label "
+            table.add_row(f"RunEngine → {label} → Tiled, integrated, labelled "
                           f"(p95 {live['p95_ms']:.0f} ms)", str(live["frames"]),
-                          f"{live['seconds']:.2f}", f"{rate:,.1f}", "",
-                          f"frame → label p50 {live['p50_ms']:.0f} ms ≤ {goal:.0f} ms at "
-                          f"≥ 10 frames/s: {'met' if met else 'NOT met'}")
+                          f"{live['seconds']:.2f}", f"{rate:,.1f}", "", "",
+                          f"p50 {live['p50_ms']:.0f} ms ≤ {goal:.0f} ms at ≥ 10/s: "
+                          f"{'met' if met else 'NOT met'}")
     console.print(table)
+    console.print(f"what bounds paged_writer(1000), step scan, {reg} frames (cProfile; "
+                  f"the profiler slows the Python side): {profile}")
+
+
+def writer_profile(client, docs: list[tuple[str, dict]], batch_size: int) -> str:
+    """Where ``paged_writer(batch_size)`` spends its time on ``docs``: waiting for the
+    server's responses, TiledWriter's JSON-schema checks, the rest."""
+    import cProfile
+    import pstats
+
+    from specflow.ingest.paging import paged_writer
+
+    writer = paged_writer(client, batch_size)
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.enable()
+    for name, doc in docs:
+        writer(name, doc)
+    profiler.disable()
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(profiler).stats  # (file, line, function) -> (cc, nc, tt, ct, callers)
+    waiting = sum(v[2] for k, v in stats.items() if k[2] == "<method 'recv' of '_socket.socket' "
+                  "objects>")
+    responses = sum(v[1] for k, v in stats.items() if k[2] == "<method 'recv' of "
+                    "'_socket.socket' objects>")
+    schema = max((v[3] for k, v in stats.items()
+                  if k[0].endswith("jsonschema/validators.py") and k[2] == "iter_errors"),
+                 default=0.0)
+    return (f"{total:.2f} s: waiting for the server {waiting:.2f} s ({responses} socket "
+            f"reads), JSON-schema checks {schema:.2f} s, the rest "
+            f"{total - waiting - schema:.2f} s")
 
 
 def main() -> None:
@@ -421,6 +465,8 @@ def curves_section(n: int, m: int, console: Console) -> None:
 
     from bluesky_tiled_plugins import TiledWriter
 
+    from specflow.ingest.paging import paged_writer
+
     with tempfile.TemporaryDirectory() as tmp, tiled_server(tmp) as server:
         client = server.client()
         time_run_engine(10, None, repeats=1)  # warm up imports and the simulator
@@ -431,6 +477,8 @@ def curves_section(n: int, m: int, console: Console) -> None:
         for batch in (TILED_BATCH_SIZE, 10000):
             row(f"RunEngine + TiledWriter(batch_size={batch})", m,
                 time_run_engine(m, lambda b=batch: [TiledWriter(client, batch_size=b)])[0])
+        row(f"RunEngine + paged_writer({TILED_BATCH_SIZE}) (record_compressions' writer)", m,
+            time_run_engine(m, lambda: [paged_writer(client, TILED_BATCH_SIZE)])[0])
         seconds, uid = time_run_engine(
             m, lambda: [TiledWriter(client, batch_size=TILED_BATCH_SIZE), SpectraCollector()])
         row(f"RunEngine + TiledWriter({TILED_BATCH_SIZE}) + SpectraCollector", m, seconds)

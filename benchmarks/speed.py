@@ -232,6 +232,37 @@ class PerCurveBaselines:
         preprocess.snip_baselines = self.batched
 
 
+def gaps_filled_curve_by_curve(x: np.ndarray) -> np.ndarray:
+    """The previous ``fill_gaps``: ``np.interp`` over each curve with NaN bins in turn."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    bad = np.isnan(x)
+    idx = np.arange(x.shape[1])
+    for i in np.flatnonzero(bad.any(axis=1)):
+        x[i, bad[i]] = np.interp(idx[bad[i]], idx[~bad[i]], x[i, ~bad[i]])
+    return x
+
+
+class PreviousPreprocessing:
+    """Context: preprocessing as before blocks on threads — a run's curves in one piece on
+    the calling thread (only SNIP on its own threads), gaps filled curve by curve."""
+
+    def __enter__(self):
+        from specflow.data import preprocess
+
+        self.saved = (preprocess.PREPARE_BLOCK, preprocess.fill_gaps,
+                      preprocess.finish_on_grid)
+        finish = preprocess.finish_on_grid
+        preprocess.PREPARE_BLOCK = 1 << 30
+        preprocess.fill_gaps = gaps_filled_curve_by_curve
+        preprocess.finish_on_grid = lambda *args, threads=None: finish(*args)
+
+    def __exit__(self, *exc):
+        from specflow.data import preprocess
+
+        (preprocess.PREPARE_BLOCK, preprocess.fill_gaps,
+         preprocess.finish_on_grid) = self.saved
+
+
 def agreement(outputs: list[dict], reference: list[dict]) -> dict:
     """How many labels differ from the reference outputs, and the largest probability gap."""
     label = np.concatenate([o["label"] for o in outputs])
@@ -325,27 +356,32 @@ def default_bundle() -> dict:
 
 def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
                        repeats: int) -> dict:
-    """The default (corpus-network) model's whole path: as served (BatchNorms folded into
-    the convolutions, batches of 16) against the path before (the network as trained,
-    batches of 64), and other batch sizes (:func:`timed_table`)."""
+    """The default (corpus-network) model's whole path as served (curves prepared in
+    blocks of 64 on threads, BatchNorms folded into the convolutions, batches of 16)
+    against the path before (the same network, each run prepared in one piece:
+    :class:`PreviousPreprocessing`), the network as trained (unfolded, batches of 64) and
+    other batch sizes (:func:`timed_table`)."""
     from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
     from specflow.models.supervised import build_network
 
     spec = bundle["network"]
-    before = "unfolded BatchNorm (before)"
+    before = "previous preprocessing (before)"
 
     def served_and_before(_threads: int) -> dict:
-        found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle)}
+        found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle),
+                 "unfolded BatchNorm, batch 64": PhasePredictor(bundle)}
         unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
         unfolded.load_state_dict(spec["state"])
-        found[before].network = unfolded.eval()
-        found[before].batch_size = 64  # as served before
+        found["unfolded BatchNorm, batch 64"].network = unfolded.eval()
+        found["unfolded BatchNorm, batch 64"].batch_size = 64
         for size in sorted({16, 64, 256} - {NETWORK_CPU_BATCH}):
             found[f"served, batch {size}"] = PhasePredictor(bundle)
             found[f"served, batch {size}"].batch_size = size
         return found
 
-    return timed_table(runs, threads, repeats, served_and_before, before, "served", before)
+    return timed_table(
+        runs, threads, repeats, served_and_before, before, "served", before,
+        lambda name: PreviousPreprocessing() if name == before else contextlib.nullcontext())
 
 
 def print_whole(result: dict) -> None:

@@ -119,6 +119,44 @@ def test_prepare_curves_fills_gaps_removes_spikes_and_rejects_bad_input():
         prepare_curves(x, tt, Preprocessing(grid=(8.0, 12.0, 256)), lam)
 
 
+def test_gaps_filled_together_are_the_same_bits_as_numpy_interp_curve_by_curve():
+    from specflow.data.preprocess import fill_gaps
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((40, 300)) * 1e4).astype(np.float32)
+    x[:, rng.random(300) < 0.2] = np.nan  # module gaps, the same in every curve
+    x[rng.random(x.shape) < 0.03] = np.nan  # and masked pixels of single curves
+    x[3, :4] = x[7, -5:] = np.nan  # edges: the nearest valid value
+    expected = x.copy()
+    idx = np.arange(x.shape[1])
+    for row in expected:
+        bad = np.isnan(row)
+        row[bad] = np.interp(idx[bad], idx[~bad], row[~bad])
+    got = fill_gaps(x)
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+    x[5] = np.nan
+    with pytest.raises(ValueError, match="curve 5 has no data"):
+        fill_gaps(x)
+
+
+def test_prepared_curves_do_not_depend_on_the_blocks_or_threads(monkeypatch):
+    from specflow.data import preprocess
+
+    ds = simulate_run("FeO", 300, seed=8, preset="realistic")
+    x, tt, lam = ds["intensity"].values, ds["two_theta"].values, ds.attrs["wavelength"]
+    x[:, 700:740] = np.nan
+    together = prepare_curves(x, tt, Preprocessing(), lam).x
+    one_by_one = np.concatenate([prepare_curves(row, tt, Preprocessing(), lam).x
+                                 for row in x[:5]])
+    monkeypatch.setattr(preprocess, "PREPARE_BLOCK", 7)
+    small_blocks = prepare_curves(x, tt, Preprocessing(), lam).x
+    assert np.array_equal(small_blocks, together)
+    assert np.array_equal(one_by_one, together[:5])
+    x[42] = np.nan
+    with pytest.raises(ValueError, match="curve 42 has no data"):
+        prepare_curves(x, tt, Preprocessing(), lam)
+
+
 @pytest.mark.parametrize("half_window", [1, 2, 13, 52, 5000])
 def test_batched_snip_equals_pybaselines_curve_by_curve(half_window):
     from pybaselines import Baseline

@@ -127,18 +127,43 @@ def remove_background(
 
 def fill_gaps(x: np.ndarray) -> np.ndarray:
     """Curves (n, L) with NaN bins (detector gaps, masks) filled by linear interpolation
-    between the nearest valid bins of the same curve (edges: the nearest valid value)."""
+    between the nearest valid bins of the same curve (edges: the nearest valid value).
+
+    Curves with the same gaps (a detector's modules: usually all of a run) are filled
+    together, with :func:`numpy.interp`'s arithmetic, so the values are the same bits as
+    filling them one by one."""
     x = np.array(x, dtype=np.float32, copy=True)
     bad = np.isnan(x)
     if not bad.any():
         return x
-    idx = np.arange(x.shape[1])
-    for i in np.flatnonzero(bad.any(axis=1)):
-        ok = ~bad[i]
-        if not ok.any():
-            raise ValueError(f"curve {i} has no data (all NaN)")
-        x[i, bad[i]] = np.interp(idx[bad[i]], idx[ok], x[i, ok])
+    rows = np.flatnonzero(bad.any(axis=1))
+    empty = rows[bad[rows].all(axis=1)]
+    if empty.size:
+        raise ValueError(f"curve {int(empty[0])} has no data (all NaN)")
+    packed = np.ascontiguousarray(np.packbits(bad[rows], axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()  # one key per mask
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    for k, row in enumerate(rows[first]):
+        members = rows[group.reshape(-1) == k][:, None]
+        at, xp = np.flatnonzero(bad[row]), np.flatnonzero(~bad[row])
+        x[members, at] = _interp_gaps(x, members, at, xp)
     return x
+
+
+def _interp_gaps(x: np.ndarray, members: np.ndarray, at: np.ndarray, xp: np.ndarray
+                 ) -> np.ndarray:
+    """``np.interp(at, xp, x[m, xp])`` for every row m of ``members`` (a column) at once,
+    with numpy's own arithmetic (float64 slope between the neighbouring valid bins, then
+    slope × offset + left value; the end values beyond ``xp``), reading only the bins it
+    needs: the same numbers."""
+    j = np.searchsorted(xp, at, side="right") - 1  # xp[j] <= at < xp[j + 1]
+    inside = (j >= 0) & (j < len(xp) - 1)
+    out = np.where(j < 0, x[members, xp[0]], x[members, xp[-1]]).astype(np.float64)
+    lo, hi = xp[j[inside]], xp[j[inside] + 1]
+    f_lo = x[members, lo].astype(np.float64)
+    slope = (x[members, hi].astype(np.float64) - f_lo) / (hi - lo)
+    out[:, inside] = slope * (at[inside] - lo) + f_lo
+    return out
 
 
 def despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
@@ -160,14 +185,16 @@ def despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
     return x
 
 
-def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip") -> np.ndarray:
+def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip",
+                      threads: int | None = None) -> np.ndarray:
     """Per-curve baseline removal with pybaselines (``snip``: peak-clipping, the usual choice
     for diffraction backgrounds; ``beads``: baseline estimation and denoising with sparsity,
     about 150x slower; any pybaselines method taking ``max_half_window``/``half_window``
-    works). ``half_window`` in bins: wider than a peak, narrower than a hump."""
+    works). ``half_window`` in bins: wider than a peak, narrower than a hump; ``threads``:
+    SNIP's (:func:`snip_baselines`)."""
 
     if method == "snip":  # the same algorithm, every curve at once (tests: equal to pybaselines)
-        return (x - snip_baselines(x, half_window)).astype(np.float32)
+        return (x - snip_baselines(x, half_window, threads=threads)).astype(np.float32)
     fitter = Baseline(np.arange(x.shape[1], dtype=float))
     try:
         fit = getattr(fitter, method)
@@ -359,20 +386,49 @@ def prepare_curves(
             f"of the model's {target[0]:.3g}–{target[-1]:.3g} {unit} (at least "
             f"{cfg.min_coverage:.0%} needed)"
         )
-    x = despike(fill_gaps(x), cfg.despike)
-    on_grid = interp_curves(x, axis, target)
-    return PreparedCurves(finish_on_grid(on_grid, covered, cfg, target), target, covered)
+    empty = np.flatnonzero(np.isnan(x).all(axis=1))
+    if empty.size:
+        raise ValueError(f"curve {int(empty[0])} has no data (all NaN)")
+
+    def block(rows: slice) -> np.ndarray:
+        on_grid = interp_curves(despike(fill_gaps(x[rows]), cfg.despike), axis, target)
+        return finish_on_grid(on_grid, covered, cfg, target, threads=1)
+
+    return PreparedCurves(_by_blocks(block, len(x), len(target)), target, covered)
+
+
+#: Curves prepared together by one thread (:func:`prepare_curves`)
+PREPARE_BLOCK = 64
+
+
+def _by_blocks(block: Any, n: int, width: int, threads: int | None = None) -> np.ndarray:
+    """``block(rows)`` (float32, (rows, width)) over blocks of :data:`PREPARE_BLOCK` rows,
+    shared out to ``threads`` threads (default: up to 4 of the cores this process may use;
+    numpy releases the GIL in the heavy steps). Every row is prepared on its own, so the
+    result does not depend on the blocks."""
+    out = np.empty((n, width), dtype=np.float32)
+    blocks = [slice(s, min(s + PREPARE_BLOCK, n)) for s in range(0, n, PREPARE_BLOCK)]
+    workers = min(threads or min(4, usable_cpus()), len(blocks))
+    if workers <= 1:
+        for rows in blocks:
+            out[rows] = block(rows)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for rows, values in zip(blocks, pool.map(block, blocks), strict=True):
+                out[rows] = values
+    return out
 
 
 def finish_on_grid(on_grid: np.ndarray, covered: np.ndarray, cfg: Preprocessing,
-                   grid: np.ndarray) -> np.ndarray:
+                   grid: np.ndarray, threads: int | None = None) -> np.ndarray:
     """The last steps of :func:`prepare_curves`, shared with rendered training curves
-    (:mod:`specflow.identify.patterns`): ``cfg``'s baseline removal, then min–max of each row over
-    its ``covered`` bins (a mask for all rows, or one per row), 0 elsewhere."""
+    (:mod:`specflow.identify.patterns`): ``cfg``'s baseline removal (SNIP on ``threads``
+    threads), then min–max of each row over its ``covered`` bins (a mask for all rows, or
+    one per row), 0 elsewhere."""
     if cfg.intensity == "sqrt":
         on_grid = np.sqrt(np.clip(on_grid, 0.0, None))
     if cfg.baseline:
         step = float(np.median(np.diff(grid)))
         on_grid = subtract_baseline(on_grid, max(2, round(cfg.baseline_width / step)),
-                                    cfg.baseline)
+                                    cfg.baseline, threads)
     return minmax(on_grid, where=covered).astype(np.float32)

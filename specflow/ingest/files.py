@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from bluesky_tiled_plugins import TiledWriter
 from event_model import compose_run
 
 from specflow.data.schema import SOURCE, energy_kev, energy_to_wavelength
 from specflow.ingest.catalog import require_table_storage
+from specflow.ingest.paging import paged_writer
 
 DETECTOR = "xrd"
 SPECTRUM_KEY = f"{DETECTOR}_spectrum"
@@ -121,9 +121,9 @@ class StoredRun:
 def write_runs(client: Any, runs: Mapping[str, xr.Dataset],
                metadata: Mapping[str, Any] | None = None, batch_size: int = 50
                ) -> list[StoredRun]:
-    """Store every run in Tiled through TiledWriter, in order. A run stored before (same
-    curves, pressures and name) is not stored again; one stored before but left unfinished
-    (an interrupted ingest) is refused with what to do."""
+    """Store every run in Tiled through TiledWriter (in pages: :func:`paged_writer`), in
+    order. A run stored before (same curves, pressures and name) is not stored again; one
+    stored before but left unfinished (an interrupted ingest) is refused with what to do."""
     require_table_storage(client)
     stored = []
     for name, ds in runs.items():
@@ -135,7 +135,7 @@ def write_runs(client: Any, runs: Mapping[str, xr.Dataset],
                                  "this one under another name")
             stored.append(StoredRun(name, uid, new=False))
             continue
-        writer = TiledWriter(client, batch_size=batch_size)
+        writer = paged_writer(client, batch_size)
         for kind, doc in run_documents(ds, name, metadata):
             writer(kind, doc)
         stored.append(StoredRun(name, uid, new=True))

@@ -1,6 +1,7 @@
 """Simulated compression runs through a real RunEngine into Tiled (bluesky-tiled-plugins'
-TiledWriter): the embedded data source of the demo and the ingest tests — curves event by
-event (:func:`record_compressions`); area-detector frames:
+TiledWriter, fed in pages by :func:`~specflow.ingest.paging.paged_writer`): the embedded
+data source of the demo and the ingest tests — curves event by event
+(:func:`record_compressions`); area-detector frames:
 :func:`record_frame_compressions` (written to HDF5, registered in Tiled as external data, and
 integrated with pyFAI into each run's ``integrated`` stream)."""
 
@@ -11,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from bluesky import RunEngine
-from bluesky_tiled_plugins import TiledWriter
 
 from specflow.ingest.catalog import require_table_storage
 from specflow.ingest.frames import IntegratingRouter
+from specflow.ingest.paging import paged_writer
 from specflow.ingest.plans import compression_ramp
 from specflow.simulator.area import DetectorGeometry
 from specflow.simulator.detector import AreaDetector
 from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector
 from specflow.simulator.simulate import MATERIALS
 
-#: Events buffered by TiledWriter before a write. 50 keeps the RunEngine thread from
-#: stalling (one HTTP round trip per 50 curves, ~2 writes/s at beamline rates) while the
+#: Events buffered before a write to Tiled (TiledWriter's batch, handed over in pages of
+#: as many by :func:`~specflow.ingest.paging.paged_writer`). 50 keeps the RunEngine thread
+#: from stalling (one HTTP round trip per 50 curves, ~2 writes/s at beamline rates) while the
 #: data in Tiled lags the experiment by at most 50 curves; batch_size=1 costs ~115 ms/event.
 TILED_BATCH_SIZE = 50
 
@@ -60,7 +62,7 @@ def record_compressions(
     """
     require_table_storage(client)
     engine = RunEngine({}, call_returns_result=False)
-    engine.subscribe(TiledWriter(client, batch_size=TILED_BATCH_SIZE))
+    engine.subscribe(paged_writer(client, TILED_BATCH_SIZE))
     return run_compressions(
         engine, runs, curves, material, seed,
         lambda cell, i: IntegratedDetector(name="xrd", cell=cell, material=material,
@@ -118,7 +120,7 @@ def record_frame_compressions(
     """
     require_table_storage(client)
     engine = RunEngine({}, call_returns_result=False)
-    router = IntegratingRouter(TiledWriter(client, batch_size=TILED_BATCH_SIZE), *callbacks)
+    router = IntegratingRouter(paged_writer(client, TILED_BATCH_SIZE), *callbacks)
     engine.subscribe(router)
     uids = run_compressions(
         engine, runs, curves, material, seed,
