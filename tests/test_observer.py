@@ -59,6 +59,32 @@ def test_ideal_observer_reads_fe_and_si_runs_almost_perfectly():
             assert np.abs(seen.fraction - f).mean() < 0.05
 
 
+def test_an_observer_not_told_the_pressure_finds_it_near_the_true_one_and_reads_fe(
+        monkeypatch):
+    from specflow.simulator import observer
+
+    run = simulate_family_parts("Fe", 1, n_curves=60, seed=14)[0]
+    found = []
+    real = observer._fitted_pressure
+
+    def spy(run_, recorded, search, *args, **kwargs):
+        found.append((recorded, real(run_, recorded, search, *args, **kwargs)))
+        return found[-1][1]
+
+    monkeypatch.setattr(observer, "_fitted_pressure", spy)
+    seen = ideal_observer(run, pressure_search=1.5)
+    monkeypatch.undo()
+    recorded, fitted = np.array(found).T
+    true = run.data["true_pressure"].values
+    assert np.all(np.abs(fitted - recorded) <= 1.5 + 1e-9)
+    # the lines put the pressure closer to the truth than the gauge does, on the whole
+    assert np.abs(fitted - true).mean() < np.abs(recorded - true).mean() + 0.1
+    decoded = decode(seen.probabilities, run.data["pressure"].values).labels
+    assert (decoded == run.data["label"].values).mean() >= 0.95
+    told = ideal_observer(run)  # told the pressure: what the ceiling is, unchanged
+    assert not np.array_equal(told.fraction, seen.fraction)
+
+
 def test_a_simulated_file_can_be_rebuilt_for_the_ceiling_and_a_changed_one_cannot(tmp_path):
     from specflow.data.io import read_spectra, write_spectra
 

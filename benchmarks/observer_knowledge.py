@@ -1,0 +1,87 @@
+"""How much of the ceiling is knowing each curve's true pressure?
+
+The ceiling of the accuracy tables is an ideal observer told the loading's phases, texture,
+nuisances and each curve's *true* pressure, so it knows where every line of either phase
+sits. Here a second observer knows the same except the pressure: it takes, for each curve,
+the pressure within ±1.5 GPa of the recorded one (gauge calibration and readback errors are
+±0.3 GPa offset, ±2 % gain, 0.05–0.4 GPa noise) at which both phases fit best
+(``ideal_observer(..., pressure_search=1.5)``). Beside them the default corpus network with
+zero labels, all decoded along the run; per-curve accuracy and "during" recall, mean ± 95 %
+interval over runs, and paired differences (same runs).
+
+The unseen runs are the validation loadings of ``benchmarks/corpus_budget.py`` (seeds 600+,
+realistic and the same loadings shifted); no accuracy table's test seeds are used.
+
+    python benchmarks/observer_knowledge.py                    # FeO and Fe, 12 loadings
+    python benchmarks/observer_knowledge.py --transitions FeO --runs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+from corpus_budget import CONDITIONS, run_score, test_runs
+
+from specflow.learn.classifier import PhaseClassifier
+from specflow.learn.decode import decode
+from specflow.learn.metrics import mean_interval, paired_difference
+from specflow.simulator.corpus import CorpusRecipe
+from specflow.simulator.observer import ideal_observer
+from specflow.simulator.simulate import simulate_family
+
+SEARCH_GPA = 1.5
+
+
+def observer_labels(run, pressure_search: float) -> np.ndarray:
+    """The ideal observer's labels of one simulated run, decoded like a model's."""
+    probs = ideal_observer(run, pressure_search=pressure_search).probabilities
+    return decode(probs, run.data["pressure"].values).labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--transitions", nargs="+", default=["FeO", "Fe"])
+    ap.add_argument("--runs", type=int, default=12)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", message="No Pauling electronegativity")
+    for name in args.transitions:
+        runs = test_runs(name, args.runs)
+        unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+        network = PhaseClassifier(corpus=CorpusRecipe.for_transition(name)).fit(unlabelled)
+        for kind in CONDITIONS:
+            t0 = time.perf_counter()
+            truth = [r.data["label"].values for r in runs[kind]]
+            rows = {
+                "ceiling: told the true pressure": [observer_labels(r, 0.0)
+                                                    for r in runs[kind]],
+                f"observer finding the pressure (±{SEARCH_GPA} GPa)": [
+                    observer_labels(r, SEARCH_GPA) for r in runs[kind]],
+                "default corpus network, zero labels": [
+                    network.predict(r.data)["label"].values for r in runs[kind]],
+            }
+            print(f"\n## {name}: {args.runs} unseen {kind} runs (seeds 600+)")
+            print(f"{'reader':<45} | {'accuracy %':>12} | {'during rec. %':>13} | "
+                  f"{'network − this (points)':>24}")
+            network_acc = [run_score(p, t)[0] for p, t in
+                           zip(rows["default corpus network, zero labels"], truth, strict=True)]
+            for reader, labels in rows.items():
+                acc, during = zip(*(run_score(p, t) for p, t in zip(labels, truth, strict=True)),
+                                  strict=True)
+                m, h = mean_interval(acc)
+                d, dh = mean_interval(during)
+                diff = paired_difference(network_acc, list(acc))
+                delta = ("—" if reader.startswith("default") else
+                         f"{diff['mean']:+.1f} [{diff['low']:+.1f}, {diff['high']:+.1f}]")
+                print(f"{reader:<45} | {m:6.1f} ± {h:3.1f} | {d:6.1f} ± {dh:4.1f} | "
+                      f"{delta:>24}", flush=True)
+            finding = [run_score(p, t)[0] for p, t in
+                       zip(rows[list(rows)[1]], truth, strict=True)]
+            print(f"per run, observer finding the pressure: {np.round(finding, 1).tolist()} "
+                  f"({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
