@@ -119,21 +119,69 @@ def test_pager_hands_on_merged_datums_then_pages_every_size_events_and_before_ot
     assert names[-1] == "stop" and names[0] == "start"
 
 
-def test_pager_does_not_merge_stream_datums_that_are_not_consecutive():
+def _datum(start: int, stop: int, resource: str = "r", descriptor: str = "x") -> dict:
+    return {"uid": f"{resource}{descriptor}{start}", "stream_resource": resource,
+            "descriptor": descriptor, "indices": {"start": start, "stop": stop},
+            "seq_nums": {"start": start + 1, "stop": stop + 1}}
+
+
+def _event(seq: int, descriptor: str = "x", key: str = "p") -> dict:
+    return {"uid": f"e{descriptor}{seq}", "descriptor": descriptor, "seq_num": seq,
+            "time": float(seq), "data": {key: float(seq)}, "timestamps": {key: 0.0},
+            "filled": {}}
+
+
+def test_pager_merges_only_consecutive_datums_of_one_resource_and_descriptor():
     out: list[tuple[str, dict]] = []
     pager = EventPager(lambda name, doc: out.append((name, doc)), size=100)
-
-    def datum(start, stop):
-        return {"uid": f"d{start}", "stream_resource": "r", "descriptor": "x",
-                "indices": {"start": start, "stop": stop},
-                "seq_nums": {"start": start + 1, "stop": stop + 1}}
-
-    for start, stop in ((0, 2), (2, 3), (5, 6)):
-        pager("stream_datum", datum(start, stop))
+    for doc in (_datum(0, 2), _datum(2, 3), _datum(5, 6), _datum(0, 4, descriptor="y"),
+                _datum(6, 8)):
+        pager("stream_datum", doc)
     pager.flush()
-    assert [(d["indices"]["start"], d["indices"]["stop"]) for _, d in out] == [(0, 3), (5, 6)]
+    got = sorted((d["descriptor"], d["indices"]["start"], d["indices"]["stop"]) for _, d in out)
+    assert got == [("x", 0, 3), ("x", 5, 8), ("y", 0, 4)]
     with pytest.raises(ValueError, match="page size"):
         EventPager(print, 0)
+
+
+def test_pager_hands_on_a_stream_when_the_writer_would_write_it():
+    """Datums alone (a fly scan without events) go on once they cover ``size`` frames;
+    events after a flush go on when, with the rows handed on before, they make ``size``."""
+    out: list[tuple[str, dict]] = []
+    pager = EventPager(lambda name, doc: out.append((name, doc)), size=4)
+    for i in range(9):
+        pager("stream_datum", _datum(i, i + 1))
+    assert [(d["indices"]["start"], d["indices"]["stop"]) for _, d in out] == [(0, 4), (4, 8)]
+    out.clear()
+    for seq in range(1, 3):
+        pager("event", _event(seq))
+    pager("descriptor", {"uid": "y"})  # hands on what is held: 2 rows the writer keeps
+    for seq in range(3, 5):
+        pager("event", _event(seq))
+    pages = [d for n, d in out if n == "event_page"]
+    assert [p["seq_num"] for p in pages] == [[1, 2], [3, 4]]  # the writer's 4th row: written
+
+
+def test_pager_starts_a_new_page_when_the_keys_change_and_keeps_what_it_could_not_hand_on():
+    out: list[tuple[str, dict]] = []
+    pager = EventPager(lambda name, doc: out.append((name, doc)), size=10)
+    for doc in (_event(1), _event(2), _event(3, key="q"), _event(4, key="q")):
+        pager("event", doc)
+    pager.flush()
+    assert [(list(d["data"]), d["seq_num"]) for _, d in out] == [(["p"], [1, 2]),
+                                                                 (["q"], [3, 4])]
+
+    def refuse(name, doc):
+        raise ConnectionError("server away")
+
+    pager = EventPager(refuse, size=10)
+    pager("event", _event(1))
+    with pytest.raises(ConnectionError):
+        pager("stop", {})
+    pager.downstream = lambda name, doc: out.append((name, doc))
+    out.clear()
+    pager.flush()
+    assert [d["seq_num"] for _, d in out] == [[1]]  # still held, handed on now
 
 
 def test_normalizer_keeps_plain_pages_whole_and_renames_reserved_keys_event_by_event(
@@ -163,3 +211,23 @@ def test_normalizer_keeps_plain_pages_whole_and_renames_reserved_keys_event_by_e
         normalizer(*doc)
     events = [d for n, d in out if n == "event"]
     assert [e["data"] for e in events] == [{"time_": 1.0}, {"time_": 2.0}]
+
+    # a key with external (Datum) references: event by event, the reference split off
+    run = compose_run()
+    desc = run.compose_descriptor(
+        name="primary", validate=False,
+        data_keys={"det": {"dtype": "array", "shape": [2, 2], "source": "s",
+                           "external": "FILESTORE:"},
+                   "p": {"dtype": "number", "shape": [], "source": "s"}})
+    page = desc.compose_event_page(data={"det": ["d1", "d2"], "p": [1.0, 2.0]},
+                                   timestamps={"det": [0, 0], "p": [0, 0]}, seq_num=[1, 2],
+                                   time=[0.0, 1.0], filled={"det": [False, False]},
+                                   validate=False)
+    out.clear()
+    normalizer = PagedRunNormalizer(patches={}, spec_to_mimetype={})
+    normalizer.subscribe(lambda name, doc: out.append((name, doc)))
+    for doc in (("start", run.start_doc), ("descriptor", desc.descriptor_doc),
+                ("event_page", page)):
+        normalizer(*doc)
+    assert [n for n, _ in out].count("event_page") == 0
+    assert [d["data"] for n, d in out if n == "event"] == [{"p": 1.0}, {"p": 2.0}]

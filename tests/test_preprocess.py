@@ -125,8 +125,10 @@ def test_gaps_filled_together_are_the_same_bits_as_numpy_interp_curve_by_curve()
     rng = np.random.default_rng(5)
     x = (rng.random((40, 300)) * 1e4).astype(np.float32)
     x[:, rng.random(300) < 0.2] = np.nan  # module gaps, the same in every curve
-    x[rng.random(x.shape) < 0.03] = np.nan  # and masked pixels of single curves
+    x[:10][rng.random((10, 300)) < 0.03] = np.nan  # and masked pixels of ten curves
     x[3, :4] = x[7, -5:] = np.nan  # edges: the nearest valid value
+    shared = np.isnan(x[10:])
+    assert (shared == shared[0]).all()  # 30 curves are filled together
     expected = x.copy()
     idx = np.arange(x.shape[1])
     for row in expected:
@@ -150,7 +152,10 @@ def test_prepared_curves_do_not_depend_on_the_blocks_or_threads(monkeypatch):
                                  for row in x[:5]])
     monkeypatch.setattr(preprocess, "PREPARE_BLOCK", 7)
     small_blocks = prepare_curves(x, tt, Preprocessing(), lam).x
+    monkeypatch.setattr(preprocess, "usable_cpus", lambda: 1)
+    one_thread = prepare_curves(x, tt, Preprocessing(), lam).x
     assert np.array_equal(small_blocks, together)
+    assert np.array_equal(one_thread, together)
     assert np.array_equal(one_by_one, together[:5])
     x[42] = np.nan
     with pytest.raises(ValueError, match="curve 42 has no data"):

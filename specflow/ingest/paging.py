@@ -8,8 +8,8 @@ written:
 
 * :class:`EventPager` — in front of the writer: consecutive events of each stream become one
   event page and consecutive StreamDatums of each stream resource one StreamDatum, handed on
-  every ``size`` events (the writer's batch size, so rows and frames reach Tiled when they
-  did before) and before any other document;
+  when a stream holds ``size`` events or frames (the writer's batch size: it writes then
+  anyway) and before any other document;
 * :class:`PagedRunNormalizer` — TiledWriter's own normaliser (its ``normalizer`` option),
   except that an event page whose keys need no renaming and hold no external references is
   checked and passed on as one page instead of one event at a time.
@@ -49,12 +49,16 @@ class PagedRunNormalizer(RunNormalizer):
 
 class EventPager:
     """Pass documents to ``downstream`` with events gathered into pages and StreamDatums
-    merged.
+    merged, per stream, as TiledWriter batches them.
 
-    Events are held per stream (descriptor) and StreamDatums per stream resource; after
-    ``size`` events, and before any other document (start, descriptor, resource, stop...),
-    the merged StreamDatums go first, then one event page per stream, in arrival order of the
-    streams. Event pages that arrive whole go on unchanged after what is held.
+    A stream's events (one descriptor, the same keys) are held until, with the rows handed
+    on since TiledWriter(``batch_size=size``) last wrote that stream, they make ``size``; a
+    stream resource's consecutive StreamDatums (one descriptor) likewise until they cover
+    ``size`` frames. TiledWriter writes at those moments anyway, so rows and frames reach
+    Tiled when they did before. Everything held goes on before any other document (start,
+    descriptor, resource, stop...): merged StreamDatums first, then the pages. Held
+    documents are dropped only once ``downstream`` has taken them. Event pages that arrive
+    whole go on unchanged after what is held.
     """
 
     def __init__(self, downstream: Callable[[str, dict], Any], size: int) -> None:
@@ -62,33 +66,62 @@ class EventPager:
             raise ValueError(f"page size must be ≥ 1, got {size}")
         self.downstream, self.size = downstream, size
         self._events: dict[str, list[dict]] = {}
-        self._datums: dict[str, list[dict]] = {}
-        self._held = 0
+        self._datums: dict[tuple[str, str], list[dict]] = {}
+        # rows (per descriptor) and frames (per resource) the writer holds unwritten
+        self._unwritten_rows: dict[str, int] = {}
+        self._unwritten_frames: dict[str, int] = {}
 
     def __call__(self, name: str, doc: dict) -> None:
         if name == "event":
-            self._events.setdefault(doc["descriptor"], []).append(doc)
-            self._held += 1
-            if self._held >= self.size:
-                self.flush()
+            key = doc["descriptor"]
+            held = self._events.get(key)
+            if held and _columns(held[-1]) != _columns(doc):
+                self._hand_on_events(key)  # a page holds one set of keys
+            self._events.setdefault(key, []).append(doc)
+            if len(self._events[key]) + self._unwritten_rows.get(key, 0) >= self.size:
+                self._hand_on_events(key)
         elif name == "stream_datum":
-            held = self._datums.setdefault(doc["stream_resource"], [])
+            key = (doc["stream_resource"], doc["descriptor"])
+            held = self._datums.get(key)
             if held and held[-1]["indices"]["stop"] != doc["indices"]["start"]:
-                self.flush()  # not consecutive: what is held goes on as it is
-                held = self._datums.setdefault(doc["stream_resource"], [])
-            held.append(doc)
+                self._hand_on_datums(key)  # not consecutive: what is held goes on as it is
+            self._datums.setdefault(key, []).append(doc)
+            if _frames(self._datums[key]) + self._unwritten_frames.get(key[0], 0) >= self.size:
+                self._hand_on_datums(key)
         else:
             self.flush()
             self.downstream(name, doc)
 
     def flush(self) -> None:
         """Hand on what is held: merged StreamDatums, then the event pages."""
-        datums, events = self._datums, self._events
-        self._datums, self._events, self._held = {}, {}, 0
-        for docs in datums.values():
-            self.downstream(DocumentNames.stream_datum.value, concatenate_stream_datums(*docs))
-        for docs in events.values():
-            self.downstream(DocumentNames.event_page.value, pack_event_page(*docs))
+        for key in list(self._datums):
+            self._hand_on_datums(key)
+        for key in list(self._events):
+            self._hand_on_events(key)
+
+    def _hand_on_datums(self, key: tuple[str, str]) -> None:
+        held = self._datums[key]
+        self.downstream(DocumentNames.stream_datum.value, concatenate_stream_datums(*held))
+        del self._datums[key]
+        frames = self._unwritten_frames.get(key[0], 0) + _frames(held)
+        self._unwritten_frames[key[0]] = 0 if frames >= self.size else frames
+
+    def _hand_on_events(self, key: str) -> None:
+        held = self._events[key]
+        self.downstream(DocumentNames.event_page.value, pack_event_page(*held))
+        del self._events[key]
+        rows = self._unwritten_rows.get(key, 0) + len(held)
+        self._unwritten_rows[key] = 0 if rows >= self.size else rows
+
+
+def _frames(datums: list[dict]) -> int:
+    """Frames consecutive StreamDatums cover."""
+    return datums[-1]["indices"]["stop"] - datums[0]["indices"]["start"]
+
+
+def _columns(event: dict) -> tuple:
+    """The keys an event page is made of (data, timestamps, filled)."""
+    return (event["data"].keys(), event["timestamps"].keys(), event.get("filled", {}).keys())
 
 
 def paged_writer(client: Any, batch_size: int) -> EventPager:
