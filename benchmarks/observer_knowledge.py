@@ -3,8 +3,9 @@
 The ceiling of the accuracy tables is an ideal observer told the loading's phases, texture,
 nuisances and each curve's *true* pressure, so it knows where every line of either phase
 sits. Here a second observer knows the same except the pressure: it takes, for each curve,
-the pressure within ±1.5 GPa of the recorded one (gauge calibration and readback errors are
-±0.3 GPa offset, ±2 % gain, 0.05–0.4 GPa noise) at which both phases fit best
+the pressure within ±1.5 GPa of the recorded one (the simulated gauge errs by an offset of
+0.3 GPa and a gain of 2 %, both 1σ, plus 0.05–0.4 GPa readback noise) at which both
+phases fit best
 (``ideal_observer(..., pressure_search=1.5)``). Beside them the default corpus network with
 zero labels, all decoded along the run; per-curve accuracy and "during" recall, mean ± 95 %
 interval over runs, and paired differences (same runs).

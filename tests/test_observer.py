@@ -76,13 +76,11 @@ def test_an_observer_not_told_the_pressure_finds_it_near_the_true_one_and_reads_
     monkeypatch.undo()
     recorded, fitted = np.array(found).T
     true = run.data["true_pressure"].values
-    assert np.all(np.abs(fitted - recorded) <= 1.5 + 1e-9)
-    # the lines put the pressure closer to the truth than the gauge does, on the whole
-    assert np.abs(fitted - true).mean() < np.abs(recorded - true).mean() + 0.1
+    assert np.all(np.abs(fitted - recorded) <= 1.5 + 1e-9) and np.all(fitted >= 0)
+    # Fe's lines tell the pressure better than the gauge does
+    assert np.abs(fitted - true).mean() < np.abs(recorded - true).mean()
     decoded = decode(seen.probabilities, run.data["pressure"].values).labels
     assert (decoded == run.data["label"].values).mean() >= 0.95
-    told = ideal_observer(run)  # told the pressure: what the ceiling is, unchanged
-    assert not np.array_equal(told.fraction, seen.fraction)
 
 
 def test_a_simulated_file_can_be_rebuilt_for_the_ceiling_and_a_changed_one_cannot(tmp_path):

@@ -213,12 +213,14 @@ class _TwoPhaseFit:
 
 def _fitted_pressure(run: SimulatedRun, recorded: float, search: float, target: np.ndarray,
                      weight: np.ndarray, ok: np.ndarray, step: float = 0.1) -> float:
-    """The pressure within ± ``search`` GPa of ``recorded`` (``step`` apart, ≥ 0) at which
-    the two phases' lines, at the instrument's width there, fit ``target`` best."""
+    """The pressure within ± ``search`` GPa of ``recorded`` (``step`` apart from it, not
+    below 0) at which the two phases' lines, at the instrument's width there, fit
+    ``target`` best."""
     sim = run.simulator
     inst = sim.instrument
     best_chi2, best = np.inf, recorded
-    for p in np.arange(max(recorded - search, 0.0), recorded + search + step / 2, step):
+    grid = recorded + np.arange(-search, search + step / 2, step)
+    for p in np.clip(grid[grid >= 0.0], None, recorded + search):
         width = inst.fwhm0 + inst.fwhm_per_gpa * p
         design = np.concatenate([_columns(phase, run, p, width, inst.eta)[:, ok]
                                  for phase in (sim.material.low, sim.material.high)])
