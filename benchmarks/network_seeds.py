@@ -10,10 +10,12 @@ difference from seed 0. Validation seeds 600+ (no accuracy table uses them).
 ``--schedule cosine``: beside each seed's network, one of the same seed trained with that
 learning-rate schedule, and the paired difference schedule − default averaged over the
 three seeds per run (mean ± 1.96 standard errors over runs): whether the schedule helps
-beyond one network's luck.
+beyond one network's luck. ``--fraction-head W``: the same with a training-only head that
+reads the high-phase fraction, its loss weighted W (``SupervisedConfig.fraction_weight``).
 
     python benchmarks/network_seeds.py FeO 12     # transition, runs; minutes per network
     python benchmarks/network_seeds.py Fe 12 --schedule cosine
+    python benchmarks/network_seeds.py FeO 12 --fraction-head 1
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def candidate_rows(name: str, kind: str, runs: list, candidates, base: str
 
 def schedule_row(name: str, kind: str, res: dict[str, tuple[list, list]], schedule: str
                  ) -> None:
-    """``schedule`` − default per run, averaged over the seeds both were trained with."""
+    """``schedule`` (a variant's label) − default per run, averaged over the seeds both were
+    trained with."""
     seeds = [k for k in res if k.startswith("seed")]
     d = np.mean([np.array(res[f"{schedule}-{k}"][0]) - np.array(res[k][0]) for k in seeds], 0)
     print(f"{name} {kind:9s} {schedule} − default, mean over {len(seeds)} seeds: "
@@ -68,9 +71,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("transition", nargs="?", default="FeO")
     ap.add_argument("runs", nargs="?", type=int, default=12)
-    ap.add_argument("--schedule", choices=["cosine"], default=None,
-                    help="also train each seed with this learning-rate schedule")
+    variant = ap.add_mutually_exclusive_group()
+    variant.add_argument("--schedule", choices=["cosine"], default=None,
+                         help="also train each seed with this learning-rate schedule")
+    variant.add_argument("--fraction-head", type=float, default=None, metavar="W",
+                         help="also train each seed with a fraction head of loss weight W")
     args = ap.parse_args()
+    label, changes = ((args.schedule, {"schedule": args.schedule}) if args.schedule else
+                      ("fraction", {"fraction_weight": args.fraction_head})
+                      if args.fraction_head else (None, {}))
     name = args.transition
     runs = validation_runs(name, args.runs)
     unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
@@ -79,9 +88,9 @@ def main() -> None:
         t0 = time.perf_counter()
         clfs.append(PhaseClassifier(corpus_training=corpus_training(seed=s)).fit(unlabelled))
         print(f"seed {s} fitted in {time.perf_counter() - t0:.0f} s", flush=True)
-        if args.schedule:
+        if label:
             others.append(PhaseClassifier(corpus_training=corpus_training(
-                seed=s, schedule=args.schedule)).fit(unlabelled))
+                seed=s, **changes)).fit(unlabelled))
     dec = clfs[0].bundle_.get("decoder")
     print("decoder", dec, flush=True)
     cfg = DecoderConfig(**dec) if isinstance(dec, dict) else dec
@@ -96,13 +105,13 @@ def main() -> None:
         g = np.exp(np.mean([np.log(np.clip(p, 1e-6, None)) for p in probs], 0))
         out["geo012"] = decode(g / g.sum(1, keepdims=True), pressure, cfg).labels
         for i, c in enumerate(others):
-            out[f"{args.schedule}-seed{i}"] = c.predict(run)["label"].values
+            out[f"{label}-seed{i}"] = c.predict(run)["label"].values
         return out
 
     for kind, rs in runs.items():
         res = candidate_rows(name, kind, rs, candidates, "seed0")
-        if args.schedule:
-            schedule_row(name, kind, res, args.schedule)
+        if label:
+            schedule_row(name, kind, res, label)
 
 
 if __name__ == "__main__":

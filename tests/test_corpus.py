@@ -125,6 +125,31 @@ def test_architecture_settings_name_a_new_network_and_defaults_keep_theirs():
     assert network_name(TINY, root, SHORT) != plain and Preprocessing().intensity == "linear"
 
 
+def test_a_fraction_head_trains_beside_the_labels_and_leaves_the_network_as_it_was(cache):
+    """``fraction_weight``: a training-only head reads the high-phase fraction; the trained
+    network has the same weights' shapes as without it, and its own name."""
+    from specflow.learn.corpus_model import corpus_curves, train_on_corpus
+    from specflow.learn.supervised import SupervisedConfig, train_network
+
+    corpus = build_corpus(TINY)
+    short = corpus_training(steps=30)
+    with_head = corpus_training(steps=30, fraction_weight=1.0)
+    plain = train_on_corpus(corpus, short, device="cpu").network.state_dict()
+    headed = train_on_corpus(corpus, with_head, device="cpu").network.state_dict()
+    assert {k: v.shape for k, v in headed.items()} == {k: v.shape for k, v in plain.items()}
+    assert any(not np.allclose(plain[k], headed[k]) for k in plain)  # the head's loss acted
+    assert network_name(TINY, Preprocessing(), with_head) != network_name(
+        TINY, Preprocessing(), short)
+    assert network_name(TINY, Preprocessing(), corpus_training(steps=30, fraction_weight=0.0)) \
+        == network_name(TINY, Preprocessing(), short)
+    curves = corpus_curves(corpus)
+    curves.fraction = None
+    with pytest.raises(ValueError, match="fraction is known"):
+        train_network(curves, np.arange(10), SupervisedConfig(steps=2, fraction_weight=1.0))
+    with pytest.raises(ValueError, match="reads sequences"):
+        SupervisedConfig(arch="convsct", fraction_weight=1.0)
+
+
 def test_a_convsc_network_trains_on_a_corpus_only_when_given_one(cache, runs):
     unlabelled = [r.drop_vars("label") for r in runs[:2]]
     assert PhaseClassifier(method="convsc").resolve_corpus(unlabelled) is None  # auto: none

@@ -60,6 +60,8 @@ def training_fingerprint(training: SupervisedConfig) -> str:
         payload["window"], payload["sequences"] = training.window, training.sequences
     if training.schedule != "constant":
         payload["schedule"] = training.schedule
+    if training.fraction_weight:  # likewise: networks trained without the fraction head
+        payload["fraction_weight"] = training.fraction_weight
     if training.init is not None:  # the starting encoder's weights, not its path
         payload["init"] = hashlib.sha256(Path(training.init).read_bytes()).hexdigest()
     payload["transforms"] = repr(make_augmentation(training.augmentation))
@@ -70,7 +72,8 @@ def corpus_curves(corpus: Corpus) -> Curves:
     """The corpus as :class:`~specflow.learn.data.Curves` (every curve labelled)."""
     return Curves(x=corpus.x, grid=corpus.grid, run=corpus.run.astype(np.int64),
                   order=corpus.order.astype(np.int64), pressure=corpus.pressure.astype(float),
-                  label=corpus.label.astype(np.int64), preprocessing=corpus.preprocessing)
+                  label=corpus.label.astype(np.int64), preprocessing=corpus.preprocessing,
+                  fraction=corpus.fraction.astype(np.float32))
 
 
 def network_name(recipe: CorpusRecipe, preprocessing: Preprocessing,

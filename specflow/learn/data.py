@@ -32,6 +32,7 @@ class Curves:
     label: np.ndarray | None  # (N,) int, -1 unknown: what a labeller wrote
     truth: np.ndarray | None = None  # (N,) true labels where known (simulations), else label
     preprocessing: Preprocessing | None = None
+    fraction: np.ndarray | None = None  # (N,) high-phase fraction where known (a corpus)
 
     def __post_init__(self) -> None:
         if self.truth is None:

@@ -40,7 +40,11 @@ class SupervisedConfig:
     windows of ``window`` curves); ``augmentation`` group applied to each curve with
     probability ``augment_p``; ``arch_kwargs`` go to the network (e.g. ``{"bins": 8}`` for
     ``binned``); ``init``: a pretraining checkpoint (``specflow pretrain``, or the shipped
-    encoder) whose encoder starts a ConvSC network's encoder (fine-tuning).
+    encoder) whose encoder starts a ConvSC network's encoder (fine-tuning);
+    ``fraction_weight`` > 0: a second, training-only linear head reads the high-phase
+    fraction from the network's features (curves that know it: a corpus), its binary
+    cross-entropy added with this weight to the labels' loss; the trained network is the
+    same shape as without it.
     """
 
     arch: str = "cnn"
@@ -56,6 +60,7 @@ class SupervisedConfig:
     balance: bool = False  # batches with as many curves of each class (curve models only)
     init: str | None = None
     schedule: str = "constant"  # learning rate: constant, or "cosine" decay to 0 over the steps
+    fraction_weight: float = 0.0
     seed: int = 0
     device: str = "auto"
 
@@ -72,6 +77,11 @@ class SupervisedConfig:
             raise ValueError(f"init starts a ConvSC encoder; {self.arch!r} has none (use "
                              f"one of {CONVSC_ARCHITECTURES})")
         self.device = check_device(self.device)
+        if self.fraction_weight < 0:
+            raise ValueError(f"fraction_weight must be ≥ 0, got {self.fraction_weight}")
+        if self.fraction_weight and ARCHITECTURES[self.arch].context != "curve":
+            raise ValueError(f"the fraction head reads one curve's features; {self.arch!r} "
+                             "reads sequences")
         if self.steps < 1 or self.batch_size < 1 or not 0 <= self.augment_p <= 1:
             raise ValueError(f"steps and batch_size must be ≥ 1 and augment_p in [0, 1] "
                              f"(got {self.steps}, {self.batch_size}, {self.augment_p})")
@@ -133,13 +143,18 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
         net.encoder.load_state_dict(load_checkpoint(cfg.init).encoder.state_dict())
     net = net.to(dev)
     aug = make_augmentation(cfg.augmentation) if cfg.augmentation != "none" else None
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fraction_head = _fraction_head(net, curves, cfg, dev)
+    params = list(net.parameters()) + (list(fraction_head.parameters())
+                                       if fraction_head is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
                 if cfg.schedule == "cosine" else None)
     x_all = torch.as_tensor(np.asarray(curves.x, dtype=np.float32))
     y_all = np.full(len(curves.x), -1, dtype=np.int64)
     y_all[labelled] = curves.label[labelled]
     y_all = torch.as_tensor(y_all)
+    f_all = (torch.as_tensor(np.asarray(curves.fraction, dtype=np.float32))
+             if fraction_head is not None else None)
     draw = (_window_sampler(curves, labelled, net.window, cfg.sequences, rng)
             if net.context != "curve" else None)
     history, t0 = [], time.perf_counter()
@@ -150,7 +165,11 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
         idx = (rng.choice(labelled, min(cfg.batch_size, max(len(labelled), 2)))
                if draw is None else draw())
         x = _augment(x_all[idx], cfg, g, aug).to(dev)
-        loss = net.loss(x, y_all[idx].to(dev))
+        if fraction_head is None:
+            loss = net.loss(x, y_all[idx].to(dev))
+        else:
+            loss = _loss_with_fraction(net, fraction_head, x, y_all[idx].to(dev),
+                                       f_all[idx].to(dev), cfg.fraction_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -160,6 +179,34 @@ def _train(curves: Curves, labelled: np.ndarray, cfg: SupervisedConfig) -> Train
     net.eval()
     return TrainedNetwork(net, cfg.arch, kwargs, history,
                           time.perf_counter() - t0, int(labelled.size))
+
+
+def _fraction_head(net: SupervisedNet, curves: Curves, cfg: SupervisedConfig,
+                   dev: torch.device) -> torch.nn.Linear | None:
+    """The training-only head reading the high-phase fraction from ``net``'s features
+    (None when ``fraction_weight`` is 0)."""
+    if not cfg.fraction_weight:
+        return None
+    if curves.fraction is None:
+        raise ValueError("fraction_weight needs curves whose high-phase fraction is known "
+                         "(a simulated corpus)")
+    with torch.no_grad():
+        width = net.eval()(torch.zeros(2, curves.x.shape[1]).to(dev))[1].shape[-1]
+    net.train()
+    return torch.nn.Linear(width, 1).to(dev)
+
+
+def _loss_with_fraction(net: SupervisedNet, head: torch.nn.Linear, x: torch.Tensor,
+                        y: torch.Tensor, fraction: torch.Tensor, weight: float
+                        ) -> torch.Tensor:
+    """The labels' cross-entropy plus ``weight`` × the binary cross-entropy of the fraction
+    ``head`` reads from the same features."""
+    logits, h = net(x)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             y.reshape(-1), ignore_index=-1)
+    read = head(h.reshape(-1, h.shape[-1]))[:, 0]
+    return loss + weight * torch.nn.functional.binary_cross_entropy_with_logits(
+        read, fraction.reshape(-1))
 
 
 def _balanced_sampler(labels: np.ndarray, labelled: np.ndarray, batch_size: int,
