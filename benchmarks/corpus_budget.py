@@ -80,6 +80,11 @@ def test_runs(name: str, n_runs: int) -> dict[str, list]:
     return runs
 
 
+def unlabelled_runs(name: str) -> list:
+    """Two unlabelled runs of ``name`` (seed 500): what a zero-label fit is given."""
+    return [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+
+
 def validation_runs(name: str, n_runs: int) -> dict[str, list]:
     """:func:`test_runs` as Datasets (realistic and shifted)."""
     return {kind: [r.data for r in parts] for kind, parts in test_runs(name, n_runs).items()}
@@ -127,7 +132,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     for name in args.transitions:
         runs = test_runs(name, args.runs)
-        unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+        unlabelled = unlabelled_runs(name)
         fitted = {}
         for variant in args.variants:
             corpus_runs, steps, changes, prep = VARIANTS[variant]

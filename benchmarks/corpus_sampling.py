@@ -23,13 +23,13 @@ from corpus_budget import (  # benchmarks/corpus_budget.py, beside this
     CONDITIONS,
     ceiling_scores,
     test_runs,
+    unlabelled_runs,
     variant_rows,
 )
 
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.corpus_model import corpus_training
 from specflow.learn.metrics import mean_interval, paired_difference
-from specflow.simulator.simulate import simulate_family
 
 VARIANTS = {"default (plain, seed 0)": corpus_training(),
             "plain, seed 1": corpus_training(seed=1),
@@ -45,7 +45,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     for name in args.transitions:
         runs = test_runs(name, args.runs)
-        unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+        unlabelled = unlabelled_runs(name)
         fitted = {}
         for variant, training in VARIANTS.items():
             t0 = time.perf_counter()

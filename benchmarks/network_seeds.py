@@ -24,12 +24,15 @@ import argparse
 import time
 
 import numpy as np
-from corpus_budget import run_score, validation_runs  # benchmarks/corpus_budget.py, beside this
+from corpus_budget import (  # benchmarks/corpus_budget.py, beside this
+    run_score,
+    unlabelled_runs,
+    validation_runs,
+)
 
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.corpus_model import corpus_training
 from specflow.learn.decode import DecoderConfig, decode
-from specflow.simulator.simulate import simulate_family
 
 
 def sem(values: np.ndarray) -> float:
@@ -82,7 +85,7 @@ def main() -> None:
                       if args.fraction_head else (None, {}))
     name = args.transition
     runs = validation_runs(name, args.runs)
-    unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+    unlabelled = unlabelled_runs(name)
     clfs, others = [], []
     for s in (0, 1, 2):
         t0 = time.perf_counter()

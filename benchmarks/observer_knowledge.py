@@ -24,14 +24,13 @@ import time
 import warnings
 
 import numpy as np
-from corpus_budget import CONDITIONS, run_score, test_runs
+from corpus_budget import CONDITIONS, run_score, test_runs, unlabelled_runs
 
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.decode import decode
 from specflow.learn.metrics import mean_interval, paired_difference
 from specflow.simulator.corpus import CorpusRecipe
 from specflow.simulator.observer import ideal_observer
-from specflow.simulator.simulate import simulate_family
 
 SEARCH_GPA = 1.5
 
@@ -50,7 +49,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     for name in args.transitions:
         runs = test_runs(name, args.runs)
-        unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+        unlabelled = unlabelled_runs(name)
         network = PhaseClassifier(corpus=CorpusRecipe.for_transition(name)).fit(unlabelled)
         for kind in CONDITIONS:
             t0 = time.perf_counter()

@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from corpus_budget import validation_runs  # benchmarks/corpus_budget.py, beside this
+from corpus_budget import (  # benchmarks/corpus_budget.py, beside this
+    unlabelled_runs,
+    validation_runs,
+)
 from network_seeds import candidate_rows  # benchmarks/network_seeds.py, beside this
 from scipy.ndimage import gaussian_filter1d
 
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.decode import DecoderConfig, decode
 from specflow.simulator.corpus import CorpusRecipe, build_corpus
-from specflow.simulator.simulate import simulate_family
 
 BINS = np.arange(0, 60.5, 0.5)
 
@@ -41,7 +43,7 @@ def main() -> None:
     prior = counts / counts.sum(1, keepdims=True)
     shares = np.bincount(corpus.label, minlength=3) / len(corpus.label)
     runs = validation_runs(name, args.runs)
-    unlabelled = [r.drop_vars("label") for r in simulate_family(name, 2, seed=500)]
+    unlabelled = unlabelled_runs(name)
     clf = PhaseClassifier().fit(unlabelled)
     cfg = DecoderConfig(**clf.bundle_["decoder"])
 

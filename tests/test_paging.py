@@ -184,50 +184,45 @@ def test_pager_starts_a_new_page_when_the_keys_change_and_keeps_what_it_could_no
     assert [d["seq_num"] for _, d in out] == [[1]]  # still held, handed on now
 
 
-def test_normalizer_keeps_plain_pages_whole_and_renames_reserved_keys_event_by_event(
-        make_docs):
+def _normalized(docs) -> list[tuple[str, dict]]:
+    """What a fresh PagedRunNormalizer hands on for ``docs``."""
     out: list[tuple[str, dict]] = []
     normalizer = PagedRunNormalizer(patches={}, spec_to_mimetype={})
     normalizer.subscribe(lambda name, doc: out.append((name, doc)))
-    docs, _, _ = make_docs(6, n_points=8, page_size=3)
     for doc in docs:
         normalizer(*doc)
-    assert [n for n, _ in out].count("event_page") == 2
-    assert [n for n, _ in out].count("event") == 0
+    return out
 
+
+def _one_page_run(data_keys: dict, **page) -> list[tuple[str, dict]]:
+    """Start, descriptor and one event page of two events."""
     from event_model import compose_run
 
     run = compose_run()
-    desc = run.compose_descriptor(
-        name="primary", validate=False,
-        data_keys={"time": {"dtype": "number", "shape": [], "source": "s"}})
-    page = desc.compose_event_page(data={"time": [1.0, 2.0]}, timestamps={"time": [0, 0]},
-                                   seq_num=[1, 2], time=[0.0, 1.0], validate=False)
-    out.clear()
-    normalizer = PagedRunNormalizer(patches={}, spec_to_mimetype={})
-    normalizer.subscribe(lambda name, doc: out.append((name, doc)))
-    for doc in (("start", run.start_doc), ("descriptor", desc.descriptor_doc),
-                ("event_page", page)):
-        normalizer(*doc)
+    desc = run.compose_descriptor(name="primary", validate=False, data_keys=data_keys)
+    return [("start", run.start_doc), ("descriptor", desc.descriptor_doc),
+            ("event_page", desc.compose_event_page(seq_num=[1, 2], time=[0.0, 1.0],
+                                                   validate=False, **page))]
+
+
+def test_normalizer_keeps_plain_pages_whole_and_renames_reserved_keys_event_by_event(
+        make_docs):
+    docs, _, _ = make_docs(6, n_points=8, page_size=3)
+    out = _normalized(docs)
+    assert [n for n, _ in out].count("event_page") == 2
+    assert [n for n, _ in out].count("event") == 0
+
+    out = _normalized(_one_page_run(
+        {"time": {"dtype": "number", "shape": [], "source": "s"}},
+        data={"time": [1.0, 2.0]}, timestamps={"time": [0, 0]}))
     events = [d for n, d in out if n == "event"]
     assert [e["data"] for e in events] == [{"time_": 1.0}, {"time_": 2.0}]
 
     # a key with external (Datum) references: event by event, the reference split off
-    run = compose_run()
-    desc = run.compose_descriptor(
-        name="primary", validate=False,
-        data_keys={"det": {"dtype": "array", "shape": [2, 2], "source": "s",
-                           "external": "FILESTORE:"},
-                   "p": {"dtype": "number", "shape": [], "source": "s"}})
-    page = desc.compose_event_page(data={"det": ["d1", "d2"], "p": [1.0, 2.0]},
-                                   timestamps={"det": [0, 0], "p": [0, 0]}, seq_num=[1, 2],
-                                   time=[0.0, 1.0], filled={"det": [False, False]},
-                                   validate=False)
-    out.clear()
-    normalizer = PagedRunNormalizer(patches={}, spec_to_mimetype={})
-    normalizer.subscribe(lambda name, doc: out.append((name, doc)))
-    for doc in (("start", run.start_doc), ("descriptor", desc.descriptor_doc),
-                ("event_page", page)):
-        normalizer(*doc)
+    out = _normalized(_one_page_run(
+        {"det": {"dtype": "array", "shape": [2, 2], "source": "s", "external": "FILESTORE:"},
+         "p": {"dtype": "number", "shape": [], "source": "s"}},
+        data={"det": ["d1", "d2"], "p": [1.0, 2.0]}, timestamps={"det": [0, 0], "p": [0, 0]},
+        filled={"det": [False, False]}))
     assert [n for n, _ in out].count("event_page") == 0
     assert [d["data"] for n, d in out if n == "event"] == [{"p": 1.0}, {"p": 2.0}]

@@ -190,10 +190,7 @@ def _fraction_head(net: SupervisedNet, curves: Curves, cfg: SupervisedConfig,
     if curves.fraction is None:
         raise ValueError("fraction_weight needs curves whose high-phase fraction is known "
                          "(a simulated corpus)")
-    with torch.no_grad():
-        width = net.eval()(torch.zeros(2, curves.x.shape[1]).to(dev))[1].shape[-1]
-    net.train()
-    return torch.nn.Linear(width, 1).to(dev)
+    return torch.nn.Linear(net.head.in_features, 1).to(dev)  # beside the class head
 
 
 def _loss_with_fraction(net: SupervisedNet, head: torch.nn.Linear, x: torch.Tensor,

@@ -143,7 +143,7 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
     ok = _valid(run)
     inst, mat = sim.instrument, sim.material
     sparkle = max(inst.grain_noise, sim.artefacts.sparkle)
-    base = inst.fwhm0 + inst.fwhm_per_gpa * np.clip(pressure, 0, None)
+    base = inst.fwhm(pressure)
     extra = np.linspace(0.0, mat.transformation_broadening, broadening_steps)
     n = len(pressure)
     fraction, error, two_phase_gain = np.empty(n), np.empty(n), np.empty(n)
@@ -156,7 +156,7 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
         if pressure_search > 0:
             pressure[i] = _fitted_pressure(run, float(ds["pressure"].values[i]),
                                            pressure_search, target, weight, ok)
-            base[i] = inst.fwhm0 + inst.fwhm_per_gpa * max(pressure[i], 0.0)
+            base[i] = inst.fwhm(pressure[i])
         best = None
         for b in extra:
             fit = _two_phase_fit(run, pressure[i], base[i] + b, target, weight, ok)
@@ -221,7 +221,7 @@ def _fitted_pressure(run: SimulatedRun, recorded: float, search: float, target: 
     best_chi2, best = np.inf, recorded
     grid = recorded + np.arange(-search, search + step / 2, step)
     for p in np.clip(grid[grid >= 0.0], None, recorded + search):
-        width = inst.fwhm0 + inst.fwhm_per_gpa * p
+        width = inst.fwhm(p)
         design = np.concatenate([_columns(phase, run, p, width, inst.eta)[:, ok]
                                  for phase in (sim.material.low, sim.material.high)])
         chi2 = _weighted_nnls(design, target, weight)[1]

@@ -90,6 +90,10 @@ class Instrument:
     grain_noise: float = 0.05  # per-curve log-normal jitter of reflection intensities
     background_shape: tuple[float, ...] | None = None  # 4 weights; None: drawn per loading
 
+    def fwhm(self, pressure: Any) -> Any:
+        """Line width (FWHM, deg) at ``pressure`` (GPa; below 0 counts as 0)."""
+        return self.fwhm0 + self.fwhm_per_gpa * np.clip(pressure, 0, None)
+
 
 class XRDSimulator:
     """Simulate integrated 1D XRD curves of one sample loaded in a cell.
@@ -252,7 +256,7 @@ class XRDSimulator:
         """Noise-free lines of one component (n, L), without sparkle."""
         pos, inten = self.peaks(phase, pressure)
         area = inten * weight[:, None] * self._scale[phase.name]
-        fwhm = self.instrument.fwhm0 + self.instrument.fwhm_per_gpa * np.clip(pressure, 0, None)
+        fwhm = self.instrument.fwhm(pressure)
         return pseudo_voigt_sum(self.two_theta.astype(np.float32), pos.astype(np.float32),
                                  area.astype(np.float32), fwhm, self.instrument.eta)
 
@@ -264,7 +268,7 @@ class XRDSimulator:
         pressure = np.atleast_1d(np.asarray(pressure, dtype=float))
         fraction = np.atleast_1d(np.asarray(fraction, dtype=float))
         inst, x = self.instrument, self.two_theta.astype(np.float32)
-        fwhm = inst.fwhm0 + inst.fwhm_per_gpa * np.clip(pressure, 0, None)
+        fwhm = inst.fwhm(pressure)
         fwhm = fwhm + self.material.transformation_broadening * 4 * fraction * (1 - fraction)
         sparkle = max(inst.grain_noise, self.artefacts.sparkle)
         parts = []
