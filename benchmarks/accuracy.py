@@ -14,6 +14,8 @@ scored on the same curves, decoded along each run:
   with **zero labels**;
 * **previous default** (paired): the same model when its corpus held 60 runs and its
   network trained for 1,500 steps (``--no-previous-default`` skips it);
+* **fraction head** (paired, ``--fraction-head W``): the default network trained with the
+  training-only head that reads each corpus curve's high-phase fraction, loss weight W;
 * **controls**: pressure only, nearest labelled neighbour, raw curves and the untrained
   encoder under a linear probe (labels only, no corpus);
 * **ceiling**: the ideal observer (knows phases, texture, nuisances and true pressure;
@@ -55,7 +57,8 @@ TRAIN_ENERGY = 30.0
 PROTOCOLS = ("cross_run", "shifted", "within_run")
 NO_MARKER = "corpus without marker"
 PREVIOUS = "previous default (60 runs, 1,500 steps)"
-ALTERNATIVES = (NO_MARKER, PREVIOUS)  # the default model on another corpus, paired
+FRACTION = "fraction head"
+ALTERNATIVES = (NO_MARKER, PREVIOUS, FRACTION)  # the default model trained otherwise, paired
 CONTROLS = ("pressure", "neighbour", "raw", "untrained")
 USER_METRICS = (("onset_error_gpa", "onset GPa", 1, 2), ("end_error_gpa", "end GPa", 1, 2),
                 ("boundary_error_curves", "bound. crv", 1, 1),
@@ -263,6 +266,9 @@ def main() -> None:
     ap.add_argument("--no-previous-default", action="store_true",
                     help="skip the paired row of the previous default corpus network (60 "
                          "runs per corpus, 1,500 training steps)")
+    ap.add_argument("--fraction-head", type=float, default=None, metavar="W",
+                    help="also: the default network trained with the fraction head's loss "
+                         "weighted W, paired")
     ap.add_argument("--train-runs", type=int, default=4)
     ap.add_argument("--test-runs", type=int, default=4)
     ap.add_argument("--shifted-runs", type=int, default=4)
@@ -307,6 +313,8 @@ def main() -> None:
         if not args.no_previous_default:
             alt[PREVIOUS] = (build_corpus(CorpusRecipe.for_transition(t, runs=60)),
                              corpus_training(steps=1500))
+        if args.fraction_head:
+            alt[FRACTION] = (corpus, corpus_training(fraction_weight=args.fraction_head))
         for other, training in alt.values():
             corpus_network(other, training, device=args.device)
         print(f"{t}: corpus {len(corpus)} curves of {args.corpus_runs} runs "

@@ -4,7 +4,13 @@ annotation in this process and on a Dask LocalCluster of 1 and 2 worker processe
 Run: ``python benchmarks/annotate.py [--runs 40] [--run-curves 60] [--quick]`` (repo root).
 
 The Tiled server (SQLite catalog, the embedded one) runs in its own process, as at a
-facility, so client and server do not share one interpreter lock. MLflow is a throwaway
+facility, so client and server do not share one interpreter lock. Then the facility's
+deployment: ``deploy/tiled/config-postgres.yml`` (catalog and tables in a throwaway
+PostgreSQL server) served by ``uvicorn --factory tiled.server.app:app_factory --workers N``
+for N = 1 and 2 (``--server-workers``), each on fresh databases: the runs annotated for the
+first time in this process, then by another model version on Dask (2 workers), with the CPU
+seconds of the server processes and of PostgreSQL per run (``--no-postgres`` skips it; it
+needs PostgreSQL's server binaries). MLflow is a throwaway
 SQLite store with three versions of a small phase model (random frozen encoder + trained
 probe: the same cost as a trained one). "before" is the write/read sequence of spec
 version 2 (a container with three arrays and the table; the stream read part by part),
@@ -26,14 +32,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from specflow.ingest import compression_ramp, run_to_dataset  # noqa: E402
 from specflow.simulator.devices import DiamondAnvilCell, IntegratedDetector  # noqa: E402
@@ -66,8 +73,8 @@ def tiled_process(directory: Path):
         proc.wait(timeout=20)
 
 
-def register_models(workdir: Path) -> list[str]:
-    """Three versions of a small phase model in an embedded store; v1 holds champion."""
+def register_models(workdir: Path, count: int = 4) -> list[str]:
+    """``count`` versions of a small phase model in an embedded store; v1 holds champion."""
     import mlflow
     import torch
     from mlflow.tracking import MlflowClient
@@ -91,7 +98,7 @@ def register_models(workdir: Path) -> list[str]:
     h = encode(encoder, curves.x, device="cpu")
     bundle = build_bundle(encoder, train_probe(h, curves.label), grid, h)
     versions = []
-    for _ in range(4):
+    for _ in range(count):
         with mlflow.start_run():
             info = log_phase_model(bundle)
         versions.append(str(register(info.model_uri, NAME).version))
@@ -117,6 +124,57 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its live descendants and the children it has reaped
+    (uvicorn's workers; PostgreSQL's per-connection backends)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = sum(root.cpu_times()[:4])  # user, system, children_user, children_system
+    for child in root.children(recursive=True):
+        with suppress(psutil.NoSuchProcess):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+@contextmanager
+def deployed_tiled(pg, directory: Path, workers: int, key: str):
+    """``deploy/tiled/config-postgres.yml`` served by uvicorn with ``workers`` processes
+    (tiled's ``app_factory``), on fresh databases of ``pg`` and arrays under ``directory``;
+    yields (api_uri, uvicorn's pid, access log)."""
+    import httpx
+
+    from specflow.servers.ports import free_port
+
+    port, log = free_port(), directory / "uvicorn.log"
+    (directory / "data").mkdir(parents=True)
+    env = {**os.environ, "TILED_CONFIG": str(REPO / "deploy" / "tiled" / "config-postgres.yml"),
+           "TILED_SINGLE_USER_API_KEY": key, "SPECFLOW_DATA": str(directory),
+           "SPECFLOW_TILED_CATALOG": pg.create_database(f"catalog_{workers}"),
+           "SPECFLOW_TILED_TABLES": pg.create_database(f"tables_{workers}")}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "tiled.server.app:app_factory",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not serve Tiled: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        time.sleep(2.0 if workers > 1 else 0.0)  # every worker up, not just the first
+        yield f"http://127.0.0.1:{port}/api/v1", proc.pid, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def requests_in(log: Path, since: int) -> int:
@@ -223,12 +281,81 @@ def request_floor(client, uri: str, uid: str, repeats: int = 30) -> float:
     return statistics.median(times)
 
 
+def bulk_pass(uri: str, key: str, uids: list[str], model, dask_workers: int,
+              server_pid: int, pg_pid: int, log: Path) -> dict:
+    """Annotate ``uids`` with ``model`` in this process (``dask_workers`` 0) or on a Dask
+    LocalCluster; wall time and the server's and PostgreSQL's CPU per run."""
+    from tiled.client import from_uri
+
+    from specflow.annotate import annotate
+    from specflow.annotate.distributed import (
+        ModelRef,
+        annotate_on_dask,
+        dask_client,
+        worker_model,
+    )
+
+    def measured(work) -> dict:
+        n0, s0, p0 = log_lines(log), tree_cpu_seconds(server_pid), tree_cpu_seconds(pg_pid)
+        t0 = time.perf_counter()
+        results = work()
+        dt = time.perf_counter() - t0
+        assert {r.status for r in results} == {"written"}, results
+        return {"s": dt, "per_run": dt / len(uids), "requests": requests_in(log, n0) / len(uids),
+                "server_cpu": (tree_cpu_seconds(server_pid) - s0) / len(uids),
+                "postgres_cpu": (tree_cpu_seconds(pg_pid) - p0) / len(uids)}
+
+    if not dask_workers:
+        return measured(lambda: annotate(from_uri(uri, api_key=key), uids, model=model))
+    with dask_client(workers=dask_workers) as dc:
+        dc.run(worker_model, ModelRef.of(model))
+        return measured(lambda: annotate_on_dask(uri, key, uids, model, client=dc))
+
+
+def postgres_section(args, versions: list[str], directory: Path) -> dict | None:
+    """Bulk annotation against the facility deployment with 1..N server workers, each on
+    a catalog of its own: the runs annotated for the first time (this process), then again
+    by a newly promoted version (Dask)."""
+    from tiled.client import from_uri
+
+    from specflow.annotate import load_model
+    from specflow.servers.postgres import PostgresUnavailable, postgres_server
+
+    rows: dict[str, dict] = {}
+    key = secrets.token_hex(8)
+    try:
+        pg_context = postgres_server()
+        pg = pg_context.__enter__()
+    except PostgresUnavailable as exc:
+        print(f"PostgreSQL section skipped: {exc}")
+        return None
+    try:
+        pg_pid = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
+        version = iter(versions)
+        for workers in args.server_workers:
+            with deployed_tiled(pg, directory / f"workers-{workers}", workers, key) as (
+                    uri, pid, log):
+                uids = ingest(from_uri(uri, api_key=key), args.runs, args.run_curves)
+                for dask_workers in (0, 2):
+                    model = load_model(f"models:/{NAME}/{next(version)}")
+                    where = "this process" if not dask_workers else f"Dask {dask_workers}"
+                    rows[f"{workers} server worker(s), client: {where}"] = bulk_pass(
+                        uri, key, uids, model, dask_workers, pid, pg_pid, log)
+    finally:
+        pg_context.__exit__(None, None, None)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40, help="runs in the bulk catalog")
     parser.add_argument("--run-curves", type=int, default=60, help="curves per bulk run")
     parser.add_argument("--quick", action="store_true", help="24 runs, fewer repeats")
     parser.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
+    parser.add_argument("--server-workers", type=int, nargs="+", default=[1, 2],
+                        help="uvicorn workers of the PostgreSQL-backed deployment")
+    parser.add_argument("--no-postgres", action="store_true",
+                        help="skip the PostgreSQL-backed deployment")
     args = parser.parse_args()
     if args.quick:
         args.runs = 24
@@ -243,12 +370,12 @@ def main() -> None:
         worker_model,
     )
 
-    console = Console()
+    console = Console(width=160)
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "tiled"
         log = directory / "access.log"
-        versions = register_models(Path(tmp) / "work")
+        versions = register_models(Path(tmp) / "work", 3 + 2 * len(args.server_workers))
         os.environ["MLFLOW_TRACKING_URI"] = __import__("mlflow").get_tracking_uri()
         with tiled_process(directory) as (uri, key, server_pid):
             client = from_uri(uri, api_key=key)
@@ -281,6 +408,8 @@ def main() -> None:
                     "s": dt, "per_run": dt / args.runs, "curves_s": n / dt, "load": load,
                     "requests": requests_in(log, n0) / args.runs,
                     "server_cpu": (cpu_seconds(server_pid) - c0) / args.runs}
+        deployed = None if args.no_postgres else postgres_section(
+            args, versions[3:], Path(tmp) / "deployed")
 
     table = Table("measurement", "value", "requests/run", "server CPU/run",
                   title=f"specflow annotate ({os.cpu_count()} CPU cores, Tiled server in its "
@@ -319,9 +448,32 @@ def main() -> None:
         by_route.add_row(route, f"{count / args.runs:.2f}")
     console.print(by_route)
     rows["bulk, this process"]["routes"] = {k: v / args.runs for k, v in routes.items()}
+    if deployed:
+        rows["postgres"] = deployed
+        console.print(postgres_table(deployed, args))
     if args.out:
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                         "rows": rows}, indent=1))
+
+
+def postgres_table(rows: dict[str, dict], args) -> Table:
+    table = Table("server workers, client", "s/run", "curves/s", "requests/run",
+                  "server CPU/run", "PostgreSQL CPU/run", "× 1 server worker",
+                  title=f"bulk re-annotation of {args.runs} runs x {args.run_curves} curves, "
+                  "deploy/tiled/config-postgres.yml under uvicorn --workers N "
+                  f"({os.cpu_count()} CPU cores)")
+    for label, r in rows.items():
+        workers, client = label.split(", client: ")
+        base = rows.get(f"1 server worker(s), client: {client}")
+        ratio = f"{base['s'] / r['s']:.2f}x" if base else ""
+        table.add_row(label, f"{r['per_run']:.3f}", f"{args.run_curves / r['per_run']:.0f}",
+                      f"{r['requests']:.1f}", f"{r['server_cpu']:.3f} s",
+                      f"{r['postgres_cpu']:.3f} s", ratio)
+    cpu = statistics.median(r["server_cpu"] + r["postgres_cpu"] for r in rows.values())
+    cores = os.cpu_count() or 1
+    table.add_row(f"ceiling of the {cores} cores: server + PostgreSQL CPU per run, median",
+                  f"{cpu / cores:.3f}", f"{cores * args.run_curves / cpu:.0f}", "", "", "", "")
+    return table
 
 
 if __name__ == "__main__":

@@ -244,23 +244,25 @@ def gaps_filled_curve_by_curve(x: np.ndarray) -> np.ndarray:
 
 class PreviousPreprocessing:
     """Context: preprocessing as before blocks on threads — a run's curves in one piece on
-    the calling thread (only SNIP on its own threads), gaps filled curve by curve."""
+    the calling thread (only SNIP on its own threads), gaps filled curve by curve, the
+    despike medians by ``np.median``."""
 
     def __enter__(self):
         from specflow.data import preprocess
 
         self.saved = (preprocess.PREPARE_BLOCK, preprocess.fill_gaps,
-                      preprocess.finish_on_grid)
+                      preprocess.finish_on_grid, preprocess.row_medians)
         finish = preprocess.finish_on_grid
         preprocess.PREPARE_BLOCK = 1 << 30
         preprocess.fill_gaps = gaps_filled_curve_by_curve
         preprocess.finish_on_grid = lambda *args, threads=None: finish(*args)
+        preprocess.row_medians = lambda a: np.median(a, axis=1, keepdims=True)
 
     def __exit__(self, *exc):
         from specflow.data import preprocess
 
         (preprocess.PREPARE_BLOCK, preprocess.fill_gaps,
-         preprocess.finish_on_grid) = self.saved
+         preprocess.finish_on_grid, preprocess.row_medians) = self.saved
 
 
 def agreement(outputs: list[dict], reference: list[dict]) -> dict:

@@ -14,6 +14,7 @@ from specflow.learn.corpus_model import (
     corpus_network,
     corpus_training,
     network_name,
+    with_arch,
 )
 from specflow.learn.fitting import recalibration
 from specflow.simulator.corpus import CorpusRecipe, build_corpus, corpus_path, recipe_from_text
@@ -94,7 +95,8 @@ def test_corpus_is_built_once_and_read_back_from_the_cache(cache):
     assert first.x.shape == (len(first), 2048) and set(np.unique(first.label)) == {0, 1, 2}
     assert len(np.unique(first.run)) == TINY.runs
     again = build_corpus(TINY)
-    np.testing.assert_allclose(again.x, first.x, atol=1e-3)  # stored as float16
+    # the curves as stored (float16), fresh or cached: a network trains the same on both
+    assert np.array_equal(again.x, first.x) and again.x.dtype == np.float32
     assert np.array_equal(again.label, first.label) and again.recipe == TINY
 
 
@@ -148,6 +150,9 @@ def test_a_fraction_head_trains_beside_the_labels_and_leaves_the_network_as_it_w
         train_network(curves, np.arange(10), SupervisedConfig(steps=2, fraction_weight=1.0))
     with pytest.raises(ValueError, match="reads sequences"):
         SupervisedConfig(arch="convsct", fraction_weight=1.0)
+    # a classifier's corpus settings with the head, given to a sequence network: no head
+    assert with_arch(with_head, "convsct").fraction_weight == 0.0
+    assert with_arch(with_head, "convsc").fraction_weight == 1.0
 
 
 def test_a_convsc_network_trains_on_a_corpus_only_when_given_one(cache, runs):

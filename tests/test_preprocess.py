@@ -141,6 +141,30 @@ def test_gaps_filled_together_are_the_same_bits_as_numpy_interp_curve_by_curve()
         fill_gaps(x)
 
 
+@pytest.mark.parametrize("length", [7, 8, 3999, 4000])
+def test_row_medians_are_numpy_medians_and_despike_finds_the_same_spikes(length):
+    from specflow.data.preprocess import despike, row_medians
+
+    rng = np.random.default_rng(length)
+    for dtype in (np.float32, np.float64):
+        a = rng.normal(size=(30, length)).astype(dtype)
+        a[4, 2] = np.nan  # a row with NaN: NaN, as np.median gives
+        expected = np.median(a, axis=1, keepdims=True)
+        got = row_medians(a)
+        assert got.dtype == expected.dtype
+        assert np.array_equal(got, expected, equal_nan=True)
+    x = (rng.random((30, length)) * 100 + 1000).astype(np.float32)
+    x[::3, length // 2] += 5e4  # hot pixels in every third curve
+    diff = np.diff(x, axis=1)
+    sigma = 1.4826 * np.median(np.abs(diff - np.median(diff, 1, keepdims=True)), 1,
+                               keepdims=True) / np.sqrt(2)  # the textbook form, per curve
+    mid = x[:, 1:-1]
+    spike = mid - np.maximum(x[:, :-2], x[:, 2:]) > 8.0 * np.maximum(sigma, 1e-12)
+    cleaned = despike(x)
+    assert spike[::3].any(axis=1).all() and not spike[1::3].any()
+    assert np.array_equal(cleaned[:, 1:-1] != mid, spike)
+
+
 def test_prepared_curves_do_not_depend_on_the_blocks_or_threads(monkeypatch):
     from specflow.data import preprocess
 

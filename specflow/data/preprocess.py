@@ -178,11 +178,24 @@ def despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
         return x
     left, mid, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
     diff = np.diff(x, axis=1)
-    sigma = 1.4826 * np.median(np.abs(diff - np.median(diff, 1, keepdims=True)), 1,
-                               keepdims=True) / math.sqrt(2)
+    sigma = 1.4826 * row_medians(np.abs(diff - row_medians(diff))) / math.sqrt(2)
     spike = mid - np.maximum(left, right) > threshold * np.maximum(sigma, 1e-12)
     mid[spike] = ((left + right) / 2)[spike]
     return x
+
+
+def row_medians(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=1, keepdims=True)``, the same numbers (NaN where a row has one),
+    from one ``np.partition`` of the rows: many times faster on float32 curves."""
+    n = a.shape[1]
+    k = n // 2
+    if n % 2:
+        med = np.partition(a, k, axis=1)[:, k:k + 1]
+    else:
+        part = np.partition(a, (k - 1, k), axis=1)
+        med = (part[:, k - 1:k] + part[:, k:k + 1]) / 2
+    nan = np.isnan(a).any(axis=1, keepdims=True)
+    return np.where(nan, np.nan, med).astype(a.dtype, copy=False) if nan.any() else med
 
 
 def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip",

@@ -35,7 +35,7 @@ from specflow.data.schema import (
     TWO_THETA,
     validate,
 )
-from specflow.learn.corpus_model import corpus_network, corpus_training
+from specflow.learn.corpus_model import CORPUS_TRAINING, corpus_network, with_arch
 from specflow.learn.data import Curves, to_curves, wavelength_of
 from specflow.learn.decode import DecoderConfig
 from specflow.learn.devices import check_device
@@ -281,7 +281,7 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
                     prep: Preprocessing) -> tuple[dict[str, Any], tuple[float, float]]:
         probe = self.probe or ProbeConfig(seed=self.seed)
         if method in SUPERVISED_METHODS and corpus is not None and method in CORPUS_NETWORKS:
-            training = replace(self.corpus_training or corpus_training(), arch=method)
+            training = with_arch(self.corpus_training or CORPUS_TRAINING, method)
             trained = corpus_network(corpus, training, prep, self.device)
             bundle = corpus_network_bundle(trained, curves, known, self.adapt, prep,
                                            self.decoder, self.device)

@@ -47,6 +47,14 @@ def corpus_training(**changes: Any) -> SupervisedConfig:
     return replace(CORPUS_TRAINING, **changes)
 
 
+def with_arch(training: SupervisedConfig, arch: str) -> SupervisedConfig:
+    """``training`` for network ``arch``: the fraction head reads one curve's features, so
+    a network that reads sequences of curves trains without it."""
+    curve = ARCHITECTURES[arch].context == "curve"
+    return replace(training, arch=arch,
+                   fraction_weight=training.fraction_weight if curve else 0.0)
+
+
 def training_fingerprint(training: SupervisedConfig) -> str:
     """sha256 of the training settings that change the network (not the device) and of what
     its augmentation group does (transforms and parameters): either changed, a new network

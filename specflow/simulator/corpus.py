@@ -208,6 +208,8 @@ def build_corpus(recipe: CorpusRecipe, preprocessing: Preprocessing | None = Non
             if progress is not None:
                 progress(done, total)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    # the curves as the cache stores them, so a network trained now is the one trained later
+    arrays["x"] = arrays["x"].astype(np.float16).astype(np.float32)
     corpus = Corpus(recipe=recipe, preprocessing=prep, grid=grid,
                     seconds=time.perf_counter() - t0, **arrays)
     corpus.save(path)
