@@ -150,10 +150,14 @@ def deployed_tiled(pg, directory: Path, workers: int, key: str):
 
     port, log = free_port(), directory / "uvicorn.log"
     (directory / "data").mkdir(parents=True)
+    catalog = pg.create_database(f"catalog_{workers}")
     env = {**os.environ, "TILED_CONFIG": str(REPO / "deploy" / "tiled" / "config-postgres.yml"),
            "TILED_SINGLE_USER_API_KEY": key, "SPECFLOW_DATA": str(directory),
-           "SPECFLOW_TILED_CATALOG": pg.create_database(f"catalog_{workers}"),
+           "SPECFLOW_TILED_CATALOG": catalog,
            "SPECFLOW_TILED_TABLES": pg.create_database(f"tables_{workers}")}
+    # one process creates the catalog's tables, so the workers do not race to
+    subprocess.run([sys.executable, "-m", "tiled", "catalog", "init", "--if-not-exists",
+                    catalog], check=True, capture_output=True)
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "tiled.server.app:app_factory",
@@ -170,11 +174,20 @@ def deployed_tiled(pg, directory: Path, workers: int, key: str):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn did not serve Tiled: {log.read_text()[-2000:]}")
             time.sleep(0.3)
-        time.sleep(2.0 if workers > 1 else 0.0)  # every worker up, not just the first
+        while log.read_text().count("Application startup complete") < workers:  # all up
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} workers did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
         yield f"http://127.0.0.1:{port}/api/v1", proc.pid, log
+        if "Traceback" in log.read_text():  # a worker that died was restarted: not N workers
+            raise RuntimeError(f"a uvicorn worker failed: {log.read_text()[-2000:]}")
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def requests_in(log: Path, since: int) -> int:
@@ -370,19 +383,20 @@ def main() -> None:
         worker_model,
     )
 
-    console = Console(width=160)
+    console = Console(width=None if sys.stdout.isatty() else 160)  # files: whole rows
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "tiled"
         log = directory / "access.log"
-        versions = register_models(Path(tmp) / "work", 3 + 2 * len(args.server_workers))
+        versions = register_models(Path(tmp) / "work", 3 + (
+            0 if args.no_postgres else 2 * len(args.server_workers)))
         os.environ["MLFLOW_TRACKING_URI"] = __import__("mlflow").get_tracking_uri()
         with tiled_process(directory) as (uri, key, server_pid):
             client = from_uri(uri, api_key=key)
             console.print(f"ingesting {args.runs} runs x {args.run_curves} curves ...")
             uids = ingest(client, args.runs, args.run_curves)
             n = args.runs * args.run_curves
-            models = [load_model(f"models:/{NAME}/{v}") for v in versions]
+            models = [load_model(f"models:/{NAME}/{v}") for v in versions[:3]]
             rows["request floor"] = {"s": request_floor(client, uri, uids[0])}
             rows.update(paths_before_after(client, uids[: 3 if args.quick else 8], log,
                                            models[0]))
@@ -408,8 +422,12 @@ def main() -> None:
                     "s": dt, "per_run": dt / args.runs, "curves_s": n / dt, "load": load,
                     "requests": requests_in(log, n0) / args.runs,
                     "server_cpu": (cpu_seconds(server_pid) - c0) / args.runs}
-        deployed = None if args.no_postgres else postgres_section(
-            args, versions[3:], Path(tmp) / "deployed")
+        deployed = None
+        if not args.no_postgres:
+            try:
+                deployed = postgres_section(args, versions[3:], Path(tmp) / "deployed")
+            except Exception as exc:  # the tables above are printed either way
+                console.print(f"PostgreSQL section failed: {type(exc).__name__}: {exc}")
 
     table = Table("measurement", "value", "requests/run", "server CPU/run",
                   title=f"specflow annotate ({os.cpu_count()} CPU cores, Tiled server in its "
@@ -459,7 +477,7 @@ def main() -> None:
 def postgres_table(rows: dict[str, dict], args) -> Table:
     table = Table("server workers, client", "s/run", "curves/s", "requests/run",
                   "server CPU/run", "PostgreSQL CPU/run", "× 1 server worker",
-                  title=f"bulk re-annotation of {args.runs} runs x {args.run_curves} curves, "
+                  title=f"bulk annotation of {args.runs} runs x {args.run_curves} curves, "
                   "deploy/tiled/config-postgres.yml under uvicorn --workers N "
                   f"({os.cpu_count()} CPU cores)")
     for label, r in rows.items():
@@ -471,7 +489,7 @@ def postgres_table(rows: dict[str, dict], args) -> Table:
                       f"{r['postgres_cpu']:.3f} s", ratio)
     cpu = statistics.median(r["server_cpu"] + r["postgres_cpu"] for r in rows.values())
     cores = os.cpu_count() or 1
-    table.add_row(f"ceiling of the {cores} cores: server + PostgreSQL CPU per run, median",
+    table.add_row(f"upper bound of the {cores} cores: server + PostgreSQL CPU per run, median",
                   f"{cpu / cores:.3f}", f"{cores * args.run_curves / cpu:.0f}", "", "", "", "")
     return table
 

@@ -11,7 +11,9 @@ difference from seed 0. Validation seeds 600+ (no accuracy table uses them).
 learning-rate schedule, and the paired difference schedule − default averaged over the
 three seeds per run (mean ± 1.96 standard errors over runs): whether the schedule helps
 beyond one network's luck. ``--fraction-head W``: the same with a training-only head that
-reads the high-phase fraction, its loss weighted W (``SupervisedConfig.fraction_weight``).
+reads the high-phase fraction, its loss weighted W (``SupervisedConfig.fraction_weight``);
+``--augmentation GROUP``: the same with another augmentation group (e.g. ``instrument-wide``:
+lines broadened up to twice as far as the default's ``instrument`` group does).
 
     python benchmarks/network_seeds.py FeO 12     # transition, runs; minutes per network
     python benchmarks/network_seeds.py Fe 12 --schedule cosine
@@ -79,10 +81,15 @@ def main() -> None:
                          help="also train each seed with this learning-rate schedule")
     variant.add_argument("--fraction-head", type=float, default=None, metavar="W",
                          help="also train each seed with a fraction head of loss weight W")
+    variant.add_argument("--augmentation", default=None, metavar="GROUP",
+                         help="also train each seed with this augmentation group "
+                              "(specflow.data.augment.GROUPS, e.g. instrument-wide)")
     args = ap.parse_args()
     label, changes = ((args.schedule, {"schedule": args.schedule}) if args.schedule else
                       ("fraction", {"fraction_weight": args.fraction_head})
-                      if args.fraction_head else (None, {}))
+                      if args.fraction_head else
+                      (args.augmentation, {"augmentation": args.augmentation})
+                      if args.augmentation else (None, {}))
     name = args.transition
     runs = validation_runs(name, args.runs)
     unlabelled = unlabelled_runs(name)

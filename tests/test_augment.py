@@ -171,6 +171,9 @@ def test_compose_probability_and_groups():
     xrd = make_augmentation("xrd").transforms
     assert [type(t) for t in xrd] == [MagnitudeWarp, TimeWarp] and xrd[1].sigma == 0.05
     assert len(make_augmentation("G2").transforms) == 5
+    plain, wide = (make_augmentation(n).transforms for n in ("instrument", "instrument-wide"))
+    assert [type(t) for t in wide] == [type(t) for t in plain]  # only the broadening differs
+    assert (plain[1].max_hwhm, wide[1].max_hwhm) == (3.0, 6.0)
     for name in GROUPS:
         assert make_augmentation(name)(x, gen(0)).shape == x.shape
     with pytest.raises(ValueError):

@@ -95,9 +95,17 @@ def test_corpus_is_built_once_and_read_back_from_the_cache(cache):
     assert first.x.shape == (len(first), 2048) and set(np.unique(first.label)) == {0, 1, 2}
     assert len(np.unique(first.run)) == TINY.runs
     again = build_corpus(TINY)
-    # the curves as stored (float16), fresh or cached: a network trains the same on both
-    assert np.array_equal(again.x, first.x) and again.x.dtype == np.float32
     assert np.array_equal(again.label, first.label) and again.recipe == TINY
+
+
+def test_a_fresh_corpus_hands_back_the_curves_its_cache_holds(tmp_path):
+    """Simulated now or read from the cache (float16), the same curves: a network trained
+    right after simulating is the one trained later."""
+    fresh = build_corpus(TINY, directory=tmp_path)
+    cached = build_corpus(TINY, directory=tmp_path)
+    assert fresh.path is not None and cached.path == fresh.path
+    assert fresh.x.dtype == cached.x.dtype == np.float32
+    assert np.array_equal(fresh.x, cached.x)
 
 
 def test_corpus_network_is_trained_once_then_loaded(cache):
@@ -153,6 +161,16 @@ def test_a_fraction_head_trains_beside_the_labels_and_leaves_the_network_as_it_w
     # a classifier's corpus settings with the head, given to a sequence network: no head
     assert with_arch(with_head, "convsct").fraction_weight == 0.0
     assert with_arch(with_head, "convsc").fraction_weight == 1.0
+
+
+def test_corpus_settings_with_the_fraction_head_train_a_sequence_network_without_it(cache,
+                                                                                    runs):
+    unlabelled = [r.drop_vars("label") for r in runs[:2]]
+    clf = PhaseClassifier(method="convsct", corpus=TINY, corpus_training=corpus_training(
+        steps=4, fraction_weight=1.0))
+    clf.fit(unlabelled)  # the settings name the CNN; the sequence network has no head
+    assert clf.training_log_["training"]["arch"] == "convsct"
+    assert clf.training_log_["training"]["fraction_weight"] == 0.0
 
 
 def test_a_convsc_network_trains_on_a_corpus_only_when_given_one(cache, runs):

@@ -149,6 +149,8 @@ def test_row_medians_are_numpy_medians_and_despike_finds_the_same_spikes(length)
     for dtype in (np.float32, np.float64):
         a = rng.normal(size=(30, length)).astype(dtype)
         a[4, 2] = np.nan  # a row with NaN: NaN, as np.median gives
+        a[5] = 3.0  # a flat row
+        a[6, ::2] = 1.0  # a row of ties
         expected = np.median(a, axis=1, keepdims=True)
         got = row_medians(a)
         assert got.dtype == expected.dtype

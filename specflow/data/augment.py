@@ -377,6 +377,9 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
     # calibration, line width and shape, smooth intensity changes, lines from elsewhere
     "instrument": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
                            SpuriousLines(), MinMax()],
+    # the same with lines broadened up to twice as far (a coarser instrument resolution)
+    "instrument-wide": lambda: [Stretch(), Broaden(max_hwhm=6.0), MagnitudeWarp(sigma=0.15),
+                                SpuriousLines(), MinMax()],
     # the same, and each reflection's intensity changed on its own (texture, coarse grains)
     "instrument+texture": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
                                    Texture(), SpuriousLines(), MinMax()],

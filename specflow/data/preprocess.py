@@ -185,8 +185,9 @@ def despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
 
 
 def row_medians(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=1, keepdims=True)``, the same numbers (NaN where a row has one),
-    from one ``np.partition`` of the rows: many times faster on float32 curves."""
+    """``np.median(a, axis=1, keepdims=True)`` of a 2-D float32/float64 array with at least
+    one column (what :func:`despike` passes), the same numbers (NaN where a row has one),
+    from one ``np.partition`` of the rows (tests)."""
     n = a.shape[1]
     k = n // 2
     if n % 2:
