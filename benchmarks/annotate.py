@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +118,6 @@ def ingest(client, n_runs: int, n_curves: int, seed: int = 0) -> list[str]:
         det = IntegratedDetector(cell=cell, material="Fe" if i % 2 else "FeO", seed=seed + i)
         uids += engine(compression_ramp(cell, det, 0.0, 32.0, n_curves))
     return uids
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -294,12 +288,13 @@ def request_floor(client, uri: str, uid: str, repeats: int = 30) -> float:
     return statistics.median(times)
 
 
-def bulk_pass(uri: str, key: str, uids: list[str], model, dask_workers: int,
-              server_pid: int, pg_pid: int, log: Path) -> dict:
-    """Annotate ``uids`` with ``model`` in this process (``dask_workers`` 0) or on a Dask
-    LocalCluster; wall time and the server's and PostgreSQL's CPU per run."""
-    from tiled.client import from_uri
-
+def bulk_pass(client, uri: str, key: str, uids: list[str], run_curves: int, model,
+              dask_workers: int, server_pid: int, log: Path, pg_pid: int | None = None
+              ) -> dict:
+    """Annotate ``uids`` (``run_curves`` curves each) with ``model`` through ``client`` in
+    this process (``dask_workers`` 0) or on a Dask LocalCluster (each worker loads the model
+    first: ``load`` s); wall time, requests and the server's (and PostgreSQL's) CPU per
+    run."""
     from specflow.annotate import annotate
     from specflow.annotate.distributed import (
         ModelRef,
@@ -309,20 +304,28 @@ def bulk_pass(uri: str, key: str, uids: list[str], model, dask_workers: int,
     )
 
     def measured(work) -> dict:
-        n0, s0, p0 = log_lines(log), tree_cpu_seconds(server_pid), tree_cpu_seconds(pg_pid)
+        n0, s0 = log_lines(log), tree_cpu_seconds(server_pid)
+        p0 = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
         t0 = time.perf_counter()
         results = work()
         dt = time.perf_counter() - t0
         assert {r.status for r in results} == {"written"}, results
-        return {"s": dt, "per_run": dt / len(uids), "requests": requests_in(log, n0) / len(uids),
-                "server_cpu": (tree_cpu_seconds(server_pid) - s0) / len(uids),
-                "postgres_cpu": (tree_cpu_seconds(pg_pid) - p0) / len(uids)}
+        row = {"s": dt, "per_run": dt / len(uids),
+               "curves_s": len(uids) * run_curves / dt,
+               "requests": requests_in(log, n0) / len(uids),
+               "server_cpu": (tree_cpu_seconds(server_pid) - s0) / len(uids)}
+        if pg_pid:
+            row["postgres_cpu"] = (tree_cpu_seconds(pg_pid) - p0) / len(uids)
+        return row
 
     if not dask_workers:
-        return measured(lambda: annotate(from_uri(uri, api_key=key), uids, model=model))
+        return measured(lambda: annotate(client, uids, model=model))
     with dask_client(workers=dask_workers) as dc:
-        dc.run(worker_model, ModelRef.of(model))
-        return measured(lambda: annotate_on_dask(uri, key, uids, model, client=dc))
+        t0 = time.perf_counter()
+        dc.run(worker_model, ModelRef.of(model))  # each worker loads it once
+        load = time.perf_counter() - t0
+        return {**measured(lambda: annotate_on_dask(uri, key, uids, model, client=dc)),
+                "load": load}
 
 
 def postgres_section(args, versions: list[str], directory: Path) -> dict | None:
@@ -336,26 +339,25 @@ def postgres_section(args, versions: list[str], directory: Path) -> dict | None:
 
     rows: dict[str, dict] = {}
     key = secrets.token_hex(8)
-    try:
-        pg_context = postgres_server()
-        pg = pg_context.__enter__()
-    except PostgresUnavailable as exc:
-        print(f"PostgreSQL section skipped: {exc}")
-        return None
-    try:
+    with ExitStack() as stack:
+        try:
+            pg = stack.enter_context(postgres_server())
+        except PostgresUnavailable as exc:
+            print(f"PostgreSQL section skipped: {exc}")
+            return None
         pg_pid = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
         version = iter(versions)
         for workers in args.server_workers:
             with deployed_tiled(pg, directory / f"workers-{workers}", workers, key) as (
                     uri, pid, log):
-                uids = ingest(from_uri(uri, api_key=key), args.runs, args.run_curves)
+                client = from_uri(uri, api_key=key)
+                uids = ingest(client, args.runs, args.run_curves)
                 for dask_workers in (0, 2):
                     model = load_model(f"models:/{NAME}/{next(version)}")
                     where = "this process" if not dask_workers else f"Dask {dask_workers}"
                     rows[f"{workers} server worker(s), client: {where}"] = bulk_pass(
-                        uri, key, uids, model, dask_workers, pid, pg_pid, log)
-    finally:
-        pg_context.__exit__(None, None, None)
+                        client, uri, key, uids, args.run_curves, model, dask_workers, pid,
+                        log, pg_pid)
     return rows
 
 
@@ -375,13 +377,7 @@ def main() -> None:
 
     from tiled.client import from_uri
 
-    from specflow.annotate import annotate, load_model
-    from specflow.annotate.distributed import (
-        ModelRef,
-        annotate_on_dask,
-        dask_client,
-        worker_model,
-    )
+    from specflow.annotate import load_model
 
     console = Console(width=None if sys.stdout.isatty() else 160)  # files: whole rows
     rows: dict[str, dict] = {}
@@ -395,33 +391,17 @@ def main() -> None:
             client = from_uri(uri, api_key=key)
             console.print(f"ingesting {args.runs} runs x {args.run_curves} curves ...")
             uids = ingest(client, args.runs, args.run_curves)
-            n = args.runs * args.run_curves
             models = [load_model(f"models:/{NAME}/{v}") for v in versions[:3]]
             rows["request floor"] = {"s": request_floor(client, uri, uids[0])}
             rows.update(paths_before_after(client, uids[: 3 if args.quick else 8], log,
                                            models[0]))
-            n0, c0, t0 = log_lines(log), cpu_seconds(server_pid), time.perf_counter()
-            results = annotate(client, uids, model=models[0])
-            dt = time.perf_counter() - t0
-            assert {r.status for r in results} == {"written"}, results
+            n0 = log_lines(log)
+            rows["bulk, this process"] = bulk_pass(client, uri, key, uids, args.run_curves,
+                                                   models[0], 0, server_pid, log)
             routes = requests_by_route(log, n0)
-            rows["bulk, this process"] = {
-                "s": dt, "per_run": dt / args.runs, "curves_s": n / dt,
-                "requests": requests_in(log, n0) / args.runs,
-                "server_cpu": (cpu_seconds(server_pid) - c0) / args.runs}
             for workers, model in ((1, models[1]), (2, models[2])):
-                with dask_client(workers=workers) as dc:
-                    t0 = time.perf_counter()
-                    dc.run(worker_model, ModelRef.of(model))  # each worker loads it once
-                    load = time.perf_counter() - t0
-                    n0, c0, t0 = log_lines(log), cpu_seconds(server_pid), time.perf_counter()
-                    results = annotate_on_dask(uri, key, uids, model, client=dc)
-                    dt = time.perf_counter() - t0
-                assert {r.status for r in results} == {"written"}, results
-                rows[f"bulk, Dask {workers} worker(s)"] = {
-                    "s": dt, "per_run": dt / args.runs, "curves_s": n / dt, "load": load,
-                    "requests": requests_in(log, n0) / args.runs,
-                    "server_cpu": (cpu_seconds(server_pid) - c0) / args.runs}
+                rows[f"bulk, Dask {workers} worker(s)"] = bulk_pass(
+                    client, uri, key, uids, args.run_curves, model, workers, server_pid, log)
         deployed = None
         if not args.no_postgres:
             try:

@@ -85,11 +85,13 @@ def main() -> None:
                          help="also train each seed with this augmentation group "
                               "(specflow.data.augment.GROUPS, e.g. instrument-wide)")
     args = ap.parse_args()
-    label, changes = ((args.schedule, {"schedule": args.schedule}) if args.schedule else
-                      ("fraction", {"fraction_weight": args.fraction_head})
-                      if args.fraction_head else
-                      (args.augmentation, {"augmentation": args.augmentation})
-                      if args.augmentation else (None, {}))
+    label, changes = None, {}  # the variant trained beside each seed, if any
+    if args.schedule:
+        label, changes = args.schedule, {"schedule": args.schedule}
+    elif args.fraction_head:
+        label, changes = "fraction", {"fraction_weight": args.fraction_head}
+    elif args.augmentation:
+        label, changes = args.augmentation, {"augmentation": args.augmentation}
     name = args.transition
     runs = validation_runs(name, args.runs)
     unlabelled = unlabelled_runs(name)

@@ -373,18 +373,21 @@ GROUPS: dict[str, Callable[[], list[Transform]]] = {
     "physics": lambda: [PeakScaling(), PeakElimination(), MinMax(), PatternShift()],
     "xrd": lambda: [MagnitudeWarp(), TimeWarp(sigma=0.05)],
     "nuisance": lambda: [SpuriousLines(), MinMax()],
-    # what differs between instruments and sample environments, on the model's Q grid:
-    # calibration, line width and shape, smooth intensity changes, lines from elsewhere
-    "instrument": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
-                           SpuriousLines(), MinMax()],
-    # the same with lines broadened up to twice as far (a coarser instrument resolution)
-    "instrument-wide": lambda: [Stretch(), Broaden(max_hwhm=6.0), MagnitudeWarp(sigma=0.15),
-                                SpuriousLines(), MinMax()],
-    # the same, and each reflection's intensity changed on its own (texture, coarse grains)
-    "instrument+texture": lambda: [Stretch(), Broaden(), MagnitudeWarp(sigma=0.15),
-                                   Texture(), SpuriousLines(), MinMax()],
+    "instrument": lambda: _instrument(),
+    # lines broadened up to twice as far (a coarser instrument resolution)
+    "instrument-wide": lambda: _instrument(max_hwhm=6.0),
+    # each reflection's intensity changed on its own too (texture, coarse grains)
+    "instrument+texture": lambda: _instrument(texture=True),
     "none": lambda: [],
 }
+
+
+def _instrument(max_hwhm: float = 3.0, texture: bool = False) -> list[Transform]:
+    """What differs between instruments and sample environments, on the model's Q grid:
+    calibration, line width (up to ``max_hwhm`` bins) and shape, smooth intensity changes,
+    reflection intensities (``texture``), lines from elsewhere."""
+    return [Stretch(), Broaden(max_hwhm=max_hwhm), MagnitudeWarp(sigma=0.15),
+            *([Texture()] if texture else []), SpuriousLines(), MinMax()]
 
 
 def check_augmentation(name: object) -> str:
