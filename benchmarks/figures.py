@@ -2,7 +2,7 @@
 
 * ``methods_vs_ceiling.png``: per transition, accuracy on unseen runs (cross-run) and under
   shifted conditions — the default, zero labels, the four controls and the ideal observer —
-  mean and 95 % interval over the test seeds of ``benchmarks/results/accuracy_v5*.json``
+  mean and 95 % interval over the test seeds of ``benchmarks/results/accuracy_v9*.json.gz``
   (the numbers of the accuracy table in docs/benchmarks.md, not new ones).
 * ``contour_fe.png``: an unseen simulated Fe run (validation seed 600, realistic
   conditions) as a contour map, with its true labels and the labels and probabilities the
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from matplotlib.figure import Figure
 from specflow.learn.metrics import mean_interval
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = [ROOT / "benchmarks/results/accuracy_v5.json",
-           ROOT / "benchmarks/results/accuracy_v5_kcl.json"]
+RESULTS = [ROOT / "benchmarks/results" / name for name in (
+    "accuracy_v9_seeds0-4.json.gz", "accuracy_v9_seeds5-9.json.gz", "accuracy_v9_kcl.json.gz")]
 ROWS = [("default", "default, 3 % labels"), ("zero", "default, zero labels"),
         ("pressure", "control: pressure only"), ("neighbour", "control: nearest labelled"),
         ("raw", "control: raw curves"), ("untrained", "control: untrained encoder"),
@@ -39,7 +40,9 @@ def accuracies(paths: list[Path]) -> dict[tuple[str, str, str], list[float]]:
     """(transition, protocol, row) → per-seed accuracy (%)."""
     out: dict[tuple[str, str, str], list[float]] = {}
     for path in paths:
-        for key, entry in json.loads(path.read_text()).items():
+        with gzip.open(path, "rt") as f:
+            entries = json.load(f)
+        for key, entry in entries.items():
             name = key.split("/")[0]
             for protocol, _ in PROTOCOLS:
                 default = entry["default"]["protocols"][protocol]

@@ -12,8 +12,10 @@ learning-rate schedule, and the paired difference schedule − default averaged 
 three seeds per run (mean ± 1.96 standard errors over runs): whether the schedule helps
 beyond one network's luck. ``--fraction-head W``: the same with a training-only head that
 reads the high-phase fraction, its loss weighted W (``SupervisedConfig.fraction_weight``);
-``--augmentation GROUP``: the same with another augmentation group (e.g. ``instrument-wide``:
-lines broadened up to twice as far as the default's ``instrument`` group does).
+``--augmentation GROUP``: the same with another augmentation group (e.g. ``instrument``:
+lines broadened half as far as the default ``instrument-wide`` does;
+``results/network_seeds_wide.txt`` is the run that compared them the other way round,
+when ``instrument`` was the default).
 
     python benchmarks/network_seeds.py FeO 12     # transition, runs; minutes per network
     python benchmarks/network_seeds.py Fe 12 --schedule cosine
@@ -83,7 +85,7 @@ def main() -> None:
                          help="also train each seed with a fraction head of loss weight W")
     variant.add_argument("--augmentation", default=None, metavar="GROUP",
                          help="also train each seed with this augmentation group "
-                              "(specflow.data.augment.GROUPS, e.g. instrument-wide)")
+                              "(specflow.data.augment.GROUPS, e.g. instrument)")
     args = ap.parse_args()
     label, changes = None, {}  # the variant trained beside each seed, if any
     if args.schedule:

@@ -3,6 +3,8 @@ prediction and the hand labels that adapt the corpus model."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -18,7 +20,7 @@ from specflow.learn.corpus_model import (
 )
 from specflow.learn.fitting import recalibration
 from specflow.simulator.corpus import CorpusRecipe, build_corpus, corpus_path, recipe_from_text
-from specflow.simulator.simulate import simulate_family
+from specflow.simulator.simulate import Instrument, simulate_family
 
 pytestmark = [pytest.mark.slow]
 
@@ -75,6 +77,40 @@ def test_by_default_each_corpus_run_draws_its_marker():
     assert set(drawn) == {None, "Au", "Pt"}  # 12 draws of 3 equally likely: all seen
     again = simulate_family("Fe", 12, n_curves=20, seed=4, marker="any")
     assert [r.attrs["artefacts"] for r in again] == [r.attrs["artefacts"] for r in runs]
+
+
+def test_a_corpus_can_draw_each_run_s_broadening_law_and_the_default_keeps_its_name(
+        tmp_path, monkeypatch):
+    from specflow.simulator import corpus as corpus_module
+
+    mixed = CorpusRecipe(("Fe",), broadening="any")
+    assert "broadening" not in CorpusRecipe(("Fe",)).to_dict()  # fingerprints kept
+    assert CorpusRecipe.from_dict(mixed.to_dict()) == mixed
+    assert mixed.fingerprint() != CorpusRecipe(("Fe",)).fingerprint()
+    assert mixed.name == "Fe+any+broadening-any"
+    with pytest.raises(ValueError, match="unknown broadening law 'tan'"):
+        CorpusRecipe(("Fe",), broadening="tan")
+    runs = simulate_family("Fe", 4, n_curves=20, seed=4, broadening="any")
+    plain = simulate_family("Fe", 4, n_curves=20, seed=4)
+    strain = [run.attrs.get("strain_per_gpa", 0.0) for run in runs]
+    assert 0 < sum(s > 0 for s in strain) < len(runs)  # both laws drawn
+    for run, before, s in zip(runs, plain, strain, strict=True):
+        assert np.array_equal(run["pressure"].values, before["pressure"].values)
+        if not s:  # a run that kept the constant law is the run without the option
+            assert np.array_equal(run["intensity"].values, before["intensity"].values,
+                                  equal_nan=True)
+        else:  # the strain law at 0.5–2× the width of the run's own constant law
+            own = Instrument(energy_kev=before.attrs["energy"],
+                             fwhm_per_gpa=json.loads(before.attrs["simulation"])[
+                                 "conditions"]["instrument"]["fwhm_per_gpa"]).strain_law()
+            assert 0.5 <= s / own.strain_per_gpa <= 2.0
+    seen = []
+    real = corpus_module.simulate_family
+    monkeypatch.setattr(corpus_module, "simulate_family",
+                        lambda *a, **kw: seen.append(kw["broadening"]) or real(*a, **kw))
+    build_corpus(CorpusRecipe(("Fe",), runs=2, curves=(20, 20), broadening="any"),
+                 directory=tmp_path)
+    assert seen == ["any", "any"]  # the recipe's law reaches the simulator
 
 
 def test_a_corpus_is_named_by_text_with_an_optional_marker(runs):
@@ -189,7 +225,7 @@ def test_zero_label_mode_labels_a_run_with_no_hand_label(runs):
     clf = PhaseClassifier().fit(unlabelled)
     assert clf.method_ == "cnn" and clf.n_labels_ == 0
     assert clf.corpus_ == CorpusRecipe.for_transition("Fe").to_dict()
-    assert clf.training_log_["training"]["augmentation"] == "instrument"
+    assert clf.training_log_["training"]["augmentation"] == "instrument-wide"
     for run in runs[2:]:
         pred = clf.predict(run)
         assert (pred["label"].values == run["label"].values).mean() > 0.9
@@ -241,10 +277,14 @@ def test_auto_corpus_follows_the_transition_the_runs_name(runs):
 
 def test_the_shipped_networks_match_the_default_corpora():
     """Every built-in transition (and the demo's Fe + FeO) has a shipped network for the
-    default recipe, preprocessing and training: PhaseClassifier() never trains one there."""
+    default recipe, preprocessing and training, and no other ships: PhaseClassifier() never
+    trains one there."""
     from specflow.learn.corpus_model import SHIPPED
     from specflow.simulator.transitions import TRANSITIONS
 
+    expected = set()
     for names in [*((t,) for t in TRANSITIONS), ("Fe", "FeO")]:
         name = network_name(CorpusRecipe(names), Preprocessing(), CORPUS_TRAINING)
         assert (SHIPPED / name).exists(), f"{name}: run benchmarks/corpus_networks.py"
+        expected.add(name)
+    assert {p.name for p in SHIPPED.glob("*.pt")} == expected  # no stale network ships

@@ -108,3 +108,56 @@ def test_simulate_cli_realistic_family_and_list(tmp_path):
                               str(tmp_path / "y.nc")])
     assert bad.exit_code != 0 and "unknown transition" in bad.output
     assert json.dumps(get_transition("ZnS").references)  # the provenance is plain data
+
+
+def test_strain_broadening_widens_high_angle_lines_more_and_the_observer_models_it():
+    """Microstrain broadening (``Instrument.strain_per_gpa``) widens a line by 2ε·tan θ: at
+    high pressure the high-angle lines of a strained run are broader than the same run's
+    without strain by more than its low-angle lines; with no strain the widths are the
+    instrument's alone and the run records no strain; the ideal observer's line profiles
+    carry the strain (they fit the noise-free curve), and ``strain_law`` keeps the width at
+    its reference Q."""
+    from specflow.data.schema import energy_to_wavelength
+    from specflow.simulator.lines import line_widths
+    from specflow.simulator.observer import _columns, _valid, _weighted_nnls
+    from specflow.simulator.simulate import STRAIN_Q_REF, Instrument, simulate_run_parts
+
+    fwhm = np.array([0.05, 0.06])
+    pos = np.array([[8.0, 24.0], [8.0, 24.0]])
+    assert line_widths(fwhm, None, pos) is fwhm
+    wide = line_widths(fwhm, np.array([0.0, 0.01]), pos)
+    np.testing.assert_allclose(wide[0], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(wide[1] - 0.06, np.degrees(0.02 * np.tan(np.radians(pos[1] / 2))),
+                               rtol=1e-5)
+    # the strain law: as wide as the constant law at the reference Q, wider above it
+    constant = Instrument(energy_kev=30.0, fwhm_per_gpa=0.002)
+    law = constant.strain_law()
+    ref = 2 * np.degrees(np.arcsin(STRAIN_Q_REF * energy_to_wavelength(30.0) / (4 * np.pi)))
+    at = line_widths(law.fwhm(np.array([20.0])), law.strain(20.0), np.array([[ref, 2 * ref]]))
+    np.testing.assert_allclose(at[0, 0], constant.fwhm(20.0), rtol=1e-5)
+    assert at[0, 1] > constant.fwhm(20.0)
+    with pytest.raises(ValueError, match="already has strain"):
+        law.strain_law()
+
+    inst = Instrument(energy_kev=30.0, fwhm_per_gpa=0.0, peak_counts=20_000)
+    base = RunConditions(energy_kev=30.0, two_theta=(4.0, 30.0, 2600), instrument=inst)
+    strained = replace(base, instrument=replace(inst, strain_per_gpa=4e-4))
+    plain, run = (simulate_run_parts("Fe", 40, seed=3, stop=30.0, conditions=c)
+                  for c in (base, strained))
+    assert run.data.attrs["strain_per_gpa"] == 4e-4 and "strain_per_gpa" not in plain.data.attrs
+    assert "strain_per_gpa" not in plain.data.attrs["simulation"]
+    top = plain.data["true_pressure"].values.argmax()
+    before, after = ((r.expected.low + r.expected.high)[top] for r in (plain, run))
+    peaks = np.flatnonzero((before[1:-1] > before[:-2]) & (before[1:-1] >= before[2:])) + 1
+    strong = np.sort(peaks[np.argsort(before[peaks])[::-1][:5]])
+    # the same area spread wider: lower maxima, the more so at high angle
+    drop = [after[i - 3:i + 4].max() / before[i] for i in strong]
+    assert drop[-1] < drop[0] < 1.0, drop
+    # the observer's profiles of the pure high phase fit that noise-free curve exactly
+    ok = _valid(run)
+    high = run.simulator.material.high
+    p = float(run.data["true_pressure"].values[top])
+    cols = _columns(high, run, p, float(run.expected.fwhm[top]), inst.eta)[:, ok]
+    target = (run.expected.low + run.expected.high)[top][ok]
+    chi2 = _weighted_nnls(cols, target, 1.0 / np.maximum(run.expected.total[top][ok], 1.0))[1]
+    assert chi2 < 1.0, chi2

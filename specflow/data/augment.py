@@ -399,7 +399,8 @@ def check_augmentation(name: object) -> str:
 
 def make_augmentation(name: str = "release", p: float = 1.0) -> Compose:
     """Named augmentation pipeline (``G0``, ``G1``, ``G2``, ``release``, ``physics``, ``xrd``,
-    ``nuisance``, ``instrument``, ``instrument+texture``, ``none``)."""
+    ``nuisance``, ``instrument``, ``instrument-wide``, ``instrument+texture``,
+    ``none``)."""
     return Compose(GROUPS[check_augmentation(name)](), p=p)
 
 

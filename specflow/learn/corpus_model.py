@@ -34,10 +34,10 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "weights"
 
 
 #: How the corpus network is trained: the CNN, 3,000 mini-batches of 64 curves, Adam, the
-#: instrument augmentation (calibration stretch, broadening, smooth intensity changes,
-#: spurious lines) on half of each batch
+#: instrument augmentation with line broadening up to 6 bins (calibration stretch,
+#: broadening, smooth intensity changes, spurious lines) on half of each batch
 CORPUS_TRAINING = SupervisedConfig(arch="cnn", steps=3000, batch_size=64,
-                                   augmentation="instrument", augment_p=0.5, seed=0)
+                                   augmentation="instrument-wide", augment_p=0.5, seed=0)
 FINGERPRINTED = ("arch", "steps", "batch_size", "lr", "weight_decay", "augmentation",
                  "augment_p", "seed")
 

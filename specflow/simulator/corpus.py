@@ -23,7 +23,7 @@ import numpy as np
 
 from specflow.data.preprocess import Preprocessing, prepare_curves
 from specflow.simulator.artefacts import ANY_MARKER, MARKERS
-from specflow.simulator.simulate import PRESETS, simulate_family
+from specflow.simulator.simulate import PRESETS, check_broadening, simulate_family
 from specflow.simulator.transitions import get_transition
 
 CORPUS_FORMAT = "specflow-corpus/1"
@@ -46,7 +46,10 @@ class CorpusRecipe:
     ``curves`` per run drawn from the range, conditions from ``preset``, seeds from
     ``seed`` on; ``marker``: the pressure marker loaded with the sample — ``any`` (default:
     each run draws none, Au or Pt, as loadings differ), ``Au`` or ``Pt`` in every run when
-    the user knows it, or None (no marker in any run)."""
+    the user knows it, or None (no marker in any run); ``broadening``: how pressure widens
+    the lines — ``constant`` (the same width at every angle) or ``any`` (each run draws that
+    or microstrain broadening, which grows with the angle; see
+    :data:`~specflow.simulator.simulate.BROADENING_LAWS`)."""
 
     transitions: tuple[str, ...]
     runs: int = 120
@@ -55,6 +58,7 @@ class CorpusRecipe:
     seed: int = CORPUS_SEED
     simulator: str = SIMULATOR_VERSION
     marker: str | None = ANY_MARKER
+    broadening: str = "constant"
 
     def __post_init__(self) -> None:
         names = (self.transitions,) if isinstance(self.transitions, str) else self.transitions
@@ -71,6 +75,7 @@ class CorpusRecipe:
         if self.marker is not None and self.marker not in (*MARKERS, ANY_MARKER):
             raise ValueError(f"unknown pressure marker {self.marker!r}; use one of "
                              f"{[*MARKERS, ANY_MARKER]}")
+        check_broadening(self.broadening)
 
     @classmethod
     def for_transition(cls, name: str, **kwargs: Any) -> CorpusRecipe:
@@ -81,6 +86,8 @@ class CorpusRecipe:
                   "curves": list(self.curves)}
         if self.marker is None:  # recipes without a marker keep their fingerprints
             del values["marker"]
+        if self.broadening == "constant":  # and so do recipes of one broadening law
+            del values["broadening"]
         return values
 
     @classmethod
@@ -97,7 +104,8 @@ class CorpusRecipe:
 
     @property
     def name(self) -> str:
-        return "+".join(self.transitions) + (f"+{self.marker}" if self.marker else "")
+        return ("+".join(self.transitions) + (f"+{self.marker}" if self.marker else "")
+                + ("" if self.broadening == "constant" else f"+broadening-{self.broadening}"))
 
 
 #: Marker words a corpus text may hold (any case): a marker, ``any`` or ``none``
@@ -193,7 +201,8 @@ def build_corpus(recipe: CorpusRecipe, preprocessing: Preprocessing | None = Non
         seed = recipe.seed + 1000 * t_index
         for i in range(recipe.runs):
             ds = simulate_family(name, 1, n_curves=recipe.curves, seed=seed + i,
-                                 preset=recipe.preset, marker=recipe.marker)[0]
+                                 preset=recipe.preset, marker=recipe.marker,
+                                 broadening=recipe.broadening)[0]
             prepared = prepare_curves(ds["intensity"].values, ds["two_theta"].values, prep,
                                       float(ds.attrs["wavelength"]))
             n = prepared.x.shape[0]

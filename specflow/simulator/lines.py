@@ -12,7 +12,7 @@ import numpy as np
 class ExpectedCurves:
     """Noise-free mean counts (n, L) of simulated curves, by part: the sample's low- and
     high-pressure phases, and everything else (gasket, medium, diamond spots, background);
-    ``fwhm`` (n,) is the line width (deg) of each curve."""
+    ``fwhm`` (n,) is the line width (deg) of each curve before strain broadening."""
 
     low: np.ndarray
     high: np.ndarray
@@ -24,18 +24,31 @@ class ExpectedCurves:
         return self.low + self.high + self.other
 
 
+def line_widths(fwhm: np.ndarray, strain: np.ndarray | None, pos: np.ndarray) -> np.ndarray:
+    """FWHM (deg) of lines at 2θ ``pos`` (n, m): each curve's ``fwhm`` (n,) plus the
+    broadening of a microstrain ``strain`` (n,; FWHM of Δd/d), 2·strain·tan θ, which grows
+    with the angle (Williamson–Hall). ``strain`` None: ``fwhm`` unchanged (n,)."""
+    if strain is None:
+        return fwhm
+    tan_theta = np.tan(np.radians(np.asarray(pos, dtype=np.float64) / 2))
+    extra = np.degrees(2 * np.asarray(strain, dtype=np.float64)[:, None] * tan_theta)
+    return (np.asarray(fwhm, dtype=np.float64)[:, None] + extra).astype(np.float32)
+
+
 def line_sum(x: np.ndarray, parts: list[tuple[np.ndarray, np.ndarray]], fwhm: np.ndarray,
-              eta: float, chunk: int = 64) -> np.ndarray:
-    """Pseudo-Voigt lines of several components ((n, m) positions, (n, m) areas) on ``x``."""
+              eta: float, chunk: int = 64, strain: np.ndarray | None = None) -> np.ndarray:
+    """Pseudo-Voigt lines of several components ((n, m) positions, (n, m) areas) on ``x``;
+    ``strain`` (n,): microstrain broadening of each curve (:func:`line_widths`)."""
     n = len(fwhm)
     if not parts:
         return np.zeros((n, len(x)), dtype=np.float32)
     pos = np.concatenate([p for p, _ in parts], axis=1).astype(np.float32)
     area = np.concatenate([a for _, a in parts], axis=1).astype(np.float32)
     out = np.empty((n, len(x)), dtype=np.float32)
+    widths = line_widths(fwhm, strain, pos)
     for s in range(0, n, chunk):
         out[s : s + chunk] = pseudo_voigt_sum(x, pos[s : s + chunk], area[s : s + chunk],
-                                               fwhm[s : s + chunk], eta)
+                                               widths[s : s + chunk], eta)
     return out
 
 
@@ -43,7 +56,8 @@ def pseudo_voigt_sum(
     x: np.ndarray, pos: np.ndarray, area: np.ndarray, fwhm: np.ndarray, eta: float,
     reach: float = 40.0,
 ) -> np.ndarray:
-    """Σ over peaks of area-normalised pseudo-Voigt profiles; (n, m) peaks -> (n, L).
+    """Σ over peaks of area-normalised pseudo-Voigt profiles; (n, m) peaks -> (n, L);
+    ``fwhm`` (n,) per curve or (n, m) per line.
 
     Each peak is evaluated within ±``reach`` half-widths of its centre (the Lorentzian area
     left outside is < 2/(π·reach), under 2 %, spread thinly over the rest of the curve), and the
@@ -51,11 +65,12 @@ def pseudo_voigt_sum(
     """
     n, m = pos.shape
     length = len(x)
-    hw = (np.asarray(fwhm, dtype=np.float32) / 2)[:, None, None]
-    step = float(np.median(np.diff(x))) if length > 1 else 1.0
-    k = int(np.ceil(reach * float(hw.max()) / step))
     if n == 0 or m == 0:
         return np.zeros((n, length), dtype=np.float32)
+    hw = np.asarray(fwhm, dtype=np.float32) / 2
+    hw = hw[:, None, None] if hw.ndim == 1 else hw[:, :, None]
+    step = float(np.median(np.diff(x))) if length > 1 else 1.0
+    k = int(np.ceil(reach * float(hw.max()) / step))
     if 2 * k + 1 >= length:  # windows as wide as the curve: the dense sum is as cheap
         idx = np.broadcast_to(np.arange(length), (n, m, length))
     else:

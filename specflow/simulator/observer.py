@@ -29,7 +29,7 @@ from scipy.optimize import nnls
 from scipy.special import ndtr
 
 from specflow.data.labels import LABEL_THRESHOLD
-from specflow.simulator.lines import pseudo_voigt_sum
+from specflow.simulator.lines import line_widths, pseudo_voigt_sum
 from specflow.simulator.phases import Phase
 
 if TYPE_CHECKING:
@@ -40,9 +40,10 @@ WIDTHS = np.array([0.7, 0.85, 1.0, 1.2, 1.5, 2.0])  # free line width, × the cu
 
 
 def _columns(phase: Phase, run: SimulatedRun, pressure: float, fwhm: float, eta: float,
-             textured: bool = False) -> np.ndarray:
+             textured: bool = False, strain_scale: float = 1.0) -> np.ndarray:
     """Line profiles (m, L) of ``phase`` at ``pressure``, one row per reflection (unit area,
-    or the run's textured per-unit intensity with ``textured``)."""
+    or the run's textured per-unit intensity with ``textured``); each line ``fwhm`` wide
+    plus the run's microstrain broadening times ``strain_scale``, if it has any."""
     sim = run.simulator
     pos, inten = sim.peaks(phase, np.array([pressure]))
     pos, inten = pos[0], inten[0] * sim._scale[phase.name]
@@ -50,9 +51,11 @@ def _columns(phase: Phase, run: SimulatedRun, pressure: float, fwhm: float, eta:
     pos, inten = pos[keep], inten[keep]
     area = inten if textured else np.ones_like(pos)
     x = sim.two_theta.astype(np.float32)
+    strain = sim.instrument.strain(np.full(len(pos), pressure))
+    widths = line_widths(np.full(len(pos), fwhm, np.float32),
+                         None if strain is None else strain * strain_scale, pos[:, None])
     return pseudo_voigt_sum(x, pos[:, None].astype(np.float32),
-                             area[:, None].astype(np.float32),
-                             np.full(len(pos), fwhm, np.float32), eta)
+                             area[:, None].astype(np.float32), widths, eta)
 
 
 def _weighted_nnls(columns: np.ndarray, target: np.ndarray, weight: np.ndarray
@@ -88,7 +91,7 @@ def distinguishability(run: SimulatedRun, curves: np.ndarray | None = None) -> n
         target = (exp.low[i] + exp.high[i])[ok]
         weight = 1.0 / np.maximum(exp.total[i][ok], 1.0)
         out[k] = min(_weighted_nnls(_columns(phase, run, pressure[i], w * exp.fwhm[i],
-                                             eta)[:, ok], target, weight)[1]
+                                             eta, strain_scale=w)[:, ok], target, weight)[1]
                      for phase in phases for w in WIDTHS)
     return out
 
@@ -247,7 +250,11 @@ def _two_phase_fit(run: SimulatedRun, pressure: float, width: float, target: np.
     single = min(_weighted_nnls(c, target, weight)[1] for c in cols)
     inside = ((np.concatenate(positions) > sim.two_theta[0])
               & (np.concatenate(positions) < sim.two_theta[-1]))
-    gap = np.abs(np.subtract.outer(positions[0], positions[1])) < 1.5 * width
+    strain = sim.instrument.strain(np.array([pressure]))
+    low_w, high_w = (line_widths(np.array([width]), strain, p[None, :])[0] if strain is not None
+                     else width for p in positions)
+    gap = np.abs(np.subtract.outer(positions[0], positions[1])) < 1.5 * np.maximum.outer(
+        np.broadcast_to(low_w, positions[0].shape), np.broadcast_to(high_w, positions[1].shape))
     unique = np.concatenate([~gap.any(1), ~gap.any(0)]) & inside
     a = (design * np.sqrt(weight)).T
     gram = a.T @ a

@@ -38,7 +38,7 @@ from specflow.simulator.artefacts import (
     labeller_thresholds,
     medium_weight,
 )
-from specflow.simulator.lines import ExpectedCurves, line_sum, pseudo_voigt_sum
+from specflow.simulator.lines import ExpectedCurves, line_sum, line_widths, pseudo_voigt_sum
 from specflow.simulator.observer import visible_labels
 from specflow.simulator.phases import Phase
 from specflow.simulator.transitions import TRANSITIONS, Transition, get_transition
@@ -76,6 +76,21 @@ def phase_fraction(material: Material, pressure_path: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Å⁻¹: where a strain-law instrument's lines are as wide as the constant-width law's
+STRAIN_Q_REF = 3.3
+#: Pressure-broadening laws a family of runs can draw (``broadening=``): ``constant``, the
+#: same width at every angle; ``any``: each run draws that or, with probability ½, the
+#: strain law (:meth:`Instrument.strain_law`) at 0.5–2× the width at ``STRAIN_Q_REF``.
+BROADENING_LAWS = ("constant", "any")
+
+
+def check_broadening(law: object) -> str:
+    """``law`` if it is one of :data:`BROADENING_LAWS`, else ``ValueError`` naming them."""
+    if law not in BROADENING_LAWS:
+        raise ValueError(f"unknown broadening law {law!r}; use one of {list(BROADENING_LAWS)}")
+    return str(law)
+
+
 @dataclass(frozen=True)
 class Instrument:
     """Beamline and sample-environment parameters that shape a curve."""
@@ -83,6 +98,7 @@ class Instrument:
     energy_kev: float = DEFAULT_ENERGY_KEV
     fwhm0: float = 0.035  # instrumental FWHM (deg)
     fwhm_per_gpa: float = 0.0015  # deviatoric-stress broadening (deg/GPa)
+    strain_per_gpa: float = 0.0  # microstrain broadening, FWHM of Δd/d per GPa (∝ tan θ)
     eta: float = 0.5  # pseudo-Voigt Lorentzian fraction
     peak_counts: float = 3000.0  # expected counts at the strongest peak of an ambient curve
     background_counts: float = 150.0
@@ -93,6 +109,26 @@ class Instrument:
     def fwhm(self, pressure: Any) -> Any:
         """Line width (FWHM, deg) at ``pressure`` (GPa; below 0 counts as 0)."""
         return self.fwhm0 + self.fwhm_per_gpa * np.clip(pressure, 0, None)
+
+    def strain_law(self, factor: float = 1.0, q_ref: float = STRAIN_Q_REF) -> Instrument:
+        """This instrument with its pressure broadening (``fwhm_per_gpa``, the same width at
+        every angle) made microstrain broadening, which grows with the angle: as wide at
+        ``q_ref`` (Å⁻¹), times ``factor``. Only from the constant law: an instrument that
+        already has strain raises."""
+        if self.strain_per_gpa:
+            raise ValueError("strain_law() converts the constant-width law; this instrument "
+                             "already has strain_per_gpa")
+        theta = np.arcsin(q_ref * energy_to_wavelength(self.energy_kev) / (4 * np.pi))
+        strain = np.radians(self.fwhm_per_gpa) / (2 * np.tan(theta))
+        return replace(self, fwhm_per_gpa=0.0, strain_per_gpa=float(factor * strain))
+
+    def strain(self, pressure: Any) -> np.ndarray | None:
+        """Microstrain (FWHM of Δd/d) at ``pressure``, which widens each line by
+        2·strain·tan θ (:func:`~specflow.simulator.lines.line_widths`); None when the
+        instrument has none (every line of a curve as wide)."""
+        if not self.strain_per_gpa:
+            return None
+        return self.strain_per_gpa * np.clip(np.atleast_1d(pressure), 0, None)
 
 
 class XRDSimulator:
@@ -256,9 +292,10 @@ class XRDSimulator:
         """Noise-free lines of one component (n, L), without sparkle."""
         pos, inten = self.peaks(phase, pressure)
         area = inten * weight[:, None] * self._scale[phase.name]
-        fwhm = self.instrument.fwhm(pressure)
+        inst = self.instrument
+        fwhm = line_widths(inst.fwhm(pressure), inst.strain(pressure), pos)
         return pseudo_voigt_sum(self.two_theta.astype(np.float32), pos.astype(np.float32),
-                                 area.astype(np.float32), fwhm, self.instrument.eta)
+                                 area.astype(np.float32), fwhm, inst.eta)
 
     def expected(self, pressure: np.ndarray, fraction: np.ndarray,
                  time: np.ndarray | None = None, chunk: int = 64) -> ExpectedCurves:
@@ -277,8 +314,9 @@ class XRDSimulator:
             if sparkle > 0:
                 inten = inten * np.exp(sparkle * self.rng.standard_normal(inten.shape))
             parts.append((pos, inten * weight[:, None] * self._scale[phase.name]))
-        low, high = (line_sum(x, [part], fwhm, inst.eta, chunk) for part in parts[:2])
-        other = line_sum(x, parts[2:], fwhm, inst.eta, chunk) + self._background
+        strain = inst.strain(pressure)
+        low, high = (line_sum(x, [part], fwhm, inst.eta, chunk, strain) for part in parts[:2])
+        other = line_sum(x, parts[2:], fwhm, inst.eta, chunk, strain) + self._background
         spots_pos, spots_height = self._spots
         if spots_pos.size:
             width = np.float32(0.7 * inst.fwhm0)
@@ -395,7 +433,9 @@ class RunConditions:
     def describe(self) -> dict[str, float | int | str]:
         """Flat attrs (NetCDF-safe) that record this draw."""
         art = self.artefacts
-        return {
+        strain = ({"strain_per_gpa": self.instrument.strain_per_gpa}
+                  if self.instrument.strain_per_gpa else {})
+        return {**strain,
             "onset_shift": self.onset_shift, "width_scale": self.width_scale,
             "pressure_gain": self.pressure_gain, "pressure_offset": self.pressure_offset,
             "readback_noise": self.readback_noise, "peak_counts": self.instrument.peak_counts,
@@ -533,6 +573,8 @@ def simulate(material: str | Material = "Fe", curves: int = 300, *, seed: int = 
 def _conditions_dict(cond: RunConditions) -> dict[str, Any]:
     out = asdict(cond)
     out["two_theta"] = list(cond.two_theta)
+    if not cond.instrument.strain_per_gpa:  # runs without strain record what they did
+        del out["instrument"]["strain_per_gpa"]
     return out
 
 
@@ -702,11 +744,14 @@ def simulate_family_parts(
     decompress_fraction: float = 0.25,
     mdac_fraction: float = 0.3,
     marker: str | None = None,
+    broadening: str = "constant",
 ) -> list[SimulatedRun]:
     """Several loadings of one transition: ``n_runs`` runs with their own conditions, cell,
     length, ramp rate and (for ``decompress_fraction`` of them) a decompression leg;
     ``marker`` (``Au``, ``Pt``) is loaded with the sample in every run (its line strength
-    drawn per run, as in the shifted preset); ``"any"``: each run draws none, Au or Pt."""
+    drawn per run, as in the shifted preset); ``"any"``: each run draws none, Au or Pt.
+    ``broadening`` (one of :data:`BROADENING_LAWS`): how pressure widens the lines."""
+    check_broadening(broadening)
     mat = get_transition(material) if isinstance(material, str) else material
     rng = np.random.default_rng([seed, 7919])
     runs = []
@@ -722,6 +767,11 @@ def simulate_family_parts(
                 if marker == ANY_MARKER else marker
             cond = replace(cond, artefacts=replace(cond.artefacts, marker=loaded,
                                                    marker_amplitude=amplitude))
+        if broadening == "any":
+            law_rng = np.random.default_rng([run_seed, 2])
+            if law_rng.random() < 0.5:
+                cond = replace(cond, instrument=cond.instrument.strain_law(
+                    float(np.exp(law_rng.uniform(np.log(0.5), np.log(2.0))))))
         shifted = cond.transition(mat)
         decompress = bool(rng.random() < decompress_fraction)
         runs.append(simulate_run_parts(
