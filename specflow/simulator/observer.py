@@ -251,8 +251,7 @@ def _two_phase_fit(run: SimulatedRun, pressure: float, width: float, target: np.
     inside = ((np.concatenate(positions) > sim.two_theta[0])
               & (np.concatenate(positions) < sim.two_theta[-1]))
     strain = sim.instrument.strain(np.array([pressure]))
-    low_w, high_w = (line_widths(np.array([width]), strain, p[None, :])[0] if strain is not None
-                     else width for p in positions)
+    low_w, high_w = (line_widths(np.array([width]), strain, p[None, :])[0] for p in positions)
     gap = np.abs(np.subtract.outer(positions[0], positions[1])) < 1.5 * np.maximum.outer(
         np.broadcast_to(low_w, positions[0].shape), np.broadcast_to(high_w, positions[1].shape))
     unique = np.concatenate([~gap.any(1), ~gap.any(0)]) & inside
