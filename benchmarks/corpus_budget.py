@@ -67,11 +67,12 @@ VARIANTS: dict[str, tuple[int, int, dict, dict]] = {
 CONDITIONS = ("realistic", "shifted")
 
 
-def test_runs(name: str, n_runs: int) -> dict[str, list]:
-    """``n_runs`` loadings, each under realistic and under shifted conditions."""
+def test_runs(name: str, n_runs: int, first_seed: int = 600) -> dict[str, list]:
+    """``n_runs`` loadings (seeds ``first_seed``+), each under realistic and under shifted
+    conditions."""
     mat = get_transition(name)
     runs: dict[str, list] = {c: [] for c in CONDITIONS}
-    for seed in range(600, 600 + n_runs):
+    for seed in range(first_seed, first_seed + n_runs):
         rng = np.random.default_rng(seed)
         real = draw_conditions(mat, "realistic", rng)
         shifted = shifted_conditions(real, rng)
