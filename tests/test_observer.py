@@ -95,3 +95,36 @@ def test_a_simulated_file_can_be_rebuilt_for_the_ceiling_and_a_changed_one_canno
     changed["intensity"].values[3, 10] += 1
     assert resimulate(changed) is None
     assert resimulate(ds.assign_attrs(simulation="")) is None
+
+
+def test_an_observer_not_told_the_line_shape_fits_it_from_the_run_and_reads_fe():
+    from dataclasses import replace
+
+    from specflow.simulator.observer import _fitted_line_shape
+    from specflow.simulator.simulate import draw_conditions, simulate_run_parts
+    from specflow.simulator.transitions import get_transition
+
+    mat = get_transition("Fe")
+    realistic = draw_conditions(mat, "realistic", np.random.default_rng(15))
+    broad = replace(realistic, instrument=replace(
+        realistic.instrument, fwhm0=2.5 * realistic.instrument.fwhm0, eta=0.85))
+    widths = []
+    for cond in (realistic, broad):  # two line shapes: each must be read from its run
+        run = simulate_run_parts(mat, 60, seed=15, conditions=cond, start=7.0)
+        inst, ds = run.simulator.instrument, run.data
+        ok = ~run.simulator._gaps
+        ok[run.simulator._hot] = False
+        counts = ds["intensity"].values
+        targets = [(counts[i][ok] - run.expected.other[i][ok],
+                    1.0 / np.maximum(counts[i][ok], 1)) for i in range(len(counts))]
+        shape = _fitted_line_shape(run, ds["pressure"].values, 0.0, targets, ok)
+        told = inst.fwhm(ds["true_pressure"].values[:10]).mean()
+        assert abs(shape.width(0.0) / told - 1) < 0.15, (shape.width(0.0), told)
+        assert abs(shape.eta - inst.eta) <= 0.25 and shape.strain_scale == 0.0
+        widths.append(told)
+        seen = ideal_observer(run, pressure_search=1.5, line_shape="fitted")
+        decoded = decode(seen.probabilities, ds["pressure"].values).labels
+        assert (decoded == ds["label"].values).mean() >= 0.95
+    assert max(widths) / min(widths) > 1.3  # the two runs' lines differ: the width is read
+    with pytest.raises(ValueError, match="line_shape"):
+        ideal_observer(run, line_shape="guessed")

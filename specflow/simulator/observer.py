@@ -22,7 +22,7 @@ questions, on a :class:`~specflow.simulator.simulate.SimulatedRun`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 
 DISTINGUISHABLE_CHI2 = 25.0  # a 5σ likelihood-ratio for the one parameter a mixture adds
 WIDTHS = np.array([0.7, 0.85, 1.0, 1.2, 1.5, 2.0])  # free line width, × the curve's own
+#: An observer not told the line shape (``line_shape="fitted"``): the run's FWHM (deg) and
+#: Lorentzian share are those at which both phases fit its first :data:`SHAPE_CURVES` curves
+#: best; each curve's width is then scanned over :data:`SHAPE_FACTORS` × the run's
+SHAPE_WIDTHS = np.geomspace(0.005, 0.3, 30)
+SHAPE_ETAS = (0.1, 0.3, 0.5, 0.7, 0.9)
+SHAPE_CURVES = 10
+SHAPE_FACTORS = np.geomspace(0.8, 2.5, 8)
 
 
 def _columns(phase: Phase, run: SimulatedRun, pressure: float, fwhm: float, eta: float,
@@ -121,7 +128,8 @@ class Observation:
 
 
 def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
-                   broadening_steps: int = 5, pressure_search: float = 0.0) -> Observation:
+                   broadening_steps: int = 5, pressure_search: float = 0.0,
+                   line_shape: str = "told") -> Observation:
     """The ceiling: read each noisy curve's high-phase fraction by fitting, threshold it like
     the labeller.
 
@@ -139,30 +147,41 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
     curve's pressure is the one within ± ``pressure_search`` of the *recorded* pressure
     (0.1 GPa steps) at which both phases' lines fit the curve best; the rest as above. How
     much of the ceiling is the exact pressure (``benchmarks/observer_knowledge.py``).
+
+    ``line_shape="fitted"``: an observer not told the instrument's line width, its growth
+    with pressure, its Lorentzian share or any microstrain. The run's width and share are
+    fitted on its first curves (:data:`SHAPE_CURVES`, at their pressures), and each curve's
+    width is scanned from 0.8 to 2.5 times the run's (:data:`SHAPE_FACTORS`) instead of over
+    the transformation broadening.
     """
+    if line_shape not in ("told", "fitted"):
+        raise ValueError(f"line_shape must be 'told' or 'fitted', not {line_shape!r}")
     ds, exp, sim = run.data, run.expected, run.simulator
     counts = ds["intensity"].values
     pressure = ds["true_pressure"].values
     ok = _valid(run)
     inst, mat = sim.instrument, sim.material
     sparkle = max(inst.grain_noise, sim.artefacts.sparkle)
-    base = inst.fwhm(pressure)
-    extra = np.linspace(0.0, mat.transformation_broadening, broadening_steps)
     n = len(pressure)
-    fraction, error, two_phase_gain = np.empty(n), np.empty(n), np.empty(n)
+    targets = [(counts[i][ok] - exp.other[i][ok], 1.0 / np.maximum(counts[i][ok], 1.0))
+               for i in range(n)]
+    shape = _Shape(inst.fwhm, inst.eta, 1.0)
     if pressure_search > 0:
         pressure = pressure.copy()
+    extra = np.linspace(0.0, mat.transformation_broadening, broadening_steps)
+    if line_shape == "fitted":
+        shape = _fitted_line_shape(run, ds["pressure"].values, pressure_search, targets, ok)
+        fitted_widths = shape.width(0.0) * SHAPE_FACTORS
+    fraction, error, two_phase_gain = np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
-        y = counts[i][ok]
-        target = y - exp.other[i][ok]
-        weight = 1.0 / np.maximum(y, 1.0)
+        target, weight = targets[i]
         if pressure_search > 0:
             pressure[i] = _fitted_pressure(run, float(ds["pressure"].values[i]),
-                                           pressure_search, target, weight, ok)
-            base[i] = inst.fwhm(pressure[i])
+                                           pressure_search, target, weight, ok, shape=shape)
+        scan = shape.width(pressure[i]) + extra if line_shape == "told" else fitted_widths
         best = None
-        for b in extra:
-            fit = _two_phase_fit(run, pressure[i], base[i] + b, target, weight, ok)
+        for w in scan:
+            fit = _two_phase_fit(run, pressure[i], w, target, weight, ok, shape)
             if best is None or fit.chi2 < best.chi2:
                 best = fit
         fraction[i], error[i] = best.fraction(sparkle)
@@ -214,18 +233,59 @@ class _TwoPhaseFit:
         return float(f), float(max(np.sqrt(max(var, 0.0)), 1e-3))
 
 
+@dataclass
+class _Shape:
+    """The line shape an observer uses: FWHM (deg) at a pressure, Lorentzian share, and the
+    scale of the run's microstrain broadening (1: the simulator's, 0: none)."""
+
+    width: Any
+    eta: float
+    strain_scale: float
+
+
+def _fitted_line_shape(run: SimulatedRun, recorded: np.ndarray, search: float,
+                       targets: list, ok: np.ndarray) -> _Shape:
+    """The constant FWHM and Lorentzian share (from :data:`SHAPE_WIDTHS`, :data:`SHAPE_ETAS`)
+    at which both phases' lines fit the run's first :data:`SHAPE_CURVES` curves best, each at
+    its true pressure, or, with ``search`` > 0, at the pressure found for it with a
+    provisional shape (0.05°, η 0.5)."""
+    sim = run.simulator
+    first = range(min(SHAPE_CURVES, len(targets)))
+    if search > 0:
+        guess = _Shape(lambda p: 0.05, 0.5, 0.0)
+        at = [_fitted_pressure(run, float(recorded[i]), search, *targets[i], ok, shape=guess)
+              for i in first]
+    else:
+        at = [float(p) for p in run.data["true_pressure"].values[list(first)]]
+    best, best_chi2 = None, np.inf
+    for eta in SHAPE_ETAS:
+        for w in SHAPE_WIDTHS:
+            chi2 = 0.0
+            for i, p in zip(first, at, strict=True):
+                design = np.concatenate([_columns(phase, run, p, w, eta, strain_scale=0.0)[:, ok]
+                                         for phase in (sim.material.low, sim.material.high)])
+                chi2 += _weighted_nnls(design, *targets[i])[1]
+            if chi2 < best_chi2:
+                best, best_chi2 = (float(w), float(eta)), chi2
+    width, eta = best
+    return _Shape(lambda p: width, eta, 0.0)
+
+
 def _fitted_pressure(run: SimulatedRun, recorded: float, search: float, target: np.ndarray,
-                     weight: np.ndarray, ok: np.ndarray, step: float = 0.1) -> float:
+                     weight: np.ndarray, ok: np.ndarray, step: float = 0.1,
+                     shape: _Shape | None = None) -> float:
     """The pressure within ± ``search`` GPa of ``recorded`` (``step`` apart from it, not
-    below 0) at which the two phases' lines, at the instrument's width there, fit
-    ``target`` best."""
+    below 0) at which the two phases' lines, at the instrument's width there (or
+    ``shape``'s), fit ``target`` best."""
     sim = run.simulator
     inst = sim.instrument
+    shape = shape or _Shape(inst.fwhm, inst.eta, 1.0)
     best_chi2, best = np.inf, recorded
     grid = recorded + np.arange(-search, search + step / 2, step)
     for p in np.clip(grid[grid >= 0.0], None, recorded + search):
-        width = inst.fwhm(p)
-        design = np.concatenate([_columns(phase, run, p, width, inst.eta)[:, ok]
+        width = shape.width(p)
+        design = np.concatenate([_columns(phase, run, p, width, shape.eta,
+                                          strain_scale=shape.strain_scale)[:, ok]
                                  for phase in (sim.material.low, sim.material.high)])
         chi2 = _weighted_nnls(design, target, weight)[1]
         if chi2 < best_chi2:
@@ -234,16 +294,17 @@ def _fitted_pressure(run: SimulatedRun, recorded: float, search: float, target: 
 
 
 def _two_phase_fit(run: SimulatedRun, pressure: float, width: float, target: np.ndarray,
-                   weight: np.ndarray, ok: np.ndarray) -> _TwoPhaseFit:
+                   weight: np.ndarray, ok: np.ndarray, shape: _Shape) -> _TwoPhaseFit:
     sim = run.simulator
-    mat, eta = sim.material, sim.instrument.eta
+    mat, eta = sim.material, shape.eta
     cols, areas, positions = [], [], []
     for phase in (mat.low, mat.high):
         pos, inten = sim.peaks(phase, np.array([pressure]))
         keep = pos[0] < sim.two_theta[-1] + 1.0
         positions.append(pos[0][keep])
         areas.append(inten[0][keep] * sim._scale[phase.name])
-        cols.append(_columns(phase, run, pressure, width, eta)[:, ok])
+        cols.append(_columns(phase, run, pressure, width, eta,
+                             strain_scale=shape.strain_scale)[:, ok])
     n_low = len(positions[0])
     design = np.concatenate(cols)
     coef, chi2 = _weighted_nnls(design, target, weight)
@@ -251,6 +312,7 @@ def _two_phase_fit(run: SimulatedRun, pressure: float, width: float, target: np.
     inside = ((np.concatenate(positions) > sim.two_theta[0])
               & (np.concatenate(positions) < sim.two_theta[-1]))
     strain = sim.instrument.strain(np.array([pressure]))
+    strain = None if strain is None or not shape.strain_scale else strain * shape.strain_scale
     low_w, high_w = (line_widths(np.array([width]), strain, p[None, :])[0] for p in positions)
     gap = np.abs(np.subtract.outer(positions[0], positions[1])) < 1.5 * np.maximum.outer(
         np.broadcast_to(low_w, positions[0].shape), np.broadcast_to(high_w, positions[1].shape))
