@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import minimize_scalar, nnls
 from scipy.special import ndtr
 
 from specflow.data.labels import LABEL_THRESHOLD
@@ -39,11 +39,11 @@ DISTINGUISHABLE_CHI2 = 25.0  # a 5σ likelihood-ratio for the one parameter a mi
 WIDTHS = np.array([0.7, 0.85, 1.0, 1.2, 1.5, 2.0])  # free line width, × the curve's own
 #: An observer not told the line shape (``line_shape="fitted"``): the run's FWHM (deg) and
 #: Lorentzian share are those at which both phases fit its first :data:`SHAPE_CURVES` curves
-#: best; each curve's width is then scanned over :data:`SHAPE_FACTORS` × the run's
+#: best; each curve's width is then optimised within :data:`SHAPE_FACTORS` × the run's
 SHAPE_WIDTHS = np.geomspace(0.005, 0.3, 30)
-SHAPE_ETAS = (0.1, 0.3, 0.5, 0.7, 0.9)
+SHAPE_ETAS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 SHAPE_CURVES = 10
-SHAPE_FACTORS = np.geomspace(0.8, 2.5, 8)
+SHAPE_FACTORS = (0.7, 3.0)
 
 
 def _columns(phase: Phase, run: SimulatedRun, pressure: float, fwhm: float, eta: float,
@@ -150,9 +150,9 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
 
     ``line_shape="fitted"``: an observer not told the instrument's line width, its growth
     with pressure, its Lorentzian share or any microstrain. The run's width and share are
-    fitted on its first curves (:data:`SHAPE_CURVES`, at their pressures), and each curve's
-    width is scanned from 0.8 to 2.5 times the run's (:data:`SHAPE_FACTORS`) instead of over
-    the transformation broadening.
+    fitted on its first curves (:data:`SHAPE_CURVES`, at their pressures; share in steps of
+    0.05), and each curve's width is optimised between 0.7 and 3 times the run's
+    (:data:`SHAPE_FACTORS`, to 1 %) instead of scanned over the transformation broadening.
     """
     if line_shape not in ("told", "fitted"):
         raise ValueError(f"line_shape must be 'told' or 'fitted', not {line_shape!r}")
@@ -171,19 +171,17 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
     extra = np.linspace(0.0, mat.transformation_broadening, broadening_steps)
     if line_shape == "fitted":
         shape = _fitted_line_shape(run, ds["pressure"].values, pressure_search, targets, ok)
-        fitted_widths = shape.width(0.0) * SHAPE_FACTORS
     fraction, error, two_phase_gain = np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
         target, weight = targets[i]
         if pressure_search > 0:
             pressure[i] = _fitted_pressure(run, float(ds["pressure"].values[i]),
                                            pressure_search, target, weight, ok, shape=shape)
-        scan = shape.width(pressure[i]) + extra if line_shape == "told" else fitted_widths
-        best = None
-        for w in scan:
-            fit = _two_phase_fit(run, pressure[i], w, target, weight, ok, shape)
-            if best is None or fit.chi2 < best.chi2:
-                best = fit
+        if line_shape == "told":
+            best = min((_two_phase_fit(run, pressure[i], w, target, weight, ok, shape)
+                        for w in shape.width(pressure[i]) + extra), key=lambda f: f.chi2)
+        else:
+            best = _best_width_fit(run, pressure[i], shape, target, weight, ok)
         fraction[i], error[i] = best.fraction(sparkle)
         two_phase_gain[i] = best.single_phase_chi2 - best.chi2
     labels = np.ones(n, dtype=np.int64)
@@ -269,6 +267,22 @@ def _fitted_line_shape(run: SimulatedRun, recorded: np.ndarray, search: float,
                 best, best_chi2 = (float(w), float(eta)), chi2
     width, eta = best
     return _Shape(lambda p: width, eta, 0.0)
+
+
+def _best_width_fit(run: SimulatedRun, pressure: float, shape: _Shape, target: np.ndarray,
+                    weight: np.ndarray, ok: np.ndarray) -> _TwoPhaseFit:
+    """The two-phase fit at the line width (within :data:`SHAPE_FACTORS` × ``shape``'s)
+    that fits ``target`` best, found by a bounded scalar search on its logarithm (1 %)."""
+    w0 = shape.width(pressure)
+
+    def chi2(log_w: float) -> float:
+        return _two_phase_fit(run, pressure, w0 * np.exp(log_w), target, weight, ok,
+                              shape).chi2
+
+    lo, hi = np.log(SHAPE_FACTORS)
+    found = minimize_scalar(chi2, bounds=(lo, hi), method="bounded",
+                            options={"xatol": 0.01})
+    return _two_phase_fit(run, pressure, w0 * np.exp(found.x), target, weight, ok, shape)
 
 
 def _fitted_pressure(run: SimulatedRun, recorded: float, search: float, target: np.ndarray,
