@@ -152,7 +152,9 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
     with pressure, its Lorentzian share or any microstrain. The run's width and share are
     fitted on its first curves (:data:`SHAPE_CURVES`, at their pressures; share in steps of
     0.05), and each curve's width is optimised between 0.7 and 3 times the run's
-    (:data:`SHAPE_FACTORS`, to 1 %) instead of scanned over the transformation broadening.
+    (:data:`SHAPE_FACTORS`, to 1 %) instead of scanned over the transformation broadening;
+    with ``pressure_search``, each curve's pressure is searched at the width fitted to the
+    curve before it.
     """
     if line_shape not in ("told", "fitted"):
         raise ValueError(f"line_shape must be 'told' or 'fitted', not {line_shape!r}")
@@ -172,16 +174,18 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
     if line_shape == "fitted":
         shape = _fitted_line_shape(run, ds["pressure"].values, pressure_search, targets, ok)
     fraction, error, two_phase_gain = np.empty(n), np.empty(n), np.empty(n)
+    tracked = shape  # fitted: the pressure is searched at the previous curve's width
     for i in range(n):
         target, weight = targets[i]
         if pressure_search > 0:
             pressure[i] = _fitted_pressure(run, float(ds["pressure"].values[i]),
-                                           pressure_search, target, weight, ok, shape=shape)
+                                           pressure_search, target, weight, ok, shape=tracked)
         if line_shape == "told":
             best = min((_two_phase_fit(run, pressure[i], w, target, weight, ok, shape)
                         for w in shape.width(pressure[i]) + extra), key=lambda f: f.chi2)
         else:
             best = _best_width_fit(run, pressure[i], shape, target, weight, ok)
+            tracked = _Shape(lambda p, w=best.width: w, shape.eta, 0.0)
         fraction[i], error[i] = best.fraction(sparkle)
         two_phase_gain[i] = best.single_phase_chi2 - best.chi2
     labels = np.ones(n, dtype=np.int64)
@@ -209,6 +213,7 @@ class _TwoPhaseFit:
     variance: np.ndarray  # variance of each fitted area from the fit's covariance
     chi2: float
     single_phase_chi2: float
+    width: float = 0.0  # the FWHM (deg) fitted with
 
     def fraction(self, sparkle: float) -> tuple[float, float]:
         amounts, variances = [], []
@@ -245,21 +250,29 @@ def _fitted_line_shape(run: SimulatedRun, recorded: np.ndarray, search: float,
                        targets: list, ok: np.ndarray) -> _Shape:
     """The constant FWHM and Lorentzian share (from :data:`SHAPE_WIDTHS`, :data:`SHAPE_ETAS`)
     at which both phases' lines fit the run's first :data:`SHAPE_CURVES` curves best, each at
-    its true pressure, or, with ``search`` > 0, at the pressure found for it with a
-    provisional shape (0.05°, η 0.5)."""
-    sim = run.simulator
+    its true pressure, or, with ``search`` > 0, at the pressure found for it: first with a
+    provisional shape (0.05°, η 0.5), then again with the shape fitted there."""
     first = range(min(SHAPE_CURVES, len(targets)))
-    if search > 0:
-        guess = _Shape(lambda p: 0.05, 0.5, 0.0)
-        at = [_fitted_pressure(run, float(recorded[i]), search, *targets[i], ok, shape=guess)
+    if search <= 0:
+        return _shape_at(run, [float(p) for p in run.data["true_pressure"].values[list(first)]],
+                         targets, ok)
+    shape = _Shape(lambda p: 0.05, 0.5, 0.0)
+    for _ in range(2):
+        at = [_fitted_pressure(run, float(recorded[i]), search, *targets[i], ok, shape=shape)
               for i in first]
-    else:
-        at = [float(p) for p in run.data["true_pressure"].values[list(first)]]
+        shape = _shape_at(run, at, targets, ok)
+    return shape
+
+
+def _shape_at(run: SimulatedRun, pressures: list[float], targets: list, ok: np.ndarray
+              ) -> _Shape:
+    """The grid's FWHM and Lorentzian share that fit the first curves best at ``pressures``."""
+    sim = run.simulator
     best, best_chi2 = None, np.inf
     for eta in SHAPE_ETAS:
         for w in SHAPE_WIDTHS:
             chi2 = 0.0
-            for i, p in zip(first, at, strict=True):
+            for i, p in enumerate(pressures):
                 design = np.concatenate([_columns(phase, run, p, w, eta, strain_scale=0.0)[:, ok]
                                          for phase in (sim.material.low, sim.material.high)])
                 chi2 += _weighted_nnls(design, *targets[i])[1]
@@ -334,7 +347,8 @@ def _two_phase_fit(run: SimulatedRun, pressure: float, width: float, target: np.
     a = (design * np.sqrt(weight)).T
     gram = a.T @ a
     variance = np.diag(np.linalg.pinv(gram)) * max(chi2 / max(ok.sum() - len(coef), 1), 1.0)
-    return _TwoPhaseFit(coef, np.concatenate(areas), unique, n_low, variance, chi2, single)
+    return _TwoPhaseFit(coef, np.concatenate(areas), unique, n_low, variance, chi2, single,
+                        float(width))
 
 
 def _trimmed(labels: np.ndarray, seen: np.ndarray) -> np.ndarray:
