@@ -43,6 +43,7 @@ from pybaselines import Baseline
 from scipy.optimize import nnls
 from sklearn.linear_model import LogisticRegression
 
+from specflow.data.schema import energy_to_wavelength, two_theta_to_q
 from specflow.learn.classifier import PhaseClassifier
 from specflow.learn.decode import DecoderConfig, decode
 from specflow.learn.metrics import mean_interval, paired_difference
@@ -57,7 +58,6 @@ PRESSURE_SEARCH = np.arange(-1.5, 1.51, 0.25)  # GPa around the recorded pressur
 ONSET_OFFSETS = (0.0, 2.0, 4.0, 6.0)  # GPa below the curve's pressure: the distortion scan
 REFERENCE_CURVES = 15  # the run's first curves: its own reference
 LAMBDAS = (0.25, 0.5, 1.0)
-KEV_ANGSTROM = 12.398419843320026
 
 
 class FitReader:
@@ -67,8 +67,8 @@ class FitReader:
         self.transition = transition
         self.energy = energy_kev
         self.x = two_theta.astype(np.float64)
-        self.wavelength = KEV_ANGSTROM / energy_kev
-        q = 4 * np.pi * np.sin(np.radians(self.x / 2)) / self.wavelength
+        self.wavelength = energy_to_wavelength(energy_kev)
+        q = two_theta_to_q(self.x, self.wavelength)
         self.half_window = max(5, int(round(0.12 / np.median(np.diff(q)))))
         self.baseline = Baseline(self.x)
         self.mid = float(np.median(self.x))

@@ -100,7 +100,7 @@ def test_a_simulated_file_can_be_rebuilt_for_the_ceiling_and_a_changed_one_canno
 def test_an_observer_not_told_the_line_shape_fits_it_from_the_run_and_reads_fe():
     from dataclasses import replace
 
-    from specflow.simulator.observer import _fitted_line_shape
+    from specflow.simulator.observer import _fitted_line_shape, _targets, _valid
     from specflow.simulator.simulate import draw_conditions, simulate_run_parts
     from specflow.simulator.transitions import get_transition
 
@@ -112,12 +112,8 @@ def test_an_observer_not_told_the_line_shape_fits_it_from_the_run_and_reads_fe()
     for cond in (realistic, broad):  # two line shapes: each must be read from its run
         run = simulate_run_parts(mat, 60, seed=15, conditions=cond, start=7.0)
         inst, ds = run.simulator.instrument, run.data
-        ok = ~run.simulator._gaps
-        ok[run.simulator._hot] = False
-        counts = ds["intensity"].values
-        targets = [(counts[i][ok] - run.expected.other[i][ok],
-                    1.0 / np.maximum(counts[i][ok], 1)) for i in range(len(counts))]
-        shape = _fitted_line_shape(run, ds["pressure"].values, 0.0, targets, ok)
+        ok = _valid(run)
+        shape = _fitted_line_shape(run, ds["pressure"].values, 0.0, _targets(run, ok), ok)
         told = inst.fwhm(ds["true_pressure"].values[:10]).mean()
         assert abs(shape.width(0.0) / told - 1) < 0.15, (shape.width(0.0), told)
         assert abs(shape.eta - inst.eta) <= 0.25 and shape.strain_scale == 0.0

@@ -21,6 +21,7 @@ questions, on a :class:`~specflow.simulator.simulate.SimulatedRun`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,23 @@ def _valid(run: SimulatedRun) -> np.ndarray:
     ok = ~run.simulator._gaps.copy()
     ok[run.simulator._hot] = False
     return ok
+
+
+def _targets(run: SimulatedRun, ok: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each curve's valid bins minus its known nuisances, and their weights (1/counts)."""
+    counts, other = run.data["intensity"].values, run.expected.other
+    return [(y[ok] - o[ok], 1.0 / np.maximum(y[ok], 1.0)) for y, o in zip(counts, other,
+                                                                         strict=True)]
+
+
+def _both_phases(run: SimulatedRun, pressure: float, width: float, shape: _Shape,
+                 ok: np.ndarray) -> np.ndarray:
+    """Line profiles of both phases at ``pressure`` (valid bins), ``width`` wide, with
+    ``shape``'s Lorentzian share and microstrain."""
+    mat = run.simulator.material
+    return np.concatenate([_columns(phase, run, pressure, width, shape.eta,
+                                    strain_scale=shape.strain_scale)[:, ok]
+                           for phase in (mat.low, mat.high)])
 
 
 def distinguishability(run: SimulatedRun, curves: np.ndarray | None = None) -> np.ndarray:
@@ -158,15 +176,13 @@ def ideal_observer(run: SimulatedRun, threshold: float = LABEL_THRESHOLD,
     """
     if line_shape not in ("told", "fitted"):
         raise ValueError(f"line_shape must be 'told' or 'fitted', not {line_shape!r}")
-    ds, exp, sim = run.data, run.expected, run.simulator
-    counts = ds["intensity"].values
+    ds, sim = run.data, run.simulator
     pressure = ds["true_pressure"].values
     ok = _valid(run)
     inst, mat = sim.instrument, sim.material
     sparkle = max(inst.grain_noise, sim.artefacts.sparkle)
     n = len(pressure)
-    targets = [(counts[i][ok] - exp.other[i][ok], 1.0 / np.maximum(counts[i][ok], 1.0))
-               for i in range(n)]
+    targets = _targets(run, ok)
     shape = _Shape(inst.fwhm, inst.eta, 1.0)
     if pressure_search > 0:
         pressure = pressure.copy()
@@ -241,7 +257,7 @@ class _Shape:
     """The line shape an observer uses: FWHM (deg) at a pressure, Lorentzian share, and the
     scale of the run's microstrain broadening (1: the simulator's, 0: none)."""
 
-    width: Any
+    width: Callable[[float], Any]
     eta: float
     strain_scale: float
 
@@ -267,15 +283,12 @@ def _fitted_line_shape(run: SimulatedRun, recorded: np.ndarray, search: float,
 def _shape_at(run: SimulatedRun, pressures: list[float], targets: list, ok: np.ndarray
               ) -> _Shape:
     """The grid's FWHM and Lorentzian share that fit the first curves best at ``pressures``."""
-    sim = run.simulator
     best, best_chi2 = None, np.inf
     for eta in SHAPE_ETAS:
         for w in SHAPE_WIDTHS:
-            chi2 = 0.0
-            for i, p in enumerate(pressures):
-                design = np.concatenate([_columns(phase, run, p, w, eta, strain_scale=0.0)[:, ok]
-                                         for phase in (sim.material.low, sim.material.high)])
-                chi2 += _weighted_nnls(design, *targets[i])[1]
+            trial = _Shape(lambda p, w=w: w, float(eta), 0.0)
+            chi2 = sum(_weighted_nnls(_both_phases(run, p, w, trial, ok), *targets[i])[1]
+                       for i, p in enumerate(pressures))
             if chi2 < best_chi2:
                 best, best_chi2 = (float(w), float(eta)), chi2
     width, eta = best
@@ -304,16 +317,12 @@ def _fitted_pressure(run: SimulatedRun, recorded: float, search: float, target: 
     """The pressure within ± ``search`` GPa of ``recorded`` (``step`` apart from it, not
     below 0) at which the two phases' lines, at the instrument's width there (or
     ``shape``'s), fit ``target`` best."""
-    sim = run.simulator
-    inst = sim.instrument
+    inst = run.simulator.instrument
     shape = shape or _Shape(inst.fwhm, inst.eta, 1.0)
     best_chi2, best = np.inf, recorded
     grid = recorded + np.arange(-search, search + step / 2, step)
     for p in np.clip(grid[grid >= 0.0], None, recorded + search):
-        width = shape.width(p)
-        design = np.concatenate([_columns(phase, run, p, width, shape.eta,
-                                          strain_scale=shape.strain_scale)[:, ok]
-                                 for phase in (sim.material.low, sim.material.high)])
+        design = _both_phases(run, p, shape.width(p), shape, ok)
         chi2 = _weighted_nnls(design, target, weight)[1]
         if chi2 < best_chi2:
             best_chi2, best = chi2, float(p)
