@@ -232,37 +232,92 @@ class PerCurveBaselines:
         preprocess.snip_baselines = self.batched
 
 
-def gaps_filled_curve_by_curve(x: np.ndarray) -> np.ndarray:
-    """The previous ``fill_gaps``: ``np.interp`` over each curve with NaN bins in turn."""
+def numpy_despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
+    """The previous ``despike``: numpy over the whole block, the medians from ``np.partition``
+    (the same spikes as the compiled kernel, bit for bit: tests/test_preprocess.py)."""
     x = np.array(x, dtype=np.float32, copy=True)
-    bad = np.isnan(x)
-    idx = np.arange(x.shape[1])
-    for i in np.flatnonzero(bad.any(axis=1)):
-        x[i, bad[i]] = np.interp(idx[bad[i]], idx[~bad[i]], x[i, ~bad[i]])
+    if threshold <= 0 or x.shape[1] < 3:
+        return x
+
+    def medians(a: np.ndarray) -> np.ndarray:
+        k = a.shape[1] // 2
+        if a.shape[1] % 2:
+            return np.partition(a, k, axis=1)[:, k:k + 1]
+        part = np.partition(a, (k - 1, k), axis=1)
+        return (part[:, k - 1:k] + part[:, k:k + 1]) / 2
+
+    left, mid, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
+    diff = np.diff(x, axis=1)
+    sigma = 1.4826 * medians(np.abs(diff - medians(diff))) / np.float32(np.sqrt(2))
+    spike = mid - np.maximum(left, right) > threshold * np.maximum(sigma, 1e-12)
+    mid[spike] = ((left + right) / 2)[spike]
     return x
 
 
-class PreviousPreprocessing:
-    """Context: preprocessing as before blocks on threads — a run's curves in one piece on
-    the calling thread (only SNIP on its own threads), gaps filled curve by curve, the
-    despike medians by ``np.median``."""
+def numpy_snip_baselines(x: np.ndarray, half_window: int, chunk: int = 32,
+                         threads: int | None = None) -> np.ndarray:
+    """The previous ``snip_baselines``: each window one numpy pass over a block of rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from specflow.data.preprocess import _extrapolated, usable_cpus
+
+    x = np.asarray(x, dtype=np.float64)
+    w = int(min(half_window, (x.shape[1] - 1) // 2))
+    out = np.empty_like(x)
+
+    def block(s: int) -> None:
+        y = _extrapolated(x[s:s + chunk], w)
+        size = y.shape[1]
+        filt = np.empty_like(y)
+        for i in range(1, w + 1):
+            f = filt[:, : size - 2 * i]
+            np.add(y[:, : size - 2 * i], y[:, 2 * i:], out=f)
+            f *= 0.5
+            np.minimum(y[:, i: size - i], f, out=y[:, i: size - i])
+        out[s:s + chunk] = y[:, w: size - w]
+
+    starts = range(0, len(x), chunk)
+    with ThreadPoolExecutor(min(threads or min(4, usable_cpus()), len(starts))) as pool:
+        list(pool.map(block, starts))
+    return out
+
+
+class NumpyKernels:
+    """Context: despiking and SNIP as numpy expressions (before the compiled kernels of
+    :mod:`specflow.data.kernels`) and, with ``serial``, a network's batches one at a time on
+    the calling thread (before :data:`specflow.learn.supervised.CPU_BATCH_WORKERS`)."""
+
+    def __init__(self, kernels: bool = True, serial: bool = True):
+        self.kernels, self.serial = kernels, serial
 
     def __enter__(self):
         from specflow.data import preprocess
+        from specflow.learn import supervised
 
-        self.saved = (preprocess.PREPARE_BLOCK, preprocess.fill_gaps,
-                      preprocess.finish_on_grid, preprocess.row_medians)
-        finish = preprocess.finish_on_grid
-        preprocess.PREPARE_BLOCK = 1 << 30
-        preprocess.fill_gaps = gaps_filled_curve_by_curve
-        preprocess.finish_on_grid = lambda *args, threads=None: finish(*args)
-        preprocess.row_medians = lambda a: np.median(a, axis=1, keepdims=True)
+        self.saved = preprocess.despike, preprocess.snip_baselines, supervised.CPU_BATCH_WORKERS
+        if self.kernels:
+            preprocess.despike, preprocess.snip_baselines = numpy_despike, numpy_snip_baselines
+        if self.serial:
+            supervised.CPU_BATCH_WORKERS = 1
 
     def __exit__(self, *exc):
         from specflow.data import preprocess
+        from specflow.learn import supervised
 
-        (preprocess.PREPARE_BLOCK, preprocess.fill_gaps,
-         preprocess.finish_on_grid, preprocess.row_medians) = self.saved
+        preprocess.despike, preprocess.snip_baselines, supervised.CPU_BATCH_WORKERS = self.saved
+
+
+def relu_before_pool(net: torch.nn.Module) -> torch.nn.Module:
+    """The served network with ReLU then MaxPool again (before ``fold_batch_norms`` put the
+    pool first): the same numbers."""
+    import copy
+
+    net = copy.deepcopy(net)
+    for seq in [m for m in net.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i, m in enumerate(seq):
+            if type(m).__name__ == "_PoolThenReLU":
+                seq[i - 1], seq[i] = torch.nn.ReLU(), m.pool
+    return net
 
 
 def agreement(outputs: list[dict], reference: list[dict]) -> dict:
@@ -359,19 +414,25 @@ def default_bundle() -> dict:
 def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
                        repeats: int) -> dict:
     """The default (corpus-network) model's whole path as served (curves prepared in
-    blocks of 64 on threads, BatchNorms folded into the convolutions, batches of 16)
-    against the path before (the same network, each run prepared in one piece:
-    :class:`PreviousPreprocessing`), the network as trained (unfolded, batches of 64) and
-    other batch sizes (:func:`timed_table`)."""
+    blocks of 64 on threads, despiking and SNIP compiled, BatchNorms folded into the
+    convolutions, each pool before its ReLU, batches of 16, on two threads when torch has one)
+    against the path
+    before (despiking and SNIP as numpy expressions, ReLU before pool, batches one at a
+    time: :class:`NumpyKernels`, :func:`relu_before_pool`), each change undone alone, the
+    network as trained (unfolded, batches of 64) and other batch sizes
+    (:func:`timed_table`)."""
     from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
     from specflow.models.supervised import build_network
 
     spec = bundle["network"]
-    before = "previous preprocessing (before)"
+    before = "previous path (before)"
 
     def served_and_before(_threads: int) -> dict:
         found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle),
+                 "served, batches one at a time": PhasePredictor(bundle),
+                 "served, numpy despike and SNIP": PhasePredictor(bundle),
                  "unfolded BatchNorm, batch 64": PhasePredictor(bundle)}
+        found[before].network = relu_before_pool(found[before].network)
         unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
         unfolded.load_state_dict(spec["state"])
         found["unfolded BatchNorm, batch 64"].network = unfolded.eval()
@@ -381,9 +442,12 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
             found[f"served, batch {size}"].batch_size = size
         return found
 
+    contexts = {before: NumpyKernels(),
+                "served, batches one at a time": NumpyKernels(kernels=False),
+                "served, numpy despike and SNIP": NumpyKernels(serial=False)}
     return timed_table(
         runs, threads, repeats, served_and_before, before, "served", before,
-        lambda name: PreviousPreprocessing() if name == before else contextlib.nullcontext())
+        lambda name: contexts.get(name, contextlib.nullcontext()))
 
 
 def print_whole(result: dict) -> None:

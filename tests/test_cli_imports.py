@@ -1,5 +1,5 @@
 """A command's module imports only what the command uses: the catalog query starts without
-torch, pymatgen, MLflow, pyFAI or Dask (start-up of seconds otherwise)."""
+torch, pymatgen, MLflow, pyFAI, Dask or numba (start-up of seconds otherwise)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from specflow.cli import COMMANDS
 
-HEAVY = ("torch", "pymatgen", "mlflow", "pyFAI", "dask")
+HEAVY = ("torch", "pymatgen", "mlflow", "pyFAI", "dask", "numba")
 
 
 def loaded_heavy(code: str) -> list[str]:

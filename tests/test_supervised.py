@@ -354,6 +354,15 @@ def test_folding_batch_norms_leaves_the_outputs(arch):
     left = sum(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
     if arch == "cnn":
         assert left == 0
+        assert not any(isinstance(m, torch.nn.ReLU) for m in folded.modules())
+        unfolded_pools = fold_batch_norms(net)
+        for seq in [m for m in unfolded_pools.modules() if isinstance(m, torch.nn.Sequential)]:
+            for i, m in enumerate(seq):  # the same network with ReLU before each pool again
+                if type(m).__name__ == "_PoolThenReLU":
+                    seq[i - 1], seq[i] = torch.nn.ReLU(), m.pool
+        with torch.inference_mode():
+            c, hc = unfolded_pools(x)
+        assert torch.equal(b, c) and torch.equal(hb, hc)  # pool first: bit for bit
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())  # a copy
 
 
@@ -381,3 +390,36 @@ def test_a_cosine_learning_rate_changes_the_network_and_its_fingerprint(curves):
     assert training_fingerprint(cosine) != training_fingerprint(constant)
     with pytest.raises(ValueError, match="learning-rate schedule"):
         SupervisedConfig(schedule="step")
+
+
+def test_batches_on_worker_threads_give_the_outputs_of_one_batch_at_a_time(monkeypatch):
+    """What the predictor serves on a CPU where torch runs one thread: a network's batches
+    shared over worker threads, with the outputs of one batch at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from specflow.learn import supervised
+
+    pools = []
+
+    class Recorded(ThreadPoolExecutor):
+        def __init__(self, workers: int) -> None:
+            pools.append(workers)
+            super().__init__(workers)
+
+    torch.manual_seed(1)
+    net = build_network("cnn", 512).eval()
+    x = np.random.default_rng(0).random((83, 512)).astype(np.float32)  # a ragged last batch
+    monkeypatch.setattr(supervised, "ThreadPoolExecutor", Recorded)
+    monkeypatch.setattr(supervised, "usable_cpus", lambda: 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # torch fills both cores itself: no workers
+        together = network_outputs(net, x, batch_size=8, device="cpu")
+        assert pools == []
+        torch.set_num_threads(1)
+        threaded = network_outputs(net, x, batch_size=8, device="cpu")
+        assert pools == [2]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(together, threaded, strict=True):
+        assert a.shape[0] == 83 and np.array_equal(a, b)

@@ -8,7 +8,6 @@ same Q whatever the beam energy, so a model trained at one energy applies at ano
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ import numpy as np
 import xarray as xr
 from pybaselines import Baseline
 
+from specflow.data.kernels import despike_rows, snip_rows
 from specflow.data.schema import CURVE, INTENSITY, TWO_THETA, two_theta_to_q, validate
 
 DEFAULT_Q_GRID = (1.3, 6.0, 2048)  # Å⁻¹: first, last, points
@@ -170,33 +170,15 @@ def despike(x: np.ndarray, threshold: float = 8.0) -> np.ndarray:
     """Replace isolated one-bin spikes (hot pixels, cosmic rays) by their neighbours' mean.
 
     A bin is a spike when it stands more than ``threshold`` robust standard deviations (of the
-    curve's point-to-point differences) above *both* neighbours: a Bragg peak spans several
-    bins, so its top never does.
+    curve's point-to-point differences: 1.4826 × their median absolute deviation / √2) above
+    *both* neighbours: a Bragg peak spans several bins, so its top never does. Curves with NaN
+    are left as they are. Compiled (:func:`specflow.data.kernels.despike_rows`), float32.
     """
     x = np.array(x, dtype=np.float32, copy=True)
     if threshold <= 0 or x.shape[1] < 3:
         return x
-    left, mid, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
-    diff = np.diff(x, axis=1)
-    sigma = 1.4826 * row_medians(np.abs(diff - row_medians(diff))) / math.sqrt(2)
-    spike = mid - np.maximum(left, right) > threshold * np.maximum(sigma, 1e-12)
-    mid[spike] = ((left + right) / 2)[spike]
+    despike_rows(x, float(threshold))
     return x
-
-
-def row_medians(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=1, keepdims=True)`` of a 2-D float32/float64 array with at least
-    one column (what :func:`despike` passes), the same numbers (NaN where a row has one),
-    from one ``np.partition`` of the rows (tests)."""
-    n = a.shape[1]
-    k = n // 2
-    if n % 2:
-        med = np.partition(a, k, axis=1)[:, k:k + 1]
-    else:
-        part = np.partition(a, (k - 1, k), axis=1)
-        med = (part[:, k - 1:k] + part[:, k:k + 1]) / 2
-    nan = np.isnan(a).any(axis=1, keepdims=True)
-    return np.where(nan, np.nan, med).astype(a.dtype, copy=False) if nan.any() else med
 
 
 def subtract_baseline(x: np.ndarray, half_window: int, method: str = "snip",
@@ -230,9 +212,9 @@ def snip_baselines(x: np.ndarray, half_window: int, chunk: int = 32,
     """SNIP baselines of many curves (n, L) at once, float64: pybaselines' ``snip`` with its
     defaults (filter order 2, increasing windows 1..``half_window``, no smoothing, edges padded
     by a straight line fitted to the ``half_window`` end points) — the same numbers (tests),
-    without a Python call per curve. Blocks of ``chunk`` rows stay in cache and are shared
-    out to ``threads`` threads (default: up to 4 of the cores this process may use; numpy
-    releases the GIL)."""
+    compiled (:func:`specflow.data.kernels.snip_rows`). Blocks of ``chunk`` rows are shared
+    out to ``threads`` threads (default: up to 4 of the cores this process may use; the
+    kernel releases the GIL)."""
     x = np.asarray(x, dtype=np.float64)
     n, length = x.shape
     if half_window < 1 or length < 3:
@@ -241,27 +223,18 @@ def snip_baselines(x: np.ndarray, half_window: int, chunk: int = 32,
     w = int(min(half_window, (length - 1) // 2))
     out = np.empty_like(x)
     starts = range(0, n, chunk)
+
+    def block(s: int) -> None:
+        snip_rows(_extrapolated(x[s:s + chunk], w), w, out[s:s + chunk])
+
     workers = min(threads or min(4, usable_cpus()), len(starts))
     if workers <= 1:
         for start in starts:
-            _snip_block(x[start:start + chunk], w, out[start:start + chunk])
+            block(start)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda s: _snip_block(x[s:s + chunk], w, out[s:s + chunk]), starts))
+            list(pool.map(block, starts))
     return out
-
-
-def _snip_block(x: np.ndarray, w: int, out: np.ndarray) -> None:
-    """SNIP of the rows of ``x`` into ``out``, in place on one padded copy."""
-    y = _extrapolated(x, w)
-    size = y.shape[1]
-    filt = np.empty_like(y)
-    for i in range(1, w + 1):
-        f = filt[:, : size - 2 * i]
-        np.add(y[:, : size - 2 * i], y[:, 2 * i:], out=f)
-        f *= 0.5
-        np.minimum(y[:, i: size - i], f, out=y[:, i: size - i])
-    out[:] = y[:, w: size - w]
 
 
 def _extrapolated(y: np.ndarray, w: int) -> np.ndarray:

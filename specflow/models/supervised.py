@@ -356,11 +356,25 @@ def build_network(arch: str, length: int, **kwargs: int) -> SupervisedNet:
     return ARCHITECTURES[arch](length, **kwargs)
 
 
+class _PoolThenReLU(nn.Module):
+    """``MaxPool`` then an in-place ReLU: the same numbers as ReLU then ``MaxPool`` (both are
+    monotone), with the ReLU on half the values and no array of its own."""
+
+    def __init__(self, pool: nn.MaxPool1d) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.clamp_min_(self.pool(x), 0)
+
+
 def fold_batch_norms(net: SupervisedNet) -> SupervisedNet:
     """An inference copy of ``net`` (eval mode) with each BatchNorm that directly follows a
-    Conv1d in an ``nn.Sequential`` folded into that convolution's weights: the same outputs
-    to float rounding, one pass over the activations fewer (the CNN's BatchNorms cost a
-    third of its time on a CPU)."""
+    Conv1d in an ``nn.Sequential`` folded into that convolution's weights (the same outputs
+    to float rounding, one pass over the activations fewer: the CNN's BatchNorms cost a
+    third of its time on a CPU), and each ReLU followed by a MaxPool swapped for the pool
+    then an in-place ReLU (the same numbers, exactly; a pass over half the values and one
+    array fewer: on a CPU large fresh arrays cost page faults)."""
     net = copy.deepcopy(net).eval()
     for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
@@ -368,4 +382,8 @@ def fold_batch_norms(net: SupervisedNet) -> SupervisedNet:
             if isinstance(conv, nn.Conv1d) and isinstance(bn, nn.BatchNorm1d):
                 seq[i] = fuse_conv_bn_eval(conv, bn)
                 seq[i + 1] = nn.Identity()
+        for i in range(len(seq) - 1):
+            relu, pool = seq[i], seq[i + 1]
+            if isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool1d):
+                seq[i], seq[i + 1] = nn.Identity(), _PoolThenReLU(pool)
     return net
