@@ -1,9 +1,12 @@
 """Speed benchmark: the whole inference path of a trained model (preprocessing, encoder,
 probe, OOD score, decoding) with each acceleration as a ratio to eager PyTorch in one run and
 its labels compared with eager's; encoder-only curves/s by batch size; decoding; pretraining
-s/epoch per method.
+s/epoch per method; ``default``: the default model as served against the path before;
+``bound``: what bounds its network (multiply–adds per curve against a large matrix
+product's rate on one core).
 
-    python benchmarks/speed.py [--quick] [--sections whole encoder decode pretrain]
+    python benchmarks/speed.py [--quick]
+        [--sections default bound whole encoder decode pretrain]
         [--json benchmarks/results/speed.json]
 
 Goal: the whole path at ≥ 10,000 curves/s on this 2-core CPU with labels
@@ -450,6 +453,79 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
         lambda name: contexts.get(name, contextlib.nullcontext()))
 
 
+def multiply_adds(net: torch.nn.Module, length: int) -> tuple[int, tuple[int, int, int]]:
+    """Multiply–adds per curve of the convolutions and linear layers of ``net`` (counted
+    from their output shapes on one curve of ``length`` points), and the largest
+    convolution as a matrix product per curve: (output positions, inputs × taps, outputs)."""
+    total, largest, shape = 0, 0, (0, 0, 0)
+
+    def count(module: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total, largest, shape
+        if isinstance(module, torch.nn.Conv1d):
+            taps = module.in_channels // module.groups * module.kernel_size[0]
+            macs = output.numel() * taps
+            if macs > largest:
+                largest, shape = macs, (output.shape[-1], taps, module.out_channels)
+        else:
+            macs = output.numel() * module.in_features
+        total += macs
+
+    hooks = [m.register_forward_hook(count) for m in net.modules()
+             if isinstance(m, torch.nn.Conv1d | torch.nn.Linear)]
+    with torch.inference_mode():
+        net(torch.rand(1, length))
+    for h in hooks:
+        h.remove()
+    return total, shape
+
+
+def network_bound(bundle: dict, repeats: int = 5) -> dict:
+    """What bounds the network, on one core, back to back: its multiply–adds per curve and
+    rate as served (batches of :data:`NETWORK_CPU_BATCH`), and the rate of a float32 matrix
+    product shaped like its largest convolution over such a batch (im2col: positions ×
+    inputs·taps @ inputs·taps × outputs), the most that layer could reach here."""
+    from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = PhasePredictor(bundle).network
+        length = len(bundle["grid"])
+        macs, (rows, inner, cols) = multiply_adds(net, length)
+        a = torch.rand(NETWORK_CPU_BATCH * rows, inner)
+        b = torch.rand(inner, cols)
+        x = torch.rand(1024, length)
+        gemm = rate = 0.0
+        with torch.inference_mode():
+            a @ b
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(64 // NETWORK_CPU_BATCH or 1):
+                    a @ b
+                gemm = max(gemm, (64 // NETWORK_CPU_BATCH or 1) * a.shape[0] * inner * cols
+                           / (time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                for i in range(0, len(x), NETWORK_CPU_BATCH):
+                    net(x[i:i + NETWORK_CPU_BATCH])
+                rate = max(rate, len(x) * macs / (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(threads)
+    return {"macs_per_curve": macs, "largest": (rows, inner, cols),
+            "gemm_macs_per_s": gemm, "network_macs_per_s": rate}
+
+
+def print_bound(bound: dict, cores: int = 2) -> None:
+    macs, gemm, rate = (bound["macs_per_curve"], bound["gemm_macs_per_s"],
+                        bound["network_macs_per_s"])
+    rows, inner, cols = bound["largest"]
+    share = rows * inner * cols / macs
+    print(f"network bound, one core: {macs / 1e6:.2f} M multiply–adds per curve, "
+          f"{rate / 1e9:.1f} G/s as served ({rate / macs:,.0f} curves/s); its largest "
+          f"convolution ({share:.0%} of them) as a {rows}×{inner} @ {inner}×{cols} float32 "
+          f"matrix product per curve: {gemm / 1e9:.1f} G/s; the whole network at that rate "
+          f"on {cores} cores: {cores * gemm / macs:,.0f} curves/s")
+
+
 def print_whole(result: dict) -> None:
     print(f"\nwhole path (prepare → encoder → probe → OOD → decode), {result['runs']} fresh "
           f"runs, {result['curves']} curves × 4000 points → Q grid of 2048")
@@ -474,7 +550,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer curves, 2 repeats, 1 epoch")
     ap.add_argument("--sections", nargs="+",
                     default=["default", "whole", "encoder", "decode"],
-                    choices=["default", "whole", "encoder", "decode", "pretrain"])
+                    choices=["default", "bound", "whole", "encoder", "decode", "pretrain"])
     ap.add_argument("--length", type=int, default=2048, help="encoder table: points per curve")
     ap.add_argument("--curves", type=int, default=4096, help="encoder table: curves")
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 16, 64, 256])
@@ -488,10 +564,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
     if "default" in args.sections:
         runs = test_runs(4 if args.quick else 8, 250)
-        result = default_path_table(runs, default_bundle(), args.threads,
-                                    2 if args.quick else 3)
+        bundle = default_bundle()
+        result = default_path_table(runs, bundle, args.threads, 2 if args.quick else 3)
         print("\ndefault model (corpus CNN); ×eager: as a ratio to the served path")
         print_whole(result)
+    if "bound" in args.sections or "default" in args.sections:
+        print_bound(network_bound(bundle if "default" in args.sections else default_bundle()))
     if "whole" in args.sections:
         runs = test_runs(4 if args.quick else 8, 250)
         result = whole_path_table(runs, trained_bundle(1 if args.quick else 2), args.threads,

@@ -62,8 +62,8 @@ def _float_of(key: np.int32) -> np.float32:  # pragma: no cover - jit
 def _kth(values: np.ndarray, k: int, keys: np.ndarray) -> np.float32:  # pragma: no cover
     """The k-th smallest (from 0) of a float32 vector without NaN, exactly: its bits as
     integers ordered like the floats, then bisection on the smallest key with more than k
-    keys at or below it — branch-free counting passes that vectorise (a fraction of a
-    sort's time on random data)."""
+    keys at or below it: branch-free counting passes that vectorise, where a partition's
+    comparisons branch unpredictably on noisy data."""
     n = values.size
     bits = values.view(np.int32)
     for i in range(n):
