@@ -286,28 +286,19 @@ def numpy_snip_baselines(x: np.ndarray, half_window: int, chunk: int = 32,
 
 
 class NumpyKernels:
-    """Context: despiking and SNIP as numpy expressions (before the compiled kernels of
-    :mod:`specflow.data.kernels`) and, with ``serial``, a network's batches one at a time on
-    the calling thread (before :data:`specflow.learn.supervised.CPU_BATCH_WORKERS`)."""
-
-    def __init__(self, kernels: bool = True, serial: bool = True):
-        self.kernels, self.serial = kernels, serial
+    """Context: despiking and SNIP as numpy expressions (the path before the compiled
+    kernels of :mod:`specflow.data.kernels`)."""
 
     def __enter__(self):
         from specflow.data import preprocess
-        from specflow.learn import supervised
 
-        self.saved = preprocess.despike, preprocess.snip_baselines, supervised.CPU_BATCH_WORKERS
-        if self.kernels:
-            preprocess.despike, preprocess.snip_baselines = numpy_despike, numpy_snip_baselines
-        if self.serial:
-            supervised.CPU_BATCH_WORKERS = 1
+        self.saved = preprocess.despike, preprocess.snip_baselines
+        preprocess.despike, preprocess.snip_baselines = numpy_despike, numpy_snip_baselines
 
     def __exit__(self, *exc):
         from specflow.data import preprocess
-        from specflow.learn import supervised
 
-        preprocess.despike, preprocess.snip_baselines, supervised.CPU_BATCH_WORKERS = self.saved
+        preprocess.despike, preprocess.snip_baselines = self.saved
 
 
 def relu_before_pool(net: torch.nn.Module) -> torch.nn.Module:
@@ -418,12 +409,10 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
                        repeats: int) -> dict:
     """The default (corpus-network) model's whole path as served (curves prepared in
     blocks of 64 on threads, despiking and SNIP compiled, BatchNorms folded into the
-    convolutions, each pool before its ReLU, batches of 16, on two threads when torch has one)
-    against the path
-    before (despiking and SNIP as numpy expressions, ReLU before pool, batches one at a
-    time: :class:`NumpyKernels`, :func:`relu_before_pool`), each change undone alone, the
-    network as trained (unfolded, batches of 64) and other batch sizes
-    (:func:`timed_table`)."""
+    convolutions, each pool before its ReLU, batches of 16) against the path before
+    (despiking and SNIP as numpy expressions, ReLU before pool: :class:`NumpyKernels`,
+    :func:`relu_before_pool`), the pool-first change undone alone, the network as trained
+    (unfolded, batches of 64) and other batch sizes (:func:`timed_table`)."""
     from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
     from specflow.models.supervised import build_network
 
@@ -432,10 +421,10 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
 
     def served_and_before(_threads: int) -> dict:
         found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle),
-                 "served, batches one at a time": PhasePredictor(bundle),
-                 "served, numpy despike and SNIP": PhasePredictor(bundle),
+                 "served, ReLU before pool": PhasePredictor(bundle),
                  "unfolded BatchNorm, batch 64": PhasePredictor(bundle)}
-        found[before].network = relu_before_pool(found[before].network)
+        for name in (before, "served, ReLU before pool"):
+            found[name].network = relu_before_pool(found[name].network)
         unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
         unfolded.load_state_dict(spec["state"])
         found["unfolded BatchNorm, batch 64"].network = unfolded.eval()
@@ -445,12 +434,9 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
             found[f"served, batch {size}"].batch_size = size
         return found
 
-    contexts = {before: NumpyKernels(),
-                "served, batches one at a time": NumpyKernels(kernels=False),
-                "served, numpy despike and SNIP": NumpyKernels(serial=False)}
     return timed_table(
         runs, threads, repeats, served_and_before, before, "served", before,
-        lambda name: contexts.get(name, contextlib.nullcontext()))
+        lambda name: NumpyKernels() if name == before else contextlib.nullcontext())
 
 
 def multiply_adds(net: torch.nn.Module, length: int) -> tuple[int, tuple[int, int, int]]:

@@ -302,6 +302,37 @@ def test_our_own_crashed_writer_does_not_block_a_rerun(tiled_client, mlflow_stor
     assert result.status == "written" and "abandoned" in result.reason
 
 
+def test_a_run_already_annotated_loses_the_partial_node_a_dead_writer_left(tiled_client,
+                                                                          mlflow_store):
+    """A writer killed mid-write while another finished the run (a Dask worker killed in a
+    bulk re-annotation the watcher raced): the next annotator that finds the run done clears
+    the dead writer's partial node and keeps the complete one; a live writer's is kept."""
+    import socket
+    import subprocess
+    import sys
+
+    (uid,) = ramps(tiled_client, 1, seed=71)
+    model = load_model(mlflow_store.champion)
+    assert annotate_run(tiled_client, uid, model).status == "written"  # K1, complete
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = datetime.now(UTC)
+    lease = {"since": now.isoformat(), "expires": (now + timedelta(minutes=5)).isoformat()}
+    container = tiled_client[uid].base["specflow"]
+    container.create_container(K1_R2, metadata={
+        "status": "partial", "model_name": PHASE_MODEL,
+        "writer": {"id": "killed", "host": socket.gethostname(), "pid": dead.pid, **lease}})
+    live = node_key(PHASE_MODEL, 1, revision=3)
+    container.create_container(live, metadata={
+        "status": "partial", "model_name": PHASE_MODEL,
+        "writer": {"id": "elsewhere", "host": "another-host", "pid": 1, **lease}})
+    result = annotate_run(tiled_client, uid, model)
+    assert result.status == "skipped", result
+    left = complete_nodes(tiled_client, uid)
+    assert K1_R2 not in left and left[K1]["status"] == "complete"
+    assert left[live]["status"] == "partial"  # another host's writer, its lease running
+
+
 def test_two_names_with_one_key_do_not_collide(tiled_client, phase_registry, mlflow_store):
     import mlflow
     from mlflow.tracking import MlflowClient

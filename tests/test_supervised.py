@@ -391,35 +391,3 @@ def test_a_cosine_learning_rate_changes_the_network_and_its_fingerprint(curves):
     with pytest.raises(ValueError, match="learning-rate schedule"):
         SupervisedConfig(schedule="step")
 
-
-def test_batches_on_worker_threads_give_the_outputs_of_one_batch_at_a_time(monkeypatch):
-    """What the predictor serves on a CPU where torch runs one thread: a network's batches
-    shared over worker threads, with the outputs of one batch at a time."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from specflow.learn import supervised
-
-    pools = []
-
-    class Recorded(ThreadPoolExecutor):
-        def __init__(self, workers: int) -> None:
-            pools.append(workers)
-            super().__init__(workers)
-
-    torch.manual_seed(1)
-    net = build_network("cnn", 512).eval()
-    x = np.random.default_rng(0).random((83, 512)).astype(np.float32)  # a ragged last batch
-    monkeypatch.setattr(supervised, "ThreadPoolExecutor", Recorded)
-    monkeypatch.setattr(supervised, "usable_cpus", lambda: 2)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)  # torch fills both cores itself: no workers
-        together = network_outputs(net, x, batch_size=8, device="cpu")
-        assert pools == []
-        torch.set_num_threads(1)
-        threaded = network_outputs(net, x, batch_size=8, device="cpu")
-        assert pools == [2]
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(together, threaded, strict=True):
-        assert a.shape[0] == 83 and np.array_equal(a, b)

@@ -238,6 +238,18 @@ def _finish(client: Any, uid: str, summary: dict[str, Any], key: str, model: Loa
                        "this annotation was being published; annotate it again")
 
 
+def _drop_abandoned(container: Any, nodes: list[writer.Node], me: writer.Writer) -> set[int]:
+    """Delete this model version's partial nodes whose writer is gone (or is ``me``: a
+    retry's own leftover), each re-checked just before its delete; their revisions. No
+    request where there are none."""
+    dropped = set()
+    for n in nodes:
+        if not n.complete and writer.still_abandoned(container, n, me):
+            writer.drop_node(container, n.key)
+            dropped.add(n.revision)
+    return dropped
+
+
 def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force: bool,
                    publish: bool, me: writer.Writer, identifier: Any = None
                    ) -> AnnotationResult:
@@ -250,6 +262,9 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     container = children.get(writer.CONTAINER)
     nodes, taken = writer.model_nodes(container, model.name, model.version)
     ours = [n for n in nodes if n.finished_by_call(me)]
+    done = [n for n in nodes if n.complete]
+    if ours or (done and not force):  # nothing to write: clear what dead writers left
+        _drop_abandoned(container, nodes, me)
     if ours:  # an earlier attempt of this call finished it (a retry after a lost answer)
         summary = ours[-1].metadata["summary"]
         return _finish(client, uid, summary, ours[-1].key, model, publish,
@@ -258,7 +273,6 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     if busy:
         return AnnotationResult(uid, "skipped", "another annotator is writing this model's "
                                 f"node ({busy[-1].describe_writer()})", busy[-1].key)
-    done = [n for n in nodes if n.complete]
     if done and not force:
         last = done[-1]
         summary = {**last.metadata["summary"], "model": model.provenance()}  # via this alias
@@ -279,11 +293,7 @@ def _annotate_once(client: Any, uid: str, model: LoadedModel, stream: str, force
     table = writer.phase_table(ds["seq_num"].values if "seq_num" in ds else
                                np.arange(1, ds.sizes["curve"] + 1), ds["time"].values,
                                ds["pressure"].values, prediction)
-    dropped = set()
-    for n in nodes:  # abandoned partial nodes: re-checked just before each delete
-        if not n.complete and writer.still_abandoned(container, n, me):
-            writer.drop_node(container, n.key)
-            dropped.add(n.revision)
+    dropped = _drop_abandoned(container, nodes, me)
     # never a key that was taken: a dropped key may already hold another writer's new node
     # (it saw the same abandoned node), and Tiled's create answers 409 to all but one
     revision = max(taken, default=0) + 1

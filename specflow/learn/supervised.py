@@ -17,14 +17,12 @@ order, every curve inside its own window of the same width (the network stores i
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from specflow.data.augment import check_augmentation, make_augmentation
-from specflow.data.preprocess import usable_cpus
 from specflow.learn.data import Curves
 from specflow.learn.devices import check_device, resolve_device
 from specflow.learn.pretrain import load_checkpoint
@@ -245,31 +243,6 @@ def _window_sampler(curves: Curves, labelled: np.ndarray, window: int, n_windows
     return draw
 
 
-#: Threads that run a CPU network's batches side by side (:func:`network_outputs`)
-CPU_BATCH_WORKERS = 2
-
-
-def _batches(net: SupervisedNet, xt: torch.Tensor, batch_size: int, dev: torch.device
-             ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``net`` on ``xt`` in batches, in order. On a CPU where torch's own threads leave
-    cores idle (``torch.set_num_threads(1)``, as in a Dask worker), up to
-    :data:`CPU_BATCH_WORKERS` threads take a batch each (torch releases the GIL): 1.3–1.4×
-    on the whole path with one torch thread, nothing with two (benchmarks/speed.py). Each
-    batch is computed as on its own: the same outputs."""
-    starts = range(0, len(xt), batch_size)
-
-    @torch.inference_mode()
-    def one(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return net(xt[i:i + batch_size].to(dev))
-
-    idle = usable_cpus() // max(1, torch.get_num_threads())
-    workers = min(CPU_BATCH_WORKERS, idle, len(starts))
-    if dev.type != "cpu" or workers <= 1:
-        return [one(i) for i in starts]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, starts))
-
-
 @torch.inference_mode()
 def network_outputs(net: SupervisedNet, x: np.ndarray, sequences: list[np.ndarray] | None = None,
                     batch_size: int = 64, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +255,7 @@ def network_outputs(net: SupervisedNet, x: np.ndarray, sequences: list[np.ndarra
     net = net.eval().to(dev)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     if net.context == "curve":
-        parts = _batches(net, xt, batch_size, dev)
+        parts = [net(xt[i : i + batch_size].to(dev)) for i in range(0, len(xt), batch_size)]
         if not parts:
             return np.zeros((0, 3), np.float32), np.zeros((0, 1), np.float32)
         logits = torch.cat([p[0] for p in parts])
