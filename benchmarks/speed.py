@@ -301,19 +301,6 @@ class NumpyKernels:
         preprocess.despike, preprocess.snip_baselines = self.saved
 
 
-def relu_before_pool(net: torch.nn.Module) -> torch.nn.Module:
-    """The served network with ReLU then MaxPool again (before ``fold_batch_norms`` put the
-    pool first): the same numbers."""
-    import copy
-
-    net = copy.deepcopy(net)
-    for seq in [m for m in net.modules() if isinstance(m, torch.nn.Sequential)]:
-        for i, m in enumerate(seq):
-            if type(m).__name__ == "_PoolThenReLU":
-                seq[i - 1], seq[i] = torch.nn.ReLU(), m.pool
-    return net
-
-
 def agreement(outputs: list[dict], reference: list[dict]) -> dict:
     """How many labels differ from the reference outputs, and the largest probability gap."""
     label = np.concatenate([o["label"] for o in outputs])
@@ -411,10 +398,10 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
     blocks of 64 on threads, despiking and SNIP compiled, BatchNorms folded into the
     convolutions, each pool before its ReLU, batches of 16) against the path before
     (despiking and SNIP as numpy expressions, ReLU before pool: :class:`NumpyKernels`,
-    :func:`relu_before_pool`), the pool-first change undone alone, the network as trained
-    (unfolded, batches of 64) and other batch sizes (:func:`timed_table`)."""
+    ``fold_batch_norms(pool_first=False)``), the pool-first change undone alone, the network
+    as trained (unfolded, batches of 64) and other batch sizes (:func:`timed_table`)."""
     from specflow.learn.predictor import NETWORK_CPU_BATCH, PhasePredictor
-    from specflow.models.supervised import build_network
+    from specflow.models.supervised import build_network, fold_batch_norms
 
     spec = bundle["network"]
     before = "previous path (before)"
@@ -423,10 +410,10 @@ def default_path_table(runs: list[tuple], bundle: dict, threads: list[int],
         found = {before: PhasePredictor(bundle), "served": PhasePredictor(bundle),
                  "served, ReLU before pool": PhasePredictor(bundle),
                  "unfolded BatchNorm, batch 64": PhasePredictor(bundle)}
-        for name in (before, "served, ReLU before pool"):
-            found[name].network = relu_before_pool(found[name].network)
         unfolded = build_network(spec["arch"], len(bundle["grid"]), **spec["kwargs"])
         unfolded.load_state_dict(spec["state"])
+        for name in (before, "served, ReLU before pool"):
+            found[name].network = fold_batch_norms(unfolded, pool_first=False)
         found["unfolded BatchNorm, batch 64"].network = unfolded.eval()
         found["unfolded BatchNorm, batch 64"].batch_size = 64
         for size in sorted({16, 64, 256} - {NETWORK_CPU_BATCH}):
@@ -482,13 +469,14 @@ def network_bound(bundle: dict, repeats: int = 5) -> dict:
         b = torch.rand(inner, cols)
         x = torch.rand(1024, length)
         gemm = rate = 0.0
+        products = max(1, 64 // NETWORK_CPU_BATCH)  # 64 curves' worth per timing
         with torch.inference_mode():
             a @ b
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                for _ in range(64 // NETWORK_CPU_BATCH or 1):
+                for _ in range(products):
                     a @ b
-                gemm = max(gemm, (64 // NETWORK_CPU_BATCH or 1) * a.shape[0] * inner * cols
+                gemm = max(gemm, products * a.shape[0] * inner * cols
                            / (time.perf_counter() - t0))
                 t0 = time.perf_counter()
                 for i in range(0, len(x), NETWORK_CPU_BATCH):

@@ -368,13 +368,14 @@ class _PoolThenReLU(nn.Module):
         return torch.clamp_min_(self.pool(x), 0)
 
 
-def fold_batch_norms(net: SupervisedNet) -> SupervisedNet:
+def fold_batch_norms(net: SupervisedNet, pool_first: bool = True) -> SupervisedNet:
     """An inference copy of ``net`` (eval mode) with each BatchNorm that directly follows a
     Conv1d in an ``nn.Sequential`` folded into that convolution's weights (the same outputs
     to float rounding, one pass over the activations fewer: the CNN's BatchNorms cost a
     third of its time on a CPU), and each ReLU followed by a MaxPool swapped for the pool
     then an in-place ReLU (the same numbers, exactly; a pass over half the values and one
-    array fewer: on a CPU large fresh arrays cost page faults)."""
+    array fewer: on a CPU large fresh arrays cost page faults). ``pool_first=False`` keeps
+    the ReLUs where they are (the served copy before that change: benchmarks, tests)."""
     net = copy.deepcopy(net).eval()
     for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
@@ -384,6 +385,6 @@ def fold_batch_norms(net: SupervisedNet) -> SupervisedNet:
                 seq[i + 1] = nn.Identity()
         for i in range(len(seq) - 1):
             relu, pool = seq[i], seq[i + 1]
-            if isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool1d):
+            if pool_first and isinstance(relu, nn.ReLU) and isinstance(pool, nn.MaxPool1d):
                 seq[i], seq[i + 1] = nn.Identity(), _PoolThenReLU(pool)
     return net
