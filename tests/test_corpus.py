@@ -267,6 +267,14 @@ def test_auto_corpus_follows_the_transition_the_runs_name(runs):
     assert named_transitions([*runs, zr]) is None  # a run of no built-in transition: none
     feo = simulate_family("FeO", 1, n_curves=30, seed=2)[0]
     assert named_transitions([feo, *runs]) == ("Fe", "FeO")  # one corpus of both
+    named = [runs[0].assign_attrs(material=m) for m in ("iron", "Fe0.95O", "wüstite")]
+    assert named_transitions(named) == ("Fe", "FeO")  # common names and formulas
+    described = runs[0].assign_attrs(material="", sample="Fe foil, run 3")
+    assert named_transitions([described]) == ("Fe",)  # a description that starts with it
+    in_medium = runs[0].assign_attrs(material="", sample="Zr in NaCl")
+    assert named_transitions([in_medium]) is None  # the medium is not the sample
+    with pytest.warns(UserWarning, match="names FeO, KCl; no corpus is chosen"):
+        assert named_transitions([runs[0].assign_attrs(material="FeO + KCl")]) is None
     clf = PhaseClassifier()
     assert clf.resolve_corpus(runs) == CorpusRecipe.for_transition("Fe")
     assert PhaseClassifier(corpus=None).resolve_corpus(runs) is None

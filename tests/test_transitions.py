@@ -12,6 +12,7 @@ from specflow.simulator.transitions import (
     Transition,
     get_transition,
     transition_from_cifs,
+    transitions_named,
 )
 
 E = 30.0  # keV
@@ -166,3 +167,19 @@ def test_transition_from_cifs_rejects_bad_input(tmp_path):
         transition_from_cifs(low, high, 30.0, 34.0, reverse_onset=31.0)
     with pytest.raises(ValueError, match="b2.cif"):
         transition_from_cifs(low, high, 30.0, 34.0, k0_high=-5.0)
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Fe", ("Fe",)), ("feo", ("FeO",)), ("O1 Fe1", ("FeO",)), ("Fe0.95O", ("FeO",)),
+    ("Fe2O2 powder", ("FeO",)), ("iron foil", ("Fe",)), ("Wüstite (FeO)", ("FeO",)),
+    ("zinc oxide", ("ZnO",)), ("Si-II", ("Si",)), ("FeO in KCl", ("FeO", "KCl")),
+    ("Fe3O4", ()), ("SiO2", ()), ("Zr", ()), ("S1", ()), ("", ()),
+])
+def test_a_sample_field_names_its_transition_by_formula_or_common_name(text, names):
+    assert transitions_named(text) == names
+
+
+def test_a_description_is_read_from_its_first_words_only():
+    assert transitions_named("Zr in NaCl") == ("NaCl",)
+    assert transitions_named("Zr in NaCl", leading=True) == ()
+    assert transitions_named("zinc oxide in Ne", leading=True) == ("ZnO",)

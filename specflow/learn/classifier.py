@@ -14,6 +14,7 @@ and out. It knows nothing of MLflow or Tiled: the registry's pyfunc serves its
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -60,7 +61,7 @@ from specflow.learn.pretrain import PretrainConfig
 from specflow.learn.probe import ProbeConfig
 from specflow.learn.supervised import SupervisedConfig
 from specflow.simulator.corpus import Corpus, CorpusRecipe, build_corpus, recipe_from_text
-from specflow.simulator.transitions import TRANSITIONS, get_transition
+from specflow.simulator.transitions import TRANSITIONS, transitions_named
 
 MethodName = Literal["auto", "rrmoco", "rr", "moco", "selftime", "raw", "untrained",
                      "reference", "cnn", "lstm", "transformer", "fnn", "resnet", "convsc",
@@ -95,8 +96,9 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
         shipped SSL encoder).
     corpus : str, CorpusRecipe, Corpus or None
         ``auto`` (default): for ``method`` ``auto`` and ``cnn``, the built-in transitions
-        the runs name (attrs ``material``, ``formula`` or ``sample``; every run must name
-        one), for other methods none; transition names and at most one pressure marker
+        the runs name (:func:`named_transitions`: attrs ``material``, ``formula`` or
+        ``composition``, else a ``sample`` description; every run must name one), for
+        other methods none; transition names and at most one pressure marker
         joined by ``+`` (``Fe``, ``Fe+FeO``: each corpus run draws none, Au or Pt;
         ``Fe+Au``: Au in every corpus run; ``Fe+none``: no marker); a recipe
         (built once and cached, ``$SPECFLOW_CACHE``); a built corpus; None: no corpus.
@@ -413,21 +415,37 @@ class PhaseClassifier(ClassifierMixin, BaseEstimator):
         return predictor
 
 
+#: A run's attrs that state its sample's material, in the order they are read, and the
+#: free-text descriptions read when none of them is given
+MATERIAL_KEYS = ("material", "formula", "composition")
+DESCRIPTION_KEYS = ("sample", "sample_name")
+
+
 def named_transitions(runs: Sequence[xr.Dataset]) -> tuple[str, ...] | None:
-    """The built-in transitions the runs name in their attrs (``material``, ``formula`` or
-    ``sample``, first match per run), sorted; None if a run names none."""
+    """The built-in transitions the runs name in their attrs, sorted; None if a run names
+    none (:func:`~specflow.simulator.transitions.transitions_named`). Per run, the first
+    non-empty one of :data:`MATERIAL_KEYS` decides (``Fe``, ``iron``, ``Fe0.95O``); a
+    material it does not know, or several (``FeO + KCl``, with a warning saying how to
+    choose), is none. Without them, a description of :data:`DESCRIPTION_KEYS` that starts
+    with the sample (``Fe run 3``, ``FeO powder``; not ``Zr in NaCl``)."""
     names = set()
-    for ds in runs:
-        found = None
-        for key in ("material", "formula", "sample"):
-            try:
-                found = get_transition(str(ds.attrs.get(key, "")).strip()).name
-                break
-            except ValueError:
-                continue
-        if found is None:
+    for i, ds in enumerate(runs):
+        given = [(k, str(ds.attrs[k]).strip()) for k in MATERIAL_KEYS
+                 if str(ds.attrs.get(k) or "").strip()]
+        if given:
+            key, text = given[0]
+            named = transitions_named(text)
+        else:
+            key, text = next(((k, str(ds.attrs[k])) for k in DESCRIPTION_KEYS
+                              if str(ds.attrs.get(k) or "").strip()), ("", ""))
+            named = transitions_named(text, leading=True)
+        if len(named) > 1:
+            warnings.warn(f"run {ds.attrs.get('run_uid', i)!r}: attrs {key!r} = {text!r} "
+                          f"names {', '.join(named)}; no corpus is chosen for it: say which, "
+                          f"e.g. corpus='{named[0]}'", stacklevel=3)
+        if len(named) != 1:
             return None
-        names.add(found)
+        names.add(named[0])
     return tuple(sorted(names)) if names else None
 
 

@@ -3,7 +3,8 @@
 Each :class:`Transition` pairs a low- and a high-pressure :class:`~specflow.simulator.phases.Phase`
 (pymatgen structure + third-order Birch–Murnaghan EOS) with the pressures at which the
 high-pressure fraction grows on compression and shrinks on decompression (hysteresis).
-:data:`TRANSITIONS` holds the built-in ones, :func:`get_transition` looks one up by name and
+:data:`TRANSITIONS` holds the built-in ones, :func:`get_transition` looks one up by name,
+:func:`transitions_named` finds the ones a run's free-text sample field names, and
 :func:`transition_from_cifs` builds one from two CIF files.
 
 Numbers are rounded literature values; docs/transitions.md lists them with their sources and
@@ -13,11 +14,15 @@ that its volume at the onset gives the reported volume collapse).
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
+from pymatgen.core import Composition
 from pymatgen.io.cif import CifParser
 
 from specflow.simulator.eos import BirchMurnaghan3
@@ -412,3 +417,60 @@ def transition_from_cifs(
                     f"K0' {k0p_low}/{k0p_high}"),
         description=f"{low.name} -> {high.name} (from CIF files)",
     )
+
+
+#: Names other than the formula that a run's metadata may give a built-in transition's sample
+COMMON_NAMES = {
+    "iron": "Fe", "wüstite": "FeO", "wustite": "FeO", "silicon": "Si", "germanium": "Ge",
+    "sodium chloride": "NaCl", "halite": "NaCl", "rock salt": "NaCl", "rocksalt": "NaCl",
+    "potassium chloride": "KCl", "sylvite": "KCl", "zinc oxide": "ZnO", "zincite": "ZnO",
+    "zinc sulfide": "ZnS", "zinc sulphide": "ZnS", "sphalerite": "ZnS", "zinc blende": "ZnS",
+    "zincblende": "ZnS", "gallium nitride": "GaN", "aluminium nitride": "AlN",
+    "aluminum nitride": "AlN",
+}
+_FORMULA = re.compile(r"(?:[A-Z][a-z]?\d*(?:\.\d+)?)+")
+
+
+def transitions_named(text: str, leading: bool = False) -> tuple[str, ...]:
+    """The built-in transitions a sample field names, in the order they appear: the whole
+    text as a transition name (any case) or formula (``O1 Fe1``, ``Fe0.95O``), else each
+    word as a name or formula (``FeO powder``: exact case) or a common name (``iron``,
+    ``zinc oxide``: :data:`COMMON_NAMES`). Several (``FeO in KCl``) are all returned: which
+    is the sample is the caller's question. ``leading``: only the text's first word (or
+    two, for a common name), where a free-text description puts its sample (``Fe run 3``,
+    not the medium of ``Zr in NaCl``)."""
+    text = str(text).strip()
+    if not text:
+        return ()
+    whole = _by_formula(text)
+    if whole is not None:
+        return (whole,)
+    if text.casefold() in {k.casefold() for k in TRANSITIONS}:
+        return (get_transition(text).name,)
+    words = re.findall(r"[^\W_](?:[^\W_]|\.(?=\d))*", text)  # Fe0.95O is one word
+    found: list[str] = []
+    for i, word in enumerate(words[:1] if leading else words):
+        name = (COMMON_NAMES.get(" ".join(words[i:i + 2]).casefold()) or
+                COMMON_NAMES.get(word.casefold()) or
+                (_by_formula(word) if _FORMULA.fullmatch(word) else None))
+        if name is not None and name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+def _by_formula(text: str) -> str | None:
+    """The built-in transition whose formula ``text`` is, reduced and within 5 % of each
+    element's share (``Fe2O2`` and wüstite's ``Fe0.95O`` are FeO); None if none is."""
+    try:
+        with warnings.catch_warnings():  # pymatgen warns about some elements' properties
+            warnings.simplefilter("ignore")
+            share = Composition(text).fractional_composition
+    except Exception:  # pymatgen raises several kinds on what is not a formula
+        return None
+    return next((name for name, known in _formulas().items()
+                 if known.almost_equals(share, rtol=0.05)), None)
+
+
+@cache
+def _formulas() -> dict[str, Composition]:
+    return {name: Composition(name).fractional_composition for name in TRANSITIONS}
