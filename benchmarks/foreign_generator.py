@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ class Phase:
     v0: float
     k0: float
     k0_prime: float
-    build: object  # volume per atom -> pymatgen Structure
+    build: Callable[[float], Structure]  # volume per atom -> structure
 
     def volume(self, p: float) -> float:
         def pressure(v: float) -> float:
