@@ -3,10 +3,15 @@ annotators, abandoned and leased partial nodes, forced revisions, a server that 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -502,3 +507,22 @@ def test_retries_count_tries_and_report_each_retry_once():
                      RetryPolicy(attempts=3, base_delay=0.01))
     assert len(calls) == 1
 
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_writer_its_parent_has_not_reaped_counts_as_dead():
+    from specflow.annotate.writer import _pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _pid_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _pid_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _pid_alive(child.pid)  # a zombie until the wait below: its lease is dead
+        assert child.poll() is None or child.returncode == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait()
+    assert not _pid_alive(child.pid)

@@ -114,13 +114,24 @@ class Node:
 
 
 def _pid_alive(pid: Any) -> bool:
+    """A process ``pid`` runs on this host. A killed writer its parent has not reaped yet
+    (a zombie: a Dask worker SIGKILLed, its nanny still busy) is dead."""
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, TypeError, ValueError):
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """``pid`` has exited and waits for its parent (Linux ``/proc``; elsewhere False)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def create_specflow_container(run_base: Any) -> Any:
