@@ -508,7 +508,6 @@ def test_retries_count_tries_and_report_each_retry_once():
     assert len(calls) == 1
 
 
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_writer_its_parent_has_not_reaped_counts_as_dead():
     from specflow.annotate.writer import _pid_alive

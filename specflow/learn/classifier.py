@@ -430,15 +430,10 @@ def named_transitions(runs: Sequence[xr.Dataset]) -> tuple[str, ...] | None:
     with the sample (``Fe run 3``, ``FeO powder``; not ``Zr in NaCl``)."""
     names = set()
     for i, ds in enumerate(runs):
-        given = [(k, str(ds.attrs[k]).strip()) for k in MATERIAL_KEYS
-                 if str(ds.attrs.get(k) or "").strip()]
-        if given:
-            key, text = given[0]
-            named = transitions_named(text)
-        else:
-            key, text = next(((k, str(ds.attrs[k])) for k in DESCRIPTION_KEYS
-                              if str(ds.attrs.get(k) or "").strip()), ("", ""))
-            named = transitions_named(text, leading=True)
+        key, text = next(((k, str(ds.attrs.get(k) or "").strip())
+                          for k in (*MATERIAL_KEYS, *DESCRIPTION_KEYS)
+                          if str(ds.attrs.get(k) or "").strip()), ("", ""))
+        named = transitions_named(text, leading=key in DESCRIPTION_KEYS)
         if len(named) > 1:
             warnings.warn(f"run {ds.attrs.get('run_uid', i)!r}: attrs {key!r} = {text!r} "
                           f"names {', '.join(named)}; no corpus is chosen for it: say which, "

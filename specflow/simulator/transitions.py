@@ -445,8 +445,10 @@ def transitions_named(text: str, leading: bool = False) -> tuple[str, ...]:
     whole = _by_formula(text)
     if whole is not None:
         return (whole,)
-    if text.casefold() in {k.casefold() for k in TRANSITIONS}:
+    try:
         return (get_transition(text).name,)
+    except ValueError:
+        pass
     words = re.findall(r"[^\W_](?:[^\W_]|\.(?=\d))*", text)  # Fe0.95O is one word
     found: list[str] = []
     for i, word in enumerate(words[:1] if leading else words):
